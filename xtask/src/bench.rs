@@ -1,0 +1,105 @@
+//! `cargo xtask bench`: measurements printed as Markdown tables and written
+//! to `out/bench/<name>.md`.
+
+use crate::util;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    let which = args.first().map(String::as_str).unwrap_or("build");
+    let table = match which {
+        "build" => bench_build(root)?,
+        "tor" => example(root, "timb-tor", "bench_tor")?,
+        "xmpp" => example(root, "timb-xmpp", "bench_xmpp")?,
+        "irc" => example(root, "timb-irc", "bench_irc")?,
+        "otr" => example(root, "timb-otr", "bench_otr")?,
+        other => bail!("unknown benchmark '{other}' (build, tor, xmpp, irc, otr)"),
+    };
+    println!("{table}");
+    let dir = root.join("out").join("bench");
+    std::fs::create_dir_all(&dir)?;
+    std::fs::write(dir.join(format!("{which}.md")), &table)?;
+    Ok(())
+}
+
+fn timed(mut cmd: Command) -> Result<f64> {
+    let t = Instant::now();
+    util::run(&mut cmd)?;
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Clean builds into fresh target directories, so the numbers mean the same
+/// on every machine; then a no-op re-run that must hit the output cache.
+fn bench_build(root: &Path) -> Result<String> {
+    let scratch = std::env::temp_dir().join(format!("timb-bench-{}", std::process::id()));
+    util::remove_dir(&scratch)?;
+    std::fs::create_dir_all(&scratch)?;
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let exe = std::env::current_exe()?;
+
+    let mut plain = Command::new(&cargo);
+    plain
+        .current_dir(root)
+        .args(["build", "--release", "--locked", "--package", "timb"])
+        .env("CARGO_TARGET_DIR", scratch.join("plain"));
+    let t_plain = timed(plain)?;
+
+    let out = scratch.join("bundle");
+    let mut bundle = Command::new(&exe);
+    bundle
+        .current_dir(root)
+        .args(["bundle", "--out"])
+        .arg(&out)
+        .env("CARGO_TARGET_DIR", scratch.join("bundle-target"));
+    let t_bundle = timed(bundle)?;
+
+    let mut again = Command::new(&exe);
+    again
+        .current_dir(root)
+        .args(["bundle", "--out"])
+        .arg(&out)
+        .env("CARGO_TARGET_DIR", scratch.join("bundle-target"));
+    let t_again = timed(again)?;
+
+    let version = util::workspace_version(root)?;
+    let archive = out.join(crate::bundle::archive_name(&version, "linux-x86_64"));
+    let size = std::fs::metadata(&archive).context("no archive")?.len();
+    let files = crate::bundle::read_tar_xz(&archive)?;
+    let bin = files
+        .get(&format!("timb-{version}-linux-x86_64/timb"))
+        .map(|b| b.len())
+        .unwrap_or(0);
+    let _ = util::remove_dir(&scratch);
+    Ok(format!(
+        "| measurement (clean, {} cores) | value |\n|---|---|\n| `cargo build --release -p timb` | {t_plain:.0} s |\n| `cargo xtask bundle` (sandboxed release build + bundle + sign) | {t_bundle:.0} s |\n| `cargo xtask bundle` again, nothing changed (cache hit) | {t_again:.1} s |\n| archive `{}` | {:.2} MiB |\n| `timb` binary inside | {:.2} MiB |\n",
+        std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
+        archive.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
+        size as f64 / 1048576.0,
+        bin as f64 / 1048576.0,
+    ))
+}
+
+/// The protocol benchmarks live beside their crates as examples that print a
+/// table; they get the shared private Tor network like the tests do.
+fn example(root: &Path, package: &str, name: &str) -> Result<String> {
+    let net = crate::test::start_testnet(root)?;
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root).args([
+        "run",
+        "--release",
+        "--locked",
+        "--quiet",
+        "--package",
+        package,
+        "--example",
+        name,
+    ]);
+    if let Some(n) = &net {
+        c.env("TIMB_TESTNET", &n.config);
+    }
+    let out = util::output(&mut c)?;
+    drop(net);
+    Ok(out)
+}

@@ -1,0 +1,239 @@
+//! `cargo xtask`: timb's build pipeline. See README.md and rbm-projects/README.md.
+
+mod bench;
+mod bundle;
+mod provision;
+mod rbm;
+mod sandbox;
+mod sign;
+mod sources;
+mod test;
+mod util;
+mod verify;
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode};
+
+const USAGE: &str = "\
+cargo xtask <command>
+
+  bundle [--key FILE] [--out DIR]   build the signed Linux bundle (development key if no --key)
+  verify ARCHIVE [--pubkey FILE] [--source DIR] [--target-dir DIR] [--work DIR] [--no-rebuild]
+                                    check a bundle's signature, rebuild it and compare the bytes
+  test                              install what the suite needs, then run all of it
+  bench [build|tor|xmpp|irc|otr]    measure and print a table
+  build PROJECT [--target T]        build one rbm project into out/PROJECT/<build-id>/
+  build-unsigned --out DIR          the bundle without signatures (used by verify)
+  fetch                             download crates and pinned source archives (checked by sha256)
+";
+
+fn main() -> ExitCode {
+    match real_main() {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main() -> Result<()> {
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    if args.is_empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help" {
+        print!("{USAGE}");
+        return Ok(());
+    }
+    let cmd = args.remove(0);
+    let root = util::repo_root();
+    match cmd.as_str() {
+        "bundle" => {
+            let key = take_opt(&mut args, "--key")?.map(PathBuf::from);
+            let out = take_opt(&mut args, "--out")?.map(PathBuf::from);
+            no_more(&args)?;
+            bundle_cmd(&root, key.as_deref(), out)
+        }
+        "build-unsigned" => {
+            let out = take_opt(&mut args, "--out")?.context("--out DIR is required")?;
+            no_more(&args)?;
+            build_unsigned(&root, Path::new(&out), 1, 3).map(|_| ())
+        }
+        "verify" => {
+            let o = verify::Opts {
+                pubkey: take_opt(&mut args, "--pubkey")?.map(PathBuf::from),
+                source: take_opt(&mut args, "--source")?.map(PathBuf::from),
+                target_dir: take_opt(&mut args, "--target-dir")?.map(PathBuf::from),
+                work: take_opt(&mut args, "--work")?.map(PathBuf::from),
+                no_rebuild: take_flag(&mut args, "--no-rebuild"),
+            };
+            if args.len() != 1 {
+                bail!("verify takes one archive\n\n{USAGE}");
+            }
+            verify::verify(&root, Path::new(&args[0]), &o)
+        }
+        "build" => {
+            let target = take_opt(&mut args, "--target")?.unwrap_or_else(|| "linux-x86_64".into());
+            if args.len() != 1 {
+                bail!("build takes one project name\n\n{USAGE}");
+            }
+            fetch(&root)?;
+            let mut ctx = new_ctx(&root)?;
+            let b = ctx.build(&args[0], &target)?;
+            println!("{}", b.dir.display());
+            Ok(())
+        }
+        "fetch" => {
+            no_more(&args)?;
+            fetch(&root)
+        }
+        "test" => test::run(&root, &args),
+        "bench" => bench::run(&root, &args),
+        other => bail!("unknown command '{other}'\n\n{USAGE}"),
+    }
+}
+
+fn take_opt(args: &mut Vec<String>, name: &str) -> Result<Option<String>> {
+    if let Some(i) = args.iter().position(|a| a == name) {
+        if i + 1 >= args.len() {
+            bail!("{name} needs a value");
+        }
+        let v = args.remove(i + 1);
+        args.remove(i);
+        return Ok(Some(v));
+    }
+    Ok(None)
+}
+
+fn take_flag(args: &mut Vec<String>, name: &str) -> bool {
+    if let Some(i) = args.iter().position(|a| a == name) {
+        args.remove(i);
+        true
+    } else {
+        false
+    }
+}
+
+fn no_more(args: &[String]) -> Result<()> {
+    if let Some(a) = args.first() {
+        bail!("unexpected argument '{a}'\n\n{USAGE}");
+    }
+    Ok(())
+}
+
+fn new_ctx(root: &Path) -> Result<rbm::Ctx> {
+    let target_dir = util::cargo_target_dir(root).join("sandbox");
+    let mut sandbox = sandbox::Sandbox::new(target_dir)?;
+    // Lets the reproducibility test move the sandbox's wall clock.
+    if let Ok(offset) = std::env::var("TIMB_SANDBOX_FAKETIME") {
+        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
+        if !Path::new(lib).is_file() {
+            bail!("TIMB_SANDBOX_FAKETIME is set but libfaketime is not installed (apt-get install faketime)");
+        }
+        sandbox.extra_env.push(("LD_PRELOAD".into(), lib.into()));
+        sandbox.extra_env.push(("FAKETIME".into(), offset));
+        sandbox
+            .extra_env
+            .push(("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()));
+    }
+    rbm::Ctx::new(root.to_path_buf(), root.join("out"), sandbox)
+}
+
+/// Crates for every platform in Cargo.lock, then every pinned source archive.
+fn fetch(root: &Path) -> Result<()> {
+    util::run(
+        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .current_dir(root)
+            .args(["fetch", "--locked", "--quiet"]),
+    )
+    .context("downloading crates")?;
+    provision::fetch_pinned_sources(root)
+}
+
+struct Unsigned {
+    archive: PathBuf,
+    sums: PathBuf,
+    version: String,
+}
+
+fn build_unsigned(root: &Path, out: &Path, first_stage: usize, total: usize) -> Result<Unsigned> {
+    provision::ensure(&["bubblewrap"])?;
+    util::stage(
+        first_stage,
+        total,
+        "fetching crates and pinned sources (the only step with network)",
+    );
+    fetch(root)?;
+    util::stage(
+        first_stage + 1,
+        total,
+        "building timb in the sandbox (no network; ~9 min on 2 cores when nothing is cached)",
+    );
+    let mut ctx = new_ctx(root)?;
+    let target = "linux-x86_64";
+    let built = ctx.build("linux-bundle", target)?;
+    let version = ctx.version(&ctx.load("linux-bundle")?)?;
+    util::stage(first_stage + 2, total, "collecting the bundle");
+    std::fs::create_dir_all(out)?;
+    let name = bundle::archive_name(&version, target);
+    let archive = out.join(&name);
+    let sums = out.join(bundle::SUMS_FILE);
+    for (from, to) in [
+        (built.dir.join(&name), &archive),
+        (built.dir.join(bundle::SUMS_FILE), &sums),
+    ] {
+        std::fs::copy(&from, to).with_context(|| format!("copying {}", from.display()))?;
+        let _ = std::fs::remove_file(sign::sig_path(to));
+    }
+    eprintln!(
+        "    {}  {}",
+        util::sha256_file(&archive)?,
+        archive.display()
+    );
+    Ok(Unsigned {
+        archive,
+        sums,
+        version,
+    })
+}
+
+fn bundle_cmd(root: &Path, key: Option<&Path>, out: Option<PathBuf>) -> Result<()> {
+    let out = out.unwrap_or_else(|| root.join("out").join("bundle"));
+    let signer = match key {
+        Some(k) => sign::release_signer(k)?,
+        None => sign::dev_signer(&util::cargo_target_dir(root))?,
+    };
+    let u = build_unsigned(root, &out, 1, 4)?;
+    util::stage(4, 4, &format!("signing with key {}", signer.key_id()));
+    let commit = match util::git_commit(root) {
+        Some((c, false)) => c,
+        Some((c, true)) => format!("{c}-modified"),
+        None => "unknown".into(),
+    };
+    let target = "linux-x86_64";
+    for file in [&u.archive, &u.sums] {
+        let name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        let comment = sign::trusted_comment(
+            name,
+            &u.version,
+            target,
+            &util::sha256_file(file)?,
+            &commit,
+            signer.dev,
+        );
+        let sig = signer.sign_file(file, &comment)?;
+        eprintln!("    {}", sig.display());
+    }
+    println!("{}", u.archive.display());
+    if signer.dev {
+        let pubkey = sign::dev_public_key_path(&util::cargo_target_dir(root));
+        eprintln!(
+            "\n\x1b[1;31m!!! This bundle is signed with a LOCAL DEVELOPMENT KEY ({}), not a release key.\n!!! Public key: {}\n!!! Do not publish it. Release builds pass --key.\x1b[0m",
+            signer.key_id(),
+            pubkey.display()
+        );
+    }
+    Ok(())
+}

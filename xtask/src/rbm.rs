@@ -1,0 +1,444 @@
+//! Reads `rbm-projects/*.toml`, derives build ids and runs build steps with
+//! an output cache under `out/<project>/<build-id>/`.
+
+use crate::sandbox::Sandbox;
+use crate::util::{self, sha256_bytes, sha256_file};
+use anyhow::{bail, Context, Result};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProjectDef {
+    pub name: String,
+    pub version: Option<String>,
+    pub version_from: Option<String>,
+    #[allow(dead_code)] // documentation for humans, kept so unknown fields stay an error
+    pub description: Option<String>,
+    #[serde(default)]
+    pub input: Vec<Input>,
+    #[serde(default)]
+    pub target: BTreeMap<String, BTreeMap<String, String>>,
+    pub build: BuildDef,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Input {
+    pub path: Option<String>,
+    pub project: Option<String>,
+    pub file: Option<String>,
+    pub sha256: Option<String>,
+    pub debian_source: Option<String>,
+    pub debian_version: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BuildDef {
+    pub step: String,
+    pub script: Option<String>,
+    #[serde(default)]
+    pub outputs: Vec<String>,
+}
+
+pub enum InputKind<'a> {
+    Path(&'a str),
+    Project(&'a str),
+    File { name: &'a str, sha256: &'a str },
+}
+
+impl Input {
+    pub fn kind(&self) -> Result<InputKind<'_>> {
+        match (&self.path, &self.project, &self.file) {
+            (Some(p), None, None) => Ok(InputKind::Path(p)),
+            (None, Some(p), None) => Ok(InputKind::Project(p)),
+            (None, None, Some(f)) => {
+                let sha = self
+                    .sha256
+                    .as_deref()
+                    .with_context(|| format!("file input {f} has no sha256"))?;
+                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+                    bail!("file input {f}: sha256 must be 64 hex digits");
+                }
+                Ok(InputKind::File {
+                    name: f,
+                    sha256: sha,
+                })
+            }
+            _ => bail!("an input must have exactly one of path, project or file"),
+        }
+    }
+}
+
+/// A definition together with its raw bytes (hashed into the build id).
+pub struct Project {
+    pub def: ProjectDef,
+    raw: Vec<u8>,
+}
+
+/// What the pipeline needs to know to build anything.
+pub struct Ctx {
+    pub root: PathBuf,
+    pub out: PathBuf,
+    pub sandbox: Sandbox,
+    pub source_date_epoch: u64,
+    /// Where pinned source archives are cached after their hash is checked.
+    pub sources: PathBuf,
+    built: BTreeMap<(String, String), Built>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub id: String,
+    pub dir: PathBuf,
+}
+
+impl Ctx {
+    pub fn new(root: PathBuf, out: PathBuf, sandbox: Sandbox) -> Result<Ctx> {
+        let source_date_epoch = util::source_date_epoch(&root)?;
+        let sources = std::env::var_os("TIMB_SOURCES_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| root.join("out").join("sources"));
+        Ok(Ctx {
+            root,
+            out,
+            sandbox,
+            source_date_epoch,
+            sources,
+            built: BTreeMap::new(),
+        })
+    }
+
+    pub fn load(&self, name: &str) -> Result<Project> {
+        load_project(&self.root, name)
+    }
+
+    pub fn version(&self, p: &Project) -> Result<String> {
+        match (&p.def.version, &p.def.version_from) {
+            (Some(v), None) => Ok(v.clone()),
+            (None, Some(f)) if f == "Cargo.toml" => util::workspace_version(&self.root),
+            _ => bail!(
+                "{}: give exactly one of version or version_from = \"Cargo.toml\"",
+                p.def.name
+            ),
+        }
+    }
+
+    /// Builds `name` for `target` (and, first, every project it takes as input).
+    pub fn build(&mut self, name: &str, target: &str) -> Result<Built> {
+        if let Some(b) = self.built.get(&(name.to_string(), target.to_string())) {
+            return Ok(b.clone());
+        }
+        let project = self.load(name)?;
+        let vars = project
+            .def
+            .target
+            .get(target)
+            .with_context(|| format!("project {name} has no [target.{target}] table"))?;
+        let version = self.version(&project)?;
+
+        let mut deps = BTreeMap::new();
+        for input in &project.def.input {
+            if let InputKind::Project(p) = input.kind()? {
+                deps.insert(p.to_string(), self.build(p, target)?);
+            }
+        }
+        let id = self.build_id(&project, target, vars, &version, &deps)?;
+        let dir = self.out.join(name).join(&id);
+        if dir.join("BUILD-ID").is_file() {
+            eprintln!(
+                "    {name}: reusing out/{name}/{} (inputs unchanged)",
+                &id[..16]
+            );
+            let b = Built { id, dir };
+            self.built.insert((name.into(), target.into()), b.clone());
+            return Ok(b);
+        }
+        eprintln!("    {name}: building, id {}", &id[..16]);
+        util::remove_dir(&dir)?;
+        let tmp = self.out.join(name).join(format!(".tmp-{}", &id[..16]));
+        util::remove_dir(&tmp)?;
+        std::fs::create_dir_all(&tmp)?;
+        let step = StepCtx {
+            project: &project,
+            target,
+            vars,
+            version: &version,
+            deps: &deps,
+            out_dir: &tmp,
+        };
+        match project.def.build.step.as_str() {
+            "script" => self.run_script(&step)?,
+            "linux-bundle" => crate::bundle::linux_bundle_step(self, &step)?,
+            other => bail!("{name}: unknown build step '{other}'"),
+        }
+        std::fs::write(tmp.join("BUILD-ID"), format!("{id}\n"))?;
+        std::fs::rename(&tmp, &dir)
+            .with_context(|| format!("moving the output into {}", dir.display()))?;
+        let b = Built { id, dir };
+        self.built.insert((name.into(), target.into()), b.clone());
+        Ok(b)
+    }
+
+    fn build_id(
+        &self,
+        project: &Project,
+        target: &str,
+        vars: &BTreeMap<String, String>,
+        version: &str,
+        deps: &BTreeMap<String, Built>,
+    ) -> Result<String> {
+        let mut h = Sha256::new();
+        let mut add = |s: &str| {
+            h.update(s.as_bytes());
+            h.update(b"\n");
+        };
+        add("timb-rbm build id v1");
+        add(&format!("definition {}", sha256_bytes(&project.raw)));
+        add(&format!("target {target}"));
+        for (k, v) in vars {
+            add(&format!("var {k}={v}"));
+        }
+        add(&format!("version {version}"));
+        add(&format!("source_date_epoch {}", self.source_date_epoch));
+        add(&format!("sandbox {}", self.sandbox.identity()?));
+        for input in &project.def.input {
+            match input.kind()? {
+                InputKind::Path(p) => {
+                    for (rel, mode, sha) in self.path_files(p)? {
+                        add(&format!("path {rel} {mode:o} {sha}"));
+                    }
+                }
+                InputKind::Project(p) => add(&format!("project {p} {}", deps[p].id)),
+                InputKind::File { name, sha256 } => add(&format!("file {name} {sha256}")),
+            }
+        }
+        Ok(hex::encode(h.finalize()))
+    }
+
+    /// Files of a path input: tracked and untracked-but-not-ignored, sorted.
+    pub fn path_files(&self, p: &str) -> Result<Vec<(String, u32, String)>> {
+        let list = util::output(
+            Command::new("git")
+                .arg("-C")
+                .arg(&self.root)
+                .args([
+                    "ls-files",
+                    "-z",
+                    "--cached",
+                    "--others",
+                    "--exclude-standard",
+                    "--",
+                ])
+                .arg(p),
+        )?;
+        let mut files: Vec<&str> = list.split('\0').filter(|s| !s.is_empty()).collect();
+        files.sort_unstable();
+        files.dedup();
+        if files.is_empty() {
+            bail!("input path '{p}' names no files in the repository");
+        }
+        let mut out = Vec::new();
+        for rel in files {
+            let abs = self.root.join(rel);
+            // A tracked file deleted in the working tree is simply not an input.
+            let Ok(meta) = std::fs::symlink_metadata(&abs) else {
+                continue;
+            };
+            if !meta.is_file() {
+                continue;
+            }
+            let mode = if is_executable(&meta) { 0o755 } else { 0o644 };
+            out.push((rel.to_string(), mode, sha256_file(&abs)?));
+        }
+        Ok(out)
+    }
+
+    fn run_script(&self, s: &StepCtx) -> Result<()> {
+        let def = &s.project.def;
+        let script = def
+            .build
+            .script
+            .as_deref()
+            .with_context(|| format!("{}: step = \"script\" needs a script", def.name))?;
+        // Stage exactly the hashed inputs, so the step cannot see anything else.
+        let staging = s.out_dir.join("src");
+        for input in &def.input {
+            match input.kind()? {
+                InputKind::Path(p) => {
+                    for (rel, mode, _) in self.path_files(p)? {
+                        let dst = staging.join(&rel);
+                        if let Some(parent) = dst.parent() {
+                            std::fs::create_dir_all(parent)?;
+                        }
+                        std::fs::copy(self.root.join(&rel), &dst)?;
+                        set_mode(&dst, mode)?;
+                    }
+                }
+                InputKind::Project(p) => {
+                    let dst = staging.join("inputs").join(p);
+                    copy_tree(&s.deps[p].dir, &dst)?;
+                }
+                InputKind::File { name, sha256 } => {
+                    let src = self.sources.join(name);
+                    if !src.is_file() || sha256_file(&src)? != sha256 {
+                        bail!(
+                            "{}: pinned source {name} is missing or does not match its sha256; run `cargo xtask fetch`",
+                            def.name
+                        );
+                    }
+                    let dst = staging.join("inputs").join(name);
+                    std::fs::create_dir_all(staging.join("inputs"))?;
+                    std::fs::copy(&src, &dst)?;
+                }
+            }
+        }
+        let mut env: Vec<(String, String)> =
+            s.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+        env.push(("version".into(), s.version.to_string()));
+        self.sandbox
+            .run_script(&staging, script, &env, self.source_date_epoch)
+            .with_context(|| format!("building {}", def.name))?;
+        for o in &def.build.outputs {
+            let rel = expand_vars(o, &env);
+            let host = self.sandbox.host_path(&staging, &rel)?;
+            let name = Path::new(&rel)
+                .file_name()
+                .with_context(|| format!("output {rel} has no file name"))?;
+            std::fs::copy(&host, s.out_dir.join(name))
+                .with_context(|| format!("collecting output {rel}"))?;
+        }
+        util::remove_dir(&staging)
+    }
+}
+
+pub struct StepCtx<'a> {
+    pub project: &'a Project,
+    #[allow(dead_code)] // kept for steps that differ per target (Windows, macOS)
+    pub target: &'a str,
+    pub vars: &'a BTreeMap<String, String>,
+    pub version: &'a str,
+    pub deps: &'a BTreeMap<String, Built>,
+    pub out_dir: &'a Path,
+}
+
+pub fn load_project(root: &Path, name: &str) -> Result<Project> {
+    if !name
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    {
+        bail!("'{name}' is not a project name");
+    }
+    let path = root.join("rbm-projects").join(format!("{name}.toml"));
+    let raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
+    let text = std::str::from_utf8(&raw).context("project file is not UTF-8")?;
+    let def: ProjectDef =
+        toml::from_str(text).with_context(|| format!("parsing {}", path.display()))?;
+    if def.name != name {
+        bail!(
+            "{}: name = \"{}\" does not match the file name",
+            path.display(),
+            def.name
+        );
+    }
+    for i in &def.input {
+        i.kind().with_context(|| format!("in {}", path.display()))?;
+    }
+    Ok(Project { def, raw })
+}
+
+/// All project names, sorted.
+pub fn list_projects(root: &Path) -> Result<Vec<String>> {
+    let mut names = Vec::new();
+    for e in std::fs::read_dir(root.join("rbm-projects"))? {
+        let p = e?.path();
+        if p.extension().is_some_and(|x| x == "toml") {
+            if let Some(stem) = p.file_stem().and_then(|s| s.to_str()) {
+                names.push(stem.to_string());
+            }
+        }
+    }
+    names.sort();
+    Ok(names)
+}
+
+fn expand_vars(s: &str, env: &[(String, String)]) -> String {
+    let mut out = s.to_string();
+    // Longest names first so `$ab` is not broken by `$a`.
+    let mut vars: Vec<_> = env.iter().collect();
+    vars.sort_by_key(|(k, _)| std::cmp::Reverse(k.len()));
+    for (k, v) in vars {
+        out = out.replace(&format!("${k}"), v);
+    }
+    out
+}
+
+#[cfg(unix)]
+fn is_executable(m: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    m.permissions().mode() & 0o111 != 0
+}
+
+#[cfg(unix)]
+fn set_mode(p: &Path, mode: u32) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
+    Ok(())
+}
+
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_project_definition_parses() {
+        let root = util::repo_root();
+        let names = list_projects(&root).unwrap();
+        assert!(names.contains(&"timb".to_string()));
+        assert!(names.contains(&"linux-bundle".to_string()));
+        for n in names {
+            load_project(&root, &n).unwrap_or_else(|e| panic!("{n}: {e:#}"));
+        }
+    }
+
+    #[test]
+    fn an_input_needs_exactly_one_kind() {
+        let bad: ProjectDef = toml::from_str(
+            "name='x'\nversion='1'\n[[input]]\npath='a'\nproject='b'\n[build]\nstep='script'\n",
+        )
+        .unwrap();
+        assert!(bad.input[0].kind().is_err());
+        let no_hash: ProjectDef = toml::from_str(
+            "name='x'\nversion='1'\n[[input]]\nfile='a.tar'\n[build]\nstep='script'\n",
+        )
+        .unwrap();
+        assert!(no_hash.input[0].kind().is_err());
+    }
+
+    #[test]
+    fn variables_expand_longest_first() {
+        let env = vec![
+            ("a".to_string(), "1".to_string()),
+            ("ab".to_string(), "2".to_string()),
+        ];
+        assert_eq!(expand_vars("x/$ab/$a", &env), "x/2/1");
+    }
+}

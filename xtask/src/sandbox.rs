@@ -1,0 +1,150 @@
+//! The hermetic build sandbox: bubblewrap with no network and fixed paths.
+//!
+//! Fixed paths (`/build/src`, `/build/target`, `/cargo`, `/toolchain`) are
+//! what make the output independent of where a builder cloned the repository
+//! or keeps its cargo home, without remapping flags that would differ per
+//! builder. The root file system comes from `containers/` when a container
+//! image has been built, else from the host's `/usr` and `/etc` read-only.
+
+use crate::util;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+pub struct Sandbox {
+    /// Cargo target directory bound at /build/target (kept between builds).
+    pub target_dir: PathBuf,
+    pub cargo_home: PathBuf,
+    pub toolchain: PathBuf,
+    /// Extra environment for the step (used by the reproducibility test to
+    /// fake the wall clock inside the sandbox).
+    pub extra_env: Vec<(String, String)>,
+}
+
+pub const SANDBOX_LAYOUT: &str = "bwrap v1: /usr,/etc ro; /build/src, /build/target, /cargo, /toolchain; no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
+
+impl Sandbox {
+    pub fn new(target_dir: PathBuf) -> Result<Sandbox> {
+        let cargo_home = std::env::var_os("CARGO_HOME")
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+            .context("neither CARGO_HOME nor HOME is set")?;
+        Ok(Sandbox {
+            target_dir,
+            cargo_home,
+            toolchain: pinned_toolchain()?,
+            extra_env: Vec::new(),
+        })
+    }
+
+    /// What the build id records about the environment a step runs in.
+    pub fn identity(&self) -> Result<String> {
+        let rustc = self.toolchain.join("bin/rustc");
+        let cargo = self.toolchain.join("bin/cargo");
+        let v = util::output(Command::new(&rustc).arg("-vV"))?;
+        let c = util::output(Command::new(&cargo).arg("-V"))?;
+        let rustc_hash = util::sha256_file(&rustc)?;
+        Ok(format!(
+            "{SANDBOX_LAYOUT}; {}; rustc sha256 {rustc_hash}; {}",
+            v.replace('\n', "; "),
+            c.trim()
+        ))
+    }
+
+    /// Maps a path as the step names it (relative to /build) to the host.
+    pub fn host_path(&self, staging: &Path, rel: &str) -> Result<PathBuf> {
+        let rel = rel.trim_start_matches('/');
+        if let Some(r) = rel.strip_prefix("target/") {
+            Ok(self.target_dir.join(r))
+        } else if let Some(r) = rel.strip_prefix("src/") {
+            Ok(staging.join(r))
+        } else {
+            bail!("output '{rel}' must start with target/ or src/")
+        }
+    }
+
+    pub fn run_script(
+        &self,
+        staging: &Path,
+        script: &str,
+        env: &[(String, String)],
+        source_date_epoch: u64,
+    ) -> Result<()> {
+        if !util::have_command("bwrap") {
+            bail!("bubblewrap (bwrap) is needed for hermetic builds: apt-get install bubblewrap");
+        }
+        std::fs::create_dir_all(&self.target_dir)?;
+        let mut cmd = Command::new("bwrap");
+        cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
+        cmd.args(["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]);
+        for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
+            let p = Path::new(top);
+            if let Ok(link) = std::fs::read_link(p) {
+                cmd.arg("--symlink").arg(link).arg(top);
+            } else if p.is_dir() {
+                cmd.arg("--ro-bind").arg(top).arg(top);
+            }
+        }
+        cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
+        cmd.args(["--tmpfs", "/build"]);
+        cmd.arg("--bind").arg(staging).arg("/build/src");
+        cmd.arg("--bind").arg(&self.target_dir).arg("/build/target");
+        cmd.arg("--bind").arg(&self.cargo_home).arg("/cargo");
+        cmd.arg("--ro-bind").arg(&self.toolchain).arg("/toolchain");
+        cmd.args([
+            "--dir",
+            "/build/home",
+            "--chdir",
+            "/build/src",
+            "--clearenv",
+        ]);
+        let fixed = [
+            ("PATH", "/toolchain/bin:/usr/bin:/bin"),
+            ("HOME", "/build/home"),
+            ("CARGO_HOME", "/cargo"),
+            ("CARGO_TARGET_DIR", "/build/target"),
+            ("TZ", "UTC"),
+            ("LC_ALL", "C.UTF-8"),
+            ("LANG", "C.UTF-8"),
+            ("TERM", "dumb"),
+        ];
+        for (k, v) in fixed {
+            cmd.args(["--setenv", k, v]);
+        }
+        cmd.args(["--setenv", "SOURCE_DATE_EPOCH"])
+            .arg(source_date_epoch.to_string());
+        for (k, v) in env.iter().chain(self.extra_env.iter()) {
+            cmd.arg("--setenv").arg(k).arg(v);
+        }
+        cmd.args(["/bin/sh", "-ec"])
+            .arg(format!("umask 022\n{script}"));
+        util::run(&mut cmd)
+    }
+}
+
+/// The toolchain rust-toolchain.toml pins, resolved through rustup.
+fn pinned_toolchain() -> Result<PathBuf> {
+    let root = util::repo_root();
+    let text = std::fs::read_to_string(root.join("rust-toolchain.toml"))?;
+    let v: toml::Value = toml::from_str(&text)?;
+    let channel = v
+        .get("toolchain")
+        .and_then(|t| t.get("channel"))
+        .and_then(|c| c.as_str())
+        .context("rust-toolchain.toml has no toolchain.channel")?;
+    let rustc = util::output(
+        Command::new("rustup")
+            .args(["which", "--toolchain", channel, "rustc"])
+            .current_dir(&root),
+    )
+    .with_context(|| {
+        format!(
+            "the pinned toolchain {channel} is not installed (rustup toolchain install {channel})"
+        )
+    })?;
+    let bin = PathBuf::from(rustc.trim());
+    bin.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .context("unexpected rustc location")
+}

@@ -1,0 +1,231 @@
+//! `cargo xtask test`: provision, lint, then the whole suite, with the tests
+//! that need a network run inside a fresh network namespace that has only
+//! loopback, so nothing a test does can reach another machine.
+
+use crate::provision;
+use crate::util;
+use anyhow::{bail, Context, Result};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// Debian packages the suite uses: real servers, the stock minisign CLI, X.
+pub const TEST_PACKAGES: &[&str] = &[
+    "bubblewrap",
+    "tor",
+    "prosody",
+    "ngircd",
+    "xvfb",
+    "xdotool",
+    "x11-utils",
+    "imagemagick",
+    "minisign",
+    "strace",
+    "faketime",
+    "diffoscope-minimal",
+    "iproute2",
+    "util-linux",
+    "libgcrypt20-dev",
+    "libgpg-error-dev",
+    "libfontconfig-dev",
+    "pkg-config",
+];
+
+/// The slow bundle tests run alone, after everything else.
+const BUNDLE_TESTS: &str = "timb-bundle-tests";
+
+fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+pub fn run(root: &Path, args: &[String]) -> Result<()> {
+    if args.first().map(String::as_str) == Some("--inside-netns") {
+        return inside(root);
+    }
+    if let Some(a) = args.first() {
+        bail!("unexpected argument '{a}' to test");
+    }
+    let started = std::time::Instant::now();
+    util::stage(1, 5, "installing missing Debian packages");
+    provision::ensure(TEST_PACKAGES)?;
+    util::stage(
+        2,
+        5,
+        "formatting and lints (cargo fmt --check, cargo clippy -D warnings)",
+    );
+    util::run(
+        cargo()
+            .current_dir(root)
+            .args(["fmt", "--all", "--", "--check"]),
+    )
+    .context("code is not formatted: run `cargo fmt --all`")?;
+    util::run(cargo().current_dir(root).args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
+    util::stage(
+        3,
+        5,
+        "fetching crates and pinned sources, building the tests",
+    );
+    util::run(
+        &mut Command::new(std::env::current_exe()?)
+            .arg("fetch")
+            .current_dir(root),
+    )?;
+    util::run(cargo().current_dir(root).args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--no-run",
+        "--quiet",
+    ]))?;
+    util::stage(
+        4,
+        5,
+        "running the suite in a network namespace with only loopback",
+    );
+    let exe = std::env::current_exe()?;
+    let mut inner = Command::new(&exe);
+    inner.args(["test", "--inside-netns"]).current_dir(root);
+    let status = match netns_prefix() {
+        Some(prefix) => {
+            let mut c = Command::new(prefix[0]);
+            c.args(&prefix[1..])
+                .arg(&exe)
+                .args(["test", "--inside-netns"])
+                .current_dir(root);
+            c.status()?
+        }
+        None => {
+            eprintln!("    (could not create a network namespace; running on the host's loopback)");
+            inner.status()?
+        }
+    };
+    if !status.success() {
+        bail!("the test suite failed");
+    }
+    util::stage(
+        5,
+        5,
+        &format!("all passed in {:.0} s", started.elapsed().as_secs_f64()),
+    );
+    Ok(())
+}
+
+/// `unshare --net` as root, `unshare -rn` for a user with user namespaces.
+fn netns_prefix() -> Option<Vec<&'static str>> {
+    for p in [
+        vec!["unshare", "--net"],
+        vec!["unshare", "--map-root-user", "--net"],
+    ] {
+        let ok = Command::new(p[0])
+            .args(&p[1..])
+            .arg("true")
+            .stderr(Stdio::null())
+            .status()
+            .map(|s| s.success())
+            .unwrap_or(false);
+        if ok {
+            return Some(p);
+        }
+    }
+    None
+}
+
+fn inside(root: &Path) -> Result<()> {
+    // A new namespace starts with `lo` down.
+    let _ = Command::new("ip")
+        .args(["link", "set", "lo", "up"])
+        .status();
+    std::env::set_var("CARGO_NET_OFFLINE", "true");
+    let testnet = start_testnet(root)?;
+    let mut env: Vec<(String, String)> = Vec::new();
+    if let Some(t) = &testnet {
+        env.push(("TIMB_TESTNET".into(), t.config.display().to_string()));
+    }
+    let mut c = cargo();
+    c.current_dir(root)
+        .args(["test", "--workspace", "--locked", "--exclude", BUNDLE_TESTS])
+        .envs(env.iter().map(|(k, v)| (k, v)));
+    let unit = util::run(&mut c);
+    drop(testnet);
+    unit?;
+    let mut c = cargo();
+    c.current_dir(root)
+        .args([
+            "test",
+            "--locked",
+            "--package",
+            BUNDLE_TESTS,
+            "--",
+            "--test-threads=1",
+        ])
+        .env("TIMB_XTASK_BIN", std::env::current_exe()?);
+    util::run(&mut c)
+}
+
+pub struct TestNetProcess {
+    child: Child,
+    pub config: PathBuf,
+}
+
+impl Drop for TestNetProcess {
+    fn drop(&mut self) {
+        // Closing stdin asks it to tear the network down; then make sure.
+        drop(self.child.stdin.take());
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while std::time::Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts the shared private Tor network once for the whole run.
+pub fn start_testnet(root: &Path) -> Result<Option<TestNetProcess>> {
+    if !root.join("tests/testnet/Cargo.toml").is_file() {
+        return Ok(None);
+    }
+    util::run(cargo().current_dir(root).args([
+        "build",
+        "--locked",
+        "--quiet",
+        "--package",
+        "timb-testnet",
+    ]))?;
+    let bin = util::cargo_target_dir(root).join("debug/timb-testnet");
+    let dir = std::env::temp_dir().join(format!("timb-testnet-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    eprintln!("    starting the private Tor network (typically 30-60 s)");
+    let mut child = Command::new(&bin)
+        .arg("up")
+        .arg("--dir")
+        .arg(&dir)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdout = child.stdout.take().context("no stdout")?;
+    let mut line = String::new();
+    std::io::BufReader::new(stdout).read_line(&mut line)?;
+    let config = PathBuf::from(line.trim());
+    if !config.is_file() {
+        let _ = child.kill();
+        bail!(
+            "the private Tor network did not come up (logs in {})",
+            dir.display()
+        );
+    }
+    eprintln!("    private Tor network ready: {}", config.display());
+    Ok(Some(TestNetProcess { child, config }))
+}
