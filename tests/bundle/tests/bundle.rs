@@ -1,0 +1,262 @@
+//! The bundle pipeline end to end: build the signed bundle, rebuild it from a
+//! copy of the source elsewhere under a different zone, locale, umask and
+//! clock, check it with the stock minisign CLI, tamper with it, and run it.
+//!
+//! Run through `cargo xtask test`, which passes the xtask binary in
+//! `TIMB_XTASK_BIN`; each test reuses the one bundle built by the first.
+
+use sha2::{Digest, Sha256};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+}
+
+fn xtask() -> Command {
+    match std::env::var_os("TIMB_XTASK_BIN") {
+        Some(bin) => {
+            let mut c = Command::new(bin);
+            c.current_dir(repo_root());
+            c
+        }
+        None => {
+            let mut c = Command::new(env!("CARGO"));
+            c.current_dir(repo_root()).args(["run", "--locked", "--quiet", "--package", "xtask", "--"]);
+            c
+        }
+    }
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("timb-bundle-tests-{}", std::process::id())).join(name);
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn run_ok(cmd: &mut Command) -> Output {
+    let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    assert!(
+        out.status.success(),
+        "{cmd:?} failed:\n--- stdout\n{}\n--- stderr\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
+fn sha256(p: &Path) -> String {
+    hex::encode(Sha256::digest(std::fs::read(p).unwrap()))
+}
+
+fn target_dir() -> PathBuf {
+    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+}
+
+struct Bundle {
+    dir: PathBuf,
+    archive: PathBuf,
+    version: String,
+}
+
+/// Builds the signed bundle once for all tests.
+fn bundle() -> &'static Bundle {
+    static B: OnceLock<Bundle> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = scratch("signed");
+        let out = run_ok(xtask().args(["bundle", "--out"]).arg(&dir));
+        let archive = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
+        assert!(archive.is_file(), "bundle printed {archive:?}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains("LOCAL DEVELOPMENT KEY"), "a dev-key bundle must say so loudly:\n{stderr}");
+        let name = archive.file_name().unwrap().to_str().unwrap();
+        let version = name.strip_prefix("timb-").unwrap().strip_suffix("-linux-x86_64.tar.xz").unwrap().to_string();
+        Bundle { dir, archive, version }
+    })
+}
+
+fn dev_pub() -> PathBuf {
+    target_dir().join("timb-dev-key/timb-dev.pub")
+}
+
+fn extract(archive: &Path, into: &Path) {
+    std::fs::create_dir_all(into).unwrap();
+    run_ok(Command::new("tar").arg("-xJf").arg(archive).arg("-C").arg(into));
+}
+
+/// Copies the files git knows about (tracked and new) to another folder.
+fn copy_source(to: &Path) {
+    let root = repo_root();
+    let out = run_ok(Command::new("git").arg("-C").arg(&root).args(["ls-files", "-z", "-co", "--exclude-standard"]));
+    for rel in out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()) {
+        let rel = std::str::from_utf8(rel).unwrap();
+        let from = root.join(rel);
+        if !from.is_file() {
+            continue;
+        }
+        let dst = to.join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(&from, &dst).unwrap();
+    }
+}
+
+#[test]
+fn rebuilding_elsewhere_gives_the_same_bytes() {
+    let b = bundle();
+    // A second source copy at another absolute path (with a space in it).
+    let work = scratch("rebuild");
+    let src = work.join("other place/timb-src");
+    copy_source(&src);
+    // The rebuild keeps its own target directory (outside the scratch folder
+    // so CI can reuse it between runs): nothing compiled is shared with the
+    // first build.
+    let second_target = target_dir().join("repro-second-build");
+    let sde = run_ok(Command::new("git").arg("-C").arg(repo_root()).args(["log", "-1", "--format=%ct"]));
+    let out = run_ok(
+        xtask()
+            .arg("verify")
+            .arg(&b.archive)
+            .arg("--source")
+            .arg(&src)
+            .arg("--target-dir")
+            .arg(&second_target)
+            .arg("--work")
+            .arg(work.join("verify"))
+            // verify itself changes TZ, locale and umask; this moves the clock.
+            .env("TIMB_SANDBOX_FAKETIME", "+400d")
+            .env("SOURCE_DATE_EPOCH", String::from_utf8(sde.stdout).unwrap().trim()),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.lines().any(|l| l == "MATCH"), "verify did not print MATCH:\n{stdout}");
+    let rebuilt = work.join("verify/out").join(b.archive.file_name().unwrap());
+    assert_eq!(sha256(&b.archive), sha256(&rebuilt));
+    let (x, y) = (work.join("x"), work.join("y"));
+    extract(&b.archive, &x);
+    extract(&rebuilt, &y);
+    let bin = format!("timb-{}-linux-x86_64/timb", b.version);
+    assert_eq!(sha256(&x.join(&bin)), sha256(&y.join(&bin)), "the binaries differ");
+}
+
+#[test]
+fn stock_minisign_verifies_our_signatures() {
+    let b = bundle();
+    for f in [b.archive.clone(), b.dir.join("sha256sums-unsigned-build.txt")] {
+        let out = run_ok(Command::new("minisign").arg("-Vm").arg(&f).arg("-p").arg(dev_pub()));
+        let text = String::from_utf8_lossy(&out.stdout);
+        let name = f.file_name().unwrap().to_str().unwrap();
+        assert!(text.contains(&format!("file:{name} version:{}", b.version)), "trusted comment:\n{text}");
+    }
+}
+
+fn verify_fails(archive: &Path, extra: &[&str], expect: &str) {
+    let out = xtask().arg("verify").arg(archive).arg("--no-rebuild").args(extra).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "verify accepted {archive:?}:\n{err}");
+    assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
+}
+
+fn copy_with_sig(from: &Path, to: &Path) {
+    std::fs::copy(from, to).unwrap();
+    let mut s = from.as_os_str().to_owned();
+    s.push(".minisig");
+    let mut d = to.as_os_str().to_owned();
+    d.push(".minisig");
+    std::fs::copy(PathBuf::from(s), PathBuf::from(d)).unwrap();
+}
+
+#[test]
+fn verify_accepts_the_good_bundle_and_rejects_tampering() {
+    let b = bundle();
+    let name = b.archive.file_name().unwrap().to_str().unwrap().to_string();
+    run_ok(xtask().arg("verify").arg(&b.archive).arg("--no-rebuild"));
+
+    // One flipped byte.
+    let d = scratch("flipped");
+    let flipped = d.join(&name);
+    copy_with_sig(&b.archive, &flipped);
+    let mut bytes = std::fs::read(&flipped).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&flipped, bytes).unwrap();
+    verify_fails(&flipped, &[], "BAD SIGNATURE");
+
+    // A signature by another key, made with the stock minisign CLI.
+    let d = scratch("otherkey");
+    let other = d.join(&name);
+    std::fs::copy(&b.archive, &other).unwrap();
+    run_ok(Command::new("minisign").args(["-G", "-W", "-p"]).arg(d.join("o.pub")).arg("-s").arg(d.join("o.key")));
+    run_ok(Command::new("minisign").args(["-S", "-s"]).arg(d.join("o.key")).arg("-m").arg(&other));
+    verify_fails(&other, &[], "not a trusted key");
+    // ...and the right signature checked against only that other key.
+    let p = d.join("o.pub");
+    verify_fails(&b.archive, &["--pubkey", p.to_str().unwrap()], "not a trusted key");
+
+    // No signature at all.
+    let d = scratch("nosig");
+    let bare = d.join(&name);
+    std::fs::copy(&b.archive, &bare).unwrap();
+    verify_fails(&bare, &[], "no signature");
+
+    // Renamed to pass for another version, signature renamed alongside.
+    let d = scratch("renamed");
+    let renamed = d.join("timb-99.0.0-linux-x86_64.tar.xz");
+    copy_with_sig(&b.archive, &renamed);
+    verify_fails(&renamed, &[], "renamed");
+}
+
+#[test]
+fn the_bundle_runs_from_any_folder() {
+    let b = bundle();
+    let d = scratch("run").join("a folder with spaces");
+    extract(&b.archive, &d);
+    let top = d.join(format!("timb-{}-linux-x86_64", b.version));
+    for f in ["timb", "README.txt", "LICENSE", "timb.desktop", "BUILDINFO", "LICENSES/THIRD-PARTY.txt"] {
+        assert!(top.join(f).is_file(), "{f} missing from the bundle");
+    }
+    assert!(top.join("profile").is_dir(), "the portable profile folder is missing");
+    let out = run_ok(Command::new(top.join("timb")).arg("--version").current_dir("/"));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("timb {}", b.version));
+
+    // No system library a user might lack: only glibc's and the loader.
+    let ldd = run_ok(Command::new("ldd").arg(top.join("timb")));
+    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
+        let lib = line.split_whitespace().next().unwrap_or("");
+        let ok = ["linux-vdso", "libc.so", "libm.so", "libgcc_s.so", "ld-linux", "libdl.so", "libpthread.so", "librt.so"]
+            .iter()
+            .any(|p| lib.contains(p));
+        assert!(ok, "the binary links {lib}, which a user's machine may lack:\n{line}");
+    }
+
+    // The window opens under a real X server and draws something.
+    let shot = scratch("screenshot").join("timb-main.png");
+    let display = format!(":{}", 90 + std::process::id() % 100);
+    let mut xvfb = Command::new("Xvfb").args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"]).spawn().unwrap();
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let mut app = Command::new(top.join("timb")).env("DISPLAY", &display).env_remove("WAYLAND_DISPLAY").spawn().unwrap();
+    let mut found = false;
+    for _ in 0..60 {
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        let s = Command::new("xdotool").args(["search", "--name", "^timb$"]).env("DISPLAY", &display).output().unwrap();
+        if s.status.success() && !s.stdout.is_empty() {
+            found = true;
+            break;
+        }
+    }
+    std::thread::sleep(std::time::Duration::from_secs(2));
+    let capture = Command::new("import").args(["-window", "root"]).arg(&shot).env("DISPLAY", &display).status();
+    let colours = Command::new("identify").args(["-format", "%k"]).arg(&shot).output();
+    let _ = app.kill();
+    let _ = app.wait();
+    let _ = xvfb.kill();
+    let _ = xvfb.wait();
+    assert!(found, "no window titled 'timb' appeared");
+    assert!(capture.unwrap().success(), "screenshot failed");
+    let colours: u32 = String::from_utf8_lossy(&colours.unwrap().stdout).trim().parse().unwrap_or(0);
+    // A blank (or all-black) screen has one colour; text and buttons have many.
+    assert!(colours > 16, "the screenshot looks blank ({colours} colours): {shot:?}");
+    let keep = target_dir().join("bundle-screenshot.png");
+    let _ = std::fs::create_dir_all(keep.parent().unwrap());
+    let _ = std::fs::copy(&shot, keep);
+}
