@@ -33,12 +33,15 @@ pub fn body_budget(our_nick: &str, command: &str, target: &str, ctcp_action: boo
     IRC_LINE_LIMIT.saturating_sub(overhead).max(16)
 }
 
-/// Cuts `text` into pieces of at most `budget` bytes on char boundaries, in
-/// order, so concatenating them gives `text` back exactly.
+/// Cuts `text` into pieces of at most `budget` bytes, in order. A cut goes
+/// at a space in the last quarter of the piece when there is one, and that
+/// space is dropped (servers strip trailing spaces, and each piece shows as
+/// its own line anyway); otherwise at a character boundary, never inside a
+/// UTF-8 sequence. Pieces never end in a space.
 pub fn split_on_chars(text: &str, budget: usize) -> Vec<&str> {
     let budget = budget.max(4); // one UTF-8 sequence always fits
     let mut out = Vec::new();
-    let mut rest = text;
+    let mut rest = text.trim_end_matches(' ');
     while !rest.is_empty() {
         if rest.len() <= budget {
             out.push(rest);
@@ -48,8 +51,19 @@ pub fn split_on_chars(text: &str, budget: usize) -> Vec<&str> {
         while !rest.is_char_boundary(cut) {
             cut -= 1;
         }
-        out.push(&rest[..cut]);
-        rest = &rest[cut..];
+        let (piece, next) = if rest.as_bytes()[cut] == b' ' {
+            (&rest[..cut], &rest[cut + 1..])
+        } else {
+            match rest[..cut].rfind(' ') {
+                Some(p) if p >= cut * 3 / 4 => (&rest[..p], &rest[p + 1..]),
+                _ => (&rest[..cut], &rest[cut..]),
+            }
+        };
+        let piece = piece.trim_end_matches(' ');
+        if !piece.is_empty() {
+            out.push(piece);
+        }
+        rest = next;
     }
     out
 }
@@ -91,6 +105,22 @@ mod tests {
             assert!(parts.iter().all(|p| p.len() <= budget && !p.is_empty()));
             assert_eq!(parts.concat(), text);
         }
+    }
+
+    #[test]
+    fn prefers_spaces_and_never_ends_in_one() {
+        let text = (0..300)
+            .map(|i| format!("w{i}é€"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        for budget in [10, 37, 100, 399] {
+            let parts = split_on_chars(&text, budget);
+            assert!(parts.iter().all(|p| p.len() <= budget && !p.ends_with(' ')));
+            assert_eq!(parts.join(" "), text, "budget {budget}");
+        }
+        assert_eq!(split_on_chars("ab  cd", 3), vec!["ab", "cd"]);
+        assert_eq!(split_on_chars("abc   ", 100), vec!["abc"]);
+        assert!(split_on_chars("     ", 2).is_empty());
     }
 
     #[test]
