@@ -127,8 +127,12 @@ impl From<&IrcError> for AccountError {
 const MAX_QUEUED_LINES: usize = 2000;
 /// Commands the GUI sends before registration completes are kept, this many.
 const MAX_EARLY_COMMANDS: usize = 64;
-const MAX_CHANNELS: usize = 500;
-const MAX_MEMBERS: usize = 50_000;
+const MAX_CHANNELS: usize = 200;
+/// Member lists are capped per channel and in total, so a server inventing
+/// members cannot grow our memory without limit.
+const MAX_MEMBERS: usize = 20_000;
+const MAX_TOTAL_MEMBERS: usize = 100_000;
+const MAX_NICK_BYTES: usize = 64;
 const MAX_CAPS_BYTES: usize = 16 * 1024;
 const NICK_ATTEMPTS: usize = 10;
 const WRITE_TIMEOUT: Duration = Duration::from_secs(60);
@@ -286,8 +290,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             let pace_at = Instant::from_std(self.pacer.ready_at());
             let has_out = !self.out.is_empty();
             let quit_at = self.quit_at;
+            // Unbiased: a server that never stops sending must not starve
+            // the GUI's commands, keep-alive or our own pacing.
             tokio::select! {
-                biased;
                 line = reader.next_line() => {
                     let line = line?;
                     self.last_rx = Instant::now();
@@ -600,6 +605,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         let arg = |i: usize| args.get(i).map(String::as_str).unwrap_or("");
         match resp {
             Response::RPL_WELCOME => {
+                let sasl_required = matches!(
+                    self.cfg.auth,
+                    IrcAuth::External
+                        | IrcAuth::Password {
+                            nickserv_fallback: false,
+                            ..
+                        }
+                );
+                if sasl_required && self.sasl != Sasl::Done {
+                    // E.g. a server that ignored CAP: never go on unauthenticated.
+                    return Err(IrcError::Auth(
+                        "the server registered us without SASL authentication".into(),
+                    ));
+                }
                 self.registered = true;
                 if !arg(0).is_empty() {
                     self.nick = arg(0).to_owned();
@@ -671,13 +690,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if !self.channels.contains_key(&key) {
                     return Ok(());
                 }
+                let held = self.members_total();
                 let list = self.names.entry(key).or_default();
+                let start = list.len();
                 for n in arg(3).split_whitespace() {
-                    if list.len() >= MAX_MEMBERS {
+                    if list.len() >= MAX_MEMBERS || held + list.len() - start >= MAX_TOTAL_MEMBERS {
                         break;
                     }
                     let n = n.trim_start_matches(['@', '+', '%', '~', '&', '!']);
-                    if !n.is_empty() {
+                    if !n.is_empty() && n.len() <= MAX_NICK_BYTES {
                         list.push(n.to_owned());
                     }
                 }
@@ -770,6 +791,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         .await;
     }
 
+    /// Members held across channels and pending NAMES replies.
+    fn members_total(&self) -> usize {
+        self.channels
+            .values()
+            .map(|c| c.members.len())
+            .sum::<usize>()
+            + self.names.values().map(Vec::len).sum::<usize>()
+    }
+
     fn is_me(&self, nick: &str) -> bool {
         fold(nick) == fold(&self.nick)
     }
@@ -792,8 +822,15 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 nick: nick.to_owned(),
             })
             .await;
-        } else if let Some(ch) = self.channels.get_mut(&key) {
-            if ch.members.len() < MAX_MEMBERS {
+        } else {
+            let total = self.members_total();
+            let Some(ch) = self.channels.get_mut(&key) else {
+                return;
+            };
+            if ch.members.len() < MAX_MEMBERS
+                && total < MAX_TOTAL_MEMBERS
+                && nick.len() <= MAX_NICK_BYTES
+            {
                 ch.members.insert(fold(nick), nick.to_owned());
             }
             let room = ch.name.clone();

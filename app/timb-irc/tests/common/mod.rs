@@ -34,6 +34,7 @@ pub struct TestPki {
     pub ca_pem: String,
     pub ca_der: Vec<u8>,
     pub server_cert_pem: String,
+    pub server_cert_der: Vec<u8>,
     pub server_key_pem: String,
 }
 
@@ -60,6 +61,7 @@ pub fn make_pki() -> TestPki {
         ca_pem: ca_cert.pem(),
         ca_der: ca_cert.der().to_vec(),
         server_cert_pem: cert.pem(),
+        server_cert_der: cert.der().to_vec(),
         server_key_pem: key.serialize_pem(),
     }
 }
