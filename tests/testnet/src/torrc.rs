@@ -1,0 +1,138 @@
+//! torrc text for each role. Everything binds, connects and resolves on
+//! 127.0.0.1 only, so the network works in a namespace that has only `lo`.
+
+use std::fmt::Write as _;
+use std::path::Path;
+
+/// c-tor accepts voting intervals that divide a day and make 24 × interval a
+/// whole number of minutes (its test-network hsdir time period).
+pub(crate) const VOTING_INTERVAL_SECS: u32 = 20;
+const VOTE_DELAY_SECS: u32 = 4;
+
+pub(crate) struct AuthorityLine {
+    pub nickname: String,
+    pub or_port: u16,
+    pub dir_port: u16,
+    pub v3ident: String,
+    pub rsa_identity: String,
+}
+
+pub(crate) fn common(dir: &Path, nickname: &str, authorities: &[AuthorityLine]) -> String {
+    let d = dir.display();
+    let mut s = String::new();
+    let _ = writeln!(
+        s,
+        "# Written by timb-testnet; a throwaway test network on 127.0.0.1.
+TestingTorNetwork 1
+DataDirectory {d}
+Nickname {nickname}
+RunAsDaemon 0
+PidFile {d}/pid
+__OwningControllerProcess {pid}
+Log notice file {d}/notice.log
+{info_log}SafeLogging 0
+LogTimeGranularity 1
+ProtocolWarnings 1
+ShutdownWaitLength 0
+AssumeReachable 1
+PathsNeededToBuildCircuits 0.67
+TestingDirAuthVoteHSDir *
+TestingDirAuthVoteGuard *
+TestingMinExitFlagThreshold 0
+V3AuthNIntervalsValid 2
+UseDefaultFallbackDirs 0
+AddressDisableIPv6 1
+ClientUseIPv6 0
+ClientPreferIPv6ORPort 0
+OutboundBindAddress 127.0.0.1",
+        pid = std::process::id(),
+        info_log = if std::env::var_os(crate::ENV_INFO_LOGS).is_some() {
+            format!("Log info file {d}/info.log\n")
+        } else {
+            String::new()
+        },
+    );
+    for a in authorities {
+        let _ = writeln!(
+            s,
+            "DirAuthority {} orport={} no-v2 v3ident={} 127.0.0.1:{} {}",
+            a.nickname, a.or_port, a.v3ident, a.dir_port, a.rsa_identity
+        );
+    }
+    s
+}
+
+/// Options every relay (authorities included) shares.
+pub(crate) fn relay(or_port: u16, nickname: &str, resolv_conf: &Path) -> String {
+    format!(
+        "SocksPort 0
+Address 127.0.0.1
+ORPort 127.0.0.1:{or_port}
+ContactInfo {nickname}@timb.invalid
+ServerDNSResolvConfFile {}
+ServerDNSDetectHijacking 0
+ServerDNSAllowBrokenConfig 1
+",
+        resolv_conf.display()
+    )
+}
+
+/// `exits`: RSA fingerprints of the relays that get the Exit flag (our exit
+/// ports are not the 80/443/6667 the normal flag rule looks for).
+pub(crate) fn authority(dir_port: u16, exits: &[&str]) -> String {
+    let i = VOTING_INTERVAL_SECS;
+    let v = VOTE_DELAY_SECS;
+    let exits: Vec<String> = exits.iter().map(|fp| format!("${fp}")).collect();
+    let exits = exits.join(",");
+    format!(
+        "AuthoritativeDirectory 1
+V3AuthoritativeDirectory 1
+DirPort 127.0.0.1:{dir_port}
+TestingV3AuthInitialVotingInterval {i}
+TestingV3AuthInitialVoteDelay {v}
+TestingV3AuthInitialDistDelay {v}
+V3AuthVotingInterval {i}
+V3AuthVoteDelay {v}
+V3AuthDistDelay {v}
+AuthDirMaxServersPerAddr 0
+TestingDirAuthVoteExit {exits}
+TestingDirAuthVoteExitIsStrict 1
+ExitRelay 0
+ExitPolicy reject *:*
+"
+    )
+}
+
+pub(crate) fn middle() -> String {
+    "ExitRelay 0\nExitPolicy reject *:*\n".to_string()
+}
+
+/// Clients pick exits by the policy *summary*, which only lists `*:port`
+/// accepts, hence one line per port besides the loopback accept.
+pub(crate) fn exit(ports: &[u16]) -> String {
+    let mut s = String::from(
+        "ExitRelay 1
+IPv6Exit 0
+RefuseUnknownExits 0
+ExitPolicyRejectPrivate 0
+ExitPolicyRejectLocalInterfaces 0
+ExitPolicy accept 127.0.0.0/8:*
+",
+    );
+    for p in ports {
+        let _ = writeln!(s, "ExitPolicy accept *:{p}");
+    }
+    s.push_str("ExitPolicy reject *:*\n");
+    s
+}
+
+pub(crate) fn client(socks_port: u16) -> String {
+    format!("SocksPort 127.0.0.1:{socks_port} ExtendedErrors\n")
+}
+
+pub(crate) fn onion_service(dir: &Path, port: u16, target_port: u16) -> String {
+    format!(
+        "HiddenServiceDir {}\nHiddenServicePort {port} 127.0.0.1:{target_port}\n",
+        dir.display()
+    )
+}
