@@ -1,0 +1,469 @@
+//! Two libotr userstates in one process talking through a recording wire.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use timb_core::Target;
+use timb_otr::{ConversationState, OtrError, OtrEvent, Problem, SmpEvent};
+
+#[test]
+fn v3_ake_and_messages_both_ways_with_held_first_message() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    // Not yet encrypted: the message is held and only a bare query goes out.
+    let out = a.send(&b.name, "first secret");
+    assert_eq!(out.len(), 1);
+    assert_eq!(out[0].body, "?OTRv23?");
+    assert!(a.has_event(|e| matches!(e, OtrEvent::Waiting { held: 1, .. })));
+    assert_eq!(a.s.held_count(a.acct, &b.name), 1);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+
+    let ConversationState::Encrypted {
+        version, instance, ..
+    } = a.s.state(a.acct, &b.name)
+    else {
+        panic!("alice not encrypted")
+    };
+    assert_eq!(version, 3);
+    assert!(instance >= 0x100, "v3 instance tag");
+    assert!(a.has_event(|e| matches!(e, OtrEvent::GoneSecure { version: 3, .. })));
+    assert!(b.has_event(|e| matches!(e, OtrEvent::GoneSecure { version: 3, .. })));
+    assert!(b.has_event(|e| matches!(e, OtrEvent::NewFingerprint { .. })));
+    assert_eq!(b.inbox.len(), 1);
+    assert_eq!(b.inbox[0].0, "first secret");
+    assert!(b.inbox[0].1.is_some());
+    assert_eq!(a.s.held_count(a.acct, &b.name), 0);
+
+    let out = b.send(&a.name, "reply from bob ✓");
+    pump(&mut a, &mut b, Vec::new(), out, &mut wire);
+    assert_eq!(a.inbox.last().unwrap().0, "reply from bob ✓");
+    let out = a.send(&b.name, "and again");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "and again");
+
+    wire.assert_no_plaintext("secret");
+    wire.assert_no_plaintext("reply from bob");
+    assert_eq!(a.s.refused_injections() + b.s.refused_injections(), 0);
+
+    // Fingerprints in libotr's human format: five groups of eight hex digits.
+    let fp = a.s.fingerprint(a.acct).unwrap();
+    assert_eq!(fp.len(), 44);
+    assert_eq!(fp.split(' ').count(), 5);
+    let seen = b.s.peer_fingerprints(b.acct, &a.name);
+    assert_eq!(seen.len(), 1);
+    assert_eq!(seen[0].fingerprint, fp);
+    assert!(!seen[0].verified);
+}
+
+#[test]
+fn fragments_are_small_and_reassembled() {
+    let (mut a, mut b) = pair(Some(120));
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let text = "x".repeat(1500) + " end of a long message";
+    let out = a.send(&b.name, &text);
+    assert!(out.len() > 5, "expected many fragments, got {}", out.len());
+    for o in &out {
+        assert!(o.body.len() <= 120, "fragment of {} bytes", o.body.len());
+        assert!(o.body.starts_with("?OTR|"), "v3 fragment");
+    }
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, text);
+}
+
+#[test]
+fn irc_accounts_fragment_at_417_and_xmpp_not_at_all() {
+    let mut a = peer("alice@example.test", None);
+    let mut b = peer("bob@example.test", None);
+    let mut irc = common::config("alice@example.test", None);
+    irc.protocol = timb_core::Protocol::Irc;
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let out = a.send(&b.name, &"y".repeat(2000));
+    assert_eq!(out.len(), 1, "XMPP: no fragmentation");
+    drop(out);
+    // Same account as IRC: fragments of at most 417 bytes.
+    a.s.add_account(irc).unwrap();
+    let mut birc = common::config("bob@example.test", None);
+    birc.protocol = timb_core::Protocol::Irc;
+    b.s.add_account(birc).unwrap();
+    // libotr keys are per (account, protocol): the IRC identity needs its own.
+    a.s.generate_key_blocking(a.acct).unwrap();
+    b.s.generate_key_blocking(b.acct).unwrap();
+    secure(&mut a, &mut b, &mut wire);
+    let out = a.send(&b.name, &"z".repeat(2000));
+    assert!(out.len() > 1);
+    assert!(out.iter().all(|o| o.body.len() <= 417));
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "z".repeat(2000));
+}
+
+fn smp(question: Option<&str>, secret_a: &str, secret_b: &str) -> (Peer, Peer) {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let out = a.s.smp_start(a.acct, &b.name, question, secret_a).unwrap();
+    let out = a.take(out);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    let asked = b.events.iter().find_map(|e| match e {
+        OtrEvent::Smp {
+            event: SmpEvent::AskedQuestion(q),
+            ..
+        } => Some(Some(q.clone())),
+        OtrEvent::Smp {
+            event: SmpEvent::AskedSecret,
+            ..
+        } => Some(None),
+        _ => None,
+    });
+    assert_eq!(asked, Some(question.map(str::to_string)));
+    let out = b.s.smp_respond(b.acct, &a.name, secret_b).unwrap();
+    let out = b.take(out);
+    pump(&mut a, &mut b, Vec::new(), out, &mut wire);
+    wire.assert_no_plaintext(secret_a);
+    (a, b)
+}
+
+fn smp_result(p: &Peer) -> Option<SmpEvent> {
+    p.events.iter().rev().find_map(|e| match e {
+        OtrEvent::Smp {
+            event: ev @ (SmpEvent::Succeeded | SmpEvent::Failed | SmpEvent::Aborted),
+            ..
+        } => Some(ev.clone()),
+        _ => None,
+    })
+}
+
+#[test]
+fn smp_with_question_succeeds_and_marks_verified() {
+    let (a, b) = smp(
+        Some("Where did we meet?"),
+        "the old library",
+        "the old library",
+    );
+    assert_eq!(smp_result(&a), Some(SmpEvent::Succeeded));
+    assert_eq!(smp_result(&b), Some(SmpEvent::Succeeded));
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted { verified: true, .. }
+    ));
+    // Verified fingerprints, and only those, are stored owner-only.
+    let stored = std::fs::read_to_string(a.dir.join("otr.fingerprints")).unwrap();
+    assert!(stored.contains("bob@example.test"));
+    assert_eq!(mode(&a.dir.join("otr.fingerprints")), 0o600);
+}
+
+#[test]
+fn smp_without_question_and_wrong_secret_fails() {
+    let (a, b) = smp(None, "correct horse", "wrong horse");
+    assert_eq!(smp_result(&a), Some(SmpEvent::Failed));
+    assert_eq!(smp_result(&b), Some(SmpEvent::Failed));
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted {
+            verified: false,
+            ..
+        }
+    ));
+    assert!(b
+        .s
+        .peer_fingerprints(b.acct, &a.name)
+        .iter()
+        .all(|f| !f.verified));
+}
+
+#[test]
+fn manual_verification_is_stored_and_reloaded() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let fp = b.s.fingerprint(b.acct).unwrap();
+    a.s.set_verified(a.acct, &b.name, &fp, true).unwrap();
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted { verified: true, .. }
+    ));
+    let dir = a.dir.clone();
+    let name = a.name.clone();
+    let acct = a.acct;
+    drop(std::mem::replace(
+        &mut a.s,
+        timb_otr::OtrSession::open(&scratch("tmp"), vec![]).unwrap(),
+    ));
+    let reopened = timb_otr::OtrSession::open(&dir, vec![common::config(&name, None)]).unwrap();
+    let fps = reopened.peer_fingerprints(acct, &b.name);
+    assert_eq!(fps.len(), 1);
+    assert!(fps[0].verified);
+    assert_eq!(fps[0].fingerprint, fp);
+}
+
+#[test]
+fn corrupted_data_message_is_rejected_and_session_survives() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let start = wire.log.len();
+    wire.tamper = Some(Box::new(move |i, body: &str| {
+        if i == start {
+            // Flip one base64 character in the middle of the data message.
+            let mut bytes = body.as_bytes().to_vec();
+            let k = bytes.len() / 2;
+            bytes[k] = if bytes[k] == b'A' { b'B' } else { b'A' };
+            Some(String::from_utf8(bytes).unwrap())
+        } else {
+            Some(body.to_string())
+        }
+    }));
+    let out = a.send(&b.name, "tampered");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert!(b.inbox.is_empty(), "a forged message must not be delivered");
+    assert!(b.has_event(|e| matches!(
+        e,
+        OtrEvent::Problem {
+            problem: Problem::Unreadable | Problem::Malformed,
+            ..
+        }
+    )));
+    wire.tamper = None;
+    let out = a.send(&b.name, "intact");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "intact");
+}
+
+#[test]
+fn garbage_and_hostile_input_is_an_error_or_event_never_a_panic() {
+    let (mut a, b) = pair(None);
+    for junk in [
+        "?OTR:",
+        "?OTR:AAMD////",
+        "?OTR|1|2,1,2,",
+        "?OTR,65535,1,x,",
+        "?OTRv9999999999?",
+        "?OTR Error: \u{7}bell",
+    ] {
+        let r = a.s.receive(a.acct, &b.name, junk).unwrap();
+        assert!(r.message.is_none());
+    }
+    assert_eq!(
+        a.s.receive(a.acct, &b.name, "nul\0byte").unwrap_err(),
+        OtrError::InvalidText
+    );
+    let big = "?OTR:".to_string() + &"A".repeat(300 * 1024);
+    assert_eq!(
+        a.s.receive(a.acct, &b.name, &big).unwrap_err(),
+        OtrError::TooLarge
+    );
+    // A plaintext message is reported as unencrypted, never as a private message.
+    let r = a.s.receive(a.acct, &b.name, "hello in clear").unwrap();
+    assert!(r.message.is_none());
+    assert!(r.output.events.iter().any(|e| matches!(
+        e,
+        OtrEvent::Problem {
+            problem: Problem::Unencrypted(_),
+            ..
+        }
+    )));
+}
+
+#[test]
+fn ended_session_refuses_to_send_until_reestablished() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let out = b.s.end(b.acct, &a.name).unwrap();
+    let out = b.take(out);
+    pump(&mut a, &mut b, Vec::new(), out, &mut wire);
+    assert!(a.has_event(|e| matches!(e, OtrEvent::SessionEnded { .. })));
+    assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
+    let err =
+        a.s.send(a.acct, &Target::Direct(b.name.clone()), "after end")
+            .unwrap_err();
+    assert_eq!(err, OtrError::SessionEnded);
+    // Re-established: a new AKE, then sending works again.
+    let out = a.s.start(a.acct, &b.name).unwrap();
+    let out = a.take(out);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    let out = a.send(&b.name, "after restart");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "after restart");
+    wire.assert_no_plaintext("after end");
+}
+
+#[test]
+fn peer_that_never_answers_gets_no_plaintext_ever() {
+    let mut a = peer("alice@example.test", None);
+    a.s.set_hold_timeout(Duration::from_millis(300));
+    let secret = "meet at the north gate at 9";
+    let mut emitted = a.send("bob@example.test", secret);
+    emitted.extend(a.send("bob@example.test", "second"));
+    for _ in 0..10 {
+        std::thread::sleep(Duration::from_millis(50));
+        let out = a.s.poll().unwrap();
+        emitted.extend(a.take(out));
+    }
+    assert!(!emitted.is_empty());
+    for o in &emitted {
+        assert_eq!(o.body, "?OTRv23?", "only bare queries may go out");
+        assert!(!o.body.contains(secret));
+    }
+    assert!(a.has_event(|e| matches!(e, OtrEvent::Undelivered { count: 2, .. })));
+    assert_eq!(a.s.held_count(a.acct, "bob@example.test"), 0);
+    assert_eq!(a.s.refused_injections(), 0);
+}
+
+#[test]
+fn group_targets_are_refused() {
+    let mut a = peer("alice@example.test", None);
+    let err =
+        a.s.send(a.acct, &Target::Group("#room".into()), "hi")
+            .unwrap_err();
+    assert_eq!(err, OtrError::GroupTarget);
+}
+
+#[test]
+fn peer_restart_with_lost_session_recovers_without_plaintext() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    // Bob restarts from the same profile: same key and instance tag, no session.
+    let dir = b.dir.clone();
+    let name = b.name.clone();
+    let fresh = timb_otr::OtrSession::open(&dir, vec![common::config(&name, None)]).unwrap();
+    drop(std::mem::replace(&mut b.s, fresh));
+    b.events.clear();
+    // Alice still thinks it is encrypted. libotr silently drops the first data message for
+    // an instance it has no context for; the next one is reported, and Bob asks for a new AKE.
+    let out = a.send(&b.name, "lost in restart 1");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    let out = a.send(&b.name, "lost in restart 2");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert!(b.has_event(|e| matches!(
+        e,
+        OtrEvent::Problem {
+            problem: Problem::NotInPrivate,
+            ..
+        }
+    )));
+    assert!(b.inbox.is_empty());
+    assert!(matches!(
+        b.s.state(b.acct, &a.name),
+        ConversationState::Encrypted { .. }
+    ));
+    let out = a.send(&b.name, "after recovery");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "after recovery");
+    wire.assert_no_plaintext("lost in restart");
+    assert!(b.has_event(|e| matches!(e, OtrEvent::GoneSecure { .. })));
+}
+
+#[test]
+fn new_instance_of_the_peer_is_told_apart() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let ConversationState::Encrypted {
+        instance: first, ..
+    } = a.s.state(a.acct, &b.name)
+    else {
+        panic!()
+    };
+    // Bob logs in from a second client: same account, new key store, new instance tag.
+    let mut b2 = peer_in(&b.name.clone(), None, scratch("bob2"));
+    b2.s.generate_key_blocking(b2.acct).unwrap();
+    let out = b2.send(&a.name, "from my second device");
+    pump(&mut a, &mut b2, Vec::new(), out, &mut wire);
+    let Some((msg, inst)) = a.inbox.last().cloned() else {
+        panic!(
+            "alice got nothing; alice {:?} bob2 {:?}",
+            a.events, b2.events
+        )
+    };
+    assert_eq!(msg, "from my second device");
+    let second = inst.unwrap();
+    assert_ne!(
+        first, second,
+        "the two clients have different instance tags"
+    );
+    assert!(a.has_event(|e| matches!(e, OtrEvent::NewFingerprint { .. })));
+    // Replies go to the instance that spoke most recently.
+    let out = a.send(&b.name, "hello second device");
+    pump(&mut a, &mut b2, out, Vec::new(), &mut wire);
+    assert_eq!(b2.inbox.last().unwrap().0, "hello second device");
+    wire.assert_no_plaintext("second device");
+}
+
+#[test]
+fn key_store_is_owner_only() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    assert_eq!(mode(&a.dir), 0o700);
+    assert_eq!(mode(&a.dir.join("otr.private_key")), 0o600);
+    assert_eq!(mode(&a.dir.join("otr.instance_tags")), 0o600);
+}
+
+#[test]
+fn background_key_generation_reports_progress_and_then_starts_the_ake() {
+    let dir = scratch("kg");
+    let mut a = peer_in("carol@example.test", None, dir);
+    assert!(!a.s.has_key(a.acct));
+    let out = a.send("bob@example.test", "waiting for my key");
+    assert!(out.is_empty(), "no query before we have a key");
+    assert!(a.has_event(|e| matches!(
+        e,
+        OtrEvent::KeyGeneration {
+            state: timb_otr::KeyGenState::Started,
+            ..
+        }
+    )));
+    let mut emitted = Vec::new();
+    for _ in 0..2000 {
+        let out = a.s.poll().unwrap();
+        emitted.extend(a.take(out));
+        if a.has_event(|e| {
+            matches!(
+                e,
+                OtrEvent::KeyGeneration {
+                    state: timb_otr::KeyGenState::Done { .. },
+                    ..
+                }
+            )
+        }) {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(a.s.has_key(a.acct));
+    assert_eq!(
+        emitted.iter().map(|o| o.body.as_str()).collect::<Vec<_>>(),
+        vec!["?OTRv23?"]
+    );
+    assert_eq!(a.s.held_count(a.acct, "bob@example.test"), 1);
+}
+
+#[test]
+fn actor_owns_the_session_on_its_own_thread() {
+    let dir = scratch("actor");
+    let actor = timb_otr::actor::OtrActor::spawn(
+        dir.clone(),
+        vec![common::config("dave@example.test", None)],
+    )
+    .unwrap();
+    let acct = timb_core::AccountId(1);
+    let fp = actor
+        .handle
+        .call(move |s| s.generate_key_blocking(acct))
+        .unwrap()
+        .unwrap();
+    assert_eq!(fp.len(), 44);
+    let out = actor
+        .handle
+        .call(move |s| s.send(acct, &Target::Direct("erin@example.test".into()), "held"))
+        .unwrap()
+        .unwrap();
+    assert_eq!(out.outgoing.len(), 1);
+    assert_eq!(out.outgoing[0].body, "?OTRv23?");
+    let _ = std::fs::remove_dir_all(dir);
+}
