@@ -6,6 +6,7 @@
 //! stream, so the caller decides how it reaches the server (always through
 //! Tor in timb), and [`ctcp`] holds Tor Messenger's reply policy.
 
+pub mod connect;
 pub mod ctcp;
 pub mod format;
 pub mod line;
@@ -14,5 +15,6 @@ pub mod session;
 pub mod split;
 pub mod transport;
 
+pub use connect::{start, IrcServer, StartError};
 pub use session::{run, spawn, IrcAuth, IrcConfig, IrcError};
 pub use transport::{choose_security, Security};

@@ -175,7 +175,8 @@ where
     let (r, w) = tokio::io::split(stream);
     let mut sess = Session::new(w, config, events.clone());
     let result = sess.run(LineReader::new(BufReader::new(r)), commands).await;
-    let _ = sess.w.shutdown().await;
+    // Bounded: a stalled circuit must not keep the task alive.
+    let _ = timeout(Duration::from_secs(2), sess.w.shutdown()).await;
     if let Err(e) = &result {
         let _ = events.send(Event::Error(AccountError::from(e))).await;
     }
@@ -434,12 +435,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Irc::CAP(_, sub, a, b) => self.handle_cap(sub, a, b).await?,
             Irc::AUTHENTICATE(data) => self.handle_authenticate(&data).await?,
             Irc::Response(resp, args) => self.handle_numeric(resp, args).await?,
+            // Servers have no CTCP: only nicks get a reply.
             Irc::PRIVMSG(target, body) => {
-                self.handle_privmsg(source.or(server_name), &target, &body, false)
+                let answerable = source.is_some();
+                self.handle_privmsg(source.or(server_name), answerable, &target, &body, false)
                     .await
             }
             Irc::NOTICE(target, body) => {
-                self.handle_privmsg(source.or(server_name), &target, &body, true)
+                self.handle_privmsg(source.or(server_name), false, &target, &body, true)
                     .await
             }
             Irc::JOIN(chans, _, _) => {
@@ -744,6 +747,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn handle_privmsg(
         &mut self,
         from: Option<String>,
+        answerable: bool,
         target: &str,
         body: &str,
         is_notice: bool,
@@ -766,7 +770,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Incoming::Text => (strip_formatting(body), MessageKind::Normal),
             Incoming::Action(t) => (strip_formatting(&t), MessageKind::Action),
             Incoming::Reply(r) => {
-                if valid_target(&from) {
+                if answerable && valid_target(&from) {
                     self.enqueue(Irc::NOTICE(from, r)).await;
                 }
                 return;
