@@ -21,6 +21,7 @@ pub mod error;
 pub mod scram;
 pub mod session;
 pub mod stream;
+pub mod tls;
 pub mod xml;
 
 use std::future::Future;
@@ -33,6 +34,7 @@ use zeroize::Zeroizing;
 pub use connect::{default_server, KNOWN_ONIONS};
 pub use error::{AuthError, XmppError};
 pub use session::spawn_account;
+pub use tls::PolicyTls;
 
 /// The resource we bind: the same for every timb user, so it says nothing
 /// beyond "this is timb".

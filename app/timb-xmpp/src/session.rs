@@ -127,6 +127,9 @@ struct Sm {
 struct Room {
     nick: String,
     joined: bool,
+    /// Id of our instant-room configuration request; the join is reported
+    /// once the room is unlocked, so others can enter when the GUI says so.
+    unlocking: Option<String>,
     members: BTreeSet<String>,
 }
 
@@ -635,6 +638,27 @@ impl Session {
                     }
                 } else if self.ping.as_ref().is_some_and(|(p, _)| *p == id) {
                     self.ping = None;
+                } else if let Some((room, r)) = self
+                    .rooms
+                    .iter_mut()
+                    .find(|(_, r)| r.unlocking.as_deref() == Some(id.as_str()))
+                {
+                    r.unlocking = None;
+                    let (room, nick) = (room.clone(), r.nick.clone());
+                    let members = r.members.iter().cloned().collect();
+                    if ty == "error" {
+                        let why = stanza_error_text(&e);
+                        self.emit(Event::Error(timb_core::AccountError::Refused(format!(
+                            "could not open the new room {room}: {why}"
+                        ))))
+                        .await;
+                    }
+                    self.emit(Event::GroupJoined {
+                        room: room.clone(),
+                        nick,
+                    })
+                    .await;
+                    self.emit(Event::GroupMembers { room, members }).await;
                 }
                 Ok(())
             }
@@ -790,6 +814,10 @@ impl Session {
             x.elements()
                 .any(|s| s.is("status", NS_MUC_USER) && s.attr("code") == Some("110"))
         });
+        let created = x.is_some_and(|x| {
+            x.elements()
+                .any(|s| s.is("status", NS_MUC_USER) && s.attr("code") == Some("201"))
+        });
         let mut out = Vec::new();
         if ty == "error" {
             let why = stanza_error_text(e);
@@ -807,14 +835,18 @@ impl Session {
                 } else if !r.joined {
                     r.joined = true;
                     r.nick = nick.to_owned();
-                    out.push(Event::GroupJoined {
-                        room: room.to_owned(),
-                        nick: nick.to_owned(),
-                    });
-                    out.push(Event::GroupMembers {
-                        room: room.to_owned(),
-                        members: r.members.iter().cloned().collect(),
-                    });
+                    if created {
+                        r.unlocking = Some(random_id());
+                    } else {
+                        out.push(Event::GroupJoined {
+                            room: room.to_owned(),
+                            nick: nick.to_owned(),
+                        });
+                        out.push(Event::GroupMembers {
+                            room: room.to_owned(),
+                            members: r.members.iter().cloned().collect(),
+                        });
+                    }
                 }
             } else {
                 let ev = if ty == "unavailable" {
@@ -836,6 +868,25 @@ impl Session {
                     out.push(ev);
                 }
             }
+        }
+        let unlock = self.rooms.get(room).and_then(|r| r.unlocking.clone());
+        if let (true, Some(id)) = (created && is_self && ty != "unavailable", unlock) {
+            // We created the room: accept the default configuration (an
+            // "instant room"), or it stays locked to everyone else.
+            let _ = self
+                .send(
+                    Element::new("iq", NS_CLIENT)
+                        .with_attr("type", "set")
+                        .with_attr("to", room)
+                        .with_attr("id", id)
+                        .with_child(
+                            Element::new("query", "http://jabber.org/protocol/muc#owner")
+                                .with_child(
+                                    Element::new("x", "jabber:x:data").with_attr("type", "submit"),
+                                ),
+                        ),
+                )
+                .await;
         }
         for ev in out {
             self.emit(ev).await;

@@ -1,0 +1,410 @@
+//! End-to-end tests against a real prosody (Debian package) on 127.0.0.1.
+
+mod common;
+
+use std::time::Duration;
+
+use common::*;
+use timb_core::{
+    AccountError, Command, ConnectionState, Event, MessageKind, Presence, RosterItem, Target,
+};
+use timb_xmpp::TlsMode;
+
+fn is_connected(e: &Event) -> bool {
+    matches!(e, Event::State(ConnectionState::Connected { .. }))
+}
+
+fn msg_from<'a>(e: &'a Event, who: &Target) -> Option<&'a str> {
+    match e {
+        Event::Message { from, body, .. } if from == who => Some(body),
+        _ => None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_accounts_subscribe_chat_and_talk_in_a_room() {
+    let pr = Prosody::start(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    // Alice uses direct TLS (XEP-0368), Bob STARTTLS.
+    let mut a = spawn(&pr, "alice", "alice-pw", pr.tls_port, TlsMode::Direct);
+    let mut b = spawn(&pr, "bob", "bob-pw", pr.c2s_port, TlsMode::StartTls);
+    a.cmd(Command::Connect).await;
+    b.cmd(Command::Connect).await;
+    let ev = a.wait("alice connected", is_connected).await;
+    let Event::State(ConnectionState::Connected { spki_sha256 }) = ev else {
+        unreachable!()
+    };
+    assert_eq!(spki_sha256, Some(pr.leaf.spki_sha256().hex()));
+    b.wait("bob connected", is_connected).await;
+
+    // Mutual subscription.
+    a.cmd(Command::AddContact {
+        id: "bob@timb.test".into(),
+    })
+    .await;
+    b.wait(
+        "subscription request",
+        |e| matches!(e, Event::SubscriptionRequest { from } if from == "alice@timb.test"),
+    )
+    .await;
+    b.cmd(Command::AnswerSubscription {
+        from: "alice@timb.test".into(),
+        approve: true,
+    })
+    .await;
+    b.cmd(Command::AddContact {
+        id: "alice@timb.test".into(),
+    })
+    .await;
+    a.wait(
+        "subscription request",
+        |e| matches!(e, Event::SubscriptionRequest { from } if from == "bob@timb.test"),
+    )
+    .await;
+    a.cmd(Command::AnswerSubscription {
+        from: "bob@timb.test".into(),
+        approve: true,
+    })
+    .await;
+    a.wait("roster both", |e| {
+        matches!(e, Event::RosterSet(RosterItem { id, subscribed_to: true, subscribed_from: true, .. }) if id == "bob@timb.test")
+    })
+    .await;
+    b.wait("alice online", |e| {
+        matches!(e, Event::Presence { contact, presence: Presence::Available } if contact == "alice@timb.test")
+    })
+    .await;
+
+    // Chat both ways, with markup and non-ASCII that must survive escaping.
+    let tricky = "hi <b>bob</b> & 'friends' \u{263A}";
+    a.cmd(Command::Send {
+        to: Target::Direct("bob@timb.test".into()),
+        body: tricky.into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    let alice = Target::Direct("alice@timb.test".into());
+    let e = b
+        .wait("message from alice", |e| msg_from(e, &alice).is_some())
+        .await;
+    assert_eq!(msg_from(&e, &alice), Some(tricky));
+    b.cmd(Command::Send {
+        to: Target::Direct("alice@timb.test".into()),
+        body: "waves".into(),
+        kind: MessageKind::Action,
+    })
+    .await;
+    let bob = Target::Direct("bob@timb.test".into());
+    let e = a
+        .wait("action from bob", |e| msg_from(e, &bob).is_some())
+        .await;
+    assert!(
+        matches!(e, Event::Message { ref body, kind: MessageKind::Action, sender: None, .. } if body == "waves")
+    );
+
+    // Group chat.
+    let room = format!("lounge@{MUC}");
+    a.cmd(Command::JoinGroup {
+        room: room.clone(),
+        nick: Some("al".into()),
+    })
+    .await;
+    a.wait(
+        "alice joined",
+        |e| matches!(e, Event::GroupJoined { nick, .. } if nick == "al"),
+    )
+    .await;
+    b.cmd(Command::JoinGroup {
+        room: room.clone(),
+        nick: Some("bo".into()),
+    })
+    .await;
+    let e = b
+        .wait("bob members", |e| matches!(e, Event::GroupMembers { .. }))
+        .await;
+    assert!(
+        matches!(e, Event::GroupMembers { ref members, .. } if members.contains(&"al".to_string()))
+    );
+    a.wait(
+        "bob joins",
+        |e| matches!(e, Event::MemberJoined { nick, .. } if nick == "bo"),
+    )
+    .await;
+    b.cmd(Command::Send {
+        to: Target::Group(room.clone()),
+        body: "hello room".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    let e = a
+        .wait("room message", |e| {
+            matches!(
+                e,
+                Event::Message {
+                    from: Target::Group(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(
+        matches!(e, Event::Message { ref body, sender: Some(ref s), .. } if body == "hello room" && s == "bo")
+    );
+    a.cmd(Command::Send {
+        to: Target::Group(room.clone()),
+        body: "hi bo".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    let e = b
+        .wait("room reply", |e| {
+            matches!(
+                e,
+                Event::Message {
+                    from: Target::Group(_),
+                    ..
+                }
+            )
+        })
+        .await;
+    assert!(
+        matches!(e, Event::Message { ref body, sender: Some(ref s), .. } if body == "hi bo" && s == "al")
+    );
+    b.cmd(Command::LeaveGroup { room: room.clone() }).await;
+    b.wait("bob left", |e| matches!(e, Event::GroupLeft { .. }))
+        .await;
+    a.wait(
+        "member left",
+        |e| matches!(e, Event::MemberLeft { nick, .. } if nick == "bo"),
+    )
+    .await;
+
+    // OTR-looking traffic is marked private / no-store.
+    a.cmd(Command::Send {
+        to: Target::Direct("bob@timb.test".into()),
+        body: "?OTR:AAMDfake".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    b.wait("otr message", |e| {
+        msg_from(e, &alice) == Some("?OTR:AAMDfake")
+    })
+    .await;
+
+    b.cmd(Command::Disconnect).await;
+    a.wait("bob offline", |e| {
+        matches!(e, Event::Presence { contact, presence: Presence::Offline } if contact == "bob@timb.test")
+    })
+    .await;
+    a.cmd(Command::Disconnect).await;
+    a.wait("alice disconnected", |e| {
+        matches!(e, Event::State(ConnectionState::Disconnected))
+    })
+    .await;
+
+    // Privacy: what alice sent inside TLS.
+    let sent = a.rec.text();
+    privacy_checks(&sent);
+    assert!(
+        sent.contains("<resource>timb</resource>"),
+        "constant resource"
+    );
+    assert!(sent.contains(
+        "<private xmlns='urn:xmpp:carbons:2'/><no-permanent-store xmlns='urn:xmpp:hints'/>"
+    ));
+    assert!(
+        sent.contains("&lt;b&gt;bob&lt;/b&gt; &amp; &apos;friends&apos;")
+            || sent.contains("&lt;b&gt;bob&lt;/b&gt; &amp; 'friends'")
+    );
+    // The tricky body appears only inside <body>.
+    let at = sent.find("&lt;b&gt;bob").unwrap();
+    assert!(sent[..at].ends_with("<body>hi "));
+    let sent_b = b.rec.text();
+    privacy_checks(&sent_b);
+}
+
+/// Nothing that reports activity, typing, locale, time or client details.
+fn privacy_checks(sent: &str) {
+    for bad in [
+        "<show",
+        "<status",
+        "<priority",
+        "xml:lang",
+        "jabber:iq:last",
+        "urn:xmpp:idle",
+        "chatstates",
+        "<composing",
+        "<active",
+        "<paused",
+        "jabber:iq:version",
+        "<os",
+        "urn:xmpp:time",
+        "<tzo",
+        "<utc",
+        "<delay",
+        "http://jabber.org/protocol/caps",
+        "urn:xmpp:carbons:2'/><enable",
+        "<enable xmlns='urn:xmpp:carbons",
+        "xhtml",
+        "urn:xmpp:receipts",
+        "<nick",
+        "from='",
+    ] {
+        assert!(!sent.contains(bad), "client sent {bad:?}");
+    }
+    // Presence is only ever bare or unavailable/subscription management.
+    for p in sent.split("<presence").skip(1) {
+        let head: String = p.chars().take_while(|c| *c != '>').collect();
+        let closed = head.ends_with('/');
+        let is_muc_join = p.starts_with(" to=") && p.contains("protocol/muc'/>");
+        assert!(
+            closed || is_muc_join,
+            "presence with content: <presence{p:.80}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_password_is_a_clear_auth_error() {
+    let pr = Prosody::start(&[("carol", "right")]);
+    let mut c = spawn(&pr, "carol", "wrong", pr.tls_port, TlsMode::Direct);
+    c.cmd(Command::Connect).await;
+    let e = c.wait("auth error", |e| matches!(e, Event::Error(_))).await;
+    assert_eq!(
+        e,
+        Event::Error(AccountError::Auth("wrong user name or password".into()))
+    );
+    c.wait("disconnected", |e| {
+        matches!(e, Event::State(ConnectionState::Disconnected))
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pin_mismatch_is_a_certificate_error() {
+    let pr = Prosody::start(&[("dave", "pw")]);
+    let other = timb_tls::test_ca::TestCa::new("other").issue(&[DOMAIN]);
+    let policy = timb_tls::TlsPolicy::Pinned(timb_tls::PinSet::leaf(DOMAIN, [other.spki_sha256()]));
+    for (port, mode) in [
+        (pr.tls_port, TlsMode::Direct),
+        (pr.c2s_port, TlsMode::StartTls),
+    ] {
+        let h = timb_xmpp::spawn_account(
+            timb_core::AccountId(1),
+            config("dave", "pw", port, mode),
+            std::sync::Arc::new(LoopConnector { port }),
+            std::sync::Arc::new(timb_xmpp::PolicyTls::new(
+                policy.clone(),
+                Some(port),
+                mode == TlsMode::Direct,
+            )),
+        );
+        let mut c = Client {
+            h,
+            rec: Recording::default(),
+        };
+        c.cmd(Command::Connect).await;
+        let e = c
+            .wait("certificate error", |e| matches!(e, Event::Error(_)))
+            .await;
+        assert!(
+            matches!(e, Event::Error(AccountError::Certificate(ref m)) if m.contains("pinned")),
+            "{e:?}"
+        );
+    }
+}
+
+/// The circuit dies (data black-holed, then the connection cut) while
+/// messages are in flight both ways; XEP-0198 resumption delivers all of them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stream_resumes_after_a_dropped_connection_without_losing_messages() {
+    let pr = Prosody::start(&[("erin", "pw1"), ("frank", "pw2")]);
+    let proxy = Proxy::start(pr.tls_port).await;
+    let rec = Recording::default();
+    let mut e = {
+        let tls = RecordingTls {
+            inner: timb_xmpp::PolicyTls::new(pr.policy(), Some(pr.tls_port), true),
+            rec: rec.clone(),
+        };
+        let h = timb_xmpp::spawn_account(
+            timb_core::AccountId(7),
+            config("erin", "pw1", proxy.port, TlsMode::Direct),
+            std::sync::Arc::new(LoopConnector { port: proxy.port }),
+            std::sync::Arc::new(tls),
+        );
+        Client { h, rec }
+    };
+    let mut f = spawn(&pr, "frank", "pw2", pr.tls_port, TlsMode::Direct);
+    e.cmd(Command::Connect).await;
+    f.cmd(Command::Connect).await;
+    e.wait("erin connected", is_connected).await;
+    f.wait("frank connected", is_connected).await;
+    let erin = Target::Direct("erin@timb.test".into());
+    let frank = Target::Direct("frank@timb.test".into());
+
+    // Warm-up message proves the path works.
+    e.cmd(Command::Send {
+        to: frank.clone(),
+        body: "before".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    f.wait("before", |ev| msg_from(ev, &erin) == Some("before"))
+        .await;
+
+    // The circuit silently dies: erin's next messages never reach the server.
+    proxy.blackhole(true);
+    for i in 0..3 {
+        e.cmd(Command::Send {
+            to: frank.clone(),
+            body: format!("lost-{i}"),
+            kind: MessageKind::Normal,
+        })
+        .await;
+    }
+    // Frank writes to erin meanwhile; the server holds them for the session.
+    for i in 0..3 {
+        f.cmd(Command::Send {
+            to: erin.clone(),
+            body: format!("held-{i}"),
+            kind: MessageKind::Normal,
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    proxy.cut();
+
+    e.wait("reconnecting", |ev| {
+        matches!(ev, Event::State(ConnectionState::Reconnecting))
+    })
+    .await;
+    e.wait("reconnected", is_connected).await;
+    for i in 0..3 {
+        let want = format!("held-{i}");
+        e.wait(&want, |ev| msg_from(ev, &frank) == Some(want.as_str()))
+            .await;
+    }
+    for i in 0..3 {
+        let want = format!("lost-{i}");
+        f.wait(&want, |ev| msg_from(ev, &erin) == Some(want.as_str()))
+            .await;
+    }
+    // It was a resumption, not a new session: no second bind.
+    let sent = e.rec.text();
+    assert_eq!(sent.matches("<bind").count(), 1, "{sent}");
+    assert_eq!(sent.matches("<resume ").count(), 1);
+    // And the conversation goes on.
+    f.cmd(Command::Send {
+        to: erin.clone(),
+        body: "after".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    e.wait("after", |ev| msg_from(ev, &frank) == Some("after"))
+        .await;
+    // Nothing arrives twice.
+    let extra = e.drain(Duration::from_millis(500)).await;
+    assert!(
+        !extra.iter().any(|ev| matches!(ev, Event::Message { .. })),
+        "{extra:?}"
+    );
+}
