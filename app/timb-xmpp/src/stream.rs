@@ -249,13 +249,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
                         "comments, processing instructions and DTDs are not allowed in XMPP".into(),
                     ));
                 }
-                Event::Eof => {
-                    return Err(if self.in_stream || !self.stack.is_empty() {
-                        XmppError::Closed
-                    } else {
-                        XmppError::Closed
-                    });
-                }
+                // Mid-stream or not, EOF is the peer going away.
+                Event::Eof => return Err(XmppError::Closed),
                 Event::Start(s) => {
                     let el = start_element(&self.reader, &s)?;
                     if !self.in_stream {

@@ -1,0 +1,377 @@
+//! Hostile and broken servers, scripted in-process over a `tokio::io::duplex`
+//! pipe: every failure must be a clear typed error, never a panic or a hang.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use timb_core::{AccountError, AccountHandle, AccountId, Command, Event, Target};
+use timb_xmpp::stream::{Frame, XmlStream};
+use timb_xmpp::xml::Element;
+use timb_xmpp::{
+    BoxFuture, BoxStream, Connector, ServerAddr, TlsInfo, TlsMode, TlsUpgrade, XmppConfig,
+    XmppError,
+};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
+
+/// Hands out one end of a pipe; the test plays the server on the other.
+struct PipeConnector(Mutex<Option<DuplexStream>>);
+
+impl Connector for PipeConnector {
+    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+        let s = self.0.lock().unwrap().take();
+        Box::pin(async move {
+            s.map(|s| Box::new(s) as BoxStream)
+                .ok_or_else(|| XmppError::Io("connection refused".into()))
+        })
+    }
+}
+
+/// Pretends TLS is up so the tests reach the XML layer; the real TLS is
+/// covered by the prosody tests.
+struct FakeTls;
+
+impl TlsUpgrade for FakeTls {
+    fn upgrade(
+        &self,
+        stream: BoxStream,
+        _server_name: String,
+    ) -> BoxFuture<Result<(BoxStream, TlsInfo), XmppError>> {
+        Box::pin(async move { Ok((stream, TlsInfo::default())) })
+    }
+}
+
+fn config(mode: TlsMode) -> XmppConfig {
+    let mut c = XmppConfig::new("user@evil.test", "pw");
+    c.server = Some(ServerAddr {
+        host: "127.0.0.1".into(),
+        port: 5222,
+        tls: mode,
+    });
+    c.timeout = Duration::from_secs(2);
+    c.ping_interval = Duration::from_secs(1);
+    c.reconnect_attempts = 0;
+    c.max_stanza = 4096;
+    c.allow_plain = true;
+    c
+}
+
+fn start(cfg: XmppConfig) -> (AccountHandle, DuplexStream) {
+    let (client, server) = tokio::io::duplex(1 << 20);
+    let h = timb_xmpp::spawn_account(
+        AccountId(9),
+        cfg,
+        Arc::new(PipeConnector(Mutex::new(Some(client)))),
+        Arc::new(FakeTls),
+    );
+    (h, server)
+}
+
+const HDR: &str = "<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' id='s1' from='evil.test' version='1.0'>";
+
+async fn next_error(h: &mut AccountHandle) -> AccountError {
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), h.events.recv()).await {
+            Ok(Some(Event::Error(e))) => return e,
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("task ended without an error event"),
+            Err(_) => panic!("no error event within 20 s"),
+        }
+    }
+}
+
+/// Reads the client's stream header, then sends ours plus `rest`.
+async fn greet(xs: &mut XmlStream<DuplexStream>, rest: &str) {
+    match xs.next().await {
+        Ok(Frame::StreamStart(h)) => {
+            assert_eq!(h.attr("to"), Some("evil.test"));
+            assert!(h.attr("from").is_none(), "client header leaks its JID");
+        }
+        other => panic!("expected client header, got {other:?}"),
+    }
+    xs.send_raw(&format!("{HDR}{rest}")).await.unwrap();
+}
+
+async fn stanza(xs: &mut XmlStream<DuplexStream>) -> Element {
+    match xs.next().await {
+        Ok(Frame::Stanza(e)) => e,
+        other => panic!("expected a stanza, got {other:?}"),
+    }
+}
+
+/// Runs a PLAIN login and resource binding as the server; returns the
+/// stream after the client's roster request and initial presence.
+async fn login(server: DuplexStream) -> XmlStream<DuplexStream> {
+    let mut xs = XmlStream::new(server, 1 << 20);
+    greet(
+        &mut xs,
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+    )
+    .await;
+    let auth = stanza(&mut xs).await;
+    assert_eq!(auth.attr("mechanism"), Some("PLAIN"));
+    xs.send_raw("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await
+        .unwrap();
+    let mut xs = xs.restart();
+    greet(
+        &mut xs,
+        "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
+    )
+    .await;
+    let bind = stanza(&mut xs).await;
+    let id = bind.attr("id").unwrap().to_owned();
+    xs.send_raw(&format!("<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>user@evil.test/timb</jid></bind></iq>")).await.unwrap();
+    let roster = stanza(&mut xs).await;
+    assert_eq!(roster.attr("type"), Some("get"));
+    let id = roster.attr("id").unwrap().to_owned();
+    xs.send_raw(&format!(
+        "<iq type='result' id='{id}'><query xmlns='jabber:iq:roster'/></iq>"
+    ))
+    .await
+    .unwrap();
+    let p = stanza(&mut xs).await;
+    assert_eq!(p.to_xml(), "<presence/>", "initial presence must be bare");
+    xs
+}
+
+#[tokio::test]
+async fn server_without_starttls_is_refused_before_any_credentials() {
+    let (mut h, server) = start(config(TlsMode::StartTls));
+    h.commands.send(Command::Connect).await.unwrap();
+    let srv = tokio::spawn(async move {
+        let mut xs = XmlStream::new(server, 1 << 20);
+        greet(
+            &mut xs,
+            "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+        )
+        .await;
+        // Whatever the client sends next must not be credentials.
+        let mut rest = Vec::new();
+        let mut s = xs.into_inner().unwrap();
+        let _ = tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut rest)).await;
+        String::from_utf8_lossy(&rest).into_owned()
+    });
+    let e = next_error(&mut h).await;
+    assert_eq!(
+        e,
+        AccountError::Refused(
+            "the server does not offer TLS; refusing to continue in plaintext".into()
+        )
+    );
+    drop(h);
+    let rest = srv.await.unwrap();
+    assert!(!rest.contains("auth"), "sent after refusal: {rest}");
+}
+
+#[tokio::test]
+async fn no_acceptable_mechanism() {
+    let mut cfg = config(TlsMode::Direct);
+    cfg.allow_plain = false;
+    let (mut h, server) = start(cfg);
+    h.commands.send(Command::Connect).await.unwrap();
+    tokio::spawn(async move {
+        let mut xs = XmlStream::new(server, 1 << 20);
+        greet(&mut xs, "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism><mechanism>DIGEST-MD5</mechanism></mechanisms></stream:features>").await;
+        let _ = xs.next().await;
+    });
+    let e = next_error(&mut h).await;
+    assert_eq!(
+        e,
+        AccountError::Auth("no acceptable mechanism (server offers: PLAIN DIGEST-MD5)".into())
+    );
+}
+
+/// Sends `payload` right after the stream header and returns the error.
+async fn error_for(payload: Vec<u8>) -> AccountError {
+    let (mut h, server) = start(config(TlsMode::Direct));
+    h.commands.send(Command::Connect).await.unwrap();
+    tokio::spawn(async move {
+        let mut xs = XmlStream::new(server, 1 << 20);
+        greet(&mut xs, "").await;
+        let mut s = xs.into_inner().unwrap();
+        let _ = s.write_all(&payload).await;
+        // Hold the pipe open: the error must come from the data, not EOF.
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    next_error(&mut h).await
+}
+
+#[tokio::test]
+async fn oversize_stanza_is_a_clear_error() {
+    let mut p = b"<stream:features><x xmlns='urn:x'>".to_vec();
+    p.extend(std::iter::repeat_n(b'A', 100_000));
+    let e = error_for(p).await;
+    assert_eq!(
+        e,
+        AccountError::Protocol("the server sent a stanza larger than the 4096-byte limit".into())
+    );
+}
+
+#[tokio::test]
+async fn malformed_xml_is_a_clear_error() {
+    let e = error_for(b"<stream:features><a></b></stream:features>".to_vec()).await;
+    assert!(
+        matches!(&e, AccountError::Protocol(m) if m.starts_with("malformed XML from the server")),
+        "{e:?}"
+    );
+}
+
+#[tokio::test]
+async fn invalid_utf8_is_a_clear_error() {
+    let e = error_for(b"<stream:features><a>\xc3\x28</a></stream:features>".to_vec()).await;
+    assert_eq!(
+        e,
+        AccountError::Protocol("the server sent text that is not valid UTF-8".into())
+    );
+}
+
+#[tokio::test]
+async fn stream_error_is_reported_with_its_condition() {
+    let e = error_for(b"<stream:error><host-unknown xmlns='urn:ietf:params:xml:ns:xmpp-streams'/><text xmlns='urn:ietf:params:xml:ns:xmpp-streams'>go away</text></stream:error>".to_vec()).await;
+    assert_eq!(
+        e,
+        AccountError::Closed(
+            "the server ended the stream with an error: host-unknown (go away)".into()
+        )
+    );
+}
+
+#[tokio::test]
+async fn silent_server_times_out() {
+    let (mut h, server) = start(config(TlsMode::Direct));
+    h.commands.send(Command::Connect).await.unwrap();
+    let t0 = std::time::Instant::now();
+    let e = next_error(&mut h).await;
+    assert_eq!(
+        e,
+        AccountError::Transport("the server did not answer within 2 seconds".into())
+    );
+    assert!(t0.elapsed() < Duration::from_secs(8));
+    drop(server);
+}
+
+#[tokio::test]
+async fn server_that_stops_answering_mid_session_is_detected_by_ping() {
+    let (mut h, server) = start(config(TlsMode::Direct));
+    h.commands.send(Command::Connect).await.unwrap();
+    let srv = tokio::spawn(async move {
+        let mut xs = login(server).await;
+        // Go silent, but keep reading so the client is not blocked.
+        let mut seen = Vec::new();
+        while let Ok(Ok(Frame::Stanza(e))) =
+            tokio::time::timeout(Duration::from_secs(8), xs.next()).await
+        {
+            seen.push(e);
+        }
+        seen
+    });
+    let e = next_error(&mut h).await;
+    assert_eq!(
+        e,
+        AccountError::Transport("the server did not answer within 2 seconds".into())
+    );
+    let seen = srv.await.unwrap();
+    assert!(
+        seen.iter().any(|e| e.has_child("ping", "urn:xmpp:ping")),
+        "client never pinged: {seen:?}"
+    );
+}
+
+/// Queries that would reveal the client, OS, clock or idle time are
+/// refused; pings are answered; only `<body>` text reaches the GUI.
+#[tokio::test]
+async fn fingerprinting_queries_are_refused_and_only_body_is_delivered() {
+    let (mut h, server) = start(config(TlsMode::Direct));
+    h.commands.send(Command::Connect).await.unwrap();
+    let srv = tokio::spawn(async move {
+        let mut xs = login(server).await;
+        let mut answers = Vec::new();
+        for (id, ty, ns) in [
+            ("v", "get", "<query xmlns='jabber:iq:version'/>"),
+            ("t", "get", "<time xmlns='urn:xmpp:time'/>"),
+            ("l", "get", "<query xmlns='jabber:iq:last'/>"),
+            (
+                "d",
+                "get",
+                "<query xmlns='http://jabber.org/protocol/disco#info'/>",
+            ),
+            ("p", "get", "<ping xmlns='urn:xmpp:ping'/>"),
+            // A roster push from a stranger must not be accepted.
+            (
+                "r",
+                "set",
+                "<query xmlns='jabber:iq:roster'><item jid='x@y'/></query>",
+            ),
+        ] {
+            xs.send_raw(&format!(
+                "<iq type='{ty}' id='{id}' from='spy@evil.test/x' to='user@evil.test/timb'>{ns}</iq>"
+            ))
+            .await
+            .unwrap();
+            answers.push(stanza(&mut xs).await);
+        }
+        xs.send_raw(
+            "<message from='friend@evil.test/phone' type='chat'><body>plain text</body>\
+             <html xmlns='http://jabber.org/protocol/xhtml-im'><body xmlns='http://www.w3.org/1999/xhtml'><p>rich <img src='http://tracker/'/></p></body></html>\
+             <delay xmlns='urn:xmpp:delay' stamp='2001-01-01T00:00:00Z'/>\
+             <composing xmlns='http://jabber.org/protocol/chatstates'/></message>\
+             <message from='friend@evil.test/phone' type='chat'><composing xmlns='http://jabber.org/protocol/chatstates'/></message>",
+        )
+        .await
+        .unwrap();
+        // Keep the stream up until the test is done.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        answers
+    });
+    let msg = loop {
+        match tokio::time::timeout(Duration::from_secs(20), h.events.recv()).await {
+            Ok(Some(e @ Event::Message { .. })) => break e,
+            Ok(Some(Event::Error(e))) => panic!("{e}"),
+            Ok(Some(_)) => {}
+            other => panic!("{other:?}"),
+        }
+    };
+    let Event::Message {
+        from,
+        sender,
+        body,
+        received_at,
+        ..
+    } = msg
+    else {
+        unreachable!()
+    };
+    assert_eq!(from, Target::Direct("friend@evil.test".into()));
+    assert_eq!(sender, None);
+    assert_eq!(body, "plain text");
+    assert!(
+        received_at > 1_600_000_000,
+        "receive time is ours, not <delay>"
+    );
+    let answers = srv.await.unwrap();
+    for a in &answers[..4] {
+        assert_eq!(a.attr("type"), Some("error"), "{}", a.to_xml());
+        assert!(a
+            .child("error", "jabber:client")
+            .unwrap()
+            .has_child("service-unavailable", "urn:ietf:params:xml:ns:xmpp-stanzas"));
+        assert!(
+            a.elements().count() == 1,
+            "error reply echoes nothing: {}",
+            a.to_xml()
+        );
+    }
+    assert_eq!(answers[4].attr("type"), Some("result"));
+    assert_eq!(answers[4].attr("id"), Some("p"));
+    assert_eq!(answers[5].attr("type"), Some("error"));
+    // The only events: state changes and the one message; no roster change
+    // from the forged push, nothing for the chat-state-only message.
+    let rest: Vec<Event> = std::iter::from_fn(|| h.events.try_recv().ok()).collect();
+    assert!(
+        !rest.iter().any(|e| matches!(
+            e,
+            Event::RosterSet(_) | Event::Message { .. } | Event::Presence { .. }
+        )),
+        "{rest:?}"
+    );
+}
