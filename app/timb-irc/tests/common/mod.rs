@@ -77,6 +77,20 @@ pub struct Ngircd {
 
 impl Ngircd {
     pub async fn start() -> Ngircd {
+        let port = free_port().await;
+        let tls_port = free_port().await;
+        Ngircd::start_on(&[port], tls_port).await
+    }
+
+    /// Plain text on every port in `plain` (the first is `self.port`), TLS
+    /// on `tls_port`: lets tests bind the ports the Tor test network routes.
+    pub async fn start_on(plain: &[u16], tls_port: u16) -> Ngircd {
+        let port = plain[0];
+        let plain_list = plain
+            .iter()
+            .map(u16::to_string)
+            .collect::<Vec<_>>()
+            .join(", ");
         let dir = tempfile::tempdir().unwrap();
         let pki = make_pki();
         let d = dir.path();
@@ -89,11 +103,9 @@ impl Ngircd {
             use std::os::unix::fs::PermissionsExt;
             std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
         }
-        let port = free_port().await;
-        let tls_port = free_port().await;
         let conf = format!(
             "[Global]\nName = irc.test\nInfo = timb test server\nListen = 127.0.0.1\n\
-             Ports = {port}\nMotdPhrase = test\nAdminInfo1 = test\nAdminInfo2 = test\nAdminEMail = t@irc.test\n\
+             Ports = {plain_list}\nMotdPhrase = test\nAdminInfo1 = test\nAdminInfo2 = test\nAdminEMail = t@irc.test\n\
              [Limits]\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 60\nMaxConnectionsIP = 0\n\
              [Options]\nDNS = no\nIdent = no\nPAM = no\nIncludeDir = {inc}\n\
              [SSL]\nCertFile = {cert}\nKeyFile = {key}\nPorts = {tls_port}\n",
@@ -120,8 +132,8 @@ impl Ngircd {
             pki,
             _dir: dir,
         };
-        // Ready when both ports accept.
-        for p in [port, tls_port] {
+        // Ready when every port accepts.
+        for &p in plain.iter().chain([&tls_port]) {
             let mut ok = false;
             for _ in 0..200 {
                 #[allow(clippy::disallowed_methods)] // probing our own loopback ngircd
@@ -182,6 +194,21 @@ pub async fn account(id: u32, port: u16, cfg: IrcConfig) -> AccountHandle {
     timb_irc::spawn(AccountId(id), s, cfg)
 }
 
+/// A stream to `host:port` through the test network's c-tor SOCKS port.
+/// Stands in for timb-tor's arti stream until that crate lands.
+pub async fn via_ctor(socks_port: u16, host: &str, port: u16) -> TcpStream {
+    let host = host.to_owned();
+    let s =
+        tokio::task::spawn_blocking(move || timb_testnet::socks5_connect(socks_port, &host, port))
+            .await
+            .unwrap()
+            .expect("SOCKS5 connect through the test network");
+    s.set_read_timeout(None).unwrap();
+    s.set_write_timeout(None).unwrap();
+    s.set_nonblocking(true).unwrap();
+    TcpStream::from_std(s).unwrap()
+}
+
 /// A raw IRC client: what another person's (non-timb) client sends.
 pub struct RawClient {
     r: BufReader<tokio::io::ReadHalf<TcpStream>>,
@@ -191,7 +218,11 @@ pub struct RawClient {
 
 impl RawClient {
     pub async fn register(port: u16, nick: &str) -> RawClient {
-        let s = connect_loopback(port).await;
+        RawClient::register_on(connect_loopback(port).await, nick).await
+    }
+
+    /// Registers over an already open stream (e.g. through a SOCKS proxy).
+    pub async fn register_on(s: TcpStream, nick: &str) -> RawClient {
         let (r, w) = tokio::io::split(s);
         let mut c = RawClient {
             r: BufReader::new(r),
