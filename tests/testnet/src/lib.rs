@@ -8,6 +8,7 @@
 //! abort (PR_SET_PDEATHSIG), so a crashed test never leaves tor running.
 
 pub mod info;
+mod keys;
 mod ports;
 mod procs;
 mod socks;
@@ -523,16 +524,25 @@ fn launch(opts: &Options, dir: &Path, owned: &mut Owned, t0: Instant) -> Result<
         });
     }
 
-    // Keys: authority certificates and relay identities, all in parallel.
+    // Keys: cached ones, else authority certificates and relay identities
+    // generated in parallel.
+    let cache = keys::cache_root();
     let mut jobs = Vec::new();
+    let mut generated = Vec::new();
     for r in &relays {
         mkdir(&r.dir.join("keys"))?;
+        if let Some(root) = &cache {
+            if keys::restore(root, &r.nickname, &r.dir) {
+                continue;
+            }
+        }
+        generated.push(r);
         if r.role == Role::Authority {
             let keys = r.dir.join("keys");
             let mut cmd = Command::new(&opts.tor_gencert);
             cmd.current_dir(&keys)
-                .args(["--create-identity-key", "-m", "12", "-a"])
-                .arg(format!("127.0.0.1:{}", r.dir_port))
+                // No -a: the certificate must not name ports, so it can be cached.
+                .args(["--create-identity-key", "-m", "12"])
                 .arg("-i")
                 .arg(keys.join("authority_identity_key"))
                 .arg("-s")
@@ -565,7 +575,16 @@ fn launch(opts: &Options, dir: &Path, owned: &mut Owned, t0: Instant) -> Result<
     for (child, what, log) in jobs {
         wait_ok(child, &what, &log)?;
     }
-    progress.note("keys generated");
+    if let Some(root) = &cache {
+        for r in &generated {
+            keys::store(root, &r.nickname, &r.dir);
+        }
+    }
+    progress.note(&format!(
+        "keys ready ({} of {} generated)",
+        generated.len(),
+        relays.len()
+    ));
     let mut ids = Vec::new();
     let mut auth_lines = Vec::new();
     for r in &relays {

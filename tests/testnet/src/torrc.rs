@@ -36,6 +36,10 @@ ProtocolWarnings 1
 ShutdownWaitLength 0
 AssumeReachable 1
 PathsNeededToBuildCircuits 0.67
+# Loopback circuits build in milliseconds, so a learned timeout would be tiny and
+# a CPU spike on a busy CI machine would then fail every circuit.
+LearnCircuitBuildTimeout 0
+CircuitBuildTimeout 60
 TestingDirAuthVoteHSDir *
 TestingDirAuthVoteGuard *
 TestingMinExitFlagThreshold 0
