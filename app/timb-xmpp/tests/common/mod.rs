@@ -51,6 +51,12 @@ impl Prosody {
     /// Starts prosody with `c2s_require_encryption`, STARTTLS and direct TLS
     /// ports, a MUC component, and the given users registered.
     pub fn start(users: &[(&str, &str)]) -> Prosody {
+        Prosody::start_on(users, free_port(), &[free_port()])
+    }
+
+    /// Like [`Prosody::start`] on given ports: STARTTLS on `c2s_port`,
+    /// direct TLS on every port of `tls_ports` (the first is `tls_port`).
+    pub fn start_on(users: &[(&str, &str)], c2s_port: u16, tls_ports: &[u16]) -> Prosody {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let ca = TestCa::new("timb test CA");
@@ -59,8 +65,12 @@ impl Prosody {
         std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
         std::fs::create_dir_all(d.join("data")).unwrap();
         std::fs::create_dir_all(d.join("certs")).unwrap();
-        let c2s_port = free_port();
-        let tls_port = free_port();
+        let tls_port = tls_ports[0];
+        let tls_list = tls_ports
+            .iter()
+            .map(|p| p.to_string())
+            .collect::<Vec<_>>()
+            .join(", ");
         let p = |n: &str| d.join(n).display().to_string();
         let cfg = format!(
             r#"
@@ -71,7 +81,7 @@ certificates = "{certs}"
 log = {{ {{ levels = {{ min = "debug" }}, to = "file", filename = "{log}" }} }}
 interfaces = {{ "127.0.0.1" }}
 c2s_ports = {{ {c2s_port} }}
-c2s_direct_tls_ports = {{ {tls_port} }}
+c2s_direct_tls_ports = {{ {tls_list} }}
 s2s_ports = {{ }}
 component_ports = {{ }}
 http_ports = {{ }}
@@ -134,6 +144,7 @@ Component "{MUC}" "muc"
     )]
     fn wait_ready(&self) {
         for _ in 0..200 {
+            // Direct TLS ports come up with the c2s ones.
             let a = std::net::TcpStream::connect(("127.0.0.1", self.c2s_port)).is_ok();
             let b = std::net::TcpStream::connect(("127.0.0.1", self.tls_port)).is_ok();
             if a && b {
@@ -273,7 +284,12 @@ impl Drop for Proxy {
 
 impl Proxy {
     pub async fn start(target: u16) -> Proxy {
-        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        Proxy::start_on(0, target).await
+    }
+
+    /// Listens on 127.0.0.1:`listen` (0: any free port).
+    pub async fn start_on(listen: u16, target: u16) -> Proxy {
+        let l = TcpListener::bind(("127.0.0.1", listen)).await.unwrap();
         let port = l.local_addr().unwrap().port();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let blackhole = Arc::new(AtomicBool::new(false));
@@ -410,4 +426,56 @@ impl Client {
         }
         out
     }
+}
+
+/// Streams through the test network's c-tor SOCKS port (stands in for
+/// timb-tor's arti streams: the account code is the same for any stream).
+pub struct SocksConnector {
+    pub socks_port: u16,
+}
+
+impl Connector for SocksConnector {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+        let socks = self.socks_port;
+        Box::pin(async move {
+            let s = tokio::task::spawn_blocking(move || {
+                timb_testnet::socks5_connect(socks, &host, port)
+            })
+            .await
+            .map_err(|e| XmppError::Io(e.to_string()))?
+            .map_err(|e| XmppError::Io(format!("through Tor: {e}")))?;
+            s.set_read_timeout(None)
+                .map_err(|e| XmppError::Io(e.to_string()))?;
+            s.set_write_timeout(None)
+                .map_err(|e| XmppError::Io(e.to_string()))?;
+            s.set_nonblocking(true)
+                .map_err(|e| XmppError::Io(e.to_string()))?;
+            let s = tokio::net::TcpStream::from_std(s).map_err(|e| XmppError::Io(e.to_string()))?;
+            Ok(Box::new(s) as BoxStream)
+        })
+    }
+}
+
+/// Spawns an account with an explicit connector and server address.
+pub fn spawn_with(
+    pr: &Prosody,
+    user: &str,
+    pw: &str,
+    server: ServerAddr,
+    connector: Arc<dyn Connector>,
+) -> Client {
+    let rec = Recording::default();
+    let tls = RecordingTls {
+        inner: PolicyTls::new(
+            pr.policy(),
+            Some(server.port),
+            server.tls == TlsMode::Direct,
+        ),
+        rec: rec.clone(),
+    };
+    let mut cfg = config(user, pw, server.port, server.tls);
+    cfg.server = Some(server);
+    cfg.timeout = Duration::from_secs(30);
+    let h = timb_xmpp::spawn_account(AccountId(1), cfg, connector, Arc::new(tls));
+    Client { h, rec }
 }
