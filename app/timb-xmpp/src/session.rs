@@ -143,9 +143,6 @@ struct Session {
     reader: Option<JoinHandle<()>>,
     jid: String,
     sm: Option<Sm>,
-    /// Stanzas we could not confirm before a drop without SM; kept across a
-    /// fresh reconnect and re-sent.
-    carry: VecDeque<String>,
     rooms: HashMap<String, Room>,
     online: HashMap<String, HashSet<String>>,
     roster_id: Option<String>,
@@ -178,7 +175,6 @@ impl Session {
             reader: None,
             jid: String::new(),
             sm: None,
-            carry: VecDeque::new(),
             rooms: HashMap::new(),
             online: HashMap::new(),
             roster_id: None,
@@ -238,16 +234,19 @@ impl Session {
                 }
             }
             other => {
-                // Fresh session: whatever was unconfirmed goes out again as
-                // new stanzas, then the usual session start.
-                if !first {
-                    self.jid.clear();
-                }
+                // Fresh session (resumption refused or unsupported): the
+                // usual session start, then unconfirmed messages go out
+                // again. Old iqs and presences are dropped: the new session
+                // re-creates roster, presence and rooms itself.
                 self.jid = est.jid.clone();
-                let mut old: VecDeque<String> = std::mem::take(&mut self.carry);
-                if let Some(sm) = self.sm.take() {
-                    old.extend(sm.unacked);
-                }
+                let old: Vec<String> = self
+                    .sm
+                    .take()
+                    .map(|sm| sm.unacked)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter(|s| s.starts_with("<message"))
+                    .collect();
                 self.sm = match other {
                     SmOutcome::Enabled { id } => Some(Sm {
                         id,
@@ -257,8 +256,19 @@ impl Session {
                     }),
                     _ => None,
                 };
-                self.online.clear();
-                let _ = self.start_session(first).await;
+                // The server will send current presences again; until then
+                // nobody is known to be online.
+                if !first {
+                    let was: Vec<String> = self.online.drain().map(|(k, _)| k).collect();
+                    for contact in was {
+                        self.emit(Event::Presence {
+                            contact,
+                            presence: Presence::Offline,
+                        })
+                        .await;
+                    }
+                }
+                let _ = self.start_session().await;
                 for s in old {
                     let _ = self.write_stanza(s).await;
                 }
@@ -275,7 +285,7 @@ impl Session {
         }
     }
 
-    async fn start_session(&mut self, _first: bool) -> Result<(), XmppError> {
+    async fn start_session(&mut self) -> Result<(), XmppError> {
         let id = random_id();
         self.roster_id = Some(id.clone());
         self.send(

@@ -42,12 +42,11 @@ impl TlsUpgrade for PolicyTls {
         Box::pin(async move {
             let tls = timb_tls::connect_with(stream, &server_name, &policy, &options)
                 .await
-                .map_err(|e| {
-                    if e.is_certificate_error() {
-                        XmppError::Certificate(e.to_string())
-                    } else {
-                        XmppError::Tls(e.to_string())
-                    }
+                .map_err(|e| match e {
+                    // The stream died under the handshake: worth a retry.
+                    timb_tls::TlsError::Io(io) => XmppError::Io(io.to_string()),
+                    e if e.is_certificate_error() => XmppError::Certificate(e.to_string()),
+                    e => XmppError::Tls(e.to_string()),
                 })?;
             // RFC 9266 defines tls-exporter for TLS 1.3 only; on 1.2 we use
             // SCRAM without -PLUS.

@@ -408,3 +408,85 @@ async fn stream_resumes_after_a_dropped_connection_without_losing_messages() {
         "{extra:?}"
     );
 }
+
+/// The server forgot the session (hibernation expired) before we got back:
+/// resumption fails, a fresh session is bound, and the messages it never
+/// confirmed are sent again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn expired_session_falls_back_to_a_fresh_one_and_resends_messages() {
+    let pr = Prosody::start_custom(
+        &[("gina", "pw1"), ("hal", "pw2")],
+        free_port(),
+        &[free_port()],
+        "smacks_hibernation_time = 1",
+    );
+    let proxy = Proxy::start(pr.tls_port).await;
+    let mut g = {
+        let rec = Recording::default();
+        let tls = RecordingTls {
+            inner: timb_xmpp::PolicyTls::new(pr.policy(), Some(pr.tls_port), true),
+            rec: rec.clone(),
+        };
+        let h = timb_xmpp::spawn_account(
+            timb_core::AccountId(8),
+            config("gina", "pw1", proxy.port, TlsMode::Direct),
+            std::sync::Arc::new(LoopConnector { port: proxy.port }),
+            std::sync::Arc::new(tls),
+        );
+        Client { h, rec }
+    };
+    let mut h = spawn(&pr, "hal", "pw2", pr.tls_port, TlsMode::Direct);
+    g.cmd(Command::Connect).await;
+    h.cmd(Command::Connect).await;
+    g.wait("gina connected", is_connected).await;
+    h.wait("hal connected", is_connected).await;
+    let gina = Target::Direct("gina@timb.test".into());
+    let hal = Target::Direct("hal@timb.test".into());
+    g.cmd(Command::Send {
+        to: hal.clone(),
+        body: "warm".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    h.wait("warm", |e| msg_from(e, &gina) == Some("warm")).await;
+
+    proxy.blackhole(true);
+    for i in 0..3 {
+        g.cmd(Command::Send {
+            to: hal.clone(),
+            body: format!("unconfirmed-{i}"),
+            kind: MessageKind::Normal,
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.refuse(true);
+    proxy.cut();
+    g.wait("reconnecting", |e| {
+        matches!(e, Event::State(ConnectionState::Reconnecting))
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    proxy.refuse(false);
+    g.wait("reconnected", is_connected).await;
+    for i in 0..3 {
+        let want = format!("unconfirmed-{i}");
+        h.wait(&want, |e| msg_from(e, &gina) == Some(want.as_str()))
+            .await;
+    }
+    let sent = g.rec.text();
+    assert_eq!(sent.matches("<resume ").count(), 1, "tried to resume");
+    assert_eq!(
+        sent.matches("<bind").count(),
+        2,
+        "then bound a fresh session"
+    );
+    // Still usable both ways.
+    h.cmd(Command::Send {
+        to: gina.clone(),
+        body: "back".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    g.wait("back", |e| msg_from(e, &hal) == Some("back")).await;
+}

@@ -57,6 +57,16 @@ impl Prosody {
     /// Like [`Prosody::start`] on given ports: STARTTLS on `c2s_port`,
     /// direct TLS on every port of `tls_ports` (the first is `tls_port`).
     pub fn start_on(users: &[(&str, &str)], c2s_port: u16, tls_ports: &[u16]) -> Prosody {
+        Prosody::start_custom(users, c2s_port, tls_ports, "smacks_hibernation_time = 120")
+    }
+
+    /// With extra global config lines.
+    pub fn start_custom(
+        users: &[(&str, &str)],
+        c2s_port: u16,
+        tls_ports: &[u16],
+        extra: &str,
+    ) -> Prosody {
         let dir = tempfile::tempdir().expect("tempdir");
         let d = dir.path();
         let ca = TestCa::new("timb test CA");
@@ -91,7 +101,7 @@ allow_unencrypted_plain_auth = false
 allow_registration = false
 authentication = "internal_hashed"
 storage = "internal"
-smacks_hibernation_time = 120
+{extra}
 modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "smacks", "posix", "version", "time", "uptime" }}
 modules_disabled = {{ "s2s" }}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
@@ -272,6 +282,7 @@ pub struct Proxy {
     pub port: u16,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
     blackhole: Arc<AtomicBool>,
+    refuse: Arc<AtomicBool>,
     accept: JoinHandle<()>,
 }
 
@@ -293,9 +304,14 @@ impl Proxy {
         let port = l.local_addr().unwrap().port();
         let conns: Arc<Mutex<Vec<JoinHandle<()>>>> = Arc::default();
         let blackhole = Arc::new(AtomicBool::new(false));
-        let (c2, b2) = (conns.clone(), blackhole.clone());
+        let refuse = Arc::new(AtomicBool::new(false));
+        let (c2, b2, r2) = (conns.clone(), blackhole.clone(), refuse.clone());
         let accept = tokio::spawn(async move {
             while let Ok((c, _)) = l.accept().await {
+                if r2.load(Ordering::SeqCst) {
+                    drop(c);
+                    continue;
+                }
                 let bh = b2.clone();
                 c2.lock()
                     .unwrap()
@@ -306,6 +322,7 @@ impl Proxy {
             port,
             conns,
             blackhole,
+            refuse,
             accept,
         }
     }
@@ -314,6 +331,11 @@ impl Proxy {
     /// the client writes now is lost, like data in a dying circuit.
     pub fn blackhole(&self, on: bool) {
         self.blackhole.store(on, Ordering::SeqCst);
+    }
+
+    /// Drops new connections at once while set (the server is unreachable).
+    pub fn refuse(&self, on: bool) {
+        self.refuse.store(on, Ordering::SeqCst);
     }
 
     /// Drops every current connection.
