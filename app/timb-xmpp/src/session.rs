@@ -478,9 +478,16 @@ impl Session {
                         (r.clone(), "groupchat")
                     }
                 };
-                self.send(message(&to, ty, &body)).await?;
-                if self.sm.is_some() {
-                    self.write_raw(&Element::new("r", NS_SM).to_xml()).await?;
+                let xml = message(&to, ty, &body).to_xml();
+                match self.sm.as_mut() {
+                    Some(sm) => {
+                        sm.unacked.push_back(xml.clone());
+                        // One write with the ack request: two small writes
+                        // would meet Nagle + delayed ACK (40 ms stalls).
+                        let r = Element::new("r", NS_SM).to_xml();
+                        self.write_raw(&format!("{xml}{r}")).await?;
+                    }
+                    None => self.write_raw(&xml).await?,
                 }
             }
             Command::JoinGroup { room, nick } => {
@@ -557,6 +564,18 @@ impl Session {
             "iq" => self.handle_iq(e).await,
             "message" => {
                 self.handle_message(e).await;
+                // Unsolicited ack (XEP-0198 allows it): the server can drop
+                // the message from its resend queue now, and its next
+                // stanza is not held behind an ack request waiting on
+                // Nagle + delayed ACK.
+                if let Some(h) = self.sm.as_ref().map(|sm| sm.inbound) {
+                    self.write_raw(
+                        &Element::new("a", NS_SM)
+                            .with_attr("h", h.to_string())
+                            .to_xml(),
+                    )
+                    .await?;
+                }
                 Ok(())
             }
             "presence" => {

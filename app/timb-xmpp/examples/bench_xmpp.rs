@@ -1,0 +1,256 @@
+//! `cargo xtask bench xmpp`: message rate and one-way latency between two
+//! accounts through a real prosody, timb's client against a bare XMPP
+//! client (same rustls TLS, PLAIN login, no parsing: it scans bytes) as the
+//! baseline. Prints a Markdown table.
+//!
+//! Loopback rows isolate the clients' own cost. With `--tor` (or
+//! `TIMB_TESTNET` set) both clients also go through the private Tor network:
+//! c-tor's SOCKS port to an exit (exit_ports[4..8]). Swapping timb's
+//! connector for timb-tor's arti stream is the integrator's one-line change.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use timb_core::{Command, ConnectionState, Event, MessageKind, Target};
+use timb_xmpp::{BoxStream, Connector, ServerAddr, TlsMode};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+const LATENCY_SAMPLES: usize = 50;
+const RATE_MESSAGES: usize = 300;
+
+struct Row {
+    path: &'static str,
+    client: &'static str,
+    rate: f64,
+    median_ms: f64,
+    p90_ms: f64,
+}
+
+fn percentile(v: &mut [f64], p: f64) -> f64 {
+    v.sort_by(|a, b| a.total_cmp(b));
+    v[((v.len() - 1) as f64 * p).round() as usize]
+}
+
+async fn send(c: &Client, to: &str, body: String) {
+    c.cmd(Command::Send {
+        to: Target::Direct(to.into()),
+        body,
+        kind: MessageKind::Normal,
+    })
+    .await;
+}
+
+async fn recv_body(c: &mut Client) -> String {
+    match c
+        .wait("bench message", |e| matches!(e, Event::Message { .. }))
+        .await
+    {
+        Event::Message { body, .. } => body,
+        _ => unreachable!(),
+    }
+}
+
+async fn timb_row(
+    path: &'static str,
+    pr: &Prosody,
+    host: &str,
+    port: u16,
+    connector: Arc<dyn Connector>,
+) -> Row {
+    let server = || ServerAddr {
+        host: host.into(),
+        port,
+        tls: TlsMode::Direct,
+    };
+    let mut a = spawn_with(pr, "timb1", "pw", server(), connector.clone());
+    let mut b = spawn_with(pr, "timb2", "pw", server(), connector);
+    for c in [&mut a, &mut b] {
+        c.cmd(Command::Connect).await;
+        c.wait("connected", |e| {
+            matches!(e, Event::State(ConnectionState::Connected { .. }))
+        })
+        .await;
+    }
+    let mut lat = Vec::new();
+    for i in 0..LATENCY_SAMPLES {
+        let t = Instant::now();
+        send(&a, "timb2@timb.test", format!("lat {i}")).await;
+        assert_eq!(recv_body(&mut b).await, format!("lat {i}"));
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let t = Instant::now();
+    for i in 0..RATE_MESSAGES {
+        send(&a, "timb2@timb.test", format!("rate {i}")).await;
+    }
+    for i in 0..RATE_MESSAGES {
+        assert_eq!(recv_body(&mut b).await, format!("rate {i}"));
+    }
+    let rate = RATE_MESSAGES as f64 / t.elapsed().as_secs_f64();
+    for c in [&a, &b] {
+        c.cmd(Command::Disconnect).await;
+    }
+    Row {
+        path,
+        client: "timb (timb-xmpp session, XEP-0198 acks)",
+        rate,
+        median_ms: percentile(&mut lat, 0.5),
+        p90_ms: percentile(&mut lat, 0.9),
+    }
+}
+
+/// A bare XMPP client: TLS, PLAIN, bind, then raw writes and byte scans.
+struct Raw {
+    s: timb_tls::TlsStream<BoxStream>,
+    buf: Vec<u8>,
+}
+
+impl Raw {
+    async fn login(stream: BoxStream, pr: &Prosody, user: &str) -> Raw {
+        let s = timb_tls::connect(stream, DOMAIN, &pr.policy())
+            .await
+            .unwrap();
+        let mut r = Raw { s, buf: Vec::new() };
+        let header = format!("<?xml version='1.0'?><stream:stream xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams' to='{DOMAIN}' version='1.0'>");
+        r.write(&header).await;
+        r.expect("</stream:features>").await;
+        let cred = base64::engine::general_purpose::STANDARD.encode(format!("\0{user}\0pw"));
+        r.write(&format!(
+            "<auth xmlns='urn:ietf:params:xml:ns:xmpp-sasl' mechanism='PLAIN'>{cred}</auth>"
+        ))
+        .await;
+        r.expect("<success").await;
+        r.write(&header).await;
+        r.expect("</stream:features>").await;
+        r.write("<iq type='set' id='b'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><resource>raw</resource></bind></iq>").await;
+        r.expect("</iq>").await;
+        r.write("<presence/>").await;
+        r
+    }
+
+    async fn write(&mut self, s: &str) {
+        self.s.write_all(s.as_bytes()).await.unwrap();
+        self.s.flush().await.unwrap();
+    }
+
+    async fn expect(&mut self, needle: &str) {
+        let n = needle.as_bytes();
+        loop {
+            if let Some(i) = self.buf.windows(n.len()).position(|w| w == n) {
+                self.buf.drain(..i + n.len());
+                return;
+            }
+            let mut tmp = [0u8; 16 * 1024];
+            let k = tokio::time::timeout(Duration::from_secs(60), self.s.read(&mut tmp))
+                .await
+                .expect("baseline read timed out")
+                .unwrap();
+            assert!(k > 0, "baseline stream closed");
+            self.buf.extend_from_slice(&tmp[..k]);
+        }
+    }
+
+    async fn message(&mut self, to: &str, body: &str) {
+        self.write(&format!(
+            "<message to='{to}' type='chat'><body>{body}</body></message>"
+        ))
+        .await;
+    }
+}
+
+async fn baseline_row(
+    path: &'static str,
+    pr: &Prosody,
+    host: &str,
+    port: u16,
+    connector: Arc<dyn Connector>,
+) -> Row {
+    let mut a = Raw::login(
+        connector.connect(host.into(), port).await.unwrap(),
+        pr,
+        "base1",
+    )
+    .await;
+    let mut b = Raw::login(
+        connector.connect(host.into(), port).await.unwrap(),
+        pr,
+        "base2",
+    )
+    .await;
+    let mut lat = Vec::new();
+    for i in 0..LATENCY_SAMPLES {
+        let t = Instant::now();
+        a.message("base2@timb.test", &format!("lat {i}")).await;
+        b.expect(&format!("<body>lat {i}</body>")).await;
+        lat.push(t.elapsed().as_secs_f64() * 1000.0);
+    }
+    let t = Instant::now();
+    for i in 0..RATE_MESSAGES {
+        a.message("base2@timb.test", &format!("rate {i}")).await;
+    }
+    b.expect(&format!("<body>rate {}</body>", RATE_MESSAGES - 1))
+        .await;
+    let rate = RATE_MESSAGES as f64 / t.elapsed().as_secs_f64();
+    Row {
+        path,
+        client: "baseline (raw XMPP over the same TLS)",
+        rate,
+        median_ms: percentile(&mut lat, 0.5),
+        p90_ms: percentile(&mut lat, 0.9),
+    }
+}
+
+const USERS: [(&str, &str); 4] = [
+    ("timb1", "pw"),
+    ("timb2", "pw"),
+    ("base1", "pw"),
+    ("base2", "pw"),
+];
+
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
+async fn main() {
+    timb_tls::install_crypto_provider();
+    let tor = std::env::var_os("TIMB_TESTNET").is_some() || std::env::args().any(|a| a == "--tor");
+    let mut rows = Vec::new();
+    {
+        let pr = Prosody::start_on(&USERS, free_port(), &[free_port()]);
+        let port = pr.tls_port;
+        let lo: Arc<dyn Connector> = Arc::new(LoopConnector { port });
+        let path = "loopback TCP";
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, lo.clone()).await);
+        rows.push(baseline_row(path, &pr, "127.0.0.1", port, lo).await);
+    }
+    if tor {
+        let net = tokio::task::spawn_blocking(|| timb_testnet::TestNet::shared().info().clone())
+            .await
+            .unwrap();
+        // Index 7: the last of the XMPP block, so the tor test can run beside.
+        let port = net
+            .exit_port(timb_testnet::exit_port_index::XMPP.end - 1)
+            .unwrap();
+        let pr = Prosody::start_on(&USERS, free_port(), &[port]);
+        let socks: Arc<dyn Connector> = Arc::new(SocksConnector {
+            socks_port: net.harness.socks_port,
+        });
+        let path = "private Tor network, c-tor SOCKS → exit";
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, socks.clone()).await);
+        rows.push(baseline_row(path, &pr, "127.0.0.1", port, socks).await);
+    }
+    println!(
+        "| path | client | msgs/s ({RATE_MESSAGES} back to back) | latency median ({LATENCY_SAMPLES} sequential) | latency p90 |"
+    );
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {:.1} | {:.2} ms | {:.2} ms |",
+            r.path, r.client, r.rate, r.median_ms, r.p90_ms
+        );
+    }
+    if !tor {
+        println!("\nTor rows: run with TIMB_TESTNET set or `--tor`.");
+    }
+}
