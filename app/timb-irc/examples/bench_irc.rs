@@ -2,9 +2,11 @@
 //! accounts through a real ngircd, timb's client against a bare line client
 //! as the baseline. Prints a Markdown table.
 //!
-//! Rows measured here go over loopback TCP, which isolates the client's own
-//! cost. The Tor rows (timb over arti vs. the baseline over c-tor's SOCKS
-//! port, both to the TestNet exit ports 8–11) plug in through `Path`.
+//! Loopback rows isolate the clients' own cost. With `TIMB_TESTNET` set (as
+//! `cargo xtask bench` does) or `--tor`, the same runs go through the private
+//! Tor network: both clients through the c-tor client's SOCKS port to an
+//! exit (exit_ports[8] TLS, [9] plain). timb's own arti transport
+//! (timb-tor) is not in the tree yet; its row goes in `open`.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -12,11 +14,28 @@ mod common;
 use std::time::{Duration, Instant};
 
 use common::*;
-use timb_core::{AccountHandle, Command, Event, MessageKind, Target};
-use timb_irc::IrcConfig;
+use timb_core::{AccountHandle, AccountId, Command, Event, MessageKind, Target};
+use timb_irc::{IrcConfig, IrcServer};
+use timb_tls::{PinSet, TlsPolicy};
+use tokio::net::TcpStream;
+
+/// How a client's byte stream reaches 127.0.0.1:port.
+#[derive(Clone, Copy)]
+enum Via {
+    Loopback,
+    CtorSocks(u16),
+}
+
+async fn open(via: Via, port: u16) -> TcpStream {
+    match via {
+        Via::Loopback => connect_loopback(port).await,
+        Via::CtorSocks(socks) => via_ctor(socks, "127.0.0.1", port).await,
+    }
+}
 
 const LATENCY_SAMPLES: usize = 30;
 const RATE_MESSAGES: usize = 60;
+static ROW: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
 
 struct Row {
     path: &'static str,
@@ -58,21 +77,50 @@ async fn recv_body(h: &mut AccountHandle) -> String {
     }
 }
 
-async fn timb_row(path: &'static str, port: u16) -> Row {
-    let mut a = account(1, port, bench_config("benchA")).await;
-    let mut b = account(2, port, bench_config("benchB")).await;
+/// Two timb accounts: over TLS pinned to the test CA (as a user would be)
+/// when `ca_pem` is given, else plain text (as to an onion service).
+async fn timb_row(path: &'static str, via: Via, port: u16, ca_pem: Option<&str>) -> Row {
+    // Fresh nicks per row: the previous row's QUIT may still be in flight.
+    let row = ROW.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (nick_a, nick_b) = (format!("benchA{row}"), format!("benchB{row}"));
+    let (mut a, mut b) = match ca_pem {
+        Some(ca) => {
+            let server = IrcServer {
+                host: "irc.test".into(),
+                port,
+                tls: TlsPolicy::Pinned(PinSet::parse("bench-ca", ca).unwrap()),
+                allow_plaintext: false,
+                client_identity: None,
+            };
+            let a = open(via, port).await;
+            let a = timb_irc::start(AccountId(1), a, &server, bench_config(&nick_a));
+            let a = a.await.unwrap();
+            let b = open(via, port).await;
+            let b = timb_irc::start(AccountId(2), b, &server, bench_config(&nick_b));
+            (a, b.await.unwrap())
+        }
+        None => (
+            timb_irc::spawn(AccountId(1), open(via, port).await, bench_config(&nick_a)),
+            timb_irc::spawn(AccountId(2), open(via, port).await, bench_config(&nick_b)),
+        ),
+    };
+    let client = if ca_pem.is_some() {
+        "timb (TLS)"
+    } else {
+        "timb (plain)"
+    };
     wait_connected(&mut a).await;
     wait_connected(&mut b).await;
     let mut lat = Vec::new();
     for i in 0..LATENCY_SAMPLES {
         let t = Instant::now();
-        send(&a, "benchB", format!("lat {i}")).await;
+        send(&a, &nick_b, format!("lat {i}")).await;
         assert_eq!(recv_body(&mut b).await, format!("lat {i}"));
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let t = Instant::now();
     for i in 0..RATE_MESSAGES {
-        send(&a, "benchB", format!("rate {i}")).await;
+        send(&a, &nick_b, format!("rate {i}")).await;
     }
     for i in 0..RATE_MESSAGES {
         assert_eq!(recv_body(&mut b).await, format!("rate {i}"));
@@ -80,59 +128,87 @@ async fn timb_row(path: &'static str, port: u16) -> Row {
     let rate = RATE_MESSAGES as f64 / t.elapsed().as_secs_f64();
     Row {
         path,
-        client: "timb (timb-irc session)",
+        client,
         rate,
         median_ms: percentile(&mut lat, 0.5),
         p90_ms: percentile(&mut lat, 0.9),
     }
 }
 
-async fn baseline_row(path: &'static str, port: u16) -> Row {
-    let mut a = RawClient::register(port, "baseA").await;
-    let mut b = RawClient::register(port, "baseB").await;
+/// Two bare clients writing raw lines over plain text: the floor.
+async fn baseline_row(path: &'static str, via: Via, port: u16) -> Row {
+    let row = ROW.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let (nick_a, nick_b) = (format!("baseA{row}"), format!("baseB{row}"));
+    let mut a = RawClient::register_on(open(via, port).await, &nick_a).await;
+    let mut b = RawClient::register_on(open(via, port).await, &nick_b).await;
     let mut lat = Vec::new();
     for i in 0..LATENCY_SAMPLES {
         let t = Instant::now();
-        a.send(&format!("PRIVMSG baseB :lat {i}")).await;
+        a.send(&format!("PRIVMSG {nick_b} :lat {i}")).await;
         let want = format!(":lat {i}");
         b.expect(|l| l.ends_with(&want)).await;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let t = Instant::now();
     for i in 0..RATE_MESSAGES {
-        a.send(&format!("PRIVMSG baseB :rate {i}")).await;
+        a.send(&format!("PRIVMSG {nick_b} :rate {i}")).await;
     }
     let last = format!(":rate {}", RATE_MESSAGES - 1);
     b.expect(|l| l.ends_with(&last)).await;
     let rate = RATE_MESSAGES as f64 / t.elapsed().as_secs_f64();
     Row {
         path,
-        client: "baseline (raw lines)",
+        client: "baseline (plain, raw lines)",
         rate,
         median_ms: percentile(&mut lat, 0.5),
         p90_ms: percentile(&mut lat, 0.9),
     }
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() {
-    let server = Ngircd::start().await;
-    let rows = vec![
-        timb_row("loopback TCP, no Tor", server.port).await,
-        baseline_row("loopback TCP, no Tor", server.port).await,
-    ];
+    let tor = std::env::var_os(timb_testnet::ENV_NETWORK_FILE).is_some()
+        || std::env::args().any(|a| a == "--tor");
+    let mut rows = Vec::new();
+    {
+        let server = Ngircd::start().await;
+        let ca = server.pki.ca_pem.clone();
+        rows.push(timb_row("loopback TCP", Via::Loopback, server.tls_port, Some(&ca)).await);
+        rows.push(timb_row("loopback TCP", Via::Loopback, server.port, None).await);
+        rows.push(baseline_row("loopback TCP", Via::Loopback, server.port).await);
+    }
+    if tor {
+        let net = tokio::task::spawn_blocking(|| timb_testnet::TestNet::shared().info().clone())
+            .await
+            .unwrap();
+        let idx = timb_testnet::exit_port_index::IRC.start;
+        let (tls_port, plain_port) = (net.exit_port(idx).unwrap(), net.exit_port(idx + 1).unwrap());
+        let server = Ngircd::start_on(&[plain_port], tls_port).await;
+        let ca = server.pki.ca_pem.clone();
+        let via = Via::CtorSocks(net.harness.socks_port);
+        let path = "private Tor network, c-tor SOCKS → exit";
+        rows.push(timb_row(path, via, tls_port, Some(&ca)).await);
+        rows.push(timb_row(path, via, plain_port, None).await);
+        rows.push(baseline_row(path, via, plain_port).await);
+    }
     println!(
         "| path | client | msgs/s ({RATE_MESSAGES} back to back) | latency median ({LATENCY_SAMPLES} sequential) | latency p90 |"
     );
     println!("|---|---|---|---|---|");
-    for r in rows {
+    for r in &rows {
         println!(
             "| {} | {} | {:.1} | {:.2} ms | {:.2} ms |",
             r.path, r.client, r.rate, r.median_ms, r.p90_ms
         );
     }
     println!(
-        "\nngircd 26 limits each client to a few commands per second, so msgs/s \
-         is the server's flood control for both clients; latency shows the path."
+        "\nmsgs/s is ngircd 26's flood control, not the path: about 3/s per client \
+         on its plain port for every client, more on its TLS port (measured, \
+         not configured). Latency is what the path costs.{}",
+        if tor {
+            ""
+        } else {
+            " Tor rows: run with TIMB_TESTNET set or `--tor`."
+        }
     );
 }
