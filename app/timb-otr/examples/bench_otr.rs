@@ -1,7 +1,7 @@
 //! In-process OTR cost: key generation, AKE time, encrypt+decrypt throughput.
 //! Prints a Markdown table (`cargo xtask bench otr` runs this).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use timb_core::{AccountId, Protocol, Target};
@@ -15,7 +15,7 @@ fn dir(tag: &str) -> PathBuf {
     p
 }
 
-fn session(name: &str, d: &PathBuf) -> OtrSession {
+fn session(name: &str, d: &Path) -> OtrSession {
     let cfg = AccountConfig {
         id: ACCT,
         protocol: Protocol::Xmpp,
