@@ -35,6 +35,10 @@ fn v3_ake_and_messages_both_ways_with_held_first_message() {
     assert_eq!(b.inbox[0].0, "first secret");
     assert!(b.inbox[0].1.is_some());
     assert_eq!(a.s.held_count(a.acct, &b.name), 0);
+    // Bob answered the query with a v3 DH commit: libotr asked (timer_control) to be polled
+    // so the commit's secret is wiped if the AKE stalls.
+    assert_eq!(b.s.poll_interval(), Some(Duration::from_secs(70)));
+    b.s.poll().unwrap();
 
     let out = b.send(&a.name, "reply from bob ✓");
     pump(&mut a, &mut b, Vec::new(), out, &mut wire);
@@ -188,10 +192,12 @@ fn manual_verification_is_stored_and_reloaded() {
     let dir = a.dir.clone();
     let name = a.name.clone();
     let acct = a.acct;
+    let tmp = scratch("tmp");
     drop(std::mem::replace(
         &mut a.s,
-        timb_otr::OtrSession::open(&scratch("tmp"), vec![]).unwrap(),
+        timb_otr::OtrSession::open(&tmp, vec![]).unwrap(),
     ));
+    std::fs::remove_dir_all(&tmp).unwrap();
     let reopened = timb_otr::OtrSession::open(&dir, vec![common::config(&name, None)]).unwrap();
     let fps = reopened.peer_fingerprints(acct, &b.name);
     assert_eq!(fps.len(), 1);

@@ -42,29 +42,33 @@ pub fn config(name: &str, max: Option<usize>) -> AccountConfig {
     }
 }
 
-/// Keys are generated once per test process and copied, to keep the suite fast.
-fn template(name: &str) -> PathBuf {
-    static KEYS: OnceLock<PathBuf> = OnceLock::new();
-    let dir = KEYS.get_or_init(|| {
-        let root = scratch("keys");
-        for n in ["alice@example.test", "bob@example.test"] {
-            let d = root.join(n);
-            let mut s = OtrSession::open(&d, vec![config(n, None)]).unwrap();
-            s.generate_key_blocking(AccountId(1)).unwrap();
-        }
-        root
+/// Keys are generated once per test process and kept in memory, to keep the suite fast.
+fn key_file(name: &str) -> Vec<u8> {
+    static KEYS: OnceLock<Vec<(String, Vec<u8>)>> = OnceLock::new();
+    let keys = KEYS.get_or_init(|| {
+        ["alice@example.test", "bob@example.test"]
+            .into_iter()
+            .map(|n| {
+                let d = scratch("keys");
+                let mut s = OtrSession::open(&d, vec![config(n, None)]).unwrap();
+                s.generate_key_blocking(AccountId(1)).unwrap();
+                drop(s);
+                let bytes = std::fs::read(d.join("otr.private_key")).unwrap();
+                std::fs::remove_dir_all(&d).unwrap();
+                (n.to_string(), bytes)
+            })
+            .collect()
     });
-    dir.join(name)
+    keys.iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, k)| k.clone())
+        .unwrap()
 }
 
 pub fn peer(name: &str, max: Option<usize>) -> Peer {
     let dir = scratch(name.split('@').next().unwrap());
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::copy(
-        template(name).join("otr.private_key"),
-        dir.join("otr.private_key"),
-    )
-    .unwrap();
+    std::fs::write(dir.join("otr.private_key"), key_file(name)).unwrap();
     peer_in(name, max, dir)
 }
 
