@@ -29,6 +29,8 @@ const MAX_UNACKED: usize = 1000;
 const MAX_ROSTER: usize = 10_000;
 const MAX_PRESENCE_ENTRIES: usize = 10_000;
 const MAX_ROOM_MEMBERS: usize = 5_000;
+/// Commands held while reconnecting.
+const MAX_DEFERRED: usize = 256;
 /// Frames buffered between the reader task and the session.
 const FRAME_QUEUE: usize = 32;
 
@@ -85,7 +87,15 @@ async fn run(
             }
             Err(e) => Err(e),
         };
+        let lost = s.undelivered();
         drop(s);
+        if lost > 0 {
+            let _ = events
+                .send(Event::Error(timb_core::AccountError::Refused(format!(
+                    "{lost} message(s) may not have reached the server"
+                ))))
+                .await;
+        }
         let stop = match outcome {
             Ok(Exit::Disconnected) => false,
             Ok(Exit::Dropped) => true,
@@ -143,6 +153,8 @@ struct Session {
     reader: Option<JoinHandle<()>>,
     jid: String,
     sm: Option<Sm>,
+    /// Commands that arrived while reconnecting.
+    deferred: VecDeque<Command>,
     rooms: HashMap<String, Room>,
     online: HashMap<String, HashSet<String>>,
     roster_id: Option<String>,
@@ -175,6 +187,7 @@ impl Session {
             reader: None,
             jid: String::new(),
             sm: None,
+            deferred: VecDeque::new(),
             rooms: HashMap::new(),
             online: HashMap::new(),
             roster_id: None,
@@ -184,12 +197,11 @@ impl Session {
     }
 
     async fn connect(&mut self, resume: Option<&ResumeToken>) -> Result<Established, XmppError> {
-        let (host, port) = self.cfg.address();
-        let t = self.cfg.timeout;
-        let stream = connect::with_timeout(t, self.connector.connect(host, port)).await?;
-        connect::with_timeout(
-            t * 4,
-            connect::establish(stream, &self.cfg, self.tls.as_ref(), resume),
+        open(
+            self.cfg.clone(),
+            self.connector.clone(),
+            self.tls.clone(),
+            resume.cloned(),
         )
         .await
     }
@@ -348,15 +360,40 @@ impl Session {
             match r {
                 Ok(exit) => return Ok(exit),
                 Err(e) if e.is_transient() && self.cfg.reconnect_attempts > 0 => {
-                    self.reconnect(e).await?;
+                    if let Some(exit) = self.reconnect(e, cmds).await? {
+                        return Ok(exit);
+                    }
                 }
                 Err(e) => return Err(e),
             }
         }
     }
 
+    /// Messages that may not have reached the server (unacknowledged or
+    /// still waiting for a reconnect), so the user can be told.
+    fn undelivered(&self) -> usize {
+        let unacked = self.sm.as_ref().map_or(0, |sm| {
+            sm.unacked
+                .iter()
+                .filter(|s| s.starts_with("<message"))
+                .count()
+        });
+        unacked
+            + self
+                .deferred
+                .iter()
+                .filter(|c| matches!(c, Command::Send { .. }))
+                .count()
+    }
+
     /// Re-establishes a dropped stream, resuming it when the server allows.
-    async fn reconnect(&mut self, cause: XmppError) -> Result<(), XmppError> {
+    /// Still obeys Disconnect (and a dropped handle) meanwhile; other commands
+    /// wait for the new stream. `Some(exit)` if the user ended it.
+    async fn reconnect(
+        &mut self,
+        cause: XmppError,
+        cmds: &mut mpsc::Receiver<Command>,
+    ) -> Result<Option<Exit>, XmppError> {
         if let Some(r) = self.reader.take() {
             r.abort();
         }
@@ -371,14 +408,43 @@ impl Session {
         });
         let mut last = cause;
         for attempt in 0..self.cfg.reconnect_attempts {
-            if attempt > 0 {
-                let secs = 1u64 << attempt.min(5);
-                tokio::time::sleep(Duration::from_secs(secs)).await;
-            }
-            match self.connect(token.as_ref()).await {
+            let delay = if attempt > 0 {
+                Duration::from_secs(1u64 << attempt.min(5))
+            } else {
+                Duration::ZERO
+            };
+            let (cfg, connector, tls) =
+                (self.cfg.clone(), self.connector.clone(), self.tls.clone());
+            let tok = token.clone();
+            let fut = async move {
+                tokio::time::sleep(delay).await;
+                open(cfg, connector, tls, tok).await
+            };
+            tokio::pin!(fut);
+            let res = loop {
+                tokio::select! {
+                    r = &mut fut => break r,
+                    c = cmds.recv() => match c {
+                        None => return Ok(Some(Exit::Dropped)),
+                        Some(Command::Disconnect) => return Ok(Some(Exit::Disconnected)),
+                        Some(Command::Connect) => {}
+                        Some(c) if self.deferred.len() < MAX_DEFERRED => self.deferred.push_back(c),
+                        Some(_) => {
+                            self.emit(Event::Error(timb_core::AccountError::Refused(
+                                "reconnecting; too many commands waiting, this one was dropped".into(),
+                            )))
+                            .await;
+                        }
+                    },
+                }
+            };
+            match res {
                 Ok(est) => {
                     self.install(est, false).await;
-                    return Ok(());
+                    while let Some(c) = self.deferred.pop_front() {
+                        self.command(c).await?;
+                    }
+                    return Ok(None);
                 }
                 Err(e) if e.is_transient() => last = e,
                 Err(e) => return Err(e),
@@ -444,6 +510,26 @@ impl Session {
         let _ = self
             .send(Element::new("presence", NS_CLIENT).with_attr("type", "unavailable"))
             .await;
+        // Give the server a moment to confirm our last messages, so the
+        // user is only warned about ones that may really be lost.
+        if self.sm.is_some() && self.undelivered() > 0 {
+            let _ = self.write_raw(&Element::new("r", NS_SM).to_xml()).await;
+            let deadline = Instant::now() + Duration::from_secs(3).min(self.cfg.timeout);
+            while self.undelivered() > 0 {
+                let Some(frames) = self.frames.as_mut() else {
+                    break;
+                };
+                match tokio::time::timeout_at(deadline, frames.recv()).await {
+                    Ok(Some(Ok(Frame::Stanza(e)))) if e.is("a", NS_SM) => {
+                        if let (Ok(h), Some(sm)) = (connect::parse_h(&e), self.sm.as_mut()) {
+                            ack(sm, h);
+                        }
+                    }
+                    Ok(Some(Ok(Frame::Stanza(_)))) => {}
+                    _ => break,
+                }
+            }
+        }
         let _ = self.write_raw("</stream:stream>").await;
         if let Some(w) = self.writer.as_mut() {
             let _ = w.shutdown().await;
@@ -921,6 +1007,24 @@ impl Session {
             self.emit(ev).await;
         }
     }
+}
+
+/// Opens the transport and negotiates the stream. Takes owned handles so
+/// reconnecting can run beside the command channel.
+async fn open(
+    cfg: XmppConfig,
+    connector: Arc<dyn Connector>,
+    tls: Arc<dyn TlsUpgrade>,
+    resume: Option<ResumeToken>,
+) -> Result<Established, XmppError> {
+    let (host, port) = cfg.address();
+    let t = cfg.timeout;
+    let stream = connect::with_timeout(t, connector.connect(host, port)).await?;
+    connect::with_timeout(
+        t * 4,
+        connect::establish(stream, &cfg, tls.as_ref(), resume.as_ref()),
+    )
+    .await
 }
 
 /// Drops the stanzas the server says it has handled (`h` is cumulative and

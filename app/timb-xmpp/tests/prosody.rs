@@ -490,3 +490,68 @@ async fn expired_session_falls_back_to_a_fresh_one_and_resends_messages() {
     .await;
     g.wait("back", |e| msg_from(e, &hal) == Some("back")).await;
 }
+
+/// Disconnect is obeyed at once even while the client is trying to get its
+/// stream back, and the user is told which messages may be lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn disconnect_while_reconnecting_is_immediate_and_reports_unsent_messages() {
+    let pr = Prosody::start(&[("ivy", "pw")]);
+    let proxy = Proxy::start(pr.tls_port).await;
+    let h = timb_xmpp::spawn_account(
+        timb_core::AccountId(3),
+        config("ivy", "pw", proxy.port, TlsMode::Direct),
+        std::sync::Arc::new(LoopConnector { port: proxy.port }),
+        std::sync::Arc::new(timb_xmpp::PolicyTls::new(
+            pr.policy(),
+            Some(pr.tls_port),
+            true,
+        )),
+    );
+    let mut c = Client {
+        h,
+        rec: Recording::default(),
+    };
+    c.cmd(Command::Connect).await;
+    c.wait("connected", is_connected).await;
+    proxy.blackhole(true);
+    for i in 0..2 {
+        c.cmd(Command::Send {
+            to: Target::Direct("nobody@timb.test".into()),
+            body: format!("m{i}"),
+            kind: MessageKind::Normal,
+        })
+        .await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    proxy.refuse(true);
+    proxy.cut();
+    c.wait("reconnecting", |e| {
+        matches!(e, Event::State(ConnectionState::Reconnecting))
+    })
+    .await;
+    // Queued while reconnecting: counted as unsent too.
+    c.cmd(Command::Send {
+        to: Target::Direct("nobody@timb.test".into()),
+        body: "m2".into(),
+        kind: MessageKind::Normal,
+    })
+    .await;
+    let t0 = std::time::Instant::now();
+    c.cmd(Command::Disconnect).await;
+    let e = c.wait("warning", |e| matches!(e, Event::Error(_))).await;
+    assert_eq!(
+        e,
+        Event::Error(AccountError::Refused(
+            "3 message(s) may not have reached the server".into()
+        ))
+    );
+    c.wait("disconnected", |e| {
+        matches!(e, Event::State(ConnectionState::Disconnected))
+    })
+    .await;
+    assert!(
+        t0.elapsed() < Duration::from_secs(1),
+        "took {:?}",
+        t0.elapsed()
+    );
+}
