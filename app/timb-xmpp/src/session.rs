@@ -1017,6 +1017,11 @@ async fn open(
     tls: Arc<dyn TlsUpgrade>,
     resume: Option<ResumeToken>,
 ) -> Result<Established, XmppError> {
+    if cfg.localpart().is_empty() || cfg.domain().is_empty() {
+        return Err(XmppError::Auth(crate::AuthError::Failure(
+            "the account address must look like user@domain".into(),
+        )));
+    }
     let (host, port) = cfg.address();
     let t = cfg.timeout;
     let stream = connect::with_timeout(t, connector.connect(host, port)).await?;
