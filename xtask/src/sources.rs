@@ -33,38 +33,120 @@ pub fn fetch_debian_orig(
     sha256: &str,
     dest_dir: &Path,
 ) -> Result<PathBuf> {
-    check_name(package, "package")?;
-    check_name(version, "version")?;
-    check_name(file, "file")?;
-    let want = normalize_sha256(sha256)?;
-    fs::create_dir_all(dest_dir).with_context(|| format!("creating {}", dest_dir.display()))?;
-    let dest = dest_dir.join(file);
-    if dest.exists() {
-        if sha256_file(&dest)? == want {
-            return Ok(dest);
+    fetch_many(&[Pinned::new(package, version, file, sha256)], dest_dir).map(|mut v| v.remove(0))
+}
+
+/// One pinned archive of a Debian source package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Pinned {
+    pub package: String,
+    pub version: String,
+    pub file: String,
+    pub sha256: String,
+}
+
+impl Pinned {
+    pub fn new(package: &str, version: &str, file: &str, sha256: &str) -> Pinned {
+        Pinned {
+            package: package.into(),
+            version: version.into(),
+            file: file.into(),
+            sha256: sha256.into(),
         }
-        fs::remove_file(&dest).with_context(|| format!("removing stale {}", dest.display()))?;
     }
+}
 
+#[derive(serde::Deserialize)]
+struct ProjectInputs {
+    #[serde(default)]
+    input: Vec<InputEntry>,
+}
+
+#[derive(serde::Deserialize)]
+struct InputEntry {
+    file: Option<String>,
+    sha256: Option<String>,
+    debian_source: Option<String>,
+    debian_version: Option<String>,
+}
+
+/// The `file` inputs of one `rbm-projects/*.toml` definition.
+pub fn project_files(definition: &Path) -> Result<Vec<Pinned>> {
+    let text = fs::read_to_string(definition)
+        .with_context(|| format!("reading {}", definition.display()))?;
+    let def: ProjectInputs =
+        toml::from_str(&text).with_context(|| format!("parsing {}", definition.display()))?;
+    let mut out = Vec::new();
+    for i in def.input {
+        let Some(file) = i.file else { continue };
+        let (Some(sha256), Some(package), Some(version)) =
+            (i.sha256, i.debian_source, i.debian_version)
+        else {
+            bail!(
+                "{}: input {file} needs sha256, debian_source and debian_version",
+                definition.display()
+            );
+        };
+        out.push(Pinned {
+            package,
+            version,
+            file,
+            sha256,
+        });
+    }
+    Ok(out)
+}
+
+/// Fetches (or finds, verified) every pinned file into `dest_dir`; one private `apt-get update`
+/// serves them all and is skipped when everything is already there.
+pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
+    fs::create_dir_all(dest_dir).with_context(|| format!("creating {}", dest_dir.display()))?;
+    let mut paths = Vec::new();
+    let mut missing = Vec::new();
+    for p in pins {
+        check_name(&p.package, "package")?;
+        check_name(&p.version, "version")?;
+        check_name(&p.file, "file")?;
+        let want = normalize_sha256(&p.sha256)?;
+        let dest = dest_dir.join(&p.file);
+        if dest.exists() {
+            if sha256_file(&dest)? == want {
+                paths.push(dest);
+                continue;
+            }
+            fs::remove_file(&dest).with_context(|| format!("removing stale {}", dest.display()))?;
+        }
+        missing.push((p, want, dest.clone()));
+        paths.push(dest);
+    }
+    if missing.is_empty() {
+        return Ok(paths);
+    }
     let work = TempDir::new(dest_dir)?;
-    let lists = write_src_sources(&work.0, &read_apt_sources(Path::new(APT_ETC))?)?;
-    let uri = find_uri(&work.0, &lists, package, version, file, &want)?;
-
-    let partial = dest_dir.join(format!(".{file}.partial"));
-    let _ = fs::remove_file(&partial);
-    let status = Command::new(APT_HELPER)
-        .args(["-o", "APT::Sandbox::User=root", "download-file"])
-        .arg(&uri)
-        .arg(&partial)
-        .arg(format!("SHA256:{want}"))
-        .status()
-        .with_context(|| format!("running {APT_HELPER}"))?;
-    if !status.success() {
+    let opts = write_src_sources(&work.0, &read_apt_sources(Path::new(APT_ETC))?)?;
+    for (p, want, dest) in missing {
+        let uri = find_uri(&opts, &p.package, &p.version, &p.file, &want)?;
+        let partial = dest_dir.join(format!(".{}.partial", p.file));
         let _ = fs::remove_file(&partial);
-        bail!("downloading {file} ({package} {version}) through apt failed: {status}");
+        let status = Command::new(APT_HELPER)
+            .args(["-o", "APT::Sandbox::User=root", "download-file"])
+            .arg(&uri)
+            .arg(&partial)
+            .arg(format!("SHA256:{want}"))
+            .status()
+            .with_context(|| format!("running {APT_HELPER}"))?;
+        if !status.success() {
+            let _ = fs::remove_file(&partial);
+            bail!(
+                "downloading {} ({} {}) through apt failed: {status}",
+                p.file,
+                p.package,
+                p.version
+            );
+        }
+        verify_and_place(&partial, &dest, &want)?;
     }
-    verify_and_place(&partial, &dest, &want)?;
-    Ok(dest)
+    Ok(paths)
 }
 
 /// Moves `partial` to `dest` only if its hash matches; otherwise deletes it and errors.
@@ -300,7 +382,6 @@ fn apt_get(opts: &[String]) -> Command {
 
 /// Asks apt where `file` of `package=version` is and checks apt's index agrees with our pin.
 fn find_uri(
-    _work: &Path,
     opts: &[String],
     package: &str,
     version: &str,
@@ -413,6 +494,16 @@ mod tests {
     }
 
     #[test]
+    fn reads_file_inputs_of_project_definitions() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rbm-projects");
+        let gcrypt = project_files(&root.join("libgcrypt.toml")).unwrap();
+        assert_eq!(gcrypt.len(), 2);
+        assert_eq!(gcrypt[0].package, "libgcrypt20");
+        let otr = project_files(&root.join("libotr.toml")).unwrap();
+        assert_eq!(otr[0].file, "libotr_4.1.1.orig.tar.gz");
+    }
+
+    #[test]
     fn parses_both_apt_formats_and_print_uris() {
         let deb822 = "Types: deb\n# comment\nURIs: http://mirror.invalid/debian\n\
                       Suites: bookworm bookworm-updates\nComponents: main\n\
@@ -430,6 +521,23 @@ mod tests {
         let (u, h) = parse_print_uris(out, "libotr_4.1.1.orig.tar.gz").unwrap();
         assert_eq!(u, "http://m.invalid/p/libotr_4.1.1.orig.tar.gz");
         assert_eq!(h.as_deref(), Some("ab"));
+    }
+
+    /// Real fetch of every pinned archive through this machine's mirror; opt-in (network).
+    #[test]
+    #[ignore]
+    fn fetches_all_pinned_project_files_for_real() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rbm-projects");
+        let mut pins = Vec::new();
+        for p in ["libgpg-error", "libgcrypt", "libotr"] {
+            pins.extend(project_files(&root.join(format!("{p}.toml"))).unwrap());
+        }
+        let dir = scratch("all");
+        let paths = fetch_many(&pins, &dir).unwrap();
+        assert_eq!(paths.len(), 4);
+        // Second call: everything cached and verified, no apt run.
+        assert_eq!(fetch_many(&pins, &dir).unwrap(), paths);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     /// Real fetch through this machine's mirror; opt-in because it needs the network.
