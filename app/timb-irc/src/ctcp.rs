@@ -82,18 +82,20 @@ impl TokenBucket {
         }
     }
 
-    /// Takes a token if one is available.
+    /// Takes a token if one is available. A zero refill interval means no
+    /// limit (and never a wake-up time in the past with no token to take).
     pub fn take(&mut self, now: Instant) -> bool {
-        if !self.refill.is_zero() {
-            let elapsed = now.saturating_duration_since(self.last);
-            let earned = (elapsed.as_nanos() / self.refill.as_nanos()).min(u32::MAX as u128) as u32;
-            if earned > 0 {
-                self.tokens = self.tokens.saturating_add(earned).min(self.capacity);
-                // Keep the remainder so slow, steady requests still refill.
-                self.last += self.refill * earned;
-                if self.tokens == self.capacity {
-                    self.last = now;
-                }
+        if self.refill.is_zero() {
+            return true;
+        }
+        let elapsed = now.saturating_duration_since(self.last);
+        let earned = (elapsed.as_nanos() / self.refill.as_nanos()).min(u32::MAX as u128) as u32;
+        if earned > 0 {
+            self.tokens = self.tokens.saturating_add(earned).min(self.capacity);
+            // Keep the remainder so slow, steady requests still refill.
+            self.last += self.refill * earned;
+            if self.tokens == self.capacity {
+                self.last = now;
             }
         }
         if self.tokens > 0 {
@@ -301,6 +303,14 @@ mod tests {
             p.incoming("\x01ACTION x\x01", false, true, now, wall),
             Incoming::Action("x".into())
         );
+    }
+
+    #[test]
+    fn zero_refill_means_unlimited() {
+        let t0 = Instant::now();
+        let mut b = TokenBucket::new(1, Duration::ZERO, t0);
+        assert!((0..100).all(|_| b.take(t0)));
+        assert!(b.ready_at() <= t0);
     }
 
     #[test]
