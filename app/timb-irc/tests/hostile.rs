@@ -405,3 +405,63 @@ async fn outgoing_text_cannot_inject_commands_or_dcc() {
     assert!(matches!(e, Event::Error(AccountError::Refused(_))));
     server.await.unwrap();
 }
+
+#[tokio::test]
+async fn silent_server_times_out_registration() {
+    let (port, server) = fake_server(|mut c| async move {
+        c.expect("USER ").await;
+        // Never answers; waits for the client to give up and hang up.
+        while c.line_within(Duration::from_secs(5)).await.is_some() {}
+    })
+    .await;
+    let mut cfg = IrcConfig::new("me");
+    cfg.register_timeout = Duration::from_secs(1);
+    let mut h = account(1, port, cfg).await;
+    let e = wait_for(&mut h, "timeout", |e| matches!(e, Event::Error(_))).await;
+    assert!(
+        matches!(&e, Event::Error(AccountError::Transport(m)) if m.contains("registration")),
+        "{e:?}"
+    );
+    server.await.unwrap();
+}
+
+#[tokio::test]
+async fn invented_members_are_capped() {
+    let (port, server) = fake_server(|mut c| async move {
+        c.register_plain("me").await;
+        c.expect("JOIN #big").await;
+        c.send(":me!u@h JOIN #big").await;
+        // 60 000 invented members in NAMES replies, then the end marker.
+        let mut burst = String::new();
+        for chunk in 0..600 {
+            let names: Vec<String> = (0..100).map(|i| format!("n{chunk}x{i}")).collect();
+            burst.push_str(&format!(
+                ":fake.test 353 me = #big :{}\r\n",
+                names.join(" ")
+            ));
+        }
+        burst.push_str(":fake.test 366 me #big :End of NAMES list\r\n");
+        c.send_bytes(burst.as_bytes()).await.unwrap();
+        let _ = c.line_within(Duration::from_secs(10)).await;
+    })
+    .await;
+    let mut h = account(1, port, IrcConfig::new("me")).await;
+    wait_connected(&mut h).await;
+    h.commands
+        .send(timb_core::Command::JoinGroup {
+            room: "#big".into(),
+            nick: None,
+        })
+        .await
+        .unwrap();
+    let e = wait_for(&mut h, "members", |e| {
+        matches!(e, Event::GroupMembers { .. })
+    })
+    .await;
+    let Event::GroupMembers { members, .. } = e else {
+        unreachable!()
+    };
+    assert_eq!(members.len(), 20_000, "capped per channel");
+    drop(h);
+    server.abort();
+}
