@@ -32,7 +32,7 @@ pub const MAX_DEPTH: usize = 64;
 const READ_CHUNK: usize = 8 * 1024;
 
 /// Byte source that refuses to deliver more than `limit` bytes between
-/// [`Bounded::mark`] calls. Writes pass straight through.
+/// [`Bounded::mark`] calls.
 pub struct Bounded<S> {
     inner: S,
     buf: Box<[u8]>,
@@ -62,10 +62,6 @@ impl<S> Bounded<S> {
 
     pub fn has_buffered(&self) -> bool {
         self.pos < self.filled
-    }
-
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
     }
 
     /// Gives back the transport; fails if bytes were read ahead, which
@@ -116,18 +112,6 @@ impl<S: AsyncRead + Unpin> AsyncBufRead for Bounded<S> {
         let this = self.get_mut();
         this.pos = (this.pos + amt).min(this.filled);
         this.since_mark += amt;
-    }
-}
-
-impl<S: AsyncWrite + Unpin> AsyncWrite for Bounded<S> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, b: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, b)
-    }
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
     }
 }
 
