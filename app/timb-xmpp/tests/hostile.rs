@@ -375,3 +375,36 @@ async fn fingerprinting_queries_are_refused_and_only_body_is_delivered() {
         "{rest:?}"
     );
 }
+
+/// The same bounds hold in an established session: an oversize stanza
+/// ends the session with a clear error and no reconnect loop.
+#[tokio::test]
+async fn oversize_stanza_mid_session_ends_it_cleanly() {
+    let mut cfg = config(TlsMode::Direct);
+    cfg.reconnect_attempts = 3;
+    let (mut h, server) = start(cfg);
+    h.commands.send(Command::Connect).await.unwrap();
+    tokio::spawn(async move {
+        let mut xs = login(server).await;
+        let big = "x".repeat(50_000);
+        let _ = xs
+            .send_raw(&format!(
+                "<message from='a@evil.test/r' type='chat'><body>{big}</body></message>"
+            ))
+            .await;
+        tokio::time::sleep(Duration::from_secs(10)).await;
+    });
+    let e = next_error(&mut h).await;
+    assert_eq!(
+        e,
+        AccountError::Protocol("the server sent a stanza larger than the 4096-byte limit".into())
+    );
+    let next = tokio::time::timeout(Duration::from_secs(5), h.events.recv()).await;
+    assert!(
+        matches!(
+            next,
+            Ok(Some(Event::State(timb_core::ConnectionState::Disconnected)))
+        ),
+        "{next:?}"
+    );
+}
