@@ -385,13 +385,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         Ok(())
     }
 
-    /// User lines and CTCP replies wait for the pacer.
+    /// User lines and CTCP replies wait for the pacer. Callers check room
+    /// first where dropping would matter; a CTCP reply is just not sent.
     async fn enqueue(&mut self, cmd: Irc) {
         if self.out.len() >= MAX_QUEUED_LINES {
-            self.emit(Event::Error(AccountError::Refused(
-                "too much text is waiting to be sent; some was dropped".into(),
-            )))
-            .await;
             return;
         }
         if let Some(l) = wire(cmd) {
@@ -933,7 +930,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                     MessageKind::Notice => ("NOTICE", false),
                 };
                 let budget = body_budget(&self.nick, verb, &target, action);
-                for piece in outgoing_lines(&body, budget) {
+                let pieces = outgoing_lines(&body, budget);
+                // All or nothing: half a message is worse than none.
+                if self.out.len() + pieces.len() > MAX_QUEUED_LINES {
+                    self.emit(Event::Error(AccountError::Refused(format!(
+                        "not sent: {} lines is more than can wait to be sent",
+                        pieces.len()
+                    ))))
+                    .await;
+                    return Ok(());
+                }
+                for piece in pieces {
                     let irc = match kind {
                         MessageKind::Normal => Irc::PRIVMSG(target.clone(), piece),
                         MessageKind::Action => {

@@ -465,3 +465,36 @@ async fn invented_members_are_capped() {
     drop(h);
     server.abort();
 }
+
+#[tokio::test]
+async fn an_oversized_paste_is_refused_whole() {
+    let (port, server) = fake_server(|mut c| async move {
+        c.register_plain("me").await;
+        let mut got = Vec::new();
+        while let Some(l) = c.line_within(Duration::from_millis(2500)).await {
+            got.push(l);
+        }
+        assert_eq!(
+            got,
+            vec!["PRIVMSG bob :after"],
+            "nothing of the paste is sent"
+        );
+    })
+    .await;
+    let mut h = account(1, port, IrcConfig::new("me")).await;
+    wait_connected(&mut h).await;
+    let send = |body: String| timb_core::Command::Send {
+        to: Target::Direct("bob".into()),
+        body,
+        kind: MessageKind::Normal,
+    };
+    h.commands.send(send("line\n".repeat(2500))).await.unwrap();
+    h.commands.send(send("after".into())).await.unwrap();
+    let events = drain_for(&mut h, Duration::from_secs(2)).await;
+    let errors = events
+        .iter()
+        .filter(|e| matches!(e, Event::Error(AccountError::Refused(_))))
+        .count();
+    assert_eq!(errors, 1, "{events:?}");
+    server.await.unwrap();
+}
