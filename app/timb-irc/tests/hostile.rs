@@ -476,7 +476,7 @@ async fn an_oversized_paste_is_refused_whole() {
         }
         assert_eq!(
             got,
-            vec!["PRIVMSG bob :after"],
+            vec!["PRIVMSG bob after"],
             "nothing of the paste is sent"
         );
     })
