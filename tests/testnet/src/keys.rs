@@ -98,3 +98,36 @@ pub(crate) fn store(root: &Path, nickname: &str, src: &Path) {
         let _ = std::fs::remove_dir_all(&tmp);
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn store_then_restore_round_trips() {
+        let base = std::env::temp_dir().join(format!("timb-testnet-keys-unit-{}", crate::nanos()));
+        let src = base.join("src");
+        std::fs::create_dir_all(src.join("keys")).unwrap();
+        std::fs::write(src.join("keys/secret_id_key"), "k").unwrap();
+        std::fs::write(src.join("fingerprint"), "n AAAA").unwrap();
+        std::fs::write(src.join("fingerprint-ed25519"), "n bbbb").unwrap();
+        let root = base.join("cache");
+        let dest = base.join("dest");
+        std::fs::create_dir_all(dest.join("keys")).unwrap();
+        assert!(!restore(&root, "relay0", &dest), "empty cache");
+        store(&root, "relay0", &src);
+        assert!(restore(&root, "relay0", &dest));
+        assert_eq!(
+            std::fs::read_to_string(dest.join("keys/secret_id_key")).unwrap(),
+            "k"
+        );
+        assert_eq!(
+            std::fs::read_to_string(dest.join("fingerprint")).unwrap(),
+            "n AAAA"
+        );
+        // An incomplete entry is not used.
+        std::fs::remove_file(root.join("relay0").join(COMPLETE)).unwrap();
+        assert!(!restore(&root, "relay0", &dest));
+        std::fs::remove_dir_all(&base).unwrap();
+    }
+}

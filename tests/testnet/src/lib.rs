@@ -324,17 +324,18 @@ fn prepare_dir(d: &Path) -> Result<PathBuf, Error> {
             )));
         }
     }
-    mkdir(&d)?;
     check_utf8(&d)?;
+    mkdir(&d)?;
     Ok(d)
 }
 
 fn check_utf8(d: &Path) -> Result<(), Error> {
     // The network file stores the path as a TOML string; torrc lines must not break.
     match d.to_str() {
-        Some(s) if !s.contains(['\n', '"', '\\']) => Ok(()),
+        // torrc values such as `Log notice file PATH` end at whitespace.
+        Some(s) if !s.contains(|c: char| c.is_whitespace() || c == '"' || c == '\\') => Ok(()),
         _ => Err(Error::new(format!(
-            "{} must be valid UTF-8 without newlines, quotes or backslashes",
+            "{} must be valid UTF-8 without whitespace, quotes or backslashes",
             d.display()
         ))),
     }
@@ -644,7 +645,7 @@ fn launch(opts: &Options, dir: &Path, owned: &mut Owned, t0: Instant) -> Result<
 
     let onions_dir = dir.join("onions");
     let mut t = torrc::common(&onions_dir, "onions", &auth_lines);
-    t.push_str("SocksPort 0\n");
+    t.push_str(&torrc::onion_host());
     let mut services = Vec::new();
     for (i, name) in ONION_SERVICE_NAMES.iter().enumerate() {
         let hs_dir = onions_dir.join(format!("hs-{name}"));

@@ -224,3 +224,71 @@ pub fn echo_roundtrip(stream: &mut TcpStream, probe: &[u8], timeout: Duration) -
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A one-shot fake SOCKS5 proxy answering a CONNECT with `reply`.
+    fn fake_proxy(reply: Vec<u8>) -> (u16, JoinHandle<Vec<u8>>) {
+        let l = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).unwrap();
+        let port = l.local_addr().unwrap().port();
+        let h = std::thread::spawn(move || {
+            let (mut c, _) = l.accept().unwrap();
+            let mut greet = [0u8; 3];
+            c.read_exact(&mut greet).unwrap();
+            c.write_all(&[5, 0]).unwrap();
+            let mut head = [0u8; 5];
+            c.read_exact(&mut head).unwrap();
+            let rest_len = match head[3] {
+                1 => 4 - 1 + 2,
+                3 => usize::from(head[4]) + 2,
+                _ => panic!("unexpected address type"),
+            };
+            let mut rest = vec![0u8; rest_len];
+            c.read_exact(&mut rest).unwrap();
+            c.write_all(&reply).unwrap();
+            let mut req = head.to_vec();
+            req.extend(rest);
+            req
+        });
+        (port, h)
+    }
+
+    #[test]
+    fn connect_sends_domain_names_unresolved() {
+        let (port, h) = fake_proxy(vec![5, 0, 0, 1, 127, 0, 0, 1, 0, 80]);
+        socks5_connect(port, "abc.onion", 80).unwrap();
+        let req = h.join().unwrap();
+        assert_eq!(req[..5], [5, 1, 0, 3, 9]);
+        assert_eq!(&req[5..14], b"abc.onion");
+        assert_eq!(req[14..], [0, 80]);
+    }
+
+    #[test]
+    fn connect_sends_ipv4_literals_as_addresses() {
+        let (port, h) = fake_proxy(vec![5, 0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        socks5_connect(port, "127.0.0.1", 4242).unwrap();
+        let req = h.join().unwrap();
+        assert_eq!(req, [5, 1, 0, 1, 127, 0, 0, 1, 0x10, 0x92]);
+    }
+
+    #[test]
+    fn tor_extended_errors_are_explained() {
+        let (port, h) = fake_proxy(vec![5, 0xf0, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let err = socks5_connect(port, "abc.onion", 80).unwrap_err();
+        h.join().unwrap();
+        assert!(err.to_string().contains("descriptor not found"), "{err}");
+        let (port, h) = fake_proxy(vec![5, 5, 0, 1, 0, 0, 0, 0, 0, 0]);
+        let err = socks5_connect(port, "127.0.0.1", 1).unwrap_err();
+        h.join().unwrap();
+        assert_eq!(err.kind(), io::ErrorKind::ConnectionRefused);
+    }
+
+    #[test]
+    fn echo_server_echoes() {
+        let server = EchoServer::bind(0).unwrap();
+        let mut s = loopback_connect(server.port()).unwrap();
+        echo_roundtrip(&mut s, b"hello", Duration::from_secs(5)).unwrap();
+    }
+}

@@ -130,8 +130,19 @@ ExitPolicy accept 127.0.0.0/8:*
     s
 }
 
+/// With eight relays, the client's guard (and vanguards-lite layer-2 guard)
+/// logic often builds paths like guard -> X -> guard for onion circuits; X
+/// refuses to "extend back to the previous hop", and onion connections stall
+/// for about a minute. Without guards, path selection excludes repeats. Path
+/// security is moot on a test network.
+const NO_GUARDS: &str = "VanguardsLiteEnabled 0\nUseEntryGuards 0\n";
+
 pub(crate) fn client(socks_port: u16) -> String {
-    format!("SocksPort 127.0.0.1:{socks_port} ExtendedErrors\n")
+    format!("SocksPort 127.0.0.1:{socks_port} ExtendedErrors\n{NO_GUARDS}")
+}
+
+pub(crate) fn onion_host() -> String {
+    format!("SocksPort 0\n{NO_GUARDS}")
 }
 
 pub(crate) fn onion_service(dir: &Path, port: u16, target_port: u16) -> String {
