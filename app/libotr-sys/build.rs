@@ -118,6 +118,7 @@ fn run() -> Result<(), String> {
         .include(&otr_src)
         .include(&include)
         .flag_if_supported("-fno-strict-aliasing")
+        .flag_if_supported(format!("-ffile-prefix-map={}=/build/libotr", out.display()))
         // libotr's own warnings are upstream's business; ours would only bury real ones.
         .warnings(false)
         .pic(true);
@@ -201,16 +202,22 @@ fn build_gcrypt(
 ) -> Result<PathBuf, String> {
     let prefix = out.join("gcrypt-prefix");
     let stamp = prefix.join("BUILT-FROM");
+    let work = out.join("gcrypt-work");
+    // The same C compiler cargo uses for this target, and no build path in the objects:
+    // builders in different directories get the same bytes.
+    let cc = cc::Build::new().get_compiler();
+    let cflags = format!("-O2 -ffile-prefix-map={}=/build/gcrypt", work.display());
+    // Rebuild when the archives, the compiler or the flags change.
     let key = format!(
-        "{}\n{}\n{}\n",
+        "{}\n{}\n{}\n{}\n{cflags}\n",
         sha256_file(gpgerr)?,
         sha256_file(gcrypt)?,
-        sha256_file(debian)?
+        sha256_file(debian)?,
+        cc.path().display()
     );
     if fs::read_to_string(&stamp).ok().as_deref() == Some(key.as_str()) {
         return Ok(prefix);
     }
-    let work = out.join("gcrypt-work");
     let _ = fs::remove_dir_all(&work);
     let _ = fs::remove_dir_all(&prefix);
     fs::create_dir_all(&work).map_err(|e| e.to_string())?;
@@ -267,6 +274,8 @@ fn build_gcrypt(
     let common = |dir: &Path| {
         let mut c = Command::new("./configure");
         c.current_dir(dir)
+            .env("CC", cc.path())
+            .env("CFLAGS", &cflags)
             .env("SOURCE_DATE_EPOCH", &epoch)
             .arg(format!("--host={host}"))
             .arg(format!("--prefix={}", prefix.display()))
