@@ -1,0 +1,249 @@
+//! THE networking module of timb: the only code that makes connections.
+//!
+//! Every byte timb sends leaves through the embedded arti client created
+//! here. The workspace clippy.toml forbids std/tokio sockets and name lookups
+//! everywhere; this module does not need them either (arti opens its own
+//! ORPort connections), and it is the only place allowed to add them.
+//! Hostnames are always sent to the exit to resolve; nothing is looked up
+//! locally.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use arti_client::status::{BlockageKind, BootstrapStatus};
+use arti_client::{ErrorKind, HasKind, IntoTorAddr, IsolationToken, StreamPrefs, TorClient};
+use futures::StreamExt;
+use timb_core::AccountId;
+use timb_tls::{ConnectOptions, TlsPolicy, TlsStream};
+use tokio::sync::watch;
+
+use crate::{TorConfig, TorError};
+
+/// A stream through Tor: tokio `AsyncRead + AsyncWrite`.
+pub type TorStream = arti_client::DataStream;
+
+/// Bootstrap state for a progress bar.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct BootstrapProgress {
+    pub percent: u8,
+    /// What arti is doing, in its own words (safe to show, never logged).
+    pub phase: String,
+    /// Why it is stuck, in words a user can act on, if it is.
+    pub blocked: Option<String>,
+    pub ready: bool,
+}
+
+impl BootstrapProgress {
+    fn from_status(s: &BootstrapStatus) -> Self {
+        let frac = s.as_frac().clamp(0.0, 1.0);
+        BootstrapProgress {
+            percent: (frac * 100.0).round() as u8,
+            phase: s.to_string(),
+            blocked: s
+                .blocked()
+                .map(|b| readable_blockage(&b.kind(), &b.to_string())),
+            ready: s.ready_for_traffic(),
+        }
+    }
+}
+
+fn readable_blockage(kind: &BlockageKind, detail: &str) -> String {
+    match kind {
+        BlockageKind::ClockSkewed => format!(
+            "This computer's clock seems wrong, so Tor cannot trust the network's documents. Set the correct date, time and time zone. ({detail})"
+        ),
+        BlockageKind::Offline => {
+            "This computer seems to be offline. Check the network connection.".to_owned()
+        }
+        BlockageKind::Filtering => format!(
+            "The connection to Tor seems to be blocked or filtered on this network; a bridge may be needed. ({detail})"
+        ),
+        BlockageKind::CantReachTor => {
+            format!("Tor relays cannot be reached from this network. ({detail})")
+        }
+        _ => format!("Tor cannot start: {detail}"),
+    }
+}
+
+/// The running Tor client, shared by all accounts. Cheap to clone.
+#[derive(Clone)]
+pub struct Transport {
+    client: Arc<TorClient<tor_rtcompat::PreferredRuntime>>,
+    isolation: Arc<Mutex<HashMap<AccountId, IsolationToken>>>,
+}
+
+impl std::fmt::Debug for Transport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Transport")
+    }
+}
+
+impl Transport {
+    /// Starts arti and waits until circuits can be built, reporting progress
+    /// through `progress` (latest value wins, so a slow GUI never makes it
+    /// buffer). Must be called inside a tokio runtime.
+    pub async fn bootstrap(
+        config: TorConfig,
+        progress: watch::Sender<BootstrapProgress>,
+    ) -> Result<Transport, TorError> {
+        timb_tls::install_crypto_provider();
+        let client = TorClient::builder()
+            .config(config.arti.clone())
+            .create_unbootstrapped()
+            .map_err(|e| TorError::Config(e.to_string()))?;
+
+        let mut events = client.bootstrap_events();
+        let last = Arc::new(Mutex::new(client.bootstrap_status()));
+        let last_w = last.clone();
+        let reporter = tokio::spawn(async move {
+            while let Some(status) = events.next().await {
+                let p = BootstrapProgress::from_status(&status);
+                *last_w.lock().unwrap_or_else(|p| p.into_inner()) = status;
+                progress.send_replace(p);
+            }
+        });
+
+        let result = tokio::time::timeout(config.bootstrap_timeout, client.bootstrap()).await;
+        let status = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let outcome = match result {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => Err(bootstrap_error(&status, Some(&e))),
+            Err(_) => Err(bootstrap_error(&status, None)),
+        };
+        if outcome.is_err() {
+            reporter.abort();
+        } else {
+            // Keep the progress bar honest until arti stops reporting.
+            drop(reporter);
+        }
+        outcome?;
+        Ok(Transport {
+            client,
+            isolation: Arc::new(Mutex::new(HashMap::new())),
+        })
+    }
+
+    fn prefs(&self, account: AccountId) -> StreamPrefs {
+        let token = *self
+            .isolation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(account)
+            .or_insert_with(IsolationToken::new);
+        let mut prefs = StreamPrefs::new();
+        prefs.set_isolation(token);
+        prefs
+    }
+
+    /// A stream to `host:port` for `account`. The exit resolves `host`;
+    /// `.onion` names go to the onion service. Two accounts never share a
+    /// circuit.
+    pub async fn connect(
+        &self,
+        account: AccountId,
+        host: &str,
+        port: u16,
+    ) -> Result<TorStream, TorError> {
+        let addr = (host, port)
+            .into_tor_addr()
+            .map_err(|e| TorError::BadAddress(format!("{host}:{port}: {e}")))?;
+        self.client
+            .connect_with_prefs(addr, &self.prefs(account))
+            .await
+            .map_err(|e| connect_error(host, port, &e))
+    }
+
+    /// [`Self::connect`] then TLS under `policy`; the TOFU key is `host:port`.
+    pub async fn connect_tls(
+        &self,
+        account: AccountId,
+        host: &str,
+        port: u16,
+        policy: &TlsPolicy,
+    ) -> Result<TlsStream<TorStream>, TorError> {
+        self.connect_tls_with(account, host, port, policy, ConnectOptions::default())
+            .await
+    }
+
+    /// [`Self::connect_tls`] with a client certificate and/or ALPN.
+    pub async fn connect_tls_with(
+        &self,
+        account: AccountId,
+        host: &str,
+        port: u16,
+        policy: &TlsPolicy,
+        mut options: ConnectOptions,
+    ) -> Result<TlsStream<TorStream>, TorError> {
+        let stream = self.connect(account, host, port).await?;
+        options.port = Some(port);
+        Ok(timb_tls::connect_with(stream, host, policy, &options).await?)
+    }
+
+    /// Gives `account` fresh circuits from now on (after a reconnect or a
+    /// "new identity" request); existing streams keep theirs.
+    pub fn new_circuits_for(&self, account: AccountId) {
+        self.isolation
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(account, IsolationToken::new());
+    }
+
+    /// The underlying arti client, for benchmarks and diagnostics.
+    pub fn arti(&self) -> &Arc<TorClient<tor_rtcompat::PreferredRuntime>> {
+        &self.client
+    }
+}
+
+fn bootstrap_error(status: &BootstrapStatus, err: Option<&arti_client::Error>) -> TorError {
+    if let Some(b) = status.blocked() {
+        let kind = b.kind();
+        let text = readable_blockage(&kind, &b.to_string());
+        return match kind {
+            BlockageKind::ClockSkewed => TorError::ClockSkew(text),
+            BlockageKind::Offline => TorError::NoNetwork(text),
+            BlockageKind::Filtering | BlockageKind::CantReachTor => TorError::Blocked(text),
+            _ => TorError::Bootstrap(text),
+        };
+    }
+    match err {
+        Some(e) if e.kind() == ErrorKind::ClockSkew => TorError::ClockSkew(readable_blockage(
+            &BlockageKind::ClockSkewed,
+            &e.to_string(),
+        )),
+        Some(e) if e.kind() == ErrorKind::LocalNetworkError => {
+            TorError::NoNetwork(readable_blockage(&BlockageKind::Offline, &e.to_string()))
+        }
+        Some(e) => TorError::Bootstrap(format!("Tor could not start: {e}")),
+        None => TorError::Bootstrap(format!(
+            "Tor did not finish starting in time (stuck at {}%).",
+            BootstrapProgress::from_status(status).percent
+        )),
+    }
+}
+
+fn connect_error(host: &str, port: u16, e: &arti_client::Error) -> TorError {
+    let target = format!("{host}:{port}");
+    let detail = e.to_string();
+    match e.kind() {
+        ErrorKind::RemoteHostNotFound | ErrorKind::RemoteHostResolutionFailed => {
+            TorError::HostNotFound(target)
+        }
+        ErrorKind::RemoteConnectionRefused => TorError::ConnectionRefused(target),
+        ErrorKind::ExitPolicyRejected | ErrorKind::ForbiddenStreamTarget => {
+            TorError::Forbidden { target, detail }
+        }
+        ErrorKind::OnionServiceNotFound
+        | ErrorKind::OnionServiceNotRunning
+        | ErrorKind::OnionServiceConnectionFailed
+        | ErrorKind::OnionServiceProtocolViolation
+        | ErrorKind::OnionServiceMissingClientAuth
+        | ErrorKind::OnionServiceWrongClientAuth
+        | ErrorKind::OnionServiceAddressInvalid => TorError::OnionService { target, detail },
+        ErrorKind::RemoteNetworkTimeout | ErrorKind::TorNetworkTimeout | ErrorKind::ExitTimeout => {
+            TorError::Timeout(target)
+        }
+        ErrorKind::ClockSkew => TorError::ClockSkew(detail),
+        ErrorKind::LocalNetworkError => TorError::NoNetwork(detail),
+        _ => TorError::Connect { target, detail },
+    }
+}

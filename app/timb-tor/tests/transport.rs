@@ -1,0 +1,359 @@
+//! timb-tor against the private Tor network on 127.0.0.1 (timb-testnet).
+//!
+//! Exit ports 0..4 of the network file are this binary's: 0 exit echo,
+//! 1 TLS, 2 isolation, 3 leak probe; the onion service "echo" is ours too.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::time::Duration;
+
+use timb_core::AccountId;
+use timb_testnet::{EchoServer, TestNet};
+use timb_tls::test_ca::TestCa;
+use timb_tor::{BootstrapProgress, PinSet, TlsError, TlsPolicy, TorConfig, TorError, Transport};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::sync::watch;
+use tor_proto::client::stream::ClientStreamCtrl;
+
+const LEAK_ENV: &str = "TIMB_TOR_LEAKPROBE_PORT";
+
+fn net() -> &'static TestNet {
+    TestNet::shared()
+}
+
+fn exit_port(i: usize) -> u16 {
+    net().info().exit_port(i).expect("exit port")
+}
+
+async fn transport(dir: &tempfile::TempDir) -> Transport {
+    let config = TorConfig::private_network(net().config_path(), dir.path()).unwrap();
+    let (tx, _rx) = watch::channel(BootstrapProgress::default());
+    Transport::bootstrap(config, tx).await.expect("bootstrap")
+}
+
+async fn roundtrip<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    s: &mut S,
+    probe: &[u8],
+) {
+    s.write_all(probe).await.unwrap();
+    s.flush().await.unwrap();
+    let mut back = vec![0u8; probe.len()];
+    tokio::time::timeout(Duration::from_secs(60), s.read_exact(&mut back))
+        .await
+        .expect("echo timed out")
+        .unwrap();
+    assert_eq!(back, probe);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bootstrap_reports_progress_to_ready() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = TorConfig::private_network(net().config_path(), dir.path()).unwrap();
+    let (tx, mut rx) = watch::channel(BootstrapProgress::default());
+    let seen = tokio::spawn(async move {
+        let mut all = Vec::new();
+        while rx.changed().await.is_ok() {
+            all.push(rx.borrow_and_update().clone());
+        }
+        all
+    });
+    let t = Transport::bootstrap(config, tx).await.unwrap();
+    // State stays in the profile folder we gave it.
+    assert!(dir.path().join("state").is_dir() && dir.path().join("cache").is_dir());
+    drop(t);
+    let seen = tokio::time::timeout(Duration::from_secs(30), seen).await;
+    if let Ok(Ok(seen)) = seen {
+        assert!(seen.iter().all(|p| p.percent <= 100));
+        if let Some(last) = seen.last() {
+            assert!(!last.phase.is_empty());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_roundtrip_and_refused_port() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = transport(&dir).await;
+    let port = exit_port(0);
+    // Nothing listens yet: a typed error, not a hang. (c-tor exits often
+    // hide the reason behind END_REASON_MISC.)
+    let err = t
+        .connect(AccountId(1), "127.0.0.1", port)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TorError::ConnectionRefused(_) | TorError::Connect { .. }
+        ),
+        "{err:?}"
+    );
+
+    let _echo = EchoServer::bind(port).unwrap();
+    let mut s = t.connect(AccountId(1), "127.0.0.1", port).await.unwrap();
+    roundtrip(&mut s, b"through the exit").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostname_is_resolved_by_the_exit_not_locally() {
+    let dir = tempfile::tempdir().unwrap();
+    let t = transport(&dir).await;
+    // The relays' resolver is 127.0.0.1 with no DNS server: the exit fails
+    // to resolve and says so; nothing here ever calls a resolver.
+    let err = t
+        .connect(AccountId(1), "no-such-host.invalid", exit_port(0))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TorError::HostNotFound(_) | TorError::Connect { .. } | TorError::Timeout(_)
+        ),
+        "{err:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn onion_service_roundtrip() {
+    let svc = net().info().onion_service("echo").unwrap().clone();
+    let _echo = EchoServer::bind(svc.target_port).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = transport(&dir).await;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(120),
+        t.connect(AccountId(7), &svc.onion, svc.port),
+    )
+    .await
+    .expect("onion connect timed out")
+    .unwrap();
+    roundtrip(&mut s, b"through the onion service").await;
+}
+
+fn circuit_of(s: &timb_tor::TorStream) -> String {
+    let tunnel = s
+        .client_stream_ctrl()
+        .expect("client stream")
+        .tunnel()
+        .expect("circuit alive");
+    format!("{}", tunnel.unique_id())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accounts_never_share_a_circuit() {
+    let port = exit_port(2);
+    let _echo = EchoServer::bind(port).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let t = transport(&dir).await;
+    let mut a1 = t.connect(AccountId(1), "127.0.0.1", port).await.unwrap();
+    roundtrip(&mut a1, b"a1").await;
+    let mut a2 = t.connect(AccountId(1), "127.0.0.1", port).await.unwrap();
+    roundtrip(&mut a2, b"a2").await;
+    let mut b = t.connect(AccountId(2), "127.0.0.1", port).await.unwrap();
+    roundtrip(&mut b, b"b").await;
+    let (ca1, ca2, cb) = (circuit_of(&a1), circuit_of(&a2), circuit_of(&b));
+    // Same account: the circuit is reused (so the check below is meaningful:
+    // without per-account tokens, B would get this same circuit too).
+    assert_eq!(ca1, ca2);
+    assert_ne!(ca1, cb, "two accounts shared circuit {ca1}");
+
+    // A fresh identity for account 1 gives it a new circuit.
+    t.new_circuits_for(AccountId(1));
+    let mut a3 = t.connect(AccountId(1), "127.0.0.1", port).await.unwrap();
+    roundtrip(&mut a3, b"a3").await;
+    assert_ne!(circuit_of(&a3), ca1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_over_tor_pin_accepted_and_mismatch_refused() {
+    timb_tls::install_crypto_provider();
+    let port = exit_port(1);
+    let ca = TestCa::new("timb test CA");
+    let leaf = ca.issue(&["127.0.0.1"]);
+    let listener = tokio::net::TcpListener::bind(SocketAddr::from(([127, 0, 0, 1], port)))
+        .await
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(leaf.server_config(&[]));
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((tcp, _)) = listener.accept().await else {
+                return;
+            };
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let mut buf = [0u8; 64];
+                    while let Ok(n) = tls.read(&mut buf).await {
+                        if n == 0 || tls.write_all(&buf[..n]).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let t = transport(&dir).await;
+
+    let good = TlsPolicy::Pinned(PinSet::leaf("test", [leaf.spki_sha256()]));
+    let mut s = t
+        .connect_tls(AccountId(3), "127.0.0.1", port, &good)
+        .await
+        .unwrap();
+    assert_eq!(
+        timb_tls::peer_spki_sha256(&s).unwrap(),
+        leaf.spki_sha256().hex()
+    );
+    roundtrip(&mut s, b"tls over tor").await;
+
+    let other = ca.issue(&["127.0.0.1"]);
+    let bad = TlsPolicy::Pinned(PinSet::leaf("test", [other.spki_sha256()]));
+    match t.connect_tls(AccountId(3), "127.0.0.1", port, &bad).await {
+        Err(TorError::Tls(TlsError::PinMismatch { got, .. })) => {
+            assert_eq!(got, leaf.spki_sha256().hex())
+        }
+        other => panic!("expected a pin mismatch, got {other:?}"),
+    }
+    server.abort();
+}
+
+// The leak test: run a whole session in a child process under strace and
+// check every socket it opens.
+
+/// Runs only when re-executed by `no_connection_bypasses_tor`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leak_probe_child() {
+    let Ok(port) = std::env::var(LEAK_ENV) else {
+        return;
+    };
+    let port: u16 = port.parse().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = PathBuf::from(std::env::var(timb_testnet::ENV_NETWORK_FILE).unwrap());
+    let config = TorConfig::private_network(&path, dir.path()).unwrap();
+    let (tx, _rx) = watch::channel(BootstrapProgress::default());
+    let t = Transport::bootstrap(config, tx).await.unwrap();
+    let mut s = t.connect(AccountId(1), "127.0.0.1", port).await.unwrap();
+    roundtrip(&mut s, b"leak probe").await;
+    // Names a resolver would be asked about if anything resolved locally.
+    let _ = t.connect(AccountId(2), "leakcheck.example.com", port).await;
+    let onion = std::env::var("TIMB_TOR_LEAKPROBE_ONION").unwrap();
+    let _ =
+        tokio::time::timeout(Duration::from_secs(60), t.connect(AccountId(3), &onion, 80)).await;
+    println!("LEAKPROBE-DONE");
+}
+
+#[test]
+fn no_connection_bypasses_tor() {
+    if std::env::var(LEAK_ENV).is_ok() {
+        return; // we are the child
+    }
+    let info = net().info();
+    let port = exit_port(3);
+    let _echo = EchoServer::bind(port).unwrap();
+    let onion = info.onion_service("echo").unwrap().onion.clone();
+    let orports: HashSet<u16> = info
+        .relays
+        .iter()
+        .map(|r| r.or_port)
+        .chain(info.authorities.iter().map(|a| a.or_port))
+        .collect();
+    let out = tempfile::tempdir().unwrap();
+    let trace = out.path().join("strace.txt");
+    let me = std::env::current_exe().unwrap();
+    let status = Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-s",
+            "256",
+            "-e",
+            "trace=network,openat,open",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(&me)
+        .args([
+            "leak_probe_child",
+            "--exact",
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .env(LEAK_ENV, port.to_string())
+        .env("TIMB_TOR_LEAKPROBE_ONION", &onion)
+        .env(timb_testnet::ENV_NETWORK_FILE, net().config_path())
+        .output()
+        .expect("run strace");
+    let stdout = String::from_utf8_lossy(&status.stdout);
+    assert!(
+        status.status.success() && stdout.contains("LEAKPROBE-DONE"),
+        "child failed: {stdout}\n{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let mut inet_connects = 0;
+    for line in text.lines() {
+        for banned in [
+            "/etc/resolv.conf",
+            "/etc/hosts\"",
+            "/etc/gai.conf",
+            "io.systemd.Resolve",
+        ] {
+            assert!(!line.contains(banned), "name-resolution activity: {line}");
+        }
+        assert!(!line.contains("htons(53)"), "DNS traffic: {line}");
+        if line.contains("socket(AF_INET") && line.contains("SOCK_DGRAM") {
+            panic!("UDP socket opened: {line}");
+        }
+        if !(line.contains("connect(") || line.contains("sendto(") || line.contains("sendmsg(")) {
+            continue;
+        }
+        if line.contains("sa_family=AF_INET6") {
+            panic!("IPv6 connection: {line}");
+        }
+        if line.contains("sa_family=AF_INET") {
+            inet_connects += 1;
+            let port = line
+                .split("htons(")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+                .and_then(|p| p.parse::<u16>().ok())
+                .unwrap_or_else(|| panic!("unparsed: {line}"));
+            assert!(
+                line.contains("inet_addr(\"127.0.0.1\")") && orports.contains(&port),
+                "connection to something that is not a relay ORPort: {line}"
+            );
+        }
+    }
+    assert!(
+        inet_connects > 0,
+        "strace saw no connections at all:\n{text}"
+    );
+    eprintln!("leak test: {inet_connects} IPv4 connects, all to relay ORPorts on 127.0.0.1");
+}
+
+#[test]
+fn config_errors_are_readable() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("net.toml");
+    std::fs::write(
+        &file,
+        "[network]\nvoting_interval_secs = 20\nhsdir_interval_minutes = 8\n",
+    )
+    .unwrap();
+    assert!(matches!(
+        TorConfig::private_network(&file, dir.path()),
+        Err(TorError::Config(_))
+    ));
+    let bad = std::fs::read_to_string(net().config_path())
+        .unwrap()
+        .replacen("v3ident = \"", "v3ident = \"ZZ", 1);
+    std::fs::write(&file, bad).unwrap();
+    match TorConfig::private_network(&file, dir.path()) {
+        Err(TorError::Config(msg)) => assert!(msg.contains("v3ident"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(TorConfig::default_network(dir.path()).is_ok());
+    let _ = Arc::new(());
+}
