@@ -292,8 +292,14 @@ impl Session {
         if self.sm.is_some() {
             let _ = self.write_raw(&Element::new("r", NS_SM).to_xml()).await;
         }
+        // Stanzas that came before <enabled/> are not counted by the
+        // server, so they must not count towards our h either.
+        let base = self.sm.as_ref().map(|sm| sm.inbound);
         for p in est.pending {
             let _ = self.handle(p).await;
+        }
+        if let (Some(b), Some(sm)) = (base, self.sm.as_mut()) {
+            sm.inbound = b;
         }
     }
 

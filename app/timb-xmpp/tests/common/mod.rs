@@ -472,6 +472,11 @@ impl Connector for SocksConnector {
                 .map_err(|e| XmppError::Io(e.to_string()))?;
             s.set_nonblocking(true)
                 .map_err(|e| XmppError::Io(e.to_string()))?;
+            // A real local socket to c-tor (arti in the app has none):
+            // without this, Nagle meets the peer's delayed ACK whenever
+            // data flows both ways, as XEP-0198 acks make it do.
+            s.set_nodelay(true)
+                .map_err(|e| XmppError::Io(e.to_string()))?;
             let s = tokio::net::TcpStream::from_std(s).map_err(|e| XmppError::Io(e.to_string()))?;
             Ok(Box::new(s) as BoxStream)
         })
