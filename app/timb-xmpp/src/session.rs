@@ -465,8 +465,8 @@ impl Session {
     ) -> Result<Exit, XmppError> {
         loop {
             let deadline = match &self.ping {
-                Some((_, sent)) => *sent + self.cfg.timeout,
-                None => self.last_rx + self.cfg.ping_interval,
+                Some((_, sent)) => later(*sent, self.cfg.timeout),
+                None => later(self.last_rx, self.cfg.ping_interval),
             };
             let frames = self.frames.as_mut().ok_or(XmppError::Closed)?;
             tokio::select! {
@@ -1032,10 +1032,16 @@ async fn open(
     let t = cfg.timeout;
     let stream = connect::with_timeout(t, connector.connect(host, port)).await?;
     connect::with_timeout(
-        t * 4,
+        t.saturating_mul(4),
         connect::establish(stream, &cfg, tls.as_ref(), resume.as_ref()),
     )
     .await
+}
+
+/// `at + d`, saturating instead of panicking on absurd configured durations.
+fn later(at: Instant, d: Duration) -> Instant {
+    at.checked_add(d)
+        .unwrap_or_else(|| at + Duration::from_secs(86_400 * 365))
 }
 
 /// Drops the stanzas the server says it has handled (`h` is cumulative and

@@ -408,3 +408,67 @@ async fn oversize_stanza_mid_session_ends_it_cleanly() {
         "{next:?}"
     );
 }
+
+/// Cheap fuzzing of the session layer: valid XML with hostile content
+/// (missing/odd attributes, unknown types, bogus acks, huge h, MUC noise,
+/// roster junk) never panics the task; it keeps working or ends with an error.
+#[tokio::test]
+async fn random_hostile_stanzas_never_panic_the_session() {
+    let templates = [
+        "<message/>",
+        "<message from=''><body/></message>",
+        "<message from='a@b/c' type='groupchat'><body>x</body></message>",
+        "<message from='a@b/c' type='error'/>",
+        "<message from='@/' type='chat'><body>\u{0}</body></message>",
+        "<presence/>",
+        "<presence from='a@b/c' type='weird'/>",
+        "<presence from='a@b/c'><x xmlns='http://jabber.org/protocol/muc#user'><status code='110'/><status code='201'/></x></presence>",
+        "<presence from='user@evil.test/timb'/>",
+        "<presence from='x@y' type='subscribe'/>",
+        "<iq/>",
+        "<iq type='result'/>",
+        "<iq type='set' id='1'><query xmlns='jabber:iq:roster'><item/><item jid=''/><item jid='z@z' subscription='bogus'/></query></iq>",
+        "<iq type='get' id='2'/>",
+        "<iq type='error' id='3'><error/></iq>",
+        "<a xmlns='urn:xmpp:sm:3' h='99999'/>",
+        "<r xmlns='urn:xmpp:sm:3'/>",
+        "<enabled xmlns='urn:xmpp:sm:3'/>",
+        "<unknown xmlns='urn:x'><deep><er/></deep></unknown>",
+    ];
+    let mut seed: u64 = 0xDEAD_BEEF_CAFE_F00D;
+    let mut rnd = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let script: Vec<String> = (0..400)
+        .map(|_| templates[(rnd() % templates.len() as u64) as usize].to_owned())
+        .collect();
+    let (mut h, server) = start(config(TlsMode::Direct));
+    h.commands.send(Command::Connect).await.unwrap();
+    tokio::spawn(async move {
+        let mut xs = login(server).await;
+        for s in script {
+            if xs.send_raw(&s).await.is_err() {
+                return;
+            }
+        }
+        let _ = xs
+            .send_raw("<message from='end@evil.test/x' type='chat'><body>the end</body></message>")
+            .await;
+        // Keep reading so the client never blocks on writes.
+        while let Ok(Ok(_)) = tokio::time::timeout(Duration::from_secs(5), xs.next()).await {}
+    });
+    loop {
+        match tokio::time::timeout(Duration::from_secs(20), h.events.recv()).await {
+            Ok(Some(Event::Message { body, .. })) if body == "the end" => break,
+            Ok(Some(Event::Error(e @ (AccountError::Protocol(_) | AccountError::Closed(_))))) => {
+                panic!("valid XML with odd content ended the session: {e}")
+            }
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("the account task died"),
+            Err(_) => panic!("no progress"),
+        }
+    }
+}
