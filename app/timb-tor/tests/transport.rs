@@ -244,93 +244,164 @@ async fn leak_probe_child() {
     println!("LEAKPROBE-DONE");
 }
 
+/// Runs only when re-executed by `leak_checker_catches_a_bypass`: does on
+/// purpose what the checker must catch (loopback only, so harmless).
 #[test]
-fn no_connection_bypasses_tor() {
-    if std::env::var(LEAK_ENV).is_ok() {
-        return; // we are the child
+fn leak_canary_child() {
+    let Ok(port) = std::env::var(CANARY_ENV) else {
+        return;
+    };
+    let port: u16 = port.parse().unwrap();
+    #[allow(clippy::disallowed_methods)] // deliberate bypass, to a server the parent started
+    let direct = std::net::TcpStream::connect(SocketAddr::from(([127, 0, 0, 1], port)));
+    drop(direct);
+    #[allow(clippy::disallowed_types, clippy::disallowed_methods)]
+    // deliberate UDP "DNS" to loopback
+    {
+        let udp = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+        let _ = udp.send_to(b"\0", SocketAddr::from(([127, 0, 0, 1], 53)));
     }
+    let _ = std::fs::read("/etc/resolv.conf");
+    println!("CANARY-DONE");
+}
+
+const CANARY_ENV: &str = "TIMB_TOR_LEAKCANARY_PORT";
+
+fn relay_orports() -> HashSet<u16> {
     let info = net().info();
-    let port = exit_port(3);
-    let _echo = EchoServer::bind(port).unwrap();
-    let onion = info.onion_service("echo").unwrap().onion.clone();
-    let orports: HashSet<u16> = info
-        .relays
+    info.relays
         .iter()
         .map(|r| r.or_port)
         .chain(info.authorities.iter().map(|a| a.or_port))
-        .collect();
+        .collect()
+}
+
+/// Runs one child test of this binary under strace; returns the trace.
+fn strace_child(test: &str, envs: &[(&str, String)], done: &str) -> String {
     let out = tempfile::tempdir().unwrap();
     let trace = out.path().join("strace.txt");
     let me = std::env::current_exe().unwrap();
-    let status = Command::new("strace")
-        .args([
-            "-f",
-            "-qq",
-            "-s",
-            "256",
-            "-e",
-            "trace=network,openat,open",
-            "-o",
-        ])
-        .arg(&trace)
-        .arg(&me)
-        .args([
-            "leak_probe_child",
-            "--exact",
-            "--nocapture",
-            "--test-threads=1",
-        ])
-        .env(LEAK_ENV, port.to_string())
-        .env("TIMB_TOR_LEAKPROBE_ONION", &onion)
-        .env(timb_testnet::ENV_NETWORK_FILE, net().config_path())
-        .output()
-        .expect("run strace");
+    let mut cmd = Command::new("strace");
+    cmd.args([
+        "-f",
+        "-qq",
+        "-s",
+        "256",
+        "-e",
+        "trace=network,openat,open",
+        "-o",
+    ])
+    .arg(&trace)
+    .arg(&me)
+    .args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let status = cmd.output().expect("run strace");
     let stdout = String::from_utf8_lossy(&status.stdout);
     assert!(
-        status.status.success() && stdout.contains("LEAKPROBE-DONE"),
+        status.status.success() && stdout.contains(done),
         "child failed: {stdout}\n{}",
         String::from_utf8_lossy(&status.stderr)
     );
-    let text = std::fs::read_to_string(&trace).unwrap();
+    std::fs::read_to_string(&trace).unwrap()
+}
+
+/// Every way the trace shows traffic or name resolution outside Tor, and
+/// the number of IPv4 connects seen.
+fn leaks(trace: &str, orports: &HashSet<u16>) -> (Vec<String>, usize) {
+    let mut found = Vec::new();
     let mut inet_connects = 0;
-    for line in text.lines() {
+    for line in trace.lines() {
         for banned in [
             "/etc/resolv.conf",
             "/etc/hosts\"",
             "/etc/gai.conf",
             "io.systemd.Resolve",
         ] {
-            assert!(!line.contains(banned), "name-resolution activity: {line}");
+            if line.contains(banned) {
+                found.push(format!("name-resolution file: {line}"));
+            }
         }
-        assert!(!line.contains("htons(53)"), "DNS traffic: {line}");
+        if line.contains("htons(53)") {
+            found.push(format!("DNS port: {line}"));
+        }
         if line.contains("socket(AF_INET") && line.contains("SOCK_DGRAM") {
-            panic!("UDP socket opened: {line}");
+            found.push(format!("UDP socket: {line}"));
         }
         if !(line.contains("connect(") || line.contains("sendto(") || line.contains("sendmsg(")) {
             continue;
         }
         if line.contains("sa_family=AF_INET6") {
-            panic!("IPv6 connection: {line}");
-        }
-        if line.contains("sa_family=AF_INET") {
+            found.push(format!("IPv6: {line}"));
+        } else if line.contains("sa_family=AF_INET") {
             inet_connects += 1;
             let port = line
                 .split("htons(")
                 .nth(1)
                 .and_then(|r| r.split(')').next())
-                .and_then(|p| p.parse::<u16>().ok())
-                .unwrap_or_else(|| panic!("unparsed: {line}"));
-            assert!(
-                line.contains("inet_addr(\"127.0.0.1\")") && orports.contains(&port),
-                "connection to something that is not a relay ORPort: {line}"
-            );
+                .and_then(|p| p.parse::<u16>().ok());
+            let to_relay = line.contains("inet_addr(\"127.0.0.1\")")
+                && port.is_some_and(|p| orports.contains(&p));
+            if !to_relay {
+                found.push(format!("not a relay ORPort: {line}"));
+            }
         }
     }
+    (found, inet_connects)
+}
+
+#[test]
+fn no_connection_bypasses_tor() {
+    if std::env::var(LEAK_ENV).is_ok() {
+        return; // we are the child
+    }
+    let port = exit_port(3);
+    let _echo = EchoServer::bind(port).unwrap();
+    let onion = net().info().onion_service("echo").unwrap().onion.clone();
+    let trace = strace_child(
+        "leak_probe_child",
+        &[
+            (LEAK_ENV, port.to_string()),
+            ("TIMB_TOR_LEAKPROBE_ONION", onion),
+            (
+                timb_testnet::ENV_NETWORK_FILE,
+                net().config_path().display().to_string(),
+            ),
+        ],
+        "LEAKPROBE-DONE",
+    );
+    let (found, inet_connects) = leaks(&trace, &relay_orports());
+    assert!(
+        found.is_empty(),
+        "traffic outside Tor:\n{}",
+        found.join("\n")
+    );
     assert!(
         inet_connects > 0,
-        "strace saw no connections at all:\n{text}"
+        "strace saw no connections at all:\n{trace}"
     );
     eprintln!("leak test: {inet_connects} IPv4 connects, all to relay ORPorts on 127.0.0.1");
+}
+
+/// The checker above is only worth something if it fails on a real bypass.
+#[test]
+fn leak_checker_catches_a_bypass() {
+    if std::env::var(CANARY_ENV).is_ok() {
+        return;
+    }
+    let echo = EchoServer::bind(0).unwrap();
+    let trace = strace_child(
+        "leak_canary_child",
+        &[(CANARY_ENV, echo.port().to_string())],
+        "CANARY-DONE",
+    );
+    let (found, _) = leaks(&trace, &relay_orports());
+    let all = found.join("\n");
+    assert!(all.contains("not a relay ORPort"), "{all}");
+    assert!(all.contains("DNS port"), "{all}");
+    assert!(all.contains("UDP socket"), "{all}");
+    assert!(all.contains("name-resolution file"), "{all}");
 }
 
 #[test]
