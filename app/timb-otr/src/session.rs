@@ -21,6 +21,19 @@ use crate::{
     MAX_HELD_PER_PEER, MAX_PLAINTEXT_BYTES, MAX_WIRE_BYTES,
 };
 
+#[cfg(test)]
+mod tests {
+    use super::fragment_header;
+
+    #[test]
+    fn parses_fragment_headers() {
+        assert_eq!(fragment_header("?OTR|5a7|6b8,1,3,abcd,"), Some((1, 3, 5)));
+        assert_eq!(fragment_header("?OTR,2,2,xy,"), Some((2, 2, 3)));
+        assert_eq!(fragment_header("?OTR:AAMD"), None);
+        assert_eq!(fragment_header("?OTR|1|2,x,3,abc,"), None);
+    }
+}
+
 /// The query we send to start an AKE: versions only, no text, no HTML.
 pub const QUERY: &str = "?OTRv23?";
 /// How long a held message waits for the AKE before it is dropped (never sent in clear).
@@ -115,6 +128,8 @@ pub struct OtrSession {
     /// The peer instance that last sent us a readable message: replies go there, so with two
     /// logged-in clients the one the user is talking to gets the answer.
     last_instance: HashMap<(AccountId, String), u32>,
+    /// Bytes of fragments libotr is accumulating per sender (libotr itself has no limit).
+    fragment_bytes: HashMap<(AccountId, String), usize>,
     hold_timeout: Duration,
     _not_send: PhantomData<*mut ()>,
 }
@@ -153,6 +168,7 @@ impl OtrSession {
             last_query: HashMap::new(),
             keygens: Vec::new(),
             last_instance: HashMap::new(),
+            fragment_bytes: HashMap::new(),
             hold_timeout: DEFAULT_HOLD_TIMEOUT,
             _not_send: PhantomData,
         };
@@ -588,6 +604,7 @@ impl OtrSession {
         }
         let from_c = CString::new(from).map_err(|_| OtrError::InvalidText)?;
         let wire_c = CString::new(wire).map_err(|_| OtrError::InvalidText)?;
+        self.limit_fragments(account, from, wire)?;
         let mut newmsg: *mut c_char = ptr::null_mut();
         let mut tlvs: *mut sys::OtrlTLV = ptr::null_mut();
         let mut ctx: *mut sys::ConnContext = ptr::null_mut();
@@ -647,6 +664,39 @@ impl OtrSession {
         }
         self.after_call(&mut r.output)?;
         Ok(r)
+    }
+
+    /// libotr appends fragments to a buffer with no bound; a hostile peer could grow it
+    /// without end. Fragmented messages are capped in count and total size per sender.
+    fn limit_fragments(
+        &mut self,
+        account: AccountId,
+        from: &str,
+        wire: &str,
+    ) -> Result<(), OtrError> {
+        let Some((k, n, piece)) = fragment_header(wire) else {
+            return Ok(());
+        };
+        let key = (account, from.to_string());
+        if n == 0 || n > MAX_FRAGMENTS || k == 0 || k > n {
+            self.fragment_bytes.remove(&key);
+            return Err(OtrError::TooLarge);
+        }
+        let total = if k == 1 {
+            piece
+        } else {
+            self.fragment_bytes.get(&key).copied().unwrap_or(0) + piece
+        };
+        if total > MAX_FRAGMENTED_BYTES {
+            self.fragment_bytes.remove(&key);
+            return Err(OtrError::TooLarge);
+        }
+        if k == n {
+            self.fragment_bytes.remove(&key);
+        } else {
+            self.fragment_bytes.insert(key, total);
+        }
+        Ok(())
     }
 
     /// Ends the private conversation with every instance of `peer` (tells the peer).
@@ -964,6 +1014,28 @@ impl Drop for OtrSession {
             drop(Box::from_raw(self.shared));
         }
     }
+}
+
+/// Most fragments one message may have (an IRC message of 64 KiB needs ~160).
+const MAX_FRAGMENTS: usize = 1000;
+/// Largest reassembled message accepted from a peer.
+const MAX_FRAGMENTED_BYTES: usize = 1024 * 1024;
+
+/// `(k, n, piece length)` of a v2 (`?OTR,k,n,piece,`) or v3 (`?OTR|s|r,k,n,piece,`) fragment.
+fn fragment_header(wire: &str) -> Option<(usize, usize, usize)> {
+    let start = wire.find("?OTR")?;
+    let rest = &wire[start + 4..];
+    let rest = if let Some(r) = rest.strip_prefix('|') {
+        // Skip "sender|receiver" instance tags.
+        let (_, after) = r.split_once(',')?;
+        after
+    } else {
+        rest.strip_prefix(',')?
+    };
+    let mut parts = rest.splitn(3, ',');
+    let k = parts.next()?.parse().ok()?;
+    let n = parts.next()?.parse().ok()?;
+    Some((k, n, parts.next()?.len()))
 }
 
 fn file_name(p: &Path) -> String {

@@ -249,8 +249,10 @@ fn garbage_and_hostile_input_is_an_error_or_event_never_a_panic() {
         "?OTRv9999999999?",
         "?OTR Error: \u{7}bell",
     ] {
-        let r = a.s.receive(a.acct, &b.name, junk).unwrap();
-        assert!(r.message.is_none());
+        match a.s.receive(a.acct, &b.name, junk) {
+            Ok(r) => assert!(r.message.is_none()),
+            Err(e) => assert_eq!(e, OtrError::TooLarge, "{junk}"),
+        }
     }
     assert_eq!(
         a.s.receive(a.acct, &b.name, "nul\0byte").unwrap_err(),
@@ -271,6 +273,33 @@ fn garbage_and_hostile_input_is_an_error_or_event_never_a_panic() {
             ..
         }
     )));
+}
+
+#[test]
+fn fragment_floods_are_refused_not_buffered() {
+    let (mut a, b) = pair(None);
+    let piece = "A".repeat(200 * 1024);
+    // A declared count beyond the cap is refused outright.
+    let err =
+        a.s.receive(a.acct, &b.name, &format!("?OTR|100|200,1,65535,{piece},"))
+            .unwrap_err();
+    assert_eq!(err, OtrError::TooLarge);
+    // Pieces adding up past 1 MiB are refused, and libotr never sees them.
+    let mut refused = false;
+    for k in 1..=20 {
+        match a
+            .s
+            .receive(a.acct, &b.name, &format!("?OTR|100|200,{k},20,{piece},"))
+        {
+            Ok(r) => assert!(r.message.is_none()),
+            Err(e) => {
+                assert_eq!(e, OtrError::TooLarge);
+                refused = true;
+                break;
+            }
+        }
+    }
+    assert!(refused);
 }
 
 #[test]
