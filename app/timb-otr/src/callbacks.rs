@@ -526,7 +526,33 @@ pub(crate) fn app_ops() -> sys::OtrlMessageAppOps {
 
 #[cfg(test)]
 mod tests {
-    use super::sanitize_wire;
+    use super::*;
+
+    #[test]
+    fn a_panicking_callback_returns_its_default_and_is_recorded() {
+        let dir = std::env::temp_dir().join(format!("timb-otr-cb-{}", std::process::id()));
+        let mut shared = Shared {
+            us: ptr::null_mut(),
+            paths: Paths::new(&dir).unwrap(),
+            accounts: Vec::new(),
+            outgoing: Vec::new(),
+            events: Vec::new(),
+            timer_interval: 0,
+            went_secure: Vec::new(),
+            smp_to_abort: Vec::new(),
+            refused_injections: 0,
+            keys_needed: Vec::new(),
+            requery: Vec::new(),
+            announce_end: false,
+            panicked: false,
+            store_error: false,
+        };
+        let op = ptr::addr_of_mut!(shared).cast::<c_void>();
+        let v: c_int = with(op, 7, |_| panic!("test panic inside a callback"));
+        assert_eq!(v, 7);
+        assert!(shared.panicked);
+        std::fs::remove_dir_all(dir).unwrap();
+    }
 
     #[test]
     fn only_otr_messages_pass() {

@@ -502,3 +502,50 @@ fn actor_owns_the_session_on_its_own_thread() {
     assert_eq!(out.outgoing[0].body, "?OTRv23?");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn actor_reports_background_key_generation_and_the_query_that_follows() {
+    let dir = scratch("actor-bg");
+    let actor = timb_otr::actor::OtrActor::spawn(
+        dir.clone(),
+        vec![common::config("frank@example.test", None)],
+    )
+    .unwrap();
+    let acct = timb_core::AccountId(1);
+    let out = actor
+        .handle
+        .call(move |s| s.send(acct, &Target::Direct("gina@example.test".into()), "soon"))
+        .unwrap()
+        .unwrap();
+    assert!(out.outgoing.is_empty());
+    assert!(out.events.iter().any(|e| matches!(
+        e,
+        OtrEvent::KeyGeneration {
+            state: timb_otr::KeyGenState::Started,
+            ..
+        }
+    )));
+    let (mut done, mut query) = (false, false);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !(done && query) && std::time::Instant::now() < deadline {
+        if let Ok(o) = actor.background.recv_timeout(Duration::from_millis(500)) {
+            done |= o.events.iter().any(|e| {
+                matches!(
+                    e,
+                    OtrEvent::KeyGeneration {
+                        state: timb_otr::KeyGenState::Done { .. },
+                        ..
+                    }
+                )
+            });
+            query |= o.outgoing.iter().any(|m| m.body == "?OTRv23?");
+            assert!(o.outgoing.iter().all(|m| m.body.starts_with("?OTR")));
+        }
+    }
+    assert!(
+        done && query,
+        "key generation finished {done}, query sent {query}"
+    );
+    drop(actor);
+    let _ = std::fs::remove_dir_all(dir);
+}
