@@ -219,15 +219,17 @@ fn the_bundle_runs_from_any_folder() {
     let out = run_ok(Command::new(top.join("timb")).arg("--version").current_dir("/"));
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("timb {}", b.version));
 
-    // No system library a user might lack: only glibc's and the loader.
-    let ldd = run_ok(Command::new("ldd").arg(top.join("timb")));
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let lib = line.split_whitespace().next().unwrap_or("");
-        let ok = ["linux-vdso", "libc.so", "libm.so", "libgcc_s.so", "ld-linux", "libdl.so", "libpthread.so", "librt.so"]
-            .iter()
-            .any(|p| lib.contains(p));
-        assert!(ok, "the binary links {lib}, which a user's machine may lack:\n{line}");
+    // Direct library dependencies: glibc's, and fontconfig, which every
+    // desktop with fonts has. Nothing else (no OpenSSL, no sqlite, no libotr).
+    let readelf = run_ok(Command::new("readelf").arg("-d").arg(top.join("timb")));
+    let allowed = ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libfontconfig.so.1"];
+    let mut needed = Vec::new();
+    for line in String::from_utf8_lossy(&readelf.stdout).lines().filter(|l| l.contains("(NEEDED)")) {
+        let lib = line.split('[').nth(1).and_then(|s| s.split(']').next()).unwrap_or("").to_string();
+        assert!(allowed.contains(&lib.as_str()), "the binary needs {lib}, which a user's machine may lack");
+        needed.push(lib);
     }
+    assert!(needed.iter().any(|l| l == "libc.so.6"), "readelf found no NEEDED entries: {needed:?}");
 
     // The window opens under a real X server and draws something.
     let shot = scratch("screenshot").join("timb-main.png");
