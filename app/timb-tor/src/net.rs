@@ -95,11 +95,13 @@ impl Transport {
         let mut events = client.bootstrap_events();
         let last = Arc::new(Mutex::new(client.bootstrap_status()));
         let last_w = last.clone();
+        let progress = Arc::new(progress);
+        let progress_w = progress.clone();
         let reporter = tokio::spawn(async move {
             while let Some(status) = events.next().await {
                 let p = BootstrapProgress::from_status(&status);
                 *last_w.lock().unwrap_or_else(|p| p.into_inner()) = status;
-                progress.send_replace(p);
+                progress_w.send_replace(p);
             }
         });
 
@@ -110,13 +112,21 @@ impl Transport {
             Ok(Err(e)) => Err(bootstrap_error(&status, Some(&e))),
             Err(_) => Err(bootstrap_error(&status, None)),
         };
-        if outcome.is_err() {
-            reporter.abort();
-        } else {
-            // Keep the progress bar honest until arti stops reporting.
-            drop(reporter);
+        // Later status changes (e.g. losing the network) matter less than
+        // not leaking a task per bootstrap: stop reporting either way.
+        reporter.abort();
+        if let Err(e) = outcome {
+            progress.send_replace(BootstrapProgress {
+                blocked: Some(e.to_string()),
+                ..BootstrapProgress::from_status(&status)
+            });
+            return Err(e);
         }
-        outcome?;
+        progress.send_replace(BootstrapProgress {
+            percent: 100,
+            ready: true,
+            ..BootstrapProgress::from_status(&client.bootstrap_status())
+        });
         Ok(Transport {
             client,
             isolation: Arc::new(Mutex::new(HashMap::new())),
@@ -214,10 +224,16 @@ fn bootstrap_error(status: &BootstrapStatus, err: Option<&arti_client::Error>) -
             TorError::NoNetwork(readable_blockage(&BlockageKind::Offline, &e.to_string()))
         }
         Some(e) => TorError::Bootstrap(format!("Tor could not start: {e}")),
-        None => TorError::Bootstrap(format!(
-            "Tor did not finish starting in time (stuck at {}%).",
-            BootstrapProgress::from_status(status).percent
-        )),
+        None => {
+            let percent = BootstrapProgress::from_status(status).percent;
+            TorError::Bootstrap(if percent == 0 {
+                "Tor could not reach any relay. Check the network connection; if it works, \
+                 Tor may be blocked on this network."
+                    .to_owned()
+            } else {
+                format!("Tor did not finish starting in time (stuck at {percent}%); the network may be slow or filtered.")
+            })
+        }
     }
 }
 

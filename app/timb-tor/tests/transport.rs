@@ -64,13 +64,17 @@ async fn bootstrap_reports_progress_to_ready() {
     // State stays in the profile folder we gave it.
     assert!(dir.path().join("state").is_dir() && dir.path().join("cache").is_dir());
     drop(t);
-    let seen = tokio::time::timeout(Duration::from_secs(30), seen).await;
-    if let Ok(Ok(seen)) = seen {
-        assert!(seen.iter().all(|p| p.percent <= 100));
-        if let Some(last) = seen.last() {
-            assert!(!last.phase.is_empty());
-        }
-    }
+    let seen = tokio::time::timeout(Duration::from_secs(30), seen)
+        .await
+        .expect("progress channel closes after bootstrap")
+        .unwrap();
+    let last = seen.last().expect("at least one progress report");
+    assert!(
+        last.ready && last.percent == 100 && last.blocked.is_none(),
+        "{last:?}"
+    );
+    assert!(!last.phase.is_empty());
+    assert!(seen.iter().all(|p| p.percent <= 100));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -427,4 +431,33 @@ fn config_errors_are_readable() {
     }
     assert!(TorConfig::default_network(dir.path()).is_ok());
     let _ = Arc::new(());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unreachable_network_gives_a_readable_error() {
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut file = timb_tor::NetworkFile::load(net().config_path()).unwrap();
+    for r in &mut file.relays {
+        r.or_port = closed;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let config = TorConfig::from_network_file(&file, dir.path())
+        .unwrap()
+        .with_bootstrap_timeout(Duration::from_secs(8));
+    let (tx, rx) = watch::channel(BootstrapProgress::default());
+    let err = Transport::bootstrap(config, tx).await.unwrap_err();
+    assert!(
+        matches!(
+            err,
+            TorError::NoNetwork(_) | TorError::Blocked(_) | TorError::Bootstrap(_)
+        ),
+        "{err:?}"
+    );
+    let shown = rx.borrow().clone();
+    assert!(!shown.ready && shown.blocked.is_some(), "{shown:?}");
+    eprintln!("unreachable network: {err}");
 }
