@@ -8,6 +8,14 @@
 //! message is only ever handed to libotr once the conversation is encrypted. Until then it is
 //! held here (bounded, wiped on drop) while the AKE runs, and every byte this layer emits is
 //! checked to be an OTR protocol message, so no code path can put plaintext on the wire.
+//!
+//! Wiring: open the store in `Profile::subdir("otr")` (owner-only). A protocol's incoming
+//! direct message goes to [`OtrSession::receive`]; the GUI's `Command::Send` to a
+//! `Target::Direct` goes to [`OtrSession::send`] instead of the protocol; every
+//! [`Outgoing`] becomes one `Command::Send` ([`Outgoing::to_command`]): one XMPP `<message>`
+//! (to the full JID the peer last wrote from) or one IRC PRIVMSG per fragment. Group
+//! targets never pass through OTR. Call [`OtrSession::poll`] every
+//! [`OtrSession::poll_interval`] (the [`actor`] does this).
 
 pub mod actor;
 mod callbacks;
