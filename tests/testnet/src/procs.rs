@@ -41,7 +41,8 @@ fn spawner() -> &'static mpsc::Sender<SpawnRequest> {
 pub(crate) fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
     let parent = std::process::id() as libc::pid_t;
     // SAFETY: the closure runs between fork and exec and only makes
-    // async-signal-safe calls (sigemptyset, pthread_sigmask, prctl, getppid).
+    // async-signal-safe calls (sigemptyset, pthread_sigmask, prctl, setpgid,
+    // getppid).
     unsafe {
         cmd.pre_exec(move || {
             // A signal mask is inherited across exec; the `up` binary blocks
@@ -52,6 +53,9 @@ pub(crate) fn spawn_tied(mut cmd: Command) -> io::Result<Child> {
             if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) != 0 {
                 return Err(io::Error::last_os_error());
             }
+            // Own process group: a terminal's Ctrl-C reaches only us, and we
+            // stop the daemons in order (PDEATHSIG covers our own death).
+            libc::setpgid(0, 0);
             // The parent may have died before prctl took effect.
             if libc::getppid() != parent {
                 return Err(io::Error::other("parent exited during spawn"));

@@ -39,7 +39,7 @@ PathsNeededToBuildCircuits 0.67
 # Loopback circuits build in milliseconds, so a learned timeout would be tiny and
 # a CPU spike on a busy CI machine would then fail every circuit.
 LearnCircuitBuildTimeout 0
-CircuitBuildTimeout 60
+CircuitBuildTimeout 10
 TestingDirAuthVoteHSDir *
 TestingDirAuthVoteGuard *
 TestingMinExitFlagThreshold 0
@@ -135,7 +135,12 @@ ExitPolicy accept 127.0.0.0/8:*
 /// refuses to "extend back to the previous hop", and onion connections stall
 /// for about a minute. Without guards, path selection excludes repeats. Path
 /// security is moot on a test network.
-const NO_GUARDS: &str = "VanguardsLiteEnabled 0\nUseEntryGuards 0\n";
+///
+/// FetchDirInfoEarly makes the client fetch from the authorities, which have
+/// every microdescriptor at once; a relay cache asked right after a new
+/// consensus often has none yet, and the client then backs off ~10-20 s.
+const NO_GUARDS: &str =
+    "VanguardsLiteEnabled 0\nUseEntryGuards 0\nFetchDirInfoEarly 1\nFetchDirInfoExtraEarly 1\n";
 
 pub(crate) fn client(socks_port: u16) -> String {
     format!("SocksPort 127.0.0.1:{socks_port} ExtendedErrors\n{NO_GUARDS}")
