@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use arti_client::status::{BlockageKind, BootstrapStatus};
 use arti_client::{ErrorKind, HasKind, IntoTorAddr, IsolationToken, StreamPrefs, TorClient};
@@ -18,6 +19,9 @@ use timb_tls::{ConnectOptions, TlsPolicy, TlsStream};
 use tokio::sync::watch;
 
 use crate::{TorConfig, TorError};
+
+/// How long a connect waits for a usable path before failing.
+const PATH_RETRY_BUDGET: Duration = Duration::from_secs(30);
 
 /// A stream through Tor: tokio `AsyncRead + AsyncWrite`.
 pub type TorStream = arti_client::DataStream;
@@ -157,10 +161,28 @@ impl Transport {
         let addr = (host, port)
             .into_tor_addr()
             .map_err(|e| TorError::BadAddress(format!("{host}:{port}: {e}")))?;
-        self.client
-            .connect_with_prefs(addr, &self.prefs(account))
-            .await
-            .map_err(|e| connect_error(host, port, &e))
+        let prefs = self.prefs(account);
+        // Right after bootstrap (or after the consensus changes) arti can
+        // briefly lack the descriptors for any usable path; that is local
+        // and transient, so wait for directory information a little before
+        // reporting it. Nothing was sent to the destination in that case.
+        let give_up = tokio::time::Instant::now() + PATH_RETRY_BUDGET;
+        let mut pause = Duration::from_millis(500);
+        loop {
+            match self.client.connect_with_prefs(addr.clone(), &prefs).await {
+                Ok(stream) => return Ok(stream),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        ErrorKind::NoPath | ErrorKind::NoExit | ErrorKind::TorDirectoryUnusable
+                    ) && tokio::time::Instant::now() + pause < give_up =>
+                {
+                    tokio::time::sleep(pause).await;
+                    pause = (pause * 2).min(Duration::from_secs(4));
+                }
+                Err(e) => return Err(connect_error(host, port, &e)),
+            }
+        }
     }
 
     /// [`Self::connect`] then TLS under `policy`; the TOFU key is `host:port`.
