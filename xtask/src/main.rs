@@ -2,6 +2,7 @@
 
 mod bench;
 mod bundle;
+mod container;
 mod provision;
 mod rbm;
 mod sandbox;
@@ -123,11 +124,27 @@ fn no_more(args: &[String]) -> Result<()> {
 fn new_ctx(root: &Path) -> Result<rbm::Ctx> {
     let target_dir = util::cargo_target_dir(root).join("sandbox");
     let mut sandbox = sandbox::Sandbox::new(target_dir)?;
+    // The pinned container unless the builder opts out; see containers/README.md.
+    if std::env::var_os("TIMB_HOST_ROOTFS").is_some_and(|v| v == "1") {
+        eprintln!("\x1b[1;33m!!! TIMB_HOST_ROOTFS=1: building with this machine's /usr and /etc, not the pinned container.\n!!! The output is not a release build.\x1b[0m");
+    } else {
+        let cache = util::cargo_target_dir(root).join("containers");
+        let rootfs = container::ensure_rootfs(root, &cache)?;
+        // Cargo's fingerprints know nothing of the rootfs: a target directory shared with
+        // another rootfs would keep build-script results (pkg-config probes) made there.
+        sandbox.target_dir =
+            util::cargo_target_dir(root).join(format!("sandbox-{}", &rootfs.id[..16]));
+        sandbox.rootfs = Some(rootfs);
+    }
     // Lets the reproducibility test move the sandbox's wall clock.
     if let Ok(offset) = std::env::var("TIMB_SANDBOX_FAKETIME") {
         let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-        if !Path::new(lib).is_file() {
-            bail!("TIMB_SANDBOX_FAKETIME is set but libfaketime is not installed (apt-get install faketime)");
+        let sys = sandbox
+            .rootfs
+            .as_ref()
+            .map_or(PathBuf::from("/"), |r| r.dir.clone());
+        if !sys.join(&lib[1..]).is_file() {
+            bail!("TIMB_SANDBOX_FAKETIME is set but libfaketime is not installed in the build root file system (apt-get install faketime on the host with TIMB_HOST_ROOTFS=1)");
         }
         sandbox.extra_env.push(("LD_PRELOAD".into(), lib.into()));
         sandbox.extra_env.push(("FAKETIME".into(), offset));

@@ -3,9 +3,10 @@
 //! Fixed paths (`/build/src`, `/build/target`, `/cargo`, `/toolchain`) are
 //! what make the output independent of where a builder cloned the repository
 //! or keeps its cargo home, without remapping flags that would differ per
-//! builder. The root file system comes from `containers/` when a container
-//! image has been built, else from the host's `/usr` and `/etc` read-only.
+//! builder. The root file system comes from `containers/` (`rootfs`), or from
+//! the host's `/usr` and `/etc` read-only when none is given.
 
+use crate::container::Rootfs;
 use crate::util;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -19,6 +20,8 @@ pub struct Sandbox {
     /// Extra environment for the step (used by the reproducibility test to
     /// fake the wall clock inside the sandbox).
     pub extra_env: Vec<(String, String)>,
+    /// The pinned build container; `None` uses the host's (not a release build).
+    pub rootfs: Option<Rootfs>,
 }
 
 pub const SANDBOX_LAYOUT: &str = "bwrap v1: /usr,/etc ro; /build/src, /build/target, /cargo, /toolchain; no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
@@ -34,6 +37,7 @@ impl Sandbox {
             cargo_home,
             toolchain: pinned_toolchain()?,
             extra_env: Vec::new(),
+            rootfs: None,
         })
     }
 
@@ -44,11 +48,15 @@ impl Sandbox {
         let v = util::output(Command::new(&rustc).arg("-vV"))?;
         let c = util::output(Command::new(&cargo).arg("-V"))?;
         let rustc_hash = util::sha256_file(&rustc)?;
-        Ok(format!(
+        let mut id = format!(
             "{SANDBOX_LAYOUT}; {}; rustc sha256 {rustc_hash}; {}",
             v.replace('\n', "; "),
             c.trim()
-        ))
+        );
+        if let Some(r) = &self.rootfs {
+            id.push_str(&format!("; rootfs {}", r.id));
+        }
+        Ok(id)
     }
 
     /// Maps a path as the step names it (relative to /build) to the host.
@@ -76,13 +84,18 @@ impl Sandbox {
         std::fs::create_dir_all(&self.target_dir)?;
         let mut cmd = Command::new("bwrap");
         cmd.args(["--unshare-all", "--die-with-parent", "--new-session"]);
-        cmd.args(["--ro-bind", "/usr", "/usr", "--ro-bind", "/etc", "/etc"]);
+        let sys = self
+            .rootfs
+            .as_ref()
+            .map_or(Path::new("/"), |r| r.dir.as_path());
+        cmd.arg("--ro-bind").arg(sys.join("usr")).arg("/usr");
+        cmd.arg("--ro-bind").arg(sys.join("etc")).arg("/etc");
         for top in ["/bin", "/sbin", "/lib", "/lib64", "/lib32", "/libx32"] {
-            let p = Path::new(top);
-            if let Ok(link) = std::fs::read_link(p) {
+            let p = sys.join(&top[1..]);
+            if let Ok(link) = std::fs::read_link(&p) {
                 cmd.arg("--symlink").arg(link).arg(top);
             } else if p.is_dir() {
-                cmd.arg("--ro-bind").arg(top).arg(top);
+                cmd.arg("--ro-bind").arg(&p).arg(top);
             }
         }
         cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
