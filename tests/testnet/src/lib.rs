@@ -947,9 +947,12 @@ fn wait_for_streams(
                 while Instant::now() < deadline && !abort.load(Ordering::Relaxed) {
                     attempt += 1;
                     let probe = format!("timb-testnet probe {attempt}\n");
-                    let r = socks5_connect(socks_port, &host, port).and_then(|mut s| {
-                        echo_roundtrip(&mut s, probe.as_bytes(), Duration::from_secs(30))
-                    });
+                    // Never wait on one attempt past the deadline.
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    let within = left.clamp(Duration::from_secs(1), Duration::from_secs(30));
+                    let r = socks::socks5_connect_within(socks_port, &host, port, within).and_then(
+                        |mut s| echo_roundtrip(&mut s, probe.as_bytes(), Duration::from_secs(30)),
+                    );
                     match r {
                         Ok(()) => {
                             progress.note(&format!("{label}: echo ok"));

@@ -23,9 +23,19 @@ pub(crate) fn loopback_connect(port: u16) -> io::Result<TcpStream> {
 /// name such as `xxxx.onion`; it is never resolved locally. Blocking; for
 /// tests, baselines and benchmarks only.
 pub fn socks5_connect(socks_port: u16, host: &str, port: u16) -> io::Result<TcpStream> {
+    socks5_connect_within(socks_port, host, port, SOCKS_HANDSHAKE_TIMEOUT)
+}
+
+/// [`socks5_connect`] giving up after `timeout` without a SOCKS reply.
+pub(crate) fn socks5_connect_within(
+    socks_port: u16,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> io::Result<TcpStream> {
     let mut s = loopback_connect(socks_port)?;
-    s.set_read_timeout(Some(SOCKS_HANDSHAKE_TIMEOUT))?;
-    s.set_write_timeout(Some(SOCKS_HANDSHAKE_TIMEOUT))?;
+    s.set_read_timeout(Some(timeout))?;
+    s.set_write_timeout(Some(timeout))?;
     s.set_nodelay(true)?;
 
     s.write_all(&[5, 1, 0])?;
