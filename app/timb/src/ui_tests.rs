@@ -1,0 +1,463 @@
+//! The window driven headless through slint's testing backend: what a user
+//! sees and can do, checked on the real `.slint` screens and controller.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+
+use i_slint_backend_testing::{AccessibleRole, ElementHandle, ElementRoot};
+use slint::platform::{Key, WindowEvent};
+use slint::{ComponentHandle, Model};
+use timb_core::{AccountId, Event, MessageKind, Target};
+
+use crate::accounts::Remembered;
+use crate::backend::{Backend, OtrNote, Request, SmpNote, UiEvent};
+use crate::controller::{App, Shared};
+use crate::{FormError, MainWindow, MsgStatus, OtrState};
+
+thread_local! {
+    static INIT: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Records what the window asked for instead of touching any network.
+struct Recorder(Rc<RefCell<Vec<Request>>>);
+
+impl Backend for Recorder {
+    fn request(&mut self, r: Request) {
+        self.0.borrow_mut().push(r);
+    }
+}
+
+struct Ui {
+    w: MainWindow,
+    app: Shared,
+    log: Rc<RefCell<Vec<Request>>>,
+}
+
+fn ui() -> Ui {
+    // The testing platform is per thread, and each test runs on its own thread.
+    INIT.with(|i| {
+        if !i.get() {
+            i_slint_backend_testing::init_no_event_loop();
+            i.set(true);
+        }
+    });
+    let w = MainWindow::new().unwrap();
+    w.window().set_size(slint::LogicalSize::new(960.0, 640.0));
+    w.show().unwrap();
+    w.window()
+        .dispatch_event(WindowEvent::WindowActiveChanged(true));
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let app = App::attach(
+        &w,
+        Box::new(Recorder(log.clone())),
+        None,
+        Remembered::default(),
+    );
+    // Independent of the machine's LANG.
+    app.borrow_mut().set_language("en");
+    Ui { w, app, log }
+}
+
+impl Ui {
+    fn find(&self, label: &str, role: AccessibleRole) -> ElementHandle {
+        self.try_find(label, role)
+            .unwrap_or_else(|| panic!("no {role:?} labelled {label:?}"))
+    }
+
+    fn try_find(&self, label: &str, role: AccessibleRole) -> Option<ElementHandle> {
+        ElementHandle::find_by_accessible_label(&self.w, label)
+            .find(|e| e.accessible_role() == Some(role))
+    }
+
+    fn texts_containing(&self, needle: &str) -> Vec<ElementHandle> {
+        let needle = needle.to_owned();
+        self.w
+            .root_element()
+            .query_descendants()
+            .match_predicate(move |e| {
+                e.accessible_label()
+                    .is_some_and(|l| l.contains(needle.as_str()))
+            })
+            .find_all()
+    }
+
+    fn id(&self, id: &str) -> ElementHandle {
+        ElementHandle::find_by_element_id(&self.w, id)
+            .next()
+            .unwrap_or_else(|| panic!("no element {id}"))
+    }
+
+    fn click(&self, label: &str) {
+        self.find(label, AccessibleRole::Button)
+            .invoke_accessible_default_action();
+    }
+
+    fn type_into(&self, label: &str, text: &str) {
+        self.find(label, AccessibleRole::TextInput)
+            .set_accessible_value(text);
+    }
+
+    fn key(&self, text: impl Into<slint::SharedString>) {
+        let text = text.into();
+        self.w
+            .window()
+            .dispatch_event(WindowEvent::KeyPressed { text: text.clone() });
+        self.w
+            .window()
+            .dispatch_event(WindowEvent::KeyReleased { text });
+    }
+
+    /// An XMPP account added through the form, with a chat with Bob open.
+    fn with_chat(&self) -> AccountId {
+        self.click("Add account");
+        self.type_into("Server or .onion address", "example.org");
+        self.type_into("Your address (user@server)", "alice@example.org");
+        self.click("Save account");
+        assert!(!self.w.get_account_dialog_open());
+        let id = AccountId(1);
+        self.app
+            .borrow_mut()
+            .open_conversation(id, Target::Direct("bob@example.org".into()));
+        id
+    }
+
+    fn handle(&self, e: UiEvent) {
+        self.app.borrow_mut().handle(e);
+    }
+
+    fn banner(&self) -> String {
+        self.id("ConversationView::banner")
+            .accessible_label()
+            .unwrap()
+            .to_string()
+    }
+}
+
+#[test]
+fn account_form_validation_messages() {
+    let u = ui();
+    u.click("Add account");
+    assert!(u.w.get_account_dialog_open());
+    u.click("Save account");
+    assert_eq!(u.w.get_form_error(), FormError::ServerEmpty);
+    assert!(!u.texts_containing("Enter the server's address.").is_empty());
+
+    u.type_into("Server or .onion address", "bad host!");
+    u.click("Save account");
+    assert_eq!(u.w.get_form_error(), FormError::ServerInvalid);
+    assert!(!u
+        .texts_containing("The server address is not valid")
+        .is_empty());
+
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Port", "99999");
+    u.click("Save account");
+    assert_eq!(u.w.get_form_error(), FormError::PortInvalid);
+
+    u.type_into("Port", "");
+    u.type_into("Your address (user@server)", "alice");
+    u.click("Save account");
+    assert_eq!(u.w.get_form_error(), FormError::JidInvalid);
+    assert!(!u
+        .texts_containing("Your address must look like alice@example.org.")
+        .is_empty());
+
+    u.type_into("Your address (user@server)", "alice@example.org");
+    u.click("Save account");
+    assert!(!u.w.get_account_dialog_open());
+    assert_eq!(u.w.get_accounts().row_count(), 1);
+    assert_eq!(
+        u.w.get_accounts().row_data(0).unwrap().label,
+        "alice@example.org"
+    );
+    // Saving an account never connects.
+    assert!(u.log.borrow().is_empty());
+}
+
+#[test]
+fn connecting_asks_for_the_password_and_starts_tor_only_then() {
+    let u = ui();
+    assert_eq!(u.w.get_tor_state(), crate::TorState::Idle);
+    u.with_chat();
+    assert!(u.log.borrow().is_empty());
+    u.click("Connect alice@example.org");
+    assert!(u.w.get_password_open());
+    assert!(u.log.borrow().is_empty());
+    u.type_into("Password", "s3cret");
+    u.app
+        .borrow_mut()
+        .handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
+            fraction: 0.4,
+            phase: "loading directory".into(),
+        }));
+    u.w.invoke_password_submit();
+    assert!(!u.w.get_password_open());
+    assert_eq!(u.w.get_password_input(), "");
+    match &u.log.borrow()[..] {
+        [Request::Connect { password, .. }] => assert_eq!(password.as_deref(), Some("s3cret")),
+        other => panic!("unexpected requests {other:?}"),
+    }
+    assert_eq!(u.w.get_tor_state(), crate::TorState::Starting);
+}
+
+#[test]
+fn banner_follows_otr_events() {
+    let u = ui();
+    let id = u.with_chat();
+    let peer = "bob@example.org".to_owned();
+    assert!(u
+        .banner()
+        .starts_with("Not private yet (waiting for encryption)"));
+    assert_eq!(u.w.get_otr_state(), OtrState::NotPrivate);
+
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer: "bob@example.org/phone".into(),
+        fingerprint: "0123456789abcdef0123456789abcdef01234567".into(),
+        verified: false,
+    }));
+    assert!(u.banner().starts_with("Private, unverified"));
+    assert_eq!(
+        u.w.get_their_fingerprint(),
+        "01234567 89ABCDEF 01234567 89ABCDEF 01234567"
+    );
+
+    u.handle(UiEvent::Otr(OtrNote::Smp {
+        account: id,
+        peer: peer.clone(),
+        event: SmpNote::Succeeded,
+    }));
+    assert_eq!(u.banner(), "Private, verified");
+
+    u.handle(UiEvent::Otr(OtrNote::Ended {
+        account: id,
+        peer: peer.clone(),
+    }));
+    assert!(u.banner().starts_with("Private conversation ended"));
+
+    // After the peer ended it, nothing is sent and the draft is kept.
+    u.w.set_draft("still there".into());
+    u.w.invoke_send("still there".into());
+    assert!(u.log.borrow().is_empty());
+    assert_eq!(u.w.get_draft(), "still there");
+}
+
+#[test]
+fn held_message_is_shown_waiting_then_sent() {
+    let u = ui();
+    let id = u.with_chat();
+    u.w.invoke_send("hello bob".into());
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::SendPrivate { peer, body, .. }] if peer == "bob@example.org" && body == "hello bob"
+    ));
+    let rows = u.w.get_messages();
+    assert_eq!(rows.row_count(), 1);
+    assert_eq!(rows.row_data(0).unwrap().status, MsgStatus::Waiting);
+    assert!(!u
+        .texts_containing("waiting for encryption, not sent yet")
+        .is_empty());
+
+    u.handle(UiEvent::Otr(OtrNote::Waiting {
+        account: id,
+        peer: "bob@example.org".into(),
+        held: 1,
+    }));
+    assert_eq!(
+        u.w.get_messages().row_data(0).unwrap().status,
+        MsgStatus::Waiting
+    );
+
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer: "bob@example.org".into(),
+        fingerprint: "aa".repeat(20),
+        verified: false,
+    }));
+    assert_eq!(
+        u.w.get_messages().row_data(0).unwrap().status,
+        MsgStatus::Sent
+    );
+    assert!(u.texts_containing("waiting for encryption").len() <= 1);
+
+    // Given up on by OTR: still visible, marked as not sent.
+    u.handle(UiEvent::Otr(OtrNote::Insecure {
+        account: id,
+        peer: "bob@example.org".into(),
+    }));
+    u.w.invoke_send("second".into());
+    u.handle(UiEvent::Otr(OtrNote::Undelivered {
+        account: id,
+        peer: "bob@example.org".into(),
+        count: 1,
+    }));
+    let rows = u.w.get_messages();
+    assert_eq!(rows.row_count(), 2);
+    assert_eq!(rows.row_data(1).unwrap().status, MsgStatus::Undelivered);
+    assert!(!u.texts_containing("NOT SENT").is_empty());
+}
+
+#[test]
+fn links_are_plain_text_with_a_copy_button() {
+    let u = ui();
+    let id = u.with_chat();
+    let url = "https://example.org/x?y=1";
+    u.handle(UiEvent::Account(
+        id,
+        Event::Message {
+            from: Target::Direct("bob@example.org/laptop".into()),
+            sender: None,
+            body: format!("look at {url} please"),
+            kind: MessageKind::Normal,
+            received_at: 3600,
+        },
+    ));
+    let body = u
+        .texts_containing(&format!("look at {url}"))
+        .into_iter()
+        .find(|e| e.accessible_role() == Some(AccessibleRole::Text))
+        .expect("message body shown as text");
+    // Clicking the text does nothing: no request, nothing copied, no dialog.
+    body.mock_single_click(slint::platform::PointerEventButton::Left);
+    body.invoke_accessible_default_action();
+    assert!(u.log.borrow().is_empty());
+    assert!(u.texts_containing("Copied to the clipboard").is_empty());
+    // Nothing that mentions the link is a link or a button except the copy button.
+    for e in u.texts_containing(url) {
+        let role = e.accessible_role();
+        assert!(
+            role == Some(AccessibleRole::Text)
+                || (role == Some(AccessibleRole::Button)
+                    && e.accessible_label().unwrap() == format!("Copy link {url}").as_str()),
+            "{role:?} {:?}",
+            e.accessible_label()
+        );
+    }
+    u.click(&format!("Copy link {url}"));
+    assert!(!u
+        .texts_containing(&format!("Copied to the clipboard: {url}"))
+        .is_empty());
+    assert!(u.log.borrow().is_empty());
+    let row = u.w.get_messages().row_data(0).unwrap();
+    assert_eq!(row.sender, "bob@example.org");
+    assert_eq!(row.time, "01:00");
+}
+
+#[test]
+fn arabic_mirrors_the_layout() {
+    let u = ui();
+    u.with_chat();
+    let sidebar = u.id("MainWindow::sidebar");
+    let conv = u.id("MainWindow::conversation");
+    let send = || {
+        u.find("Message", AccessibleRole::TextInput)
+            .absolute_position()
+            .x
+    };
+    assert!(sidebar.absolute_position().x < conv.absolute_position().x);
+    let input_ltr = send();
+
+    u.app.borrow_mut().set_language("ar");
+    assert!(u.w.global::<crate::Locale>().get_rtl());
+    assert!(
+        sidebar.absolute_position().x > conv.absolute_position().x,
+        "sidebar {:?} conversation {:?}",
+        sidebar.absolute_position(),
+        conv.absolute_position()
+    );
+    // The strings are Arabic now, and the message field moved with its pane.
+    u.find("رسالة", AccessibleRole::TextInput);
+    assert!(!u.texts_containing("الحسابات").is_empty());
+    let input_rtl = u
+        .find("رسالة", AccessibleRole::TextInput)
+        .absolute_position()
+        .x;
+    assert!(input_rtl < input_ltr, "{input_rtl} vs {input_ltr}");
+
+    u.app.borrow_mut().set_language("fr");
+    assert!(!u.w.global::<crate::Locale>().get_rtl());
+    assert!(sidebar.absolute_position().x < conv.absolute_position().x);
+    assert!(!u.texts_containing("Comptes").is_empty());
+}
+
+#[test]
+fn group_chat_says_it_is_not_encrypted() {
+    let u = ui();
+    let id = u.with_chat();
+    u.handle(UiEvent::Account(
+        id,
+        Event::GroupJoined {
+            room: "room@conference.example.org".into(),
+            nick: "alice".into(),
+        },
+    ));
+    u.app
+        .borrow_mut()
+        .open_conversation(id, Target::Group("room@conference.example.org".into()));
+    assert!(u.banner().contains("NOT end-to-end encrypted"));
+    u.handle(UiEvent::Account(
+        id,
+        Event::GroupMembers {
+            room: "room@conference.example.org".into(),
+            members: vec!["bob".into(), "alice".into()],
+        },
+    ));
+    assert_eq!(u.w.get_members().row_count(), 2);
+    u.w.invoke_send("hi all".into());
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::Command {
+            command: timb_core::Command::Send {
+                to: Target::Group(_),
+                ..
+            },
+            ..
+        }]
+    ));
+}
+
+#[test]
+fn keyboard_escape_closes_and_enter_sends() {
+    let u = ui();
+    u.with_chat();
+    u.w.set_about_open(true);
+    // The dialog takes focus when it appears, so Escape reaches it.
+    u.find("Close about", AccessibleRole::Button);
+    u.key(Key::Escape);
+    assert!(!u.w.get_about_open());
+
+    // Focus went back to the message field.
+    for c in "hey".chars() {
+        u.key(c.to_string());
+    }
+    assert_eq!(u.w.get_draft(), "hey");
+    u.key(Key::Return);
+    assert_eq!(u.log.borrow().len(), 1);
+    assert_eq!(u.w.get_draft(), "");
+
+    u.click("Add account");
+    assert!(u.w.get_account_dialog_open());
+    u.key(Key::Escape);
+    assert!(!u.w.get_account_dialog_open());
+}
+
+#[test]
+fn scrollback_in_the_view_is_bounded() {
+    let u = ui();
+    let id = u.with_chat();
+    for i in 0..crate::state::SCROLLBACK + 50 {
+        u.handle(UiEvent::Account(
+            id,
+            Event::Message {
+                from: Target::Direct("bob@example.org".into()),
+                sender: None,
+                body: format!("m{i}"),
+                kind: MessageKind::Normal,
+                received_at: 0,
+            },
+        ));
+    }
+    let rows = u.w.get_messages();
+    assert_eq!(rows.row_count(), crate::state::SCROLLBACK);
+    assert_eq!(rows.row_data(0).unwrap().body, "m50");
+}
