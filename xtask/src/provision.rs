@@ -1,7 +1,7 @@
 //! Installing what builds and tests need from Debian, and fetching pinned
 //! source archives.
 
-use crate::rbm::{self, InputKind};
+use crate::rbm;
 use crate::util;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -50,22 +50,18 @@ pub fn ensure(packages: &[&str]) -> Result<()> {
 }
 
 /// Makes every `file` input of every project available in the sources
-/// folder, its sha256 checked.
+/// folder, its sha256 checked; one private apt update serves them all.
 pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
     let dir = std::env::var_os("TIMB_SOURCES_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("out").join("sources"));
+    let mut pins = Vec::new();
     for name in rbm::list_projects(root)? {
-        let p = rbm::load_project(root, &name)?;
-        for input in &p.def.input {
-            if let InputKind::File { name: file, sha256 } = input.kind()? {
-                let (Some(pkg), Some(ver)) = (&input.debian_source, &input.debian_version) else {
-                    bail!("{name}: file input {file} says nowhere to fetch it from");
-                };
-                crate::sources::fetch_debian_orig(pkg, ver, file, sha256, &dir)
-                    .with_context(|| format!("fetching {file} for {name}"))?;
-            }
-        }
+        // Parsed strictly first, so a malformed definition is reported as such.
+        rbm::load_project(root, &name)?;
+        let def = root.join("rbm-projects").join(format!("{name}.toml"));
+        pins.extend(crate::sources::project_files(&def)?);
     }
+    crate::sources::fetch_many(&pins, &dir)?;
     Ok(())
 }

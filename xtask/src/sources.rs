@@ -22,20 +22,6 @@ use sha2::{Digest, Sha256};
 const APT_ETC: &str = "/etc/apt";
 const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
 
-/// Returns `dest_dir/file` once its sha256 equals `sha256`, downloading it through apt if absent.
-///
-/// A file that exists with the wrong hash is deleted and fetched again; a download with the
-/// wrong hash is deleted and is an error, so a bad archive never stays where a build looks.
-pub fn fetch_debian_orig(
-    package: &str,
-    version: &str,
-    file: &str,
-    sha256: &str,
-    dest_dir: &Path,
-) -> Result<PathBuf> {
-    fetch_many(&[Pinned::new(package, version, file, sha256)], dest_dir).map(|mut v| v.remove(0))
-}
-
 /// One pinned archive of a Debian source package.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Pinned {
@@ -162,7 +148,7 @@ fn verify_and_place(partial: &Path, dest: &Path, want: &str) -> Result<()> {
     fs::rename(partial, dest).with_context(|| format!("placing {}", dest.display()))
 }
 
-pub fn sha256_file(path: &Path) -> Result<String> {
+fn sha256_file(path: &Path) -> Result<String> {
     let mut f = fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
     let mut h = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
@@ -468,7 +454,9 @@ mod tests {
         // sha256("hello")
         let h = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         // A package name apt cannot know: any attempt to fetch would fail the test.
-        let p = fetch_debian_orig("no-such-pkg", "0-0", "x_1.orig.tar.gz", h, &dir).unwrap();
+        let p = fetch_many(&[Pinned::new("no-such-pkg", "0-0", "x_1.orig.tar.gz", h)], &dir)
+            .unwrap()
+            .remove(0);
         assert_eq!(p, dir.join("x_1.orig.tar.gz"));
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -521,39 +509,5 @@ mod tests {
         let (u, h) = parse_print_uris(out, "libotr_4.1.1.orig.tar.gz").unwrap();
         assert_eq!(u, "http://m.invalid/p/libotr_4.1.1.orig.tar.gz");
         assert_eq!(h.as_deref(), Some("ab"));
-    }
-
-    /// Real fetch of every pinned archive through this machine's mirror; opt-in (network).
-    #[test]
-    #[ignore]
-    fn fetches_all_pinned_project_files_for_real() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rbm-projects");
-        let mut pins = Vec::new();
-        for p in ["libgpg-error", "libgcrypt", "libotr"] {
-            pins.extend(project_files(&root.join(format!("{p}.toml"))).unwrap());
-        }
-        let dir = scratch("all");
-        let paths = fetch_many(&pins, &dir).unwrap();
-        assert_eq!(paths.len(), 4);
-        // Second call: everything cached and verified, no apt run.
-        assert_eq!(fetch_many(&pins, &dir).unwrap(), paths);
-        fs::remove_dir_all(&dir).unwrap();
-    }
-
-    /// Real fetch through this machine's mirror; opt-in because it needs the network.
-    #[test]
-    #[ignore]
-    fn fetches_libotr_orig_for_real() {
-        let dir = scratch("real");
-        let p = fetch_debian_orig(
-            "libotr",
-            "4.1.1-5",
-            "libotr_4.1.1.orig.tar.gz",
-            "8b3b182424251067a952fb4e6c7b95a21e644fbb27fbd5f8af2b2ed87ca419f5",
-            &dir,
-        )
-        .unwrap();
-        assert!(p.exists());
-        fs::remove_dir_all(&dir).unwrap();
     }
 }
