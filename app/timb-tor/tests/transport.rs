@@ -270,6 +270,7 @@ fn leak_canary_child() {
 }
 
 const CANARY_ENV: &str = "TIMB_TOR_LEAKCANARY_PORT";
+const FAKE_HOME: &str = "/nonexistent/timb-leakprobe-home";
 
 fn relay_orports() -> HashSet<u16> {
     let info = net().info();
@@ -292,12 +293,20 @@ fn strace_child(test: &str, envs: &[(&str, String)], done: &str) -> String {
         "-s",
         "256",
         "-e",
-        "trace=network,openat,open",
+        "trace=network,openat,open,mkdir,mkdirat,stat,newfstatat,statx",
         "-o",
     ])
     .arg(&trace)
     .arg(&me)
-    .args([test, "--exact", "--nocapture", "--test-threads=1"]);
+    .args([
+        test,
+        "--exact",
+        "--nocapture",
+        "--test-threads=1",
+        "--color=never",
+    ]);
+    // Without TERM, libtest does not look for terminfo under $HOME.
+    cmd.env_remove("TERM");
     for (k, v) in envs {
         cmd.env(k, v);
     }
@@ -372,8 +381,20 @@ fn no_connection_bypasses_tor() {
                 timb_testnet::ENV_NETWORK_FILE,
                 net().config_path().display().to_string(),
             ),
+            // arti must keep everything in the profile, never $HOME or XDG.
+            ("HOME", FAKE_HOME.to_owned()),
+            ("XDG_CONFIG_HOME", format!("{FAKE_HOME}/.config")),
+            ("XDG_CACHE_HOME", format!("{FAKE_HOME}/.cache")),
+            ("XDG_DATA_HOME", format!("{FAKE_HOME}/.local/share")),
+            ("XDG_STATE_HOME", format!("{FAKE_HOME}/.local/state")),
         ],
         "LEAKPROBE-DONE",
+    );
+    let home_use: Vec<&str> = trace.lines().filter(|l| l.contains(FAKE_HOME)).collect();
+    assert!(
+        home_use.is_empty(),
+        "touched $HOME:\n{}",
+        home_use.join("\n")
     );
     let (found, inet_connects) = leaks(&trace, &relay_orports());
     assert!(
