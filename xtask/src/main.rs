@@ -138,19 +138,10 @@ fn new_ctx(root: &Path) -> Result<rbm::Ctx> {
     }
     // Lets the reproducibility test move the sandbox's wall clock.
     if let Ok(offset) = std::env::var("TIMB_SANDBOX_FAKETIME") {
-        let lib = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
-        let sys = sandbox
-            .rootfs
-            .as_ref()
-            .map_or(PathBuf::from("/"), |r| r.dir.clone());
-        if !sys.join(&lib[1..]).is_file() {
-            bail!("TIMB_SANDBOX_FAKETIME is set but libfaketime is not installed in the build root file system (apt-get install faketime on the host with TIMB_HOST_ROOTFS=1)");
+        if !Path::new(sandbox::FAKETIME_LIB).is_file() {
+            bail!("TIMB_SANDBOX_FAKETIME is set but libfaketime is not installed (apt-get install faketime)");
         }
-        sandbox.extra_env.push(("LD_PRELOAD".into(), lib.into()));
-        sandbox.extra_env.push(("FAKETIME".into(), offset));
-        sandbox
-            .extra_env
-            .push(("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()));
+        sandbox.faketime = Some(offset);
     }
     rbm::Ctx::new(root.to_path_buf(), root.join("out"), sandbox)
 }

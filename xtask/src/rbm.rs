@@ -64,6 +64,11 @@ impl Input {
                 if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
                     bail!("file input {f}: sha256 must be 64 hex digits");
                 }
+                if self.debian_source.is_none() || self.debian_version.is_none() {
+                    bail!(
+                        "file input {f}: say where it comes from (debian_source, debian_version)"
+                    );
+                }
                 Ok(InputKind::File {
                     name: f,
                     sha256: sha,
@@ -265,8 +270,11 @@ impl Ctx {
             .script
             .as_deref()
             .with_context(|| format!("{}: step = \"script\" needs a script", def.name))?;
-        // Stage exactly the hashed inputs, so the step cannot see anything else.
-        let staging = s.out_dir.join("src");
+        // Stage exactly the hashed inputs, so the step cannot see anything
+        // else: the repository's at /build/src, the others at /build/inputs.
+        let build_root = s.out_dir.join(".build");
+        let staging = build_root.join("src");
+        let inputs = build_root.join("inputs");
         for input in &def.input {
             match input.kind()? {
                 InputKind::Path(p) => {
@@ -279,10 +287,7 @@ impl Ctx {
                         set_mode(&dst, mode)?;
                     }
                 }
-                InputKind::Project(p) => {
-                    let dst = staging.join("inputs").join(p);
-                    copy_tree(&s.deps[p].dir, &dst)?;
-                }
+                InputKind::Project(p) => copy_tree(&s.deps[p].dir, &inputs.join(p))?,
                 InputKind::File { name, sha256 } => {
                     let src = self.sources.join(name);
                     if !src.is_file() || sha256_file(&src)? != sha256 {
@@ -291,9 +296,8 @@ impl Ctx {
                             def.name
                         );
                     }
-                    let dst = staging.join("inputs").join(name);
-                    std::fs::create_dir_all(staging.join("inputs"))?;
-                    std::fs::copy(&src, &dst)?;
+                    std::fs::create_dir_all(&inputs)?;
+                    std::fs::copy(&src, inputs.join(name))?;
                 }
             }
         }
@@ -301,18 +305,23 @@ impl Ctx {
             s.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
         env.push(("version".into(), s.version.to_string()));
         self.sandbox
-            .run_script(&staging, script, &env, self.source_date_epoch)
+            .run_script(&build_root, script, &env, self.source_date_epoch)
             .with_context(|| format!("building {}", def.name))?;
         for o in &def.build.outputs {
             let rel = expand_vars(o, &env);
-            let host = self.sandbox.host_path(&staging, &rel)?;
+            let host = self.sandbox.host_path(&build_root, &rel)?;
             let name = Path::new(&rel)
                 .file_name()
                 .with_context(|| format!("output {rel} has no file name"))?;
-            std::fs::copy(&host, s.out_dir.join(name))
-                .with_context(|| format!("collecting output {rel}"))?;
+            let to = s.out_dir.join(name);
+            if host.is_dir() {
+                copy_tree(&host, &to)
+            } else {
+                std::fs::copy(&host, &to).map(drop).map_err(Into::into)
+            }
+            .with_context(|| format!("collecting output {rel}"))?;
         }
-        util::remove_dir(&staging)
+        util::remove_dir(&build_root)
     }
 }
 

@@ -17,14 +17,16 @@ pub struct Sandbox {
     pub target_dir: PathBuf,
     pub cargo_home: PathBuf,
     pub toolchain: PathBuf,
-    /// Extra environment for the step (used by the reproducibility test to
-    /// fake the wall clock inside the sandbox).
-    pub extra_env: Vec<(String, String)>,
+    /// A wall-clock offset for libfaketime inside the sandbox: the
+    /// reproducibility test uses it to prove the clock does not matter.
+    pub faketime: Option<String>,
     /// The pinned build container; `None` uses the host's (not a release build).
     pub rootfs: Option<Rootfs>,
 }
 
-pub const SANDBOX_LAYOUT: &str = "bwrap v1: /usr,/etc ro; /build/src, /build/target, /cargo, /toolchain; no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
+pub const SANDBOX_LAYOUT: &str = "bwrap v2: /usr,/etc ro; /build/src, /build/inputs, /build/target, /cargo, /toolchain; no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
+
+pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl Sandbox {
     pub fn new(target_dir: PathBuf) -> Result<Sandbox> {
@@ -36,7 +38,7 @@ impl Sandbox {
             target_dir,
             cargo_home,
             toolchain: pinned_toolchain()?,
-            extra_env: Vec::new(),
+            faketime: None,
             rootfs: None,
         })
     }
@@ -60,20 +62,22 @@ impl Sandbox {
     }
 
     /// Maps a path as the step names it (relative to /build) to the host.
-    pub fn host_path(&self, staging: &Path, rel: &str) -> Result<PathBuf> {
+    pub fn host_path(&self, build_root: &Path, rel: &str) -> Result<PathBuf> {
         let rel = rel.trim_start_matches('/');
-        if let Some(r) = rel.strip_prefix("target/") {
-            Ok(self.target_dir.join(r))
-        } else if let Some(r) = rel.strip_prefix("src/") {
-            Ok(staging.join(r))
-        } else {
-            bail!("output '{rel}' must start with target/ or src/")
+        if rel.split('/').any(|c| c == "..") {
+            bail!("output '{rel}' leaves /build");
         }
+        Ok(match rel.strip_prefix("target/") {
+            Some(r) => self.target_dir.join(r),
+            None => build_root.join(rel),
+        })
     }
 
+    /// Runs `script` with `build_root` (holding `src/` and `inputs/`) as
+    /// `/build`; whatever the step writes under `/build` stays there.
     pub fn run_script(
         &self,
-        staging: &Path,
+        build_root: &Path,
         script: &str,
         env: &[(String, String)],
         source_date_epoch: u64,
@@ -99,8 +103,9 @@ impl Sandbox {
             }
         }
         cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
-        cmd.args(["--tmpfs", "/build"]);
-        cmd.arg("--bind").arg(staging).arg("/build/src");
+        std::fs::create_dir_all(build_root.join("target"))?;
+        std::fs::create_dir_all(build_root.join("inputs"))?;
+        cmd.arg("--bind").arg(build_root).arg("/build");
         cmd.arg("--bind").arg(&self.target_dir).arg("/build/target");
         cmd.arg("--bind").arg(&self.cargo_home).arg("/cargo");
         cmd.arg("--ro-bind").arg(&self.toolchain).arg("/toolchain");
@@ -120,14 +125,24 @@ impl Sandbox {
             ("LC_ALL", "C.UTF-8"),
             ("LANG", "C.UTF-8"),
             ("TERM", "dumb"),
+            // Pinned source archives (file inputs), checked by hash before staging.
+            ("TIMB_SOURCES_DIR", "/build/inputs"),
         ];
         for (k, v) in fixed {
             cmd.args(["--setenv", k, v]);
         }
         cmd.args(["--setenv", "SOURCE_DATE_EPOCH"])
             .arg(source_date_epoch.to_string());
-        for (k, v) in env.iter().chain(self.extra_env.iter()) {
+        for (k, v) in env {
             cmd.arg("--setenv").arg(k).arg(v);
+        }
+        if let Some(offset) = &self.faketime {
+            // The host's libfaketime, bound in only when asked for: it is a
+            // test of the build, never part of one.
+            cmd.args(["--ro-bind", FAKETIME_LIB, "/faketime/libfaketime.so.1"]);
+            cmd.args(["--setenv", "LD_PRELOAD", "/faketime/libfaketime.so.1"]);
+            cmd.args(["--setenv", "FAKETIME"]).arg(offset);
+            cmd.args(["--setenv", "FAKETIME_DONT_FAKE_MONOTONIC", "1"]);
         }
         cmd.args(["/bin/sh", "-ec"])
             .arg(format!("umask 022\n{script}"));

@@ -74,7 +74,7 @@ pub fn release_signer(key: &Path) -> Result<Signer> {
             pk_path.display()
         )
     })?;
-    if pk.keynum() != &sk.keynum()[..] {
+    if pk.keynum() != sk.keynum() {
         bail!(
             "{} is not the public half of {}",
             pk_path.display(),

@@ -73,12 +73,7 @@ pub fn project_files(definition: &Path) -> Result<Vec<Pinned>> {
                 definition.display()
             );
         };
-        out.push(Pinned {
-            package,
-            version,
-            file,
-            sha256,
-        });
+        out.push(Pinned::new(&package, &version, &file, &sha256));
     }
     Ok(out)
 }
@@ -454,9 +449,12 @@ mod tests {
         // sha256("hello")
         let h = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         // A package name apt cannot know: any attempt to fetch would fail the test.
-        let p = fetch_many(&[Pinned::new("no-such-pkg", "0-0", "x_1.orig.tar.gz", h)], &dir)
-            .unwrap()
-            .remove(0);
+        let p = fetch_many(
+            &[Pinned::new("no-such-pkg", "0-0", "x_1.orig.tar.gz", h)],
+            &dir,
+        )
+        .unwrap()
+        .remove(0);
         assert_eq!(p, dir.join("x_1.orig.tar.gz"));
         fs::remove_dir_all(&dir).unwrap();
     }

@@ -48,6 +48,11 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     let started = std::time::Instant::now();
     util::stage(1, 5, "installing missing Debian packages");
     provision::ensure(TEST_PACKAGES)?;
+    // The OTR interoperability peer runs on Node; a machine that has Node
+    // from elsewhere keeps it.
+    if !util::have_command("node") || !util::have_command("npm") {
+        provision::ensure(&["nodejs", "npm"])?;
+    }
     util::stage(
         2,
         5,
@@ -74,7 +79,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "fetching crates and pinned sources, building the tests",
     );
     util::run(
-        &mut Command::new(std::env::current_exe()?)
+        Command::new(std::env::current_exe()?)
             .arg("fetch")
             .current_dir(root),
     )?;
@@ -152,7 +157,9 @@ fn inside(root: &Path) -> Result<()> {
     let mut c = cargo();
     c.current_dir(root)
         .args(["test", "--workspace", "--locked", "--exclude", BUNDLE_TESTS])
-        .envs(env.iter().map(|(k, v)| (k, v)));
+        .envs(env.iter().map(|(k, v)| (k, v)))
+        // Missing interop peers fail the run instead of being skipped.
+        .env("TIMB_REQUIRE_INTEROP", "1");
     let unit = util::run(&mut c);
     drop(testnet);
     unit?;

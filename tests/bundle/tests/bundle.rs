@@ -137,6 +137,19 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     extract(&rebuilt, &y);
     let bin = format!("timb-{}-linux-x86_64/timb", b.version);
     assert_eq!(sha256(&x.join(&bin)), sha256(&y.join(&bin)), "the binaries differ");
+
+    // Each build made its own build container from containers/: the two
+    // root file systems must be the same bytes too.
+    let rootfs_sums = |target: &Path| -> Vec<String> {
+        let mut sums: Vec<String> = std::fs::read_dir(target.join("containers"))
+            .map(|rd| rd.flatten().filter_map(|e| std::fs::read_to_string(e.path().join("rootfs.tar.sha256")).ok()).collect())
+            .unwrap_or_default();
+        sums.sort();
+        sums
+    };
+    let (first, second) = (rootfs_sums(&target_dir()), rootfs_sums(&second_target));
+    assert!(!second.is_empty(), "the rebuild made no build container");
+    assert!(first.iter().any(|s| second.contains(s)), "the build containers differ: {first:?} vs {second:?}");
 }
 
 #[test]
