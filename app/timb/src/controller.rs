@@ -576,7 +576,10 @@ impl App {
                 let who = match (&from, sender) {
                     (Target::Group(_), Some(s)) => state::sanitize(&s),
                     (Target::Group(_), None) => String::new(),
-                    (Target::Direct(_), _) => e.key(&from).name().to_owned(),
+                    (Target::Direct(_), _) => {
+                        let k = e.key(&from).name().to_owned();
+                        e.roster.get(&k).and_then(|c| c.name.clone()).unwrap_or(k)
+                    }
                 };
                 let body = state::sanitize(&body);
                 let (body, status) = match kind {

@@ -461,3 +461,104 @@ fn scrollback_in_the_view_is_bounded() {
     assert_eq!(rows.row_count(), crate::state::SCROLLBACK);
     assert_eq!(rows.row_data(0).unwrap().body, "m50");
 }
+
+/// Renders the main screens to PPM files for a person to look at:
+/// `TIMB_SNAPSHOT_DIR=/tmp/shots cargo test -p timb snapshots -- --ignored`.
+#[test]
+#[ignore = "writes images for review; run by hand"]
+fn snapshots() {
+    let Some(dir) = std::env::var_os("TIMB_SNAPSHOT_DIR") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    // A real rasterizer instead of the mock one with fixed font metrics.
+    slint::platform::set_platform(Box::new(i_slint_backend_testing::TestingBackend::new(
+        i_slint_backend_testing::TestingBackendOptions {
+            mock_time: true,
+            threading: false,
+            renderer_name: Some("software".into()),
+        },
+    )))
+    .unwrap();
+    INIT.with(|i| i.set(true));
+    for lang in ["en", "ar", "fa", "ru"] {
+        let u = ui();
+        let id = u.with_chat();
+        u.app.borrow_mut().set_language(lang);
+        u.handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
+            fraction: 0.45,
+            phase: "loading directory".into(),
+        }));
+        u.handle(UiEvent::Account(
+            id,
+            Event::RosterSet(timb_core::RosterItem {
+                id: "bob@example.org".into(),
+                name: Some("Bob".into()),
+                subscribed_to: true,
+                subscribed_from: true,
+            }),
+        ));
+        u.handle(UiEvent::Account(
+            id,
+            Event::State(timb_core::ConnectionState::Connected { spki_sha256: None }),
+        ));
+        u.handle(UiEvent::Account(
+            id,
+            Event::Presence {
+                contact: "bob@example.org/x".into(),
+                presence: timb_core::Presence::Available,
+            },
+        ));
+        u.handle(UiEvent::Account(
+            id,
+            Event::SubscriptionRequest {
+                from: "carol@example.org".into(),
+            },
+        ));
+        for (body, secure) in [
+            ("hello, see https://example.org/page", false),
+            ("مرحبا، كيف حالك؟", true),
+            ("سلام! این یک پیام فارسی است.", true),
+        ] {
+            u.handle(UiEvent::Account(
+                id,
+                Event::Message {
+                    from: Target::Direct("bob@example.org/x".into()),
+                    sender: None,
+                    body: body.into(),
+                    kind: MessageKind::Normal,
+                    received_at: 45_000,
+                },
+            ));
+            if secure {
+                u.handle(UiEvent::Otr(OtrNote::Secure {
+                    account: id,
+                    peer: "bob@example.org".into(),
+                    fingerprint: "0123456789abcdef0123456789abcdef01234567".into(),
+                    verified: false,
+                }));
+            }
+        }
+        u.w.invoke_send("this one waits".into());
+        u.handle(UiEvent::Otr(OtrNote::Insecure {
+            account: id,
+            peer: "bob@example.org".into(),
+        }));
+        u.w.invoke_send("held until private".into());
+        let shot = |name: &str| {
+            let buf = u.w.window().take_snapshot().unwrap();
+            let mut ppm = format!("P6\n{} {}\n255\n", buf.width(), buf.height()).into_bytes();
+            for p in buf.as_slice() {
+                ppm.extend_from_slice(&[p.r, p.g, p.b]);
+            }
+            std::fs::write(dir.join(format!("{name}-{lang}.ppm")), ppm).unwrap();
+        };
+        shot("chat");
+        u.w.invoke_open_verify();
+        shot("verify");
+        u.w.set_otr_open(false);
+        u.w.invoke_add_account();
+        shot("account");
+    }
+}
