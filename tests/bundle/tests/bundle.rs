@@ -11,7 +11,10 @@ use std::process::{Command, Output};
 use std::sync::OnceLock;
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..").canonicalize().unwrap()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .canonicalize()
+        .unwrap()
 }
 
 fn xtask() -> Command {
@@ -23,14 +26,23 @@ fn xtask() -> Command {
         }
         None => {
             let mut c = Command::new(env!("CARGO"));
-            c.current_dir(repo_root()).args(["run", "--locked", "--quiet", "--package", "xtask", "--"]);
+            c.current_dir(repo_root()).args([
+                "run",
+                "--locked",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+            ]);
             c
         }
     }
 }
 
 fn scratch(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("timb-bundle-tests-{}", std::process::id())).join(name);
+    let d = std::env::temp_dir()
+        .join(format!("timb-bundle-tests-{}", std::process::id()))
+        .join(name);
     let _ = std::fs::remove_dir_all(&d);
     std::fs::create_dir_all(&d).unwrap();
     d
@@ -52,7 +64,9 @@ fn sha256(p: &Path) -> String {
 }
 
 fn target_dir() -> PathBuf {
-    std::env::var_os("CARGO_TARGET_DIR").map(PathBuf::from).unwrap_or_else(|| repo_root().join("target"))
+    std::env::var_os("CARGO_TARGET_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target"))
 }
 
 struct Bundle {
@@ -70,10 +84,22 @@ fn bundle() -> &'static Bundle {
         let archive = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
         assert!(archive.is_file(), "bundle printed {archive:?}");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(stderr.contains("LOCAL DEVELOPMENT KEY"), "a dev-key bundle must say so loudly:\n{stderr}");
+        assert!(
+            stderr.contains("LOCAL DEVELOPMENT KEY"),
+            "a dev-key bundle must say so loudly:\n{stderr}"
+        );
         let name = archive.file_name().unwrap().to_str().unwrap();
-        let version = name.strip_prefix("timb-").unwrap().strip_suffix("-linux-x86_64.tar.xz").unwrap().to_string();
-        Bundle { dir, archive, version }
+        let version = name
+            .strip_prefix("timb-")
+            .unwrap()
+            .strip_suffix("-linux-x86_64.tar.xz")
+            .unwrap()
+            .to_string();
+        Bundle {
+            dir,
+            archive,
+            version,
+        }
     })
 }
 
@@ -83,13 +109,24 @@ fn dev_pub() -> PathBuf {
 
 fn extract(archive: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
-    run_ok(Command::new("tar").arg("-xJf").arg(archive).arg("-C").arg(into));
+    run_ok(
+        Command::new("tar")
+            .arg("-xJf")
+            .arg(archive)
+            .arg("-C")
+            .arg(into),
+    );
 }
 
 /// Copies the files git knows about (tracked and new) to another folder.
 fn copy_source(to: &Path) {
     let root = repo_root();
-    let out = run_ok(Command::new("git").arg("-C").arg(&root).args(["ls-files", "-z", "-co", "--exclude-standard"]));
+    let out = run_ok(Command::new("git").arg("-C").arg(&root).args([
+        "ls-files",
+        "-z",
+        "-co",
+        "--exclude-standard",
+    ]));
     for rel in out.stdout.split(|b| *b == 0).filter(|s| !s.is_empty()) {
         let rel = std::str::from_utf8(rel).unwrap();
         let from = root.join(rel);
@@ -113,7 +150,13 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     // so CI can reuse it between runs): nothing compiled is shared with the
     // first build.
     let second_target = target_dir().join("repro-second-build");
-    let sde = run_ok(Command::new("git").arg("-C").arg(repo_root()).args(["log", "-1", "--format=%ct"]));
+    let sde =
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(repo_root())
+                .args(["log", "-1", "--format=%ct"]),
+        );
     let out = run_ok(
         xtask()
             .arg("verify")
@@ -126,45 +169,82 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
             .arg(work.join("verify"))
             // verify itself changes TZ, locale and umask; this moves the clock.
             .env("TIMB_SANDBOX_FAKETIME", "+400d")
-            .env("SOURCE_DATE_EPOCH", String::from_utf8(sde.stdout).unwrap().trim()),
+            .env(
+                "SOURCE_DATE_EPOCH",
+                String::from_utf8(sde.stdout).unwrap().trim(),
+            ),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.lines().any(|l| l == "MATCH"), "verify did not print MATCH:\n{stdout}");
+    assert!(
+        stdout.lines().any(|l| l == "MATCH"),
+        "verify did not print MATCH:\n{stdout}"
+    );
     let rebuilt = work.join("verify/out").join(b.archive.file_name().unwrap());
     assert_eq!(sha256(&b.archive), sha256(&rebuilt));
     let (x, y) = (work.join("x"), work.join("y"));
     extract(&b.archive, &x);
     extract(&rebuilt, &y);
     let bin = format!("timb-{}-linux-x86_64/timb", b.version);
-    assert_eq!(sha256(&x.join(&bin)), sha256(&y.join(&bin)), "the binaries differ");
+    assert_eq!(
+        sha256(&x.join(&bin)),
+        sha256(&y.join(&bin)),
+        "the binaries differ"
+    );
 
     // Each build made its own build container from containers/: the two
     // root file systems must be the same bytes too.
     let rootfs_sums = |target: &Path| -> Vec<String> {
         let mut sums: Vec<String> = std::fs::read_dir(target.join("containers"))
-            .map(|rd| rd.flatten().filter_map(|e| std::fs::read_to_string(e.path().join("rootfs.tar.sha256")).ok()).collect())
+            .map(|rd| {
+                rd.flatten()
+                    .filter_map(|e| {
+                        std::fs::read_to_string(e.path().join("rootfs.tar.sha256")).ok()
+                    })
+                    .collect()
+            })
             .unwrap_or_default();
         sums.sort();
         sums
     };
     let (first, second) = (rootfs_sums(&target_dir()), rootfs_sums(&second_target));
     assert!(!second.is_empty(), "the rebuild made no build container");
-    assert!(first.iter().any(|s| second.contains(s)), "the build containers differ: {first:?} vs {second:?}");
+    assert!(
+        first.iter().any(|s| second.contains(s)),
+        "the build containers differ: {first:?} vs {second:?}"
+    );
 }
 
 #[test]
 fn stock_minisign_verifies_our_signatures() {
     let b = bundle();
-    for f in [b.archive.clone(), b.dir.join("sha256sums-unsigned-build.txt")] {
-        let out = run_ok(Command::new("minisign").arg("-Vm").arg(&f).arg("-p").arg(dev_pub()));
+    for f in [
+        b.archive.clone(),
+        b.dir.join("sha256sums-unsigned-build.txt"),
+    ] {
+        let out = run_ok(
+            Command::new("minisign")
+                .arg("-Vm")
+                .arg(&f)
+                .arg("-p")
+                .arg(dev_pub()),
+        );
         let text = String::from_utf8_lossy(&out.stdout);
         let name = f.file_name().unwrap().to_str().unwrap();
-        assert!(text.contains(&format!("file:{name} version:{}", b.version)), "trusted comment:\n{text}");
+        assert!(
+            text.contains(&format!("file:{name} version:{}", b.version)),
+            "trusted comment:\n{text}"
+        );
     }
 }
 
 fn verify_fails(archive: &Path, extra: &[&str], expect: &str) {
-    let out = xtask().arg("verify").arg(archive).arg("--no-rebuild").args(extra).output().unwrap();
+    let out = xtask()
+        .arg("verify")
+        .arg(archive)
+        .arg("--no-rebuild")
+        .args(extra)
+        .output()
+        .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "verify accepted {archive:?}:\n{err}");
     assert!(err.contains(expect), "expected {expect:?} in:\n{err}");
@@ -199,12 +279,28 @@ fn verify_accepts_the_good_bundle_and_rejects_tampering() {
     let d = scratch("otherkey");
     let other = d.join(&name);
     std::fs::copy(&b.archive, &other).unwrap();
-    run_ok(Command::new("minisign").args(["-G", "-W", "-p"]).arg(d.join("o.pub")).arg("-s").arg(d.join("o.key")));
-    run_ok(Command::new("minisign").args(["-S", "-s"]).arg(d.join("o.key")).arg("-m").arg(&other));
+    run_ok(
+        Command::new("minisign")
+            .args(["-G", "-W", "-p"])
+            .arg(d.join("o.pub"))
+            .arg("-s")
+            .arg(d.join("o.key")),
+    );
+    run_ok(
+        Command::new("minisign")
+            .args(["-S", "-s"])
+            .arg(d.join("o.key"))
+            .arg("-m")
+            .arg(&other),
+    );
     verify_fails(&other, &[], "not a trusted key");
     // ...and the right signature checked against only that other key.
     let p = d.join("o.pub");
-    verify_fails(&b.archive, &["--pubkey", p.to_str().unwrap()], "not a trusted key");
+    verify_fails(
+        &b.archive,
+        &["--pubkey", p.to_str().unwrap()],
+        "not a trusted key",
+    );
 
     // No signature at all.
     let d = scratch("nosig");
@@ -225,52 +321,116 @@ fn the_bundle_runs_from_any_folder() {
     let d = scratch("run").join("a folder with spaces");
     extract(&b.archive, &d);
     let top = d.join(format!("timb-{}-linux-x86_64", b.version));
-    for f in ["timb", "README.txt", "LICENSE", "timb.desktop", "BUILDINFO", "LICENSES/THIRD-PARTY.txt"] {
+    for f in [
+        "timb",
+        "README.txt",
+        "LICENSE",
+        "timb.desktop",
+        "BUILDINFO",
+        "LICENSES/THIRD-PARTY.txt",
+    ] {
         assert!(top.join(f).is_file(), "{f} missing from the bundle");
     }
-    assert!(top.join("profile").is_dir(), "the portable profile folder is missing");
-    let out = run_ok(Command::new(top.join("timb")).arg("--version").current_dir("/"));
-    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), format!("timb {}", b.version));
+    assert!(
+        top.join("profile").is_dir(),
+        "the portable profile folder is missing"
+    );
+    let out = run_ok(
+        Command::new(top.join("timb"))
+            .arg("--version")
+            .current_dir("/"),
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("timb {}", b.version)
+    );
 
     // Direct library dependencies: glibc's, and fontconfig, which every
     // desktop with fonts has. Nothing else (no OpenSSL, no sqlite, no libotr).
     let readelf = run_ok(Command::new("readelf").arg("-d").arg(top.join("timb")));
-    let allowed = ["libc.so.6", "libm.so.6", "libgcc_s.so.1", "ld-linux-x86-64.so.2", "libdl.so.2", "libpthread.so.0", "librt.so.1", "libfontconfig.so.1"];
+    let allowed = [
+        "libc.so.6",
+        "libm.so.6",
+        "libgcc_s.so.1",
+        "ld-linux-x86-64.so.2",
+        "libdl.so.2",
+        "libpthread.so.0",
+        "librt.so.1",
+        "libfontconfig.so.1",
+    ];
     let mut needed = Vec::new();
-    for line in String::from_utf8_lossy(&readelf.stdout).lines().filter(|l| l.contains("(NEEDED)")) {
-        let lib = line.split('[').nth(1).and_then(|s| s.split(']').next()).unwrap_or("").to_string();
-        assert!(allowed.contains(&lib.as_str()), "the binary needs {lib}, which a user's machine may lack");
+    for line in String::from_utf8_lossy(&readelf.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+    {
+        let lib = line
+            .split('[')
+            .nth(1)
+            .and_then(|s| s.split(']').next())
+            .unwrap_or("")
+            .to_string();
+        assert!(
+            allowed.contains(&lib.as_str()),
+            "the binary needs {lib}, which a user's machine may lack"
+        );
         needed.push(lib);
     }
-    assert!(needed.iter().any(|l| l == "libc.so.6"), "readelf found no NEEDED entries: {needed:?}");
+    assert!(
+        needed.iter().any(|l| l == "libc.so.6"),
+        "readelf found no NEEDED entries: {needed:?}"
+    );
 
     // The window opens under a real X server and draws something.
     let shot = scratch("screenshot").join("timb-main.png");
     let display = format!(":{}", 90 + std::process::id() % 100);
-    let mut xvfb = Command::new("Xvfb").args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"]).spawn().unwrap();
+    let mut xvfb = Command::new("Xvfb")
+        .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
+        .spawn()
+        .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let mut app = Command::new(top.join("timb")).env("DISPLAY", &display).env_remove("WAYLAND_DISPLAY").spawn().unwrap();
+    let mut app = Command::new(top.join("timb"))
+        .env("DISPLAY", &display)
+        .env_remove("WAYLAND_DISPLAY")
+        .spawn()
+        .unwrap();
     let mut found = false;
     for _ in 0..60 {
         std::thread::sleep(std::time::Duration::from_millis(500));
-        let s = Command::new("xdotool").args(["search", "--name", "^timb$"]).env("DISPLAY", &display).output().unwrap();
+        let s = Command::new("xdotool")
+            .args(["search", "--name", "^timb$"])
+            .env("DISPLAY", &display)
+            .output()
+            .unwrap();
         if s.status.success() && !s.stdout.is_empty() {
             found = true;
             break;
         }
     }
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let capture = Command::new("import").args(["-window", "root"]).arg(&shot).env("DISPLAY", &display).status();
-    let colours = Command::new("identify").args(["-format", "%k"]).arg(&shot).output();
+    let capture = Command::new("import")
+        .args(["-window", "root"])
+        .arg(&shot)
+        .env("DISPLAY", &display)
+        .status();
+    let colours = Command::new("identify")
+        .args(["-format", "%k"])
+        .arg(&shot)
+        .output();
     let _ = app.kill();
     let _ = app.wait();
     let _ = xvfb.kill();
     let _ = xvfb.wait();
     assert!(found, "no window titled 'timb' appeared");
     assert!(capture.unwrap().success(), "screenshot failed");
-    let colours: u32 = String::from_utf8_lossy(&colours.unwrap().stdout).trim().parse().unwrap_or(0);
+    let colours: u32 = String::from_utf8_lossy(&colours.unwrap().stdout)
+        .trim()
+        .parse()
+        .unwrap_or(0);
     // A blank (or all-black) screen has one colour; text and buttons have many.
-    assert!(colours > 16, "the screenshot looks blank ({colours} colours): {shot:?}");
+    assert!(
+        colours > 16,
+        "the screenshot looks blank ({colours} colours): {shot:?}"
+    );
     let keep = target_dir().join("bundle-screenshot.png");
     let _ = std::fs::create_dir_all(keep.parent().unwrap());
     let _ = std::fs::copy(&shot, keep);
