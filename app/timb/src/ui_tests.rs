@@ -562,3 +562,108 @@ fn snapshots() {
         shot("account");
     }
 }
+
+#[test]
+fn only_chosen_settings_reach_the_profile_and_never_the_password() {
+    INIT.with(|i| {
+        if !i.get() {
+            i_slint_backend_testing::init_no_event_loop();
+            i.set(true);
+        }
+    });
+    let dir = std::env::temp_dir().join(format!("timb-gui-profile-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let w = MainWindow::new().unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let app = App::attach(
+        &w,
+        Box::new(Recorder(log)),
+        Some(dir.clone()),
+        Remembered::default(),
+    );
+    let u = Ui {
+        w,
+        app,
+        log: Rc::new(RefCell::new(Vec::new())),
+    };
+    let file = crate::accounts::file_path(&dir);
+
+    // Not ticked: nothing is written.
+    u.click("Add account");
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Your address (user@server)", "alice@example.org");
+    u.click("Save account");
+    assert!(!file.exists());
+
+    // Ticked, with a session password: settings written, password not.
+    u.click("Add account");
+    u.type_into("Server or .onion address", "irc.example.net");
+    u.type_into("Your address (user@server)", "bob@example.net");
+    let mut f = u.w.get_account_form();
+    f.password_mode = 1;
+    f.password = "correct horse battery".into();
+    f.remember = true;
+    u.w.set_account_form(f);
+    u.click("Save account");
+    assert!(!u.w.get_account_dialog_open());
+    let text = std::fs::read_to_string(&file).unwrap();
+    assert!(text.contains("bob@example.net") && !text.contains("alice@example.org"));
+    assert!(!text.contains("correct horse"));
+
+    // Connecting uses the in-memory password without asking.
+    u.click("Connect bob@example.net");
+    assert!(!u.w.get_password_open());
+    std::fs::remove_dir_all(dir).unwrap();
+}
+
+/// Every @tr string in the .slint files has a translation in every bundled language.
+#[test]
+fn every_string_is_translated() {
+    let ui_files = [
+        include_str!("../ui/types.slint"),
+        include_str!("../ui/main.slint"),
+        include_str!("../ui/tor-panel.slint"),
+        include_str!("../ui/accounts.slint"),
+        include_str!("../ui/contacts.slint"),
+        include_str!("../ui/conversation.slint"),
+        include_str!("../ui/otr.slint"),
+    ];
+    let mut ids = Vec::new();
+    for f in ui_files {
+        for part in f.split("@tr(\"").skip(1) {
+            ids.push(part.split('"').next().unwrap().to_owned());
+        }
+    }
+    assert!(ids.len() > 100);
+    for (lang, po) in [
+        ("fr", include_str!("../lang/fr/LC_MESSAGES/timb.po")),
+        ("es", include_str!("../lang/es/LC_MESSAGES/timb.po")),
+        ("ru", include_str!("../lang/ru/LC_MESSAGES/timb.po")),
+        ("ar", include_str!("../lang/ar/LC_MESSAGES/timb.po")),
+        ("fa", include_str!("../lang/fa/LC_MESSAGES/timb.po")),
+    ] {
+        let mut entries = std::collections::HashMap::new();
+        let mut lines = po.lines();
+        while let Some(l) = lines.next() {
+            if let Some(id) = l.strip_prefix("msgid \"") {
+                let s = lines.next().unwrap_or_default();
+                let t = s.strip_prefix("msgstr \"").unwrap_or_default();
+                entries.insert(
+                    id.trim_end_matches('"').to_owned(),
+                    t.trim_end_matches('"').to_owned(),
+                );
+            }
+        }
+        for id in &ids {
+            let t = entries
+                .get(id)
+                .unwrap_or_else(|| panic!("{lang}: no entry for {id:?}"));
+            assert!(!t.is_empty(), "{lang}: empty translation for {id:?}");
+            assert_eq!(
+                t.matches("{}").count(),
+                id.matches("{}").count(),
+                "{lang}: placeholders differ for {id:?}"
+            );
+        }
+    }
+}
