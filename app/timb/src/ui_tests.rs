@@ -356,6 +356,10 @@ fn arabic_mirrors_the_layout() {
     };
     assert!(sidebar.absolute_position().x < conv.absolute_position().x);
     let input_ltr = send();
+    let button_x = |label: &str| u.find(label, AccessibleRole::Button).absolute_position().x;
+    assert!(
+        button_x("Verify this contact and manage encryption") < button_x("Close this conversation")
+    );
 
     u.app.borrow_mut().set_language("ar");
     assert!(u.w.global::<crate::Locale>().get_rtl());
@@ -373,6 +377,8 @@ fn arabic_mirrors_the_layout() {
         .absolute_position()
         .x;
     assert!(input_rtl < input_ltr, "{input_rtl} vs {input_ltr}");
+    // Buttons run in reading order: "Verify" next to the title, on the right.
+    assert!(button_x("التحقق من جهة الاتصال هذه وإدارة التشفير") > button_x("إغلاق هذه المحادثة"));
 
     u.app.borrow_mut().set_language("fr");
     assert!(!u.w.global::<crate::Locale>().get_rtl());
