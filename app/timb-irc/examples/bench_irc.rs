@@ -4,9 +4,9 @@
 //!
 //! Loopback rows isolate the clients' own cost. With `TIMB_TESTNET` set (as
 //! `cargo xtask bench` does) or `--tor`, the same runs go through the private
-//! Tor network: both clients through the c-tor client's SOCKS port to an
-//! exit (exit_ports[8] TLS, [9] plain). timb's own arti transport
-//! (timb-tor) is not in the tree yet; its row goes in `open`.
+//! Tor network to an exit (exit_ports[8] TLS, [9] plain): timb through its
+//! own embedded arti (timb-tor), as in the app, and both timb and the
+//! baseline through the c-tor client's SOCKS port for comparison.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,16 +20,30 @@ use timb_tls::{PinSet, TlsPolicy};
 use tokio::net::TcpStream;
 
 /// How a client's byte stream reaches 127.0.0.1:port.
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Via {
     Loopback,
     CtorSocks(u16),
+    Arti(timb_tor::Transport),
 }
 
-async fn open(via: Via, port: u16) -> TcpStream {
+trait Stream: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static> Stream for T {}
+
+/// A byte stream for a timb account; `id` is also arti's isolation key.
+async fn open(via: &Via, id: AccountId, port: u16) -> Box<dyn Stream> {
+    match via {
+        Via::Arti(t) => Box::new(t.connect(id, "127.0.0.1", port).await.expect("arti stream")),
+        other => Box::new(open_tcp(other, port).await),
+    }
+}
+
+/// A TCP stream for the baseline client (loopback or c-tor SOCKS).
+async fn open_tcp(via: &Via, port: u16) -> TcpStream {
     match via {
         Via::Loopback => connect_loopback(port).await,
-        Via::CtorSocks(socks) => via_ctor(socks, "127.0.0.1", port).await,
+        Via::CtorSocks(socks) => via_ctor(*socks, "127.0.0.1", port).await,
+        Via::Arti(_) => unreachable!("the baseline never uses arti"),
     }
 }
 
@@ -79,7 +93,7 @@ async fn recv_body(h: &mut AccountHandle) -> String {
 
 /// Two timb accounts: over TLS pinned to the test CA (as a user would be)
 /// when `ca_pem` is given, else plain text (as to an onion service).
-async fn timb_row(path: &'static str, via: Via, port: u16, ca_pem: Option<&str>) -> Row {
+async fn timb_row(path: &'static str, via: &Via, port: u16, ca_pem: Option<&str>) -> Row {
     // Fresh nicks per row: the previous row's QUIT may still be in flight.
     let row = ROW.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (nick_a, nick_b) = (format!("benchA{row}"), format!("benchB{row}"));
@@ -92,16 +106,24 @@ async fn timb_row(path: &'static str, via: Via, port: u16, ca_pem: Option<&str>)
                 allow_plaintext: false,
                 client_identity: None,
             };
-            let a = open(via, port).await;
+            let a = open(via, AccountId(1), port).await;
             let a = timb_irc::start(AccountId(1), a, &server, bench_config(&nick_a));
             let a = a.await.unwrap();
-            let b = open(via, port).await;
+            let b = open(via, AccountId(2), port).await;
             let b = timb_irc::start(AccountId(2), b, &server, bench_config(&nick_b));
             (a, b.await.unwrap())
         }
         None => (
-            timb_irc::spawn(AccountId(1), open(via, port).await, bench_config(&nick_a)),
-            timb_irc::spawn(AccountId(2), open(via, port).await, bench_config(&nick_b)),
+            timb_irc::spawn(
+                AccountId(1),
+                open(via, AccountId(1), port).await,
+                bench_config(&nick_a),
+            ),
+            timb_irc::spawn(
+                AccountId(2),
+                open(via, AccountId(2), port).await,
+                bench_config(&nick_b),
+            ),
         ),
     };
     let client = if ca_pem.is_some() {
@@ -136,11 +158,11 @@ async fn timb_row(path: &'static str, via: Via, port: u16, ca_pem: Option<&str>)
 }
 
 /// Two bare clients writing raw lines over plain text: the floor.
-async fn baseline_row(path: &'static str, via: Via, port: u16) -> Row {
+async fn baseline_row(path: &'static str, via: &Via, port: u16) -> Row {
     let row = ROW.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let (nick_a, nick_b) = (format!("baseA{row}"), format!("baseB{row}"));
-    let mut a = RawClient::register_on(open(via, port).await, &nick_a).await;
-    let mut b = RawClient::register_on(open(via, port).await, &nick_b).await;
+    let mut a = RawClient::register_on(open_tcp(via, port).await, &nick_a).await;
+    let mut b = RawClient::register_on(open_tcp(via, port).await, &nick_b).await;
     let mut lat = Vec::new();
     for i in 0..LATENCY_SAMPLES {
         let t = Instant::now();
@@ -173,23 +195,39 @@ async fn main() {
     {
         let server = Ngircd::start().await;
         let ca = server.pki.ca_pem.clone();
-        rows.push(timb_row("loopback TCP", Via::Loopback, server.tls_port, Some(&ca)).await);
-        rows.push(timb_row("loopback TCP", Via::Loopback, server.port, None).await);
-        rows.push(baseline_row("loopback TCP", Via::Loopback, server.port).await);
+        let lo = Via::Loopback;
+        rows.push(timb_row("loopback TCP", &lo, server.tls_port, Some(&ca)).await);
+        rows.push(timb_row("loopback TCP", &lo, server.port, None).await);
+        rows.push(baseline_row("loopback TCP", &lo, server.port).await);
     }
     if tor {
-        let net = tokio::task::spawn_blocking(|| timb_testnet::TestNet::shared().info().clone())
-            .await
-            .unwrap();
+        let (net, network_file) = tokio::task::spawn_blocking(|| {
+            let n = timb_testnet::TestNet::shared();
+            (n.info().clone(), n.config_path().to_owned())
+        })
+        .await
+        .unwrap();
         let idx = timb_testnet::exit_port_index::IRC.start;
         let (tls_port, plain_port) = (net.exit_port(idx).unwrap(), net.exit_port(idx + 1).unwrap());
         let server = Ngircd::start_on(&[plain_port], tls_port).await;
         let ca = server.pki.ca_pem.clone();
-        let via = Via::CtorSocks(net.harness.socks_port);
+
+        let state = tempfile::tempdir().unwrap();
+        let config = timb_tor::TorConfig::private_network(&network_file, state.path()).unwrap();
+        let (progress, _watch) = tokio::sync::watch::channel(Default::default());
+        let transport = timb_tor::Transport::bootstrap(config, progress)
+            .await
+            .unwrap();
+        let arti = Via::Arti(transport);
+        let path = "private Tor network, timb's arti → exit";
+        rows.push(timb_row(path, &arti, tls_port, Some(&ca)).await);
+        rows.push(timb_row(path, &arti, plain_port, None).await);
+
+        let ctor = Via::CtorSocks(net.harness.socks_port);
         let path = "private Tor network, c-tor SOCKS → exit";
-        rows.push(timb_row(path, via, tls_port, Some(&ca)).await);
-        rows.push(timb_row(path, via, plain_port, None).await);
-        rows.push(baseline_row(path, via, plain_port).await);
+        rows.push(timb_row(path, &ctor, tls_port, Some(&ca)).await);
+        rows.push(timb_row(path, &ctor, plain_port, None).await);
+        rows.push(baseline_row(path, &ctor, plain_port).await);
     }
     println!(
         "| path | client | msgs/s ({RATE_MESSAGES} back to back) | latency median ({LATENCY_SAMPLES} sequential) | latency p90 |"

@@ -1,9 +1,8 @@
 //! Through the private Tor network (timb-testnet): TLS to ngircd via an exit
 //! (exit_ports[8]), and plain text to the "irc" onion service.
 //!
-//! The streams come from the test network's c-tor client (SOCKS5) because
-//! timb-tor is not in the tree yet; the session code is the same for any
-//! stream, and swapping in timb-tor's arti stream changes only `via_ctor`.
+//! Every stream comes from timb-tor's embedded arti client, as in the app;
+//! each account has its own isolation token.
 
 mod common;
 
@@ -13,16 +12,28 @@ use timb_irc::{start, IrcConfig, IrcServer};
 use timb_testnet::{exit_port_index, NetInfo, TestNet};
 use timb_tls::{PinSet, TlsPolicy};
 
-async fn testnet() -> NetInfo {
-    tokio::task::spawn_blocking(|| TestNet::shared().info().clone())
+async fn testnet() -> (NetInfo, std::path::PathBuf) {
+    tokio::task::spawn_blocking(|| {
+        let net = TestNet::shared();
+        (net.info().clone(), net.config_path().to_owned())
+    })
+    .await
+    .unwrap()
+}
+
+async fn arti(network_file: &std::path::Path, state: &std::path::Path) -> timb_tor::Transport {
+    let config = timb_tor::TorConfig::private_network(network_file, state).expect("network file");
+    let (progress, _watch) = tokio::sync::watch::channel(Default::default());
+    timb_tor::Transport::bootstrap(config, progress)
         .await
-        .unwrap()
+        .expect("arti bootstraps on the private network")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_via_exit_and_plain_via_onion_service() {
-    let net = testnet().await;
-    let socks = net.harness.socks_port;
+    let (net, network_file) = testnet().await;
+    let state = tempfile::tempdir().unwrap();
+    let tor = arti(&network_file, state.path()).await;
     let tls_port = net.exit_port(exit_port_index::IRC.start).unwrap();
     let onion = net.onion_service("irc").expect("irc onion service").clone();
     let ng = Ngircd::start_on(&[onion.target_port], tls_port).await;
@@ -37,8 +48,12 @@ async fn tls_via_exit_and_plain_via_onion_service() {
     };
     let mut accounts = Vec::new();
     for (i, nick) in ["torA", "torB"].into_iter().enumerate() {
-        let stream = via_ctor(socks, "127.0.0.1", tls_port).await;
-        let mut h = start(AccountId(i as u32), stream, &server, IrcConfig::new(nick))
+        let id = AccountId(i as u32);
+        let stream = tor
+            .connect(id, "127.0.0.1", tls_port)
+            .await
+            .expect("exit stream");
+        let mut h = start(id, stream, &server, IrcConfig::new(nick))
             .await
             .expect("TLS through Tor");
         wait_for(&mut h, "Connected", |e| {
@@ -115,7 +130,10 @@ async fn tls_via_exit_and_plain_via_onion_service() {
         allow_plaintext: true,
         client_identity: None,
     };
-    let stream = via_ctor(socks, &onion.onion, onion.port).await;
+    let stream = tor
+        .connect(AccountId(3), &onion.onion, onion.port)
+        .await
+        .expect("onion service stream");
     let mut c = start(
         AccountId(3),
         stream,
