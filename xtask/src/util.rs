@@ -52,14 +52,7 @@ pub fn run(cmd: &mut Command) -> Result<()> {
 /// Runs a command and returns its stdout as text.
 pub fn output(cmd: &mut Command) -> Result<String> {
     let desc = describe(cmd);
-    let out = cmd
-        .stderr(Stdio::inherit())
-        .output()
-        .with_context(|| format!("could not start `{desc}`"))?;
-    if !out.status.success() {
-        bail!("`{desc}` failed ({})", out.status);
-    }
-    String::from_utf8(out.stdout).with_context(|| format!("`{desc}` printed non-UTF-8"))
+    String::from_utf8(output_bytes(cmd)?).with_context(|| format!("`{desc}` printed non-UTF-8"))
 }
 
 pub fn describe(cmd: &Command) -> String {
