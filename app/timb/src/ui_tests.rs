@@ -716,3 +716,17 @@ fn memory_with_10k_messages() {
     );
     assert_eq!(u.w.get_messages().row_count(), crate::state::SCROLLBACK);
 }
+
+#[test]
+fn tab_reaches_the_send_button() {
+    let u = ui();
+    u.with_chat();
+    for c in "hi".chars() {
+        u.key(c.to_string());
+    }
+    assert_eq!(u.w.get_draft(), "hi");
+    u.key(Key::Tab);
+    u.key(" ");
+    assert_eq!(u.log.borrow().len(), 1, "Tab then Space on Send sends");
+    assert_eq!(u.w.get_draft(), "");
+}
