@@ -21,6 +21,7 @@ pub mod actor;
 mod callbacks;
 pub mod session;
 mod store;
+pub mod wrap;
 
 use std::fmt;
 
