@@ -72,8 +72,14 @@ fn bench_build(root: &Path) -> Result<String> {
         .map(|b| b.len())
         .unwrap_or(0);
     let _ = util::remove_dir(&scratch);
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let load = load
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ");
     Ok(format!(
-        "| measurement (clean, {} cores) | value |\n|---|---|\n| `cargo build --release -p timb` | {t_plain:.0} s |\n| `cargo xtask bundle` (sandboxed release build + bundle + sign) | {t_bundle:.0} s |\n| `cargo xtask bundle` again, nothing changed (cache hit) | {t_again:.1} s |\n| archive `{}` | {:.2} MiB |\n| `timb` binary inside | {:.2} MiB |\n",
+        "| measurement (clean, {} cores) | value |\n|---|---|\n| `cargo build --release -p timb` | {t_plain:.0} s |\n| `cargo xtask bundle` (sandboxed release build + bundle + sign) | {t_bundle:.0} s |\n| `cargo xtask bundle` again, nothing changed (cache hit) | {t_again:.1} s |\n| archive `{}` | {:.2} MiB |\n| `timb` binary inside | {:.2} MiB |\n| load average at the end (1/5/15 min) | {load} |\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         archive.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
         size as f64 / 1048576.0,
