@@ -52,7 +52,8 @@ fn bench_build(root: &Path) -> Result<String> {
         .current_dir(root)
         .args(["bundle", "--out"])
         .arg(&out)
-        .env("CARGO_TARGET_DIR", scratch.join("bundle-target"));
+        .env("CARGO_TARGET_DIR", scratch.join("bundle-target"))
+        .env("TIMB_OUT_DIR", scratch.join("rbm-out"));
     let t_bundle = timed(bundle)?;
 
     let mut again = Command::new(&exe);
@@ -60,7 +61,8 @@ fn bench_build(root: &Path) -> Result<String> {
         .current_dir(root)
         .args(["bundle", "--out"])
         .arg(&out)
-        .env("CARGO_TARGET_DIR", scratch.join("bundle-target"));
+        .env("CARGO_TARGET_DIR", scratch.join("bundle-target"))
+        .env("TIMB_OUT_DIR", scratch.join("rbm-out"));
     let t_again = timed(again)?;
 
     let version = util::workspace_version(root)?;

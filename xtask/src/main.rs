@@ -143,7 +143,11 @@ fn new_ctx(root: &Path) -> Result<rbm::Ctx> {
         }
         sandbox.faketime = Some(offset);
     }
-    rbm::Ctx::new(root.to_path_buf(), root.join("out"), sandbox)
+    // The output cache; the build benchmark points it at a fresh folder.
+    let out = std::env::var_os("TIMB_OUT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("out"));
+    rbm::Ctx::new(root.to_path_buf(), out, sandbox)
 }
 
 /// Crates for every platform in Cargo.lock, then every pinned source archive.
