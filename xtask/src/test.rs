@@ -56,7 +56,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     util::stage(
         2,
         5,
-        "formatting and lints (cargo fmt --check, cargo clippy -D warnings)",
+        "fetching crates, pinned sources and test peers (the last step with network)",
+    );
+    util::run(
+        Command::new(std::env::current_exe()?)
+            .arg("fetch")
+            .current_dir(root),
+    )?;
+    util::stage(
+        3,
+        5,
+        "formatting, lints (cargo fmt --check, cargo clippy -D warnings), building the tests",
     );
     util::run(
         cargo()
@@ -73,16 +83,6 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
-    util::stage(
-        3,
-        5,
-        "fetching crates and pinned sources, building the tests",
-    );
-    util::run(
-        Command::new(std::env::current_exe()?)
-            .arg("fetch")
-            .current_dir(root),
-    )?;
     util::run(cargo().current_dir(root).args([
         "test",
         "--workspace",
