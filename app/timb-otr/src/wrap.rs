@@ -112,7 +112,22 @@ pub fn wrap(
     wrap_with(account, store_dir, name, None)
 }
 
-/// [`wrap`] with a fragment size override (`None`: 417 bytes for IRC, unlimited for XMPP).
+/// Fragment size for an IRC account named `nick@network`: what fits one relayed
+/// `:nick!user@host PRIVMSG target :body` line of 512 bytes, so the IRC layer never has to cut
+/// a fragment in two (a cut fragment is unreadable). Like timb-irc's own budget it assumes a
+/// 12-byte user and a 72-byte host; nicks are assumed to be at most 32 bytes (ours: its real
+/// length if longer), which covers NICKLEN 30 plus collision suffixes.
+pub fn irc_fragment_size(name: &str) -> usize {
+    let nick = name.split('@').next().unwrap_or(name).len().max(32);
+    let target = 32;
+    let overhead = 1 + nick + 1 + 12 + 1 + 72 + 1 + "PRIVMSG".len() + 1 + target + 2 + 2;
+    512usize
+        .saturating_sub(overhead)
+        .clamp(64, crate::IRC_MAX_MESSAGE_SIZE)
+}
+
+/// [`wrap`] with a fragment size override (`None`: [`irc_fragment_size`] for IRC, unlimited
+/// for XMPP).
 pub fn wrap_with(
     account: AccountHandle,
     store_dir: &Path,
@@ -131,7 +146,10 @@ pub fn wrap_with(
             id,
             protocol,
             name: name.to_string(),
-            max_message_size,
+            max_message_size: max_message_size.or(match protocol {
+                Protocol::Irc => Some(irc_fragment_size(name)),
+                Protocol::Xmpp => None,
+            }),
         }],
     )?;
     let (gui_cmd_tx, mut gui_cmd_rx) = mpsc::channel::<Command>(CHANNEL);
@@ -391,6 +409,20 @@ fn zeroizing(s: &str) -> Secret {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn irc_fragments_fit_a_relayed_line() {
+        // 512 - (":" 32 "!" 12 "@" 72 " PRIVMSG " 32 " :" CRLF) = 348.
+        assert_eq!(super::irc_fragment_size("ircA@irc.test"), 348);
+        assert_eq!(
+            super::irc_fragment_size(&format!("{}@n", "x".repeat(40))),
+            340
+        );
+        assert_eq!(
+            super::irc_fragment_size(&format!("{}@n", "x".repeat(400))),
+            64
+        );
+    }
+
     #[test]
     fn control_can_be_shared_across_tasks() {
         fn send_sync<T: Send + Sync>() {}

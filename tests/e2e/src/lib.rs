@@ -308,3 +308,89 @@ pub fn scratch(parent: &Path, name: &str) -> PathBuf {
     std::fs::create_dir_all(&p).unwrap();
     p
 }
+
+/// A real ngircd: plain text on `plain_port`, TLS on `tls_port` with a leaf for `irc.test`.
+pub struct Ngircd {
+    child: Child,
+    pub plain_port: u16,
+    pub tls_port: u16,
+    pub leaf: Leaf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Ngircd {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub const IRC_HOST: &str = "irc.test";
+
+impl Ngircd {
+    pub fn start(plain_port: u16, tls_port: u16) -> Ngircd {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let leaf = TestCa::new("timb e2e CA").issue(&[IRC_HOST]);
+        std::fs::write(d.join("cert.pem"), &leaf.cert_pem).unwrap();
+        std::fs::write(d.join("key.pem"), &leaf.key_pem).unwrap();
+        std::fs::create_dir(d.join("conf.d")).unwrap();
+        // ngircd may drop to "nobody" when started as root.
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        let conf = format!(
+            "[Global]\nName = {IRC_HOST}\nInfo = timb e2e\nListen = 127.0.0.1\n\
+             Ports = {plain_port}\nMotdPhrase = test\nAdminInfo1 = t\nAdminInfo2 = t\nAdminEMail = t@irc.test\n\
+             [Limits]\nMaxNickLength = 30\nPingTimeout = 120\nPongTimeout = 60\nMaxConnectionsIP = 0\n\
+             [Options]\nDNS = no\nIdent = no\nPAM = no\nIncludeDir = {inc}\n\
+             [SSL]\nCertFile = {cert}\nKeyFile = {key}\nPorts = {tls_port}\n",
+            inc = d.join("conf.d").display(),
+            cert = d.join("cert.pem").display(),
+            key = d.join("key.pem").display(),
+        );
+        let conf_path = d.join("ngircd.conf");
+        std::fs::write(&conf_path, conf).unwrap();
+        let child = StdCommand::new("/usr/sbin/ngircd")
+            .arg("-n")
+            .arg("-f")
+            .arg(&conf_path)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start /usr/sbin/ngircd");
+        let ng = Ngircd {
+            child,
+            plain_port,
+            tls_port,
+            leaf,
+            _dir: dir,
+        };
+        ng.wait_ready();
+        ng
+    }
+
+    #[allow(
+        clippy::disallowed_methods,
+        reason = "probes the loopback ngircd this test started"
+    )]
+    fn wait_ready(&self) {
+        for p in [self.plain_port, self.tls_port] {
+            let mut ok = false;
+            for _ in 0..200 {
+                if std::net::TcpStream::connect(("127.0.0.1", p)).is_ok() {
+                    ok = true;
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            assert!(ok, "ngircd did not listen on {p}");
+        }
+    }
+
+    pub fn policy(&self) -> TlsPolicy {
+        TlsPolicy::Pinned(PinSet::leaf(IRC_HOST, [self.leaf.spki_sha256()]))
+    }
+}
