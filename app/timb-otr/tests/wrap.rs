@@ -303,3 +303,59 @@ async fn silent_peer_never_gets_plaintext_and_message_expires() {
     drop(a);
     let _ = std::fs::remove_dir_all(&da);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn smp_and_verification_through_the_control() {
+    let log = Log::default();
+    let (a, b) = fake_pair(&log);
+    let (da, db) = (store_with_key(ALICE), store_with_key(BOB));
+    let (a, mut ac) = wrap_with(a, &da, ALICE, None).unwrap();
+    let (mut b, mut bc) = wrap_with(b, &db, BOB, None).unwrap();
+    ac.start(BOB).await.unwrap();
+    wait_control(&mut bc, "bob secure", |e| {
+        matches!(e, ControlEvent::Otr(OtrEvent::GoneSecure { .. }))
+    })
+    .await;
+    wait_control(&mut ac, "alice secure", |e| {
+        matches!(
+            e,
+            ControlEvent::Otr(OtrEvent::GoneSecure {
+                verified: false,
+                ..
+            })
+        )
+    })
+    .await;
+    ac.smp_start(BOB, Some("first pet?"), "rex").await.unwrap();
+    wait_control(&mut bc, "question", |e| {
+        matches!(e, ControlEvent::Otr(OtrEvent::Smp { event: timb_otr::SmpEvent::AskedQuestion(q), .. }) if q == "first pet?")
+    })
+    .await;
+    bc.smp_respond(ALICE, "rex").await.unwrap();
+    for c in [&mut ac, &mut bc] {
+        wait_control(c, "smp succeeded", |e| {
+            matches!(
+                e,
+                ControlEvent::Otr(OtrEvent::Smp {
+                    event: timb_otr::SmpEvent::Succeeded,
+                    ..
+                })
+            )
+        })
+        .await;
+    }
+    assert!(matches!(
+        ac.state(BOB).await,
+        ConversationState::Encrypted { verified: true, .. }
+    ));
+    // Manual verification the other way round.
+    let fp_a = ac.fingerprint().await.unwrap();
+    bc.set_verified(ALICE, &fp_a, true).await.unwrap();
+    assert!(bc.peer_fingerprints(ALICE).await[0].verified);
+    assert_wire_clean(&log, &["rex", "first pet"]);
+    // No message was sent: bob saw none.
+    assert!(b.events.try_recv().is_err());
+    drop(a);
+    let _ = std::fs::remove_dir_all(&da);
+    let _ = std::fs::remove_dir_all(&db);
+}
