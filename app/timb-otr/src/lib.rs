@@ -9,7 +9,10 @@
 //! held here (bounded, wiped on drop) while the AKE runs, and every byte this layer emits is
 //! checked to be an OTR protocol message, so no code path can put plaintext on the wire.
 //!
-//! Wiring: open the store in `Profile::subdir("otr")` (owner-only). A protocol's incoming
+//! Wiring: [`wrap::wrap`] does all of the following for one protocol account and hands the
+//! GUI an `AccountHandle` of the same shape plus an [`wrap::OtrControl`] (state, fingerprints,
+//! SMP, held/undelivered messages). By hand: open the store in `Profile::subdir("otr")`
+//! (owner-only). A protocol's incoming
 //! direct message goes to [`OtrSession::receive`]; the GUI's `Command::Send` to a
 //! `Target::Direct` goes to [`OtrSession::send`] instead of the protocol; every
 //! [`Outgoing`] becomes one `Command::Send` ([`Outgoing::to_command`]): one XMPP `<message>`
