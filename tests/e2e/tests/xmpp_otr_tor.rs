@@ -1,6 +1,6 @@
 //! Two timb XMPP accounts, each wrapped in the OTR layer, talk through a real prosody that
 //! they reach over arti (timb-tor) and the private Tor network's exits. The server must only
-//! ever see `?OTR` data.
+//! ever see `?OTR` data, and a contact without OTR only ever gets the query.
 //!
 //! Uses exit ports 12 and 13 of the network file (the GUI/bench reservation).
 
@@ -69,7 +69,10 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
         .expect("exit port");
     let tmp = tempfile::tempdir().unwrap();
 
-    let pr = Prosody::start(&[("ann", "pw-ann"), ("ben", "pw-ben")], free_port());
+    let pr = Prosody::start(
+        &[("ann", "pw-ann"), ("ben", "pw-ben"), ("cat", "pw-cat")],
+        free_port(),
+    );
     // The recording point in front of prosody: everything that arrives from the exit.
     let proxy = RecordingProxy::start(exit_port, pr.tls_port).await;
 
@@ -101,12 +104,19 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
             }),
             Arc::new(tls),
         );
+        (h, rec)
+    };
+    let wrapped = |n: u32, user: &str, pw: &str| {
+        let (h, rec) = account(n, user, pw);
         let store = scratch(tmp.path(), &format!("otr-{user}"));
         let (h, c) = wrap(h, &store, &format!("{user}@{DOMAIN}")).expect("wrap");
         (h, c, rec)
     };
-    let (mut ann, mut ann_otr, ann_rec) = account(1, "ann", "pw-ann");
-    let (mut ben, mut ben_otr, ben_rec) = account(2, "ben", "pw-ben");
+    let (mut ann, mut ann_otr, ann_rec) = wrapped(1, "ann", "pw-ann");
+    let (mut ben, mut ben_otr, ben_rec) = wrapped(2, "ben", "pw-ben");
+    // cat has no OTR at all: what timb sends her must never be readable.
+    let (mut cat, cat_rec) = account(3, "cat", "pw-cat");
+    let cat_jid = format!("cat@{DOMAIN}");
     let ann_jid = format!("ann@{DOMAIN}");
     let ben_jid = format!("ben@{DOMAIN}");
 
@@ -125,12 +135,13 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
     }
 
     let t1 = Instant::now();
-    for h in [&ann, &ben] {
+    for h in [&ann, &ben, &cat] {
         h.commands.send(Command::Connect).await.unwrap();
     }
     let connected = |e: &Event| matches!(e, Event::State(ConnectionState::Connected { .. }));
     wait_event(&mut ann, "ann connected", connected).await;
     wait_event(&mut ben, "ben connected", connected).await;
+    wait_event(&mut cat, "cat connected", connected).await;
     let connect = t1.elapsed();
 
     // ann writes first: held, AKE over the server, then sent encrypted.
@@ -194,18 +205,42 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
         );
     }
 
-    for h in [&ann, &ben] {
+    // To a peer without OTR: held, and all she gets is the query.
+    ann.commands
+        .send(direct(&cat_jid, "secret for cat"))
+        .await
+        .unwrap();
+    let e = wait_event(&mut cat, "query", |e| matches!(e, Event::Message { .. })).await;
+    assert!(
+        matches!(&e, Event::Message { body, .. } if body == "?OTRv23?"),
+        "{e:?}"
+    );
+    wait_control(
+        &mut ann_otr,
+        "held for cat",
+        |e| matches!(e, ControlEvent::Otr(OtrEvent::Waiting { peer, .. }) if *peer == cat_jid),
+    )
+    .await;
+    assert_eq!(ann_otr.held_count(&cat_jid).await, 1);
+    let more = tokio::time::timeout(Duration::from_secs(2), cat.events.recv()).await;
+    assert!(
+        !matches!(&more, Ok(Some(Event::Message { body, .. })) if !body.starts_with("?OTR")),
+        "{more:?}"
+    );
+
+    for h in [&ann, &ben, &cat] {
         h.commands.send(Command::Disconnect).await.unwrap();
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
 
     // What prosody read and wrote, for each client: XMPP inside TLS.
     let secrets = ["secret", "ann's first", "ben's"];
-    for (who, rec) in [("ann", &ann_rec), ("ben", &ben_rec)] {
+    for (who, rec) in [("ann", &ann_rec), ("ben", &ben_rec), ("cat", &cat_rec)] {
         let text = rec.text();
         let b = bodies(&text);
-        // ann: her query, AKE, data out and ben's in; at least the 8 messages each way.
-        assert!(b.len() >= 8, "{who}: only {} bodies recorded", b.len());
+        // ann and ben: query, AKE, 8 data messages each way; cat: the query.
+        let least = if who == "cat" { 1 } else { 8 };
+        assert!(b.len() >= least, "{who}: only {} bodies recorded", b.len());
         for body in &b {
             assert!(
                 body.starts_with("?OTR"),
@@ -216,7 +251,9 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
             assert!(!text.contains(s), "{who}: plaintext reached the server");
         }
         assert!(text.contains("<body>?OTRv23?</body>"), "{who}: query");
-        assert!(text.contains("<body>?OTR:AAMD"), "{who}: v3 data messages");
+        if who != "cat" {
+            assert!(text.contains("<body>?OTR:AAMD"), "{who}: v3 data messages");
+        }
     }
     assert!(ann_rec.text().contains("<body>?OTRv23?</body>"));
     // Bytes at the server's door (TLS from the exit) and in prosody's debug log.
