@@ -3,10 +3,11 @@
 //! client (same rustls TLS, PLAIN login, no parsing: it scans bytes) as the
 //! baseline. Prints a Markdown table.
 //!
-//! Loopback rows isolate the clients' own cost. With `--tor` (or
-//! `TIMB_TESTNET` set) both clients also go through the private Tor network:
-//! c-tor's SOCKS port to an exit (exit_ports[4..8]). Swapping timb's
-//! connector for timb-tor's arti stream is the integrator's one-line change.
+//! Loopback rows isolate the clients' own cost. With `TIMB_TESTNET` set (as
+//! `cargo xtask bench` does) or `--tor`, the same runs go through the private
+//! Tor network to an exit (exit_ports[7]): timb through its own embedded
+//! arti (timb-tor), as in the app, and both timb and the baseline through
+//! the c-tor client's SOCKS port for comparison.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -16,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use common::*;
-use timb_core::{Command, ConnectionState, Event, MessageKind, Target};
+use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Target};
 use timb_xmpp::{BoxStream, Connector, ServerAddr, TlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -55,20 +56,24 @@ async fn recv_body(c: &mut Client) -> String {
     }
 }
 
+/// Two timb accounts, `users` (sender, receiver), each with its own
+/// connector (so arti can isolate them).
 async fn timb_row(
     path: &'static str,
     pr: &Prosody,
     host: &str,
     port: u16,
-    connector: Arc<dyn Connector>,
+    users: (&str, &str),
+    connectors: (Arc<dyn Connector>, Arc<dyn Connector>),
 ) -> Row {
     let server = || ServerAddr {
         host: host.into(),
         port,
         tls: TlsMode::Direct,
     };
-    let mut a = spawn_with(pr, "timb1", "pw", server(), connector.clone());
-    let mut b = spawn_with(pr, "timb2", "pw", server(), connector);
+    let mut a = spawn_with(pr, users.0, "pw", server(), connectors.0);
+    let mut b = spawn_with(pr, users.1, "pw", server(), connectors.1);
+    let to = format!("{}@{DOMAIN}", users.1);
     for c in [&mut a, &mut b] {
         c.cmd(Command::Connect).await;
         c.wait("connected", |e| {
@@ -79,13 +84,13 @@ async fn timb_row(
     let mut lat = Vec::new();
     for i in 0..LATENCY_SAMPLES {
         let t = Instant::now();
-        send(&a, "timb2@timb.test", format!("lat {i}")).await;
+        send(&a, &to, format!("lat {i}")).await;
         assert_eq!(recv_body(&mut b).await, format!("lat {i}"));
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let t = Instant::now();
     for i in 0..RATE_MESSAGES {
-        send(&a, "timb2@timb.test", format!("rate {i}")).await;
+        send(&a, &to, format!("rate {i}")).await;
     }
     for i in 0..RATE_MESSAGES {
         assert_eq!(recv_body(&mut b).await, format!("rate {i}"));
@@ -204,9 +209,14 @@ async fn baseline_row(
     }
 }
 
-const USERS: [(&str, &str); 4] = [
+/// timb1/2 for timb's rows, timb3/4 for timb over c-tor (a fresh pair, so a
+/// previous row's session can never be resumed or replaced), base1/2 for
+/// the baseline.
+const USERS: [(&str, &str); 6] = [
     ("timb1", "pw"),
     ("timb2", "pw"),
+    ("timb3", "pw"),
+    ("timb4", "pw"),
     ("base1", "pw"),
     ("base2", "pw"),
 ];
@@ -221,23 +231,41 @@ async fn main() {
         let port = pr.tls_port;
         let lo: Arc<dyn Connector> = Arc::new(LoopConnector { port });
         let path = "loopback TCP";
-        rows.push(timb_row(path, &pr, "127.0.0.1", port, lo.clone()).await);
+        let pair = (lo.clone(), lo.clone());
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb1", "timb2"), pair).await);
         rows.push(baseline_row(path, &pr, "127.0.0.1", port, lo).await);
     }
     if tor {
-        let net = tokio::task::spawn_blocking(|| timb_testnet::TestNet::shared().info().clone())
-            .await
-            .unwrap();
+        let (net, network_file) = tokio::task::spawn_blocking(|| {
+            let n = timb_testnet::TestNet::shared();
+            (n.info().clone(), n.config_path().to_owned())
+        })
+        .await
+        .unwrap();
         // Index 7: the last of the XMPP block, so the tor test can run beside.
         let port = net
             .exit_port(timb_testnet::exit_port_index::XMPP.end - 1)
             .unwrap();
         let pr = Prosody::start_on(&USERS, free_port(), &[port]);
+
+        let state = tempfile::tempdir().unwrap();
+        let tor = arti(&network_file, state.path()).await;
+        let via = |n: u32| -> Arc<dyn Connector> {
+            Arc::new(ArtiConnector {
+                tor: tor.clone(),
+                account: AccountId(n),
+            })
+        };
+        let path = "private Tor network, timb's arti → exit";
+        let pair = (via(1), via(2));
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb1", "timb2"), pair).await);
+
         let socks: Arc<dyn Connector> = Arc::new(SocksConnector {
             socks_port: net.harness.socks_port,
         });
         let path = "private Tor network, c-tor SOCKS → exit";
-        rows.push(timb_row(path, &pr, "127.0.0.1", port, socks.clone()).await);
+        let pair = (socks.clone(), socks.clone());
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb3", "timb4"), pair).await);
         rows.push(baseline_row(path, &pr, "127.0.0.1", port, socks).await);
     }
     println!(

@@ -1,9 +1,9 @@
 //! Through the private Tor network (timb-testnet): prosody reached via an
 //! exit (exit_ports[4..8]) and as the "xmpp" onion service.
 //!
-//! Streams come from the network's c-tor client over SOCKS5: this crate does
-//! not depend on timb-tor, and any stream works the same through
-//! [`timb_xmpp::Connector`]; the app plugs arti in there.
+//! Every account's stream comes from timb-tor's embedded arti client, as in
+//! the app, each with its own isolation token; the crate itself only sees a
+//! [`timb_xmpp::Connector`].
 
 mod common;
 
@@ -11,14 +11,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use common::*;
-use timb_core::{Command, ConnectionState, Event, MessageKind, Target};
+use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Target};
 use timb_testnet::{exit_port_index, NetInfo, TestNet};
-use timb_xmpp::{ServerAddr, TlsMode};
+use timb_xmpp::{Connector, ServerAddr, TlsMode};
 
-async fn testnet() -> NetInfo {
-    tokio::task::spawn_blocking(|| TestNet::shared().info().clone())
-        .await
-        .unwrap()
+async fn testnet() -> (NetInfo, std::path::PathBuf) {
+    tokio::task::spawn_blocking(|| {
+        let net = TestNet::shared();
+        (net.info().clone(), net.config_path().to_owned())
+    })
+    .await
+    .unwrap()
 }
 
 fn is_connected(e: &Event) -> bool {
@@ -52,10 +55,15 @@ async fn send(c: &Client, to: &str, body: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn accounts_over_exit_and_onion_chat_talk_and_resume() {
-    let net = testnet().await;
-    let socks = Arc::new(SocksConnector {
-        socks_port: net.harness.socks_port,
-    });
+    let (net, network_file) = testnet().await;
+    let state = tempfile::tempdir().unwrap();
+    let tor = arti(&network_file, state.path()).await;
+    let via = |n: u32| -> Arc<dyn Connector> {
+        Arc::new(ArtiConnector {
+            tor: tor.clone(),
+            account: AccountId(n),
+        })
+    };
     let ports: Vec<u16> = exit_port_index::XMPP
         .map(|i| net.exit_port(i).unwrap())
         .collect();
@@ -81,21 +89,21 @@ async fn accounts_over_exit_and_onion_chat_talk_and_resume() {
         "ann",
         "pw-a",
         server(ports[2], TlsMode::Direct),
-        socks.clone(),
+        via(1),
     );
     let mut b = spawn_with(
         &pr,
         "ben",
         "pw-b",
         server(ports[0], TlsMode::StartTls),
-        socks.clone(),
+        via(2),
     );
     let onion_addr = ServerAddr {
         host: onion.onion.clone(),
         port: onion.port,
         tls: TlsMode::Direct,
     };
-    let mut c = spawn_with(&pr, "cat", "pw-c", onion_addr, socks.clone());
+    let mut c = spawn_with(&pr, "cat", "pw-c", onion_addr, via(3));
     for x in [&a, &b, &c] {
         x.cmd(Command::Connect).await;
     }

@@ -1,5 +1,6 @@
 //! Test support: a real prosody on loopback with a test CA, a loopback
-//! connector, a recording TLS layer and a cuttable TCP proxy.
+//! connector, timb-tor's arti and c-tor SOCKS connectors, a recording TLS
+//! layer and a cuttable TCP proxy.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -450,8 +451,38 @@ impl Client {
     }
 }
 
-/// Streams through the test network's c-tor SOCKS port (stands in for
-/// timb-tor's arti streams: the account code is the same for any stream).
+/// timb's own path onto the network, as in the app: arti streams from
+/// timb-tor, isolated per account.
+pub struct ArtiConnector {
+    pub tor: timb_tor::Transport,
+    pub account: AccountId,
+}
+
+impl Connector for ArtiConnector {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+        let (tor, account) = (self.tor.clone(), self.account);
+        Box::pin(async move {
+            let s = tor
+                .connect(account, &host, port)
+                .await
+                .map_err(|e| XmppError::Io(format!("through Tor: {e}")))?;
+            Ok(Box::new(s) as BoxStream)
+        })
+    }
+}
+
+/// Bootstraps timb-tor's arti on the private test network described by
+/// `network_file`, keeping its state in `state`.
+pub async fn arti(network_file: &std::path::Path, state: &std::path::Path) -> timb_tor::Transport {
+    let config = timb_tor::TorConfig::private_network(network_file, state).expect("network file");
+    let (progress, _watch) = tokio::sync::watch::channel(Default::default());
+    timb_tor::Transport::bootstrap(config, progress)
+        .await
+        .expect("arti bootstraps on the private network")
+}
+
+/// Streams through the test network's c-tor SOCKS port: the baseline
+/// clients' path, and a second Tor path to compare timb's arti against.
 pub struct SocksConnector {
     pub socks_port: u16,
 }
