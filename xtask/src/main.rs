@@ -168,7 +168,7 @@ struct Unsigned {
 }
 
 fn build_unsigned(root: &Path, out: &Path, first_stage: usize, total: usize) -> Result<Unsigned> {
-    provision::ensure(&["bubblewrap"])?;
+    provision::ensure(&["bubblewrap", "mmdebstrap"])?;
     util::stage(
         first_stage,
         total,

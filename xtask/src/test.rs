@@ -12,6 +12,7 @@ use std::process::{Child, Command, Stdio};
 /// Debian packages the suite uses: real servers, the stock minisign CLI, X.
 pub const TEST_PACKAGES: &[&str] = &[
     "bubblewrap",
+    "mmdebstrap",
     "tor",
     "prosody",
     "ngircd",
@@ -29,6 +30,13 @@ pub const TEST_PACKAGES: &[&str] = &[
     "libgpg-error-dev",
     "libfontconfig-dev",
     "pkg-config",
+    // libotr-sys builds libgcrypt and libgpg-error from their pinned archives.
+    "make",
+    "patch",
+    "bzip2",
+    "xz-utils",
+    // The TLS 1.1 refusal test serves TLS 1.1 with openssl s_server.
+    "openssl",
 ];
 
 /// The slow bundle tests run alone, after everything else.
