@@ -71,6 +71,17 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
             .arg("fetch")
             .current_dir(root),
     )?;
+    // The independent OTR implementation the interop tests talk to, pinned by
+    // its package-lock.json (integrity hashes).
+    let interop = root.join("app/timb-otr/tests/interop");
+    if interop.join("package-lock.json").is_file() {
+        util::run(
+            Command::new("npm")
+                .args(["ci", "--no-audit", "--no-fund", "--silent"])
+                .current_dir(&interop),
+        )
+        .context("installing the otr.js interop peer (npm ci)")?;
+    }
     util::stage(
         3,
         5,
