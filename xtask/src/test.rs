@@ -134,11 +134,29 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     if !status.success() {
         bail!("the test suite failed");
     }
+    // The bundle tests start no servers; they run outside the namespace
+    // because the independent rebuild fetches its pinned sources and makes
+    // its own build container from the Debian mirror, as any rebuilder does.
+    // The builds themselves still run in the sandbox, without network.
     util::stage(
         5,
         5,
-        &format!("all passed in {:.0} s", started.elapsed().as_secs_f64()),
+        "the bundle: built, rebuilt elsewhere and compared, signatures, running it",
     );
+    util::run(
+        cargo()
+            .current_dir(root)
+            .args([
+                "test",
+                "--locked",
+                "--package",
+                BUNDLE_TESTS,
+                "--",
+                "--test-threads=1",
+            ])
+            .env("TIMB_XTASK_BIN", std::env::current_exe()?),
+    )?;
+    eprintln!("all passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -181,19 +199,7 @@ fn inside(root: &Path) -> Result<()> {
         .env("TIMB_REQUIRE_INTEROP", "1");
     let unit = util::run(&mut c);
     drop(testnet);
-    unit?;
-    let mut c = cargo();
-    c.current_dir(root)
-        .args([
-            "test",
-            "--locked",
-            "--package",
-            BUNDLE_TESTS,
-            "--",
-            "--test-threads=1",
-        ])
-        .env("TIMB_XTASK_BIN", std::env::current_exe()?);
-    util::run(&mut c)
+    unit
 }
 
 pub struct TestNetProcess {

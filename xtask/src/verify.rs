@@ -17,6 +17,12 @@ pub struct Opts {
     pub no_rebuild: bool,
 }
 
+fn sources_dir(root: &Path) -> PathBuf {
+    std::env::var_os("TIMB_SOURCES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("out").join("sources"))
+}
+
 pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
     if !archive.is_file() {
         bail!("{} does not exist", archive.display());
@@ -113,6 +119,9 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
         .arg(&rebuilt_out)
         .current_dir(&src)
         .env("SOURCE_DATE_EPOCH", sde.to_string())
+        // Pinned archives are checked by sha256 wherever they come from, so
+        // the rebuild may take them from this checkout's cache.
+        .env("TIMB_SOURCES_DIR", sources_dir(root))
         .env("CARGO_TARGET_DIR", &target)
         .env("TZ", "Pacific/Kiritimati")
         .env("LC_ALL", "fr_FR.UTF-8")
