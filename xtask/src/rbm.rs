@@ -227,20 +227,28 @@ impl Ctx {
 
     /// Files of a path input: tracked and untracked-but-not-ignored, sorted.
     pub fn path_files(&self, p: &str) -> Result<Vec<(String, u32, String)>> {
-        let list = util::output(
-            Command::new("git")
-                .arg("-C")
-                .arg(&self.root)
-                .args([
-                    "ls-files",
-                    "-z",
-                    "--cached",
-                    "--others",
-                    "--exclude-standard",
-                    "--",
-                ])
-                .arg(p),
-        )?;
+        let list = if self.root.join(".git").exists() {
+            util::output(
+                Command::new("git")
+                    .arg("-C")
+                    .arg(&self.root)
+                    .args([
+                        "ls-files",
+                        "-z",
+                        "--cached",
+                        "--others",
+                        "--exclude-standard",
+                        "--",
+                    ])
+                    .arg(p),
+            )?
+        } else {
+            // A source tree without git (a `git archive` export, a tarball):
+            // every file, less what this repository's .gitignore files name.
+            let mut out = String::new();
+            walk_source(&self.root, Path::new(p), &mut out)?;
+            out
+        };
         let mut files: Vec<&str> = list.split('\0').filter(|s| !s.is_empty()).collect();
         files.sort_unstable();
         files.dedup();
@@ -323,6 +331,36 @@ impl Ctx {
         }
         util::remove_dir(&build_root)
     }
+}
+
+/// Folders the repository's .gitignore files exclude (and `*.swp`); kept in
+/// step with them so a tree without git hashes exactly what a checkout does.
+const IGNORED_DIRS: &[&str] = &["target", "out", "node_modules", ".git"];
+
+fn walk_source(root: &Path, rel: &Path, out: &mut String) -> Result<()> {
+    let abs = root.join(rel);
+    let meta = match std::fs::symlink_metadata(&abs) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", abs.display())),
+    };
+    if meta.is_file() {
+        let name = rel.to_string_lossy();
+        if !name.ends_with(".swp") {
+            out.push_str(&name);
+            out.push('\0');
+        }
+    } else if meta.is_dir() {
+        for e in std::fs::read_dir(&abs)? {
+            let e = e?;
+            let name = e.file_name();
+            if IGNORED_DIRS.iter().any(|d| name == *d) && e.file_type()?.is_dir() {
+                continue;
+            }
+            walk_source(root, &rel.join(name), out)?;
+        }
+    }
+    Ok(())
 }
 
 pub struct StepCtx<'a> {
