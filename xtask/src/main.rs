@@ -22,6 +22,8 @@ cargo xtask <command>
   bundle [--key FILE] [--out DIR]   build the signed Linux bundle (development key if no --key)
   verify ARCHIVE [--pubkey FILE] [--source DIR] [--target-dir DIR] [--work DIR] [--no-rebuild]
                                     check a bundle's signature, rebuild it and compare the bytes
+                                    (--reuse-deps-from TARGET_DIR: keep third-party crates
+                                    compiled there; a quicker, weaker check used by the tests)
   test                              install what the suite needs, then run all of it
   bench [build|tor|xmpp|irc|otr]    measure and print a table
   build PROJECT [--target T]        build one rbm project into out/PROJECT/<build-id>/
@@ -66,6 +68,7 @@ fn real_main() -> Result<()> {
                 target_dir: take_opt(&mut args, "--target-dir")?.map(PathBuf::from),
                 work: take_opt(&mut args, "--work")?.map(PathBuf::from),
                 no_rebuild: take_flag(&mut args, "--no-rebuild"),
+                reuse_deps_from: take_opt(&mut args, "--reuse-deps-from")?.map(PathBuf::from),
             };
             if args.len() != 1 {
                 bail!("verify takes one archive\n\n{USAGE}");

@@ -105,6 +105,8 @@ impl Sandbox {
         cmd.args(["--dev", "/dev", "--proc", "/proc", "--tmpfs", "/tmp"]);
         std::fs::create_dir_all(build_root.join("target"))?;
         std::fs::create_dir_all(build_root.join("inputs"))?;
+        // A step with only file inputs (the C libraries) still starts in /build/src.
+        std::fs::create_dir_all(build_root.join("src"))?;
         cmd.arg("--bind").arg(build_root).arg("/build");
         cmd.arg("--bind").arg(&self.target_dir).arg("/build/target");
         cmd.arg("--bind").arg(&self.cargo_home).arg("/cargo");

@@ -15,12 +15,124 @@ pub struct Opts {
     pub target_dir: Option<PathBuf>,
     pub work: Option<PathBuf>,
     pub no_rebuild: bool,
+    /// A cargo target directory whose sandbox builds of third-party crates
+    /// seed the rebuild (the CI test's shortcut; see `seed_dependencies`).
+    pub reuse_deps_from: Option<PathBuf>,
 }
 
 fn sources_dir(root: &Path) -> PathBuf {
     std::env::var_os("TIMB_SOURCES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("out").join("sources"))
+}
+
+/// Copies the sandbox target directories of an earlier build into `to`, minus
+/// everything cargo built for this workspace's own packages.
+///
+/// What is then rebuilt is every workspace crate, libotr and libgcrypt (built
+/// by libotr-sys), the LTO and the link: all the code that changes between
+/// commits. Third-party crates keep their earlier compilation, so this checks
+/// less than a rebuild from nothing (plain `verify`), and it is used only where
+/// time is short (the CI test, which says so).
+pub fn seed_dependencies(from: &Path, to: &Path, src: &Path) -> Result<()> {
+    let names = workspace_packages(src)?;
+    std::fs::create_dir_all(to)?;
+    let mut seeded = 0;
+    for entry in std::fs::read_dir(from).with_context(|| format!("reading {}", from.display()))? {
+        let entry = entry?;
+        let name = entry.file_name();
+        if !name.to_string_lossy().starts_with("sandbox-") || !entry.path().is_dir() {
+            continue;
+        }
+        let dest = to.join(&name);
+        util::remove_dir(&dest)?;
+        // -a keeps mtimes, which cargo's freshness checks compare.
+        util::run(
+            Command::new("cp")
+                .args(["-a", "--reflink=auto"])
+                .arg(entry.path())
+                .arg(&dest),
+        )?;
+        forget_packages(&dest, &names)?;
+        seeded += 1;
+    }
+    if seeded == 0 {
+        bail!("{} holds no sandbox build to reuse", from.display());
+    }
+    eprintln!(
+        "reusing third-party crates compiled in {} (workspace crates, C libraries and the link are rebuilt)",
+        from.display()
+    );
+    Ok(())
+}
+
+/// The names of the packages under `app/`, `tests/` and `xtask/` of `src`.
+fn workspace_packages(src: &Path) -> Result<Vec<String>> {
+    let mut manifests = vec![src.join("xtask/Cargo.toml")];
+    for group in ["app", "tests"] {
+        for e in std::fs::read_dir(src.join(group))? {
+            manifests.push(e?.path().join("Cargo.toml"));
+        }
+    }
+    let mut names = Vec::new();
+    for m in manifests.iter().filter(|m| m.is_file()) {
+        let v: toml::Value = toml::from_str(&std::fs::read_to_string(m)?)
+            .with_context(|| format!("parsing {}", m.display()))?;
+        if let Some(n) = v
+            .get("package")
+            .and_then(|p| p.get("name"))
+            .and_then(|n| n.as_str())
+        {
+            names.push(n.to_string());
+        }
+    }
+    if names.is_empty() {
+        bail!("no workspace packages found under {}", src.display());
+    }
+    Ok(names)
+}
+
+/// Deletes cargo's artifacts, build-script outputs and fingerprints of the
+/// named packages from every profile directory under `target`.
+fn forget_packages(target: &Path, names: &[String]) -> Result<()> {
+    let prefixes: Vec<String> = names
+        .iter()
+        .flat_map(|n| [format!("{n}-"), format!("{}-", n.replace('-', "_"))])
+        .collect();
+    let matches = |file: &str| {
+        let f = file.strip_prefix("lib").unwrap_or(file);
+        prefixes
+            .iter()
+            .any(|p| f.starts_with(p.as_str()) || file.starts_with(p.as_str()))
+            || names
+                .iter()
+                .any(|n| file == n || file.strip_suffix(".d") == Some(n))
+    };
+    let mut stack = vec![target.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir)? {
+            let e = e?;
+            let file = e.file_name().to_string_lossy().into_owned();
+            let path = e.path();
+            let is_dir = e.file_type()?.is_dir();
+            let parent = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            let profile_dir = dir.join("deps").is_dir() || dir.join(".fingerprint").is_dir();
+            if matches!(parent, "deps" | "build" | ".fingerprint") || profile_dir {
+                if matches(&file) {
+                    if is_dir {
+                        std::fs::remove_dir_all(&path)?;
+                    } else {
+                        std::fs::remove_file(&path)?;
+                    }
+                    continue;
+                }
+            }
+            if is_dir && !matches!(parent, "deps" | "build" | ".fingerprint") {
+                stack.push(path);
+            }
+        }
+    }
+    Ok(())
 }
 
 pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
@@ -96,6 +208,9 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
     };
     let rebuilt_out = work.join("out");
     let target = o.target_dir.clone().unwrap_or_else(|| work.join("target"));
+    if let Some(from) = &o.reuse_deps_from {
+        seed_dependencies(from, &target, &src)?;
+    }
     eprintln!(
         "rebuilding from {} (target dir {}); a clean rebuild takes ~10 minutes on 2 cores",
         src.display(),
@@ -174,4 +289,65 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
         "the rebuilt bundle differs from {}",
         bundle::archive_name(&fields["version"], &fields["target"])
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seeding_drops_workspace_artifacts_and_keeps_the_rest() {
+        let t = std::env::temp_dir().join(format!("timb-seed-test-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&t);
+        let src = t.join("src");
+        for (dir, name) in [
+            ("xtask", "xtask"),
+            ("app/timb", "timb"),
+            ("app/timb-core", "timb-core"),
+            ("app/libotr-sys", "libotr-sys"),
+        ] {
+            std::fs::create_dir_all(src.join(dir)).unwrap();
+            std::fs::write(
+                src.join(dir).join("Cargo.toml"),
+                format!("[package]\nname = \"{name}\"\n"),
+            )
+            .unwrap();
+        }
+        std::fs::create_dir_all(src.join("tests")).unwrap();
+        let from = t.join("first");
+        let rel = from.join("sandbox-0123/x86_64-unknown-linux-gnu/release");
+        let host = from.join("sandbox-0123/release");
+        let files = [
+            rel.join("timb"),
+            rel.join("timb.d"),
+            rel.join("deps/timb-0a1b.d"),
+            rel.join("deps/libtimb_core-99.rlib"),
+            rel.join("deps/liblibotr_sys-77.rlib"),
+            rel.join("deps/libserde-12.rlib"),
+            rel.join("deps/libtimber-12.rlib"),
+            rel.join(".fingerprint/timb-0a1b/bin-timb"),
+            rel.join(".fingerprint/serde-12/lib-serde"),
+            rel.join("build/libotr-sys-55/out/lib/libotr.a"),
+            host.join("build/timb-66/build-script-build"),
+            host.join("build/slint-build-1/build-script-build"),
+        ];
+        for f in &files {
+            std::fs::create_dir_all(f.parent().unwrap()).unwrap();
+            std::fs::write(f, b"x").unwrap();
+        }
+        std::fs::create_dir_all(from.join("debug/deps")).unwrap();
+        let to = t.join("second");
+        seed_dependencies(&from, &to, &src).unwrap();
+        let kept = |p: &Path| to.join(p.strip_prefix(&from).unwrap()).exists();
+        let gone = [0, 1, 2, 3, 4, 7, 9, 10];
+        for (i, f) in files.iter().enumerate() {
+            assert_eq!(kept(f), !gone.contains(&i), "{}", f.display());
+        }
+        // Only sandbox builds are copied, never the host's debug tree.
+        assert!(!to.join("debug").exists());
+        // Nothing to seed from is an error, not a silent full rebuild.
+        assert!(seed_dependencies(&t.join("nowhere"), &to, &src).is_err());
+        assert!(seed_dependencies(&src, &to, &src).is_err());
+        std::fs::remove_dir_all(&t).unwrap();
+    }
 }
