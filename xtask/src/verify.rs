@@ -117,15 +117,15 @@ fn forget_packages(target: &Path, names: &[String]) -> Result<()> {
             let is_dir = e.file_type()?.is_dir();
             let parent = dir.file_name().and_then(|n| n.to_str()).unwrap_or("");
             let profile_dir = dir.join("deps").is_dir() || dir.join(".fingerprint").is_dir();
-            if matches!(parent, "deps" | "build" | ".fingerprint") || profile_dir {
-                if matches(&file) {
-                    if is_dir {
-                        std::fs::remove_dir_all(&path)?;
-                    } else {
-                        std::fs::remove_file(&path)?;
-                    }
-                    continue;
+            if (matches!(parent, "deps" | "build" | ".fingerprint") || profile_dir)
+                && matches(&file)
+            {
+                if is_dir {
+                    std::fs::remove_dir_all(&path)?;
+                } else {
+                    std::fs::remove_file(&path)?;
                 }
+                continue;
             }
             if is_dir && !matches!(parent, "deps" | "build" | ".fingerprint") {
                 stack.push(path);
