@@ -229,6 +229,8 @@ fn build_gcrypt(
 
     sh(
         Command::new("tar")
+            // In a user namespace (the build sandbox) restoring owners fails.
+            .arg("--no-same-owner")
             .arg("-C")
             .arg(&work)
             .arg("-xjf")
@@ -237,6 +239,8 @@ fn build_gcrypt(
     )?;
     sh(
         Command::new("tar")
+            // In a user namespace (the build sandbox) restoring owners fails.
+            .arg("--no-same-owner")
             .arg("-C")
             .arg(&work)
             .arg("-xjf")
@@ -247,6 +251,8 @@ fn build_gcrypt(
     let gcry_dir = work.join("libgcrypt-1.10.1");
     sh(
         Command::new("tar")
+            // In a user namespace (the build sandbox) restoring owners fails.
+            .arg("--no-same-owner")
             .arg("-C")
             .arg(&gcry_dir)
             .arg("-xJf")

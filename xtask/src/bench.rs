@@ -15,7 +15,8 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "xmpp" => example(root, "timb-xmpp", "bench_xmpp")?,
         "irc" => example(root, "timb-irc", "bench_irc")?,
         "otr" => example(root, "timb-otr", "bench_otr")?,
-        other => bail!("unknown benchmark '{other}' (build, tor, xmpp, irc, otr)"),
+        "app" => bench_app(root)?,
+        other => bail!("unknown benchmark '{other}' (build, tor, xmpp, irc, otr, app)"),
     };
     println!("{table}");
     let dir = root.join("out").join("bench");
@@ -87,6 +88,23 @@ fn bench_build(root: &Path) -> Result<String> {
         size as f64 / 1048576.0,
         bin as f64 / 1048576.0,
     ))
+}
+
+/// The program itself: the release binary's start-up under Xvfb, and memory
+/// (see app/timb/examples/bench_app.rs).
+fn bench_app(root: &Path) -> Result<String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    util::run(Command::new(&cargo).current_dir(root).args([
+        "build",
+        "--release",
+        "--locked",
+        "--quiet",
+        "--package",
+        "timb",
+    ]))?;
+    let bin = util::cargo_target_dir(root).join("release/timb");
+    std::env::set_var("TIMB_BIN", &bin);
+    example(root, "timb", "bench_app")
 }
 
 /// The protocol benchmarks live beside their crates as examples that print a

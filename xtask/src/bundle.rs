@@ -73,7 +73,9 @@ pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
         path: format!("{top}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
         data: Some(
-            third_party_licences(&ctx.root, "timb", "x86_64-unknown-linux-gnu")?.into_bytes(),
+            (third_party_licences(&ctx.root, "timb", "x86_64-unknown-linux-gnu")?
+                + &c_library_licences(&ctx.root)?)
+                .into_bytes(),
         ),
     });
     let buildinfo = format!(
@@ -149,6 +151,64 @@ pub fn read_tar_xz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
         }
     }
     Ok(files)
+}
+
+/// The C libraries libotr-sys links statically into timb: a heading, the
+/// pinned archive (see rbm-projects/timb.toml) and the files to quote from it.
+const C_LIBRARIES: &[(&str, &str, &[&str])] = &[
+    (
+        "libotr 4.1.1 (LGPL-2.1-or-later)",
+        "libotr_4.1.1.orig.tar.gz",
+        &["libotr-4.1.1/COPYING.LIB", "libotr-4.1.1/AUTHORS"],
+    ),
+    (
+        "libgcrypt 1.10.1 with Debian's 1.10.1-3+deb12u1 patches (LGPL-2.1-or-later)",
+        "libgcrypt20_1.10.1.orig.tar.bz2",
+        &[
+            "libgcrypt-1.10.1/COPYING.LIB",
+            "libgcrypt-1.10.1/LICENSES",
+            "libgcrypt-1.10.1/AUTHORS",
+        ],
+    ),
+    (
+        "libgpg-error 1.46 (LGPL-2.1-or-later)",
+        "libgpg-error_1.46.orig.tar.bz2",
+        &["libgpg-error-1.46/COPYING.LIB", "libgpg-error-1.46/AUTHORS"],
+    ),
+];
+
+/// The licence texts of the C libraries, read from their pinned archives
+/// (hash-checked again here), for the LGPL's notice requirement.
+fn c_library_licences(root: &Path) -> Result<String> {
+    let pins = crate::sources::project_files(&root.join("rbm-projects/timb.toml"))?;
+    let dir = std::env::var_os("TIMB_SOURCES_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| root.join("out").join("sources"));
+    let mut text = String::from(
+        "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/timb.toml.\n",
+    );
+    for (title, archive, members) in C_LIBRARIES {
+        let pin = pins
+            .iter()
+            .find(|p| p.file == *archive)
+            .with_context(|| format!("{archive} is not pinned in rbm-projects/timb.toml"))?;
+        let path = dir.join(archive);
+        if util::sha256_file(&path)? != pin.sha256 {
+            bail!("{} does not match its pinned sha256", path.display());
+        }
+        text.push_str(&format!(
+            "\n==============================================================================\n{title}\n"
+        ));
+        for m in *members {
+            let body = util::output(Command::new("tar").arg("-xOf").arg(&path).arg(m))
+                .with_context(|| format!("reading {m} from {archive}"))?;
+            text.push_str(&format!("\n--- {m}\n\n{body}"));
+            if !body.ends_with('\n') {
+                text.push('\n');
+            }
+        }
+    }
+    Ok(text)
 }
 
 /// The licence texts of every crate compiled into `package` for `triple`,
@@ -278,6 +338,20 @@ fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Needs the pinned archives (`cargo xtask fetch`, which `cargo xtask test` runs first).
+    #[test]
+    fn bundle_carries_the_c_libraries_licences() {
+        let text = c_library_licences(&util::repo_root()).unwrap();
+        assert!(
+            text.matches("GNU LESSER GENERAL PUBLIC LICENSE").count() >= 3,
+            "{}",
+            &text[..text.len().min(2000)]
+        );
+        for lib in ["libotr 4.1.1", "libgcrypt 1.10.1", "libgpg-error 1.46"] {
+            assert!(text.contains(lib), "{lib} missing");
+        }
+    }
 
     fn sample() -> Vec<Entry> {
         vec![

@@ -25,7 +25,7 @@ cargo xtask <command>
                                     (--reuse-deps-from TARGET_DIR: keep third-party crates
                                     compiled there; a quicker, weaker check used by the tests)
   test                              install what the suite needs, then run all of it
-  bench [build|tor|xmpp|irc|otr]    measure and print a table
+  bench [build|tor|xmpp|irc|otr|app] measure and print a table
   build PROJECT [--target T]        build one rbm project into out/PROJECT/<build-id>/
   build-unsigned --out DIR          the bundle without signatures (used by verify)
   fetch                             download crates and pinned source archives (checked by sha256)

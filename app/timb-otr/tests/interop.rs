@@ -208,7 +208,9 @@ fn establish(a: &mut Peer, js: &mut JsPeer, first: Vec<Outgoing>, wire: &mut Wir
         |a: &Peer, _: &JsPeer| matches!(a.s.state(a.acct, JS), ConversationState::Encrypted { .. });
     let mut out = first;
     for attempt in 1..=5 {
-        if drive_for(a, js, out, wire, Duration::from_secs(10), encrypted) {
+        // otr.js does its DH in JavaScript: on a loaded 2-core machine one AKE can take
+        // several seconds, and re-querying mid-AKE only confuses both sides.
+        if drive_for(a, js, out, wire, Duration::from_secs(30), encrypted) {
             if attempt > 1 {
                 eprintln!("otr.js AKE needed {attempt} attempts");
             }

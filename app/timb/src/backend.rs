@@ -3,11 +3,8 @@
 //! The window only speaks [`Request`] (what the user asked for) and
 //! [`UiEvent`] (what happened). A backend carries requests out — Tor, TLS,
 //! XMPP/IRC, and OTR for every one-to-one message — and reports back through
-//! a [`Sink`]. Tests plug in a recording backend and feed events by hand.
-
-// Most events are produced by the network backend that plugs in here
-// (timb-tor + timb-xmpp/timb-irc + timb-otr); this build ships `Unwired`.
-#![allow(dead_code)]
+//! a [`Sink`]. The program uses [`crate::net::Net`]; the UI tests plug in a
+//! recording backend and feed events by hand.
 
 use timb_core::{AccountId, Command, Event};
 
@@ -214,32 +211,4 @@ impl Sink {
 
 pub trait Backend {
     fn request(&mut self, r: Request);
-}
-
-/// The backend of a build without the network stack: it reports honestly that
-/// it cannot connect, and one-to-one messages stay held (never sent in the clear).
-pub struct Unwired {
-    pub sink: Sink,
-}
-
-impl Backend for Unwired {
-    fn request(&mut self, r: Request) {
-        match r {
-            Request::Connect { id, .. } => {
-                self.sink.send(UiEvent::Tor(TorStatus::Failed {
-                    kind: TorFailureKind::Other,
-                    detail: "this build of timb has no Tor transport".into(),
-                }));
-                self.sink.send(UiEvent::Account(
-                    id,
-                    Event::State(timb_core::ConnectionState::Disconnected),
-                ));
-            }
-            Request::RetryTor => self.sink.send(UiEvent::Tor(TorStatus::Failed {
-                kind: TorFailureKind::Other,
-                detail: "this build of timb has no Tor transport".into(),
-            })),
-            _ => {}
-        }
-    }
 }

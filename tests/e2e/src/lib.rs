@@ -24,6 +24,8 @@ pub struct Prosody {
     child: Child,
     pub dir: tempfile::TempDir,
     pub tls_port: u16,
+    /// The STARTTLS port (TLS still required before authentication).
+    pub c2s_port: u16,
     pub leaf: Leaf,
 }
 
@@ -50,6 +52,7 @@ impl Prosody {
         std::fs::create_dir_all(d.join("data")).unwrap();
         std::fs::create_dir_all(d.join("certs")).unwrap();
         let p = |n: &str| d.join(n).display().to_string();
+        let c2s_port = free_port();
         let cfg = format!(
             r#"
 run_as_root = true
@@ -80,7 +83,7 @@ VirtualHost "{DOMAIN}"
             log = p("prosody.log"),
             cert = p("cert.pem"),
             key = p("key.pem"),
-            c2s = free_port(),
+            c2s = c2s_port,
         );
         let cfg_path = d.join("prosody.cfg.lua");
         std::fs::write(&cfg_path, cfg).unwrap();
@@ -108,6 +111,7 @@ VirtualHost "{DOMAIN}"
             child,
             dir,
             tls_port,
+            c2s_port,
             leaf,
         };
         pr.wait_ready();

@@ -1,0 +1,569 @@
+//! The real backend: arti (timb-tor), XMPP and IRC over it, OTR on every
+//! one-to-one conversation.
+//!
+//! One tokio runtime serves everything. Each connected account is one task
+//! that owns the protocol handle and its OTR control; the window's requests
+//! reach it through a queue, so a message typed while Tor is still starting is
+//! kept in order and given to OTR (which holds it until the conversation is
+//! encrypted) once the account exists. Tor starts on the first connect, never
+//! before.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use timb_core::{AccountError, AccountHandle, AccountId, Command, ConnectionState, Event};
+use timb_otr::wrap::{ControlEvent, OtrControl};
+use timb_otr::{KeyGenState, OtrEvent, Problem, SmpEvent};
+use timb_tor::{BootstrapProgress, PinSet, TlsPolicy, TofuStore, TorConfig, TorError, Transport};
+use tokio::sync::{mpsc, watch, Mutex};
+
+use crate::accounts::{Account, SavedProtocol, TlsMode};
+use crate::backend::{
+    Backend, KeyGen, OtrNote, Request, Sink, SmpNote, TorFailureKind, TorStatus, UiEvent,
+};
+
+/// Environment variable naming a private Tor network's description (the test
+/// harness's network file). Loud on stderr, never silent: it replaces the
+/// public Tor network.
+pub const PRIVATE_NETWORK_ENV: &str = "TIMB_PRIVATE_TOR_NETWORK";
+
+struct Shared {
+    sink: Sink,
+    profile: PathBuf,
+    network: Option<PathBuf>,
+    /// Tor, started once and shared by every account; the lock is held for
+    /// the whole bootstrap so concurrent connects wait for the same one.
+    tor: Mutex<Option<Transport>>,
+    /// Failed bootstraps so far: callers that waited on a failing one get its
+    /// failure instead of each starting another.
+    tor_failures: AtomicU64,
+}
+
+/// What the window asks of one account, in order.
+enum Op {
+    Command(Command),
+    Otr(Request),
+}
+
+pub struct Net {
+    rt: tokio::runtime::Runtime,
+    shared: Arc<Shared>,
+    accounts: HashMap<AccountId, mpsc::UnboundedSender<Op>>,
+}
+
+impl Net {
+    pub fn new(sink: Sink, profile: &Path) -> std::io::Result<Net> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .thread_name("timb-net")
+            .enable_all()
+            .build()?;
+        let network = std::env::var_os(PRIVATE_NETWORK_ENV).map(PathBuf::from);
+        if let Some(n) = &network {
+            eprintln!(
+                "timb: {PRIVATE_NETWORK_ENV} is set: using the private Tor network described in {}, not the public Tor network",
+                n.display()
+            );
+        }
+        Ok(Net {
+            rt,
+            shared: Arc::new(Shared {
+                sink,
+                profile: profile.to_owned(),
+                network,
+                tor: Mutex::new(None),
+                tor_failures: AtomicU64::new(0),
+            }),
+            accounts: HashMap::new(),
+        })
+    }
+
+    fn send(&self, id: AccountId, op: Op) {
+        let op = match self.accounts.get(&id) {
+            Some(tx) => match tx.send(op) {
+                Ok(()) => return,
+                Err(e) => e.0,
+            },
+            None => op,
+        };
+        // Not connected: nothing can go out, and nothing is kept.
+        if let Op::Otr(r) = op {
+            if let Some((id, peer)) = otr_target(&r) {
+                self.shared.sink.send(UiEvent::Otr(OtrNote::Problem {
+                    account: id,
+                    peer,
+                    text: "The account is not connected.".into(),
+                }));
+            }
+        }
+    }
+}
+
+fn otr_target(r: &Request) -> Option<(AccountId, String)> {
+    match r {
+        Request::SendPrivate { id, peer, .. }
+        | Request::StartPrivate { id, peer }
+        | Request::EndPrivate { id, peer }
+        | Request::SetVerified { id, peer, .. }
+        | Request::StartSmp { id, peer, .. }
+        | Request::RespondSmp { id, peer, .. }
+        | Request::AbortSmp { id, peer } => Some((*id, peer.clone())),
+        _ => None,
+    }
+}
+
+impl Backend for Net {
+    fn request(&mut self, r: Request) {
+        match r {
+            Request::Connect {
+                id,
+                account,
+                password,
+            } => {
+                // A new connect replaces whatever the account was doing; the
+                // old task ends when its queue closes.
+                let (tx, rx) = mpsc::unbounded_channel();
+                self.accounts.insert(id, tx);
+                let shared = self.shared.clone();
+                self.rt
+                    .spawn(account_task(shared, id, account, password, rx));
+            }
+            Request::Forget { id } => {
+                self.accounts.remove(&id);
+            }
+            Request::RetryTor => {
+                let shared = self.shared.clone();
+                self.rt.spawn(async move {
+                    let _ = ensure_tor(&shared).await;
+                });
+            }
+            Request::Command { id, command } => self.send(id, Op::Command(command)),
+            other => {
+                if let Some((id, _)) = otr_target(&other) {
+                    self.send(id, Op::Otr(other));
+                }
+            }
+        }
+    }
+}
+
+fn tor_config(shared: &Shared) -> Result<TorConfig, TorError> {
+    let state = timb_tor::profile_state_dir(&shared.profile);
+    match &shared.network {
+        Some(file) => TorConfig::private_network(file, &state),
+        None => TorConfig::default_network(&state),
+    }
+}
+
+/// The running Tor client, bootstrapping it first if needed (progress goes to
+/// the window). Callers that waited while a bootstrap failed get that failure
+/// instead of starting another one.
+async fn ensure_tor(shared: &Shared) -> Result<Transport, String> {
+    let seen = shared.tor_failures.load(Ordering::SeqCst);
+    let mut slot = shared.tor.lock().await;
+    if let Some(t) = &*slot {
+        return Ok(t.clone());
+    }
+    if shared.tor_failures.load(Ordering::SeqCst) > seen {
+        return Err("Tor could not start".into());
+    }
+    let config = match tor_config(shared) {
+        Ok(c) => c,
+        Err(e) => {
+            shared.tor_failures.fetch_add(1, Ordering::SeqCst);
+            shared.sink.send(UiEvent::Tor(TorStatus::Failed {
+                kind: TorFailureKind::Other,
+                detail: e.to_string(),
+            }));
+            return Err(e.to_string());
+        }
+    };
+    let (tx, mut rx) = watch::channel(BootstrapProgress::default());
+    let sink = shared.sink.clone();
+    let reporter = tokio::spawn(async move {
+        while rx.changed().await.is_ok() {
+            let p = rx.borrow_and_update().clone();
+            if !p.ready && p.blocked.is_none() {
+                sink.send(UiEvent::Tor(TorStatus::Starting {
+                    fraction: f32::from(p.percent) / 100.0,
+                    phase: p.phase,
+                }));
+            }
+        }
+    });
+    let result = Transport::bootstrap(config, tx).await;
+    let _ = reporter.await;
+    match result {
+        Ok(t) => {
+            *slot = Some(t.clone());
+            shared.sink.send(UiEvent::Tor(TorStatus::Ready));
+            Ok(t)
+        }
+        Err(e) => {
+            shared.tor_failures.fetch_add(1, Ordering::SeqCst);
+            let kind = match &e {
+                TorError::NoNetwork(_) => TorFailureKind::NoNetwork,
+                TorError::ClockSkew(_) => TorFailureKind::ClockSkew,
+                TorError::Blocked(_) => TorFailureKind::Blocked,
+                _ => TorFailureKind::Other,
+            };
+            shared.sink.send(UiEvent::Tor(TorStatus::Failed {
+                kind,
+                detail: e.to_string(),
+            }));
+            Err(e.to_string())
+        }
+    }
+}
+
+fn tls_policy(shared: &Shared, account: &Account) -> Result<TlsPolicy, String> {
+    let s = &account.settings;
+    Ok(match s.tls {
+        TlsMode::WebPki => TlsPolicy::WebPki,
+        TlsMode::Tofu => {
+            let dir = shared.profile.join("tls");
+            std::fs::create_dir_all(&dir).map_err(|e| format!("profile: {e}"))?;
+            TlsPolicy::Tofu(TofuStore::open(dir.join("tofu.txt")).map_err(|e| e.to_string())?)
+        }
+        TlsMode::Pinned => match s.pin.as_deref().and_then(timb_tls::SpkiSha256::from_hex) {
+            Some(pin) => TlsPolicy::Pinned(PinSet::leaf(&s.server, [pin])),
+            None => TlsPolicy::Pinned(
+                PinSet::bundled(&s.server)
+                    .ok_or_else(|| format!("no pin is known for {}", s.server))?,
+            ),
+        },
+    })
+}
+
+/// The name OTR files keys under: the bare JID, or `nick@server` for IRC.
+fn otr_name(account: &Account) -> String {
+    let s = &account.settings;
+    match s.protocol {
+        SavedProtocol::Xmpp => s.identity.clone(),
+        SavedProtocol::Irc => format!("{}@{}", s.identity, s.server),
+    }
+}
+
+/// One folder per identity, named by a hash so the profile's file names say
+/// nothing about who the user is.
+fn otr_dir(profile: &Path, name: &str) -> PathBuf {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(name.as_bytes());
+    profile.join("otr").join(hex::encode(&h[..8]))
+}
+
+struct ArtiConnector {
+    tor: Transport,
+    account: AccountId,
+}
+
+impl timb_xmpp::Connector for ArtiConnector {
+    fn connect(
+        &self,
+        host: String,
+        port: u16,
+    ) -> timb_xmpp::BoxFuture<Result<timb_xmpp::BoxStream, timb_xmpp::XmppError>> {
+        let (tor, account) = (self.tor.clone(), self.account);
+        Box::pin(async move {
+            let s = tor
+                .connect(account, &host, port)
+                .await
+                .map_err(|e| timb_xmpp::XmppError::Io(format!("through Tor: {e}")))?;
+            Ok(timb_xmpp::boxed(s))
+        })
+    }
+}
+
+async fn open_account(
+    shared: &Shared,
+    tor: Transport,
+    id: AccountId,
+    account: &Account,
+    password: Option<String>,
+) -> Result<AccountHandle, AccountError> {
+    let s = &account.settings;
+    let policy = tls_policy(shared, account).map_err(AccountError::Certificate)?;
+    match s.protocol {
+        SavedProtocol::Xmpp => {
+            let password = password.ok_or_else(|| AccountError::Auth("no password".into()))?;
+            let mut cfg = timb_xmpp::XmppConfig::new(&s.identity, &password);
+            // 5223 (and 443) are the direct-TLS conventions; elsewhere STARTTLS.
+            let direct = matches!(s.port, 5223 | 443);
+            cfg.server = Some(timb_xmpp::ServerAddr {
+                host: s.server.clone(),
+                port: s.port,
+                tls: if direct {
+                    timb_xmpp::TlsMode::Direct
+                } else {
+                    timb_xmpp::TlsMode::StartTls
+                },
+            });
+            let h = timb_xmpp::spawn_account(
+                id,
+                cfg,
+                Arc::new(ArtiConnector { tor, account: id }),
+                Arc::new(timb_xmpp::PolicyTls::new(policy, Some(s.port), direct)),
+            );
+            h.commands
+                .send(Command::Connect)
+                .await
+                .map_err(|_| AccountError::Closed("the account stopped".into()))?;
+            Ok(h)
+        }
+        SavedProtocol::Irc => {
+            let stream = tor
+                .connect(id, &s.server, s.port)
+                .await
+                .map_err(AccountError::from)?;
+            let server = timb_irc::connect::IrcServer {
+                host: s.server.clone(),
+                port: s.port,
+                tls: policy,
+                allow_plaintext: false,
+                client_identity: None,
+            };
+            let mut cfg = timb_irc::session::IrcConfig::new(s.identity.clone());
+            if let Some(pw) = password.filter(|p| !p.is_empty()) {
+                cfg.auth = timb_irc::session::IrcAuth::Password {
+                    account: s.identity.clone(),
+                    password: pw,
+                    nickserv_fallback: false,
+                };
+            }
+            timb_irc::connect::start(id, stream, &server, cfg)
+                .await
+                .map_err(|e| AccountError::from(&e))
+        }
+    }
+}
+
+async fn account_task(
+    shared: Arc<Shared>,
+    id: AccountId,
+    account: Account,
+    password: Option<String>,
+    mut ops: mpsc::UnboundedReceiver<Op>,
+) {
+    let sink = shared.sink.clone();
+    let fail = |e: AccountError| {
+        sink.send(UiEvent::Account(id, Event::Error(e)));
+        sink.send(UiEvent::Account(
+            id,
+            Event::State(ConnectionState::Disconnected),
+        ));
+    };
+    sink.send(UiEvent::Account(
+        id,
+        Event::State(ConnectionState::Connecting),
+    ));
+    let tor = match ensure_tor(&shared).await {
+        Ok(t) => t,
+        Err(e) => return fail(AccountError::Transport(e)),
+    };
+    let handle = match open_account(&shared, tor, id, &account, password).await {
+        Ok(h) => h,
+        Err(e) => return fail(e),
+    };
+    let name = otr_name(&account);
+    let (mut handle, control) =
+        match timb_otr::wrap::wrap(handle, &otr_dir(&shared.profile, &name), &name) {
+            Ok(v) => v,
+            Err(e) => return fail(AccountError::Refused(format!("OTR could not start: {e}"))),
+        };
+    let mut control = control;
+    let mut otr_events = std::mem::replace(&mut control.events, mpsc::channel(1).1);
+    if let Some(fp) = control.fingerprint().await {
+        sink.send(UiEvent::Otr(OtrNote::OurFingerprint {
+            account: id,
+            fingerprint: fp,
+        }));
+    }
+    loop {
+        tokio::select! {
+            op = ops.recv() => match op {
+                Some(Op::Command(c)) => {
+                    if handle.commands.send(c).await.is_err() {
+                        break;
+                    }
+                }
+                Some(Op::Otr(r)) => otr_request(&control, &handle, &sink, r).await,
+                // Replaced or forgotten: dropping the handle ends the session.
+                None => break,
+            },
+            e = handle.events.recv() => match e {
+                Some(e) => sink.send(UiEvent::Account(id, e)),
+                None => {
+                    sink.send(UiEvent::Account(id, Event::State(ConnectionState::Disconnected)));
+                    break;
+                }
+            },
+            e = otr_events.recv() => match e {
+                Some(e) => {
+                    for note in otr_notes(id, e) {
+                        sink.send(UiEvent::Otr(note));
+                    }
+                }
+                None => break,
+            },
+        }
+    }
+}
+
+async fn otr_request(control: &OtrControl, handle: &AccountHandle, sink: &Sink, r: Request) {
+    let (account, peer) = match otr_target(&r) {
+        Some(t) => t,
+        None => return,
+    };
+    let result = match r {
+        Request::SendPrivate { peer, body, .. } => {
+            // Through the wrapped handle: OTR encrypts it or holds it.
+            let c = Command::Send {
+                to: timb_core::Target::Direct(peer),
+                body,
+                kind: timb_core::MessageKind::Normal,
+            };
+            let _ = handle.commands.send(c).await;
+            Ok(())
+        }
+        Request::StartPrivate { peer, .. } => control.start(&peer).await,
+        Request::EndPrivate { peer, .. } => control.end(&peer).await,
+        Request::SetVerified {
+            peer,
+            fingerprint,
+            verified,
+            ..
+        } => control.set_verified(&peer, &fingerprint, verified).await,
+        Request::StartSmp {
+            peer,
+            question,
+            secret,
+            ..
+        } => control.smp_start(&peer, question.as_deref(), &secret).await,
+        Request::RespondSmp { peer, secret, .. } => control.smp_respond(&peer, &secret).await,
+        Request::AbortSmp { peer, .. } => control.smp_abort(&peer).await,
+        _ => Ok(()),
+    };
+    if let Err(e) = result {
+        sink.send(UiEvent::Otr(OtrNote::Problem {
+            account,
+            peer,
+            text: e.to_string(),
+        }));
+    }
+}
+
+/// OTR's events in the window's terms.
+fn otr_notes(account: AccountId, e: ControlEvent) -> Vec<OtrNote> {
+    let problem = |peer: String, text: String| OtrNote::Problem {
+        account,
+        peer,
+        text,
+    };
+    match e {
+        ControlEvent::Otr(e) => match e {
+            OtrEvent::KeyGeneration { state, .. } => match state {
+                KeyGenState::Started | KeyGenState::Working { .. } => vec![OtrNote::KeyGen {
+                    account,
+                    state: KeyGen::Working,
+                }],
+                KeyGenState::Done { fingerprint } => vec![
+                    OtrNote::KeyGen {
+                        account,
+                        state: KeyGen::Done,
+                    },
+                    OtrNote::OurFingerprint {
+                        account,
+                        fingerprint,
+                    },
+                ],
+                KeyGenState::Failed => vec![OtrNote::KeyGen {
+                    account,
+                    state: KeyGen::Failed,
+                }],
+            },
+            OtrEvent::Waiting { peer, held, .. } => vec![OtrNote::Waiting {
+                account,
+                peer,
+                held,
+            }],
+            OtrEvent::GoneSecure {
+                peer,
+                fingerprint,
+                verified,
+                ..
+            } => vec![OtrNote::Secure {
+                account,
+                peer,
+                fingerprint,
+                verified,
+            }],
+            OtrEvent::StillSecure { .. } | OtrEvent::NewFingerprint { .. } => vec![],
+            OtrEvent::GoneInsecure { peer, .. } => vec![OtrNote::Insecure { account, peer }],
+            OtrEvent::SessionEnded { peer, .. } => vec![OtrNote::Ended { account, peer }],
+            OtrEvent::Smp { peer, event, .. } => vec![OtrNote::Smp {
+                account,
+                peer,
+                event: match event {
+                    SmpEvent::AskedQuestion(q) => SmpNote::AskedQuestion(q),
+                    SmpEvent::AskedSecret => SmpNote::AskedSecret,
+                    SmpEvent::InProgress(p) => SmpNote::InProgress(p),
+                    SmpEvent::Succeeded => SmpNote::Succeeded,
+                    SmpEvent::Failed => SmpNote::Failed,
+                    SmpEvent::Aborted => SmpNote::Aborted,
+                },
+            }],
+            OtrEvent::Undelivered { peer, count, .. } => vec![OtrNote::Undelivered {
+                account,
+                peer,
+                count,
+            }],
+            OtrEvent::Problem {
+                peer, problem: p, ..
+            } => vec![match p {
+                Problem::Unencrypted(body) => OtrNote::Unencrypted {
+                    account,
+                    peer,
+                    body,
+                },
+                other => problem(peer, problem_text(&other)),
+            }],
+        },
+        ControlEvent::SendRefused { peer, error } => {
+            vec![problem(peer, format!("Not sent: {error}"))]
+        }
+        ControlEvent::ReceiveRefused { peer, error } => {
+            vec![problem(
+                peer,
+                format!("A message could not be read: {error}"),
+            )]
+        }
+        // Key generation could not start or the OTR thread is gone: nothing
+        // private can be sent from this account.
+        ControlEvent::Failed(_) => vec![OtrNote::KeyGen {
+            account,
+            state: KeyGen::Failed,
+        }],
+    }
+}
+
+fn problem_text(p: &Problem) -> String {
+    match p {
+        Problem::NotInPrivate => {
+            "An encrypted message arrived for a conversation that has ended; starting a new one."
+                .into()
+        }
+        Problem::Unreadable => "An encrypted message could not be read.".into(),
+        Problem::Malformed => "A malformed encrypted message was ignored.".into(),
+        Problem::SetupFailed => "Setting up encryption failed.".into(),
+        Problem::Reflected => "Our own encrypted message came back and was ignored.".into(),
+        Problem::PeerError(t) => format!("The other side reported an encryption error: {t}"),
+        Problem::Unrecognized => "An unrecognised encrypted message was ignored.".into(),
+        Problem::ForOtherInstance => {
+            "An encrypted message meant for another of your devices was ignored.".into()
+        }
+        Problem::EncryptionFailed => "Encrypting the message failed; it was not sent.".into(),
+        Problem::Unencrypted(_) => "An unencrypted message arrived.".into(),
+    }
+}

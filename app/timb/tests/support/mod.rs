@@ -1,0 +1,132 @@
+//! Driving the real window from another thread while slint's event loop runs
+//! (shared by the GUI end-to-end test and `cargo xtask bench app`).
+
+#![allow(dead_code)] // each user takes what it needs
+
+use std::time::{Duration, Instant};
+
+use i_slint_backend_testing::{AccessibleRole, ElementHandle};
+use slint::Model;
+use timb::MainWindow;
+use timb_xmpp::{BoxFuture, BoxStream, XmppError};
+
+pub const WAIT: Duration = Duration::from_secs(180);
+
+/// A test peer's way to prosody: a loopback socket (only the app under test uses Tor).
+pub struct Loopback;
+
+impl timb_xmpp::Connector for Loopback {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+        Box::pin(async move {
+            assert_eq!(host, "127.0.0.1", "the test peer only ever uses loopback");
+            #[allow(
+                clippy::disallowed_methods,
+                reason = "the test's own peer, on loopback"
+            )]
+            let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
+                .await
+                .map_err(|e| XmppError::Io(e.to_string()))?;
+            Ok(timb_xmpp::boxed(s))
+        })
+    }
+}
+
+/// Runs `f` on the UI thread and returns its result.
+pub fn on_ui<R: Send + 'static>(
+    w: &slint::Weak<MainWindow>,
+    f: impl FnOnce(&MainWindow) -> R + Send + 'static,
+) -> R {
+    let (tx, rx) = std::sync::mpsc::channel();
+    let w = w.clone();
+    slint::invoke_from_event_loop(move || {
+        let w = w.upgrade().expect("window alive");
+        let _ = tx.send(f(&w));
+    })
+    .expect("event loop running");
+    rx.recv_timeout(Duration::from_secs(60))
+        .expect("the UI thread answered")
+}
+
+/// Polls the window until `ok` holds; on timeout, fails with `describe`.
+pub fn wait_ui(
+    w: &slint::Weak<MainWindow>,
+    what: &str,
+    ok: impl Fn(&MainWindow) -> bool + Send + Sync + Clone + 'static,
+    describe: impl Fn(&MainWindow) -> String + Send + Sync + Clone + 'static,
+) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let ok = ok.clone();
+        if on_ui(w, move |w| ok(w)) {
+            return;
+        }
+        if Instant::now() > deadline {
+            let d = describe.clone();
+            panic!("timed out waiting for {what}: {}", on_ui(w, move |w| d(w)));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+pub fn find(w: &MainWindow, label: &str, role: AccessibleRole) -> ElementHandle {
+    ElementHandle::find_by_accessible_label(w, label)
+        .find(|e| e.accessible_role() == Some(role))
+        .unwrap_or_else(|| panic!("no {role:?} labelled {label:?}"))
+}
+
+pub fn click(w: &MainWindow, label: &str) {
+    find(w, label, AccessibleRole::Button).invoke_accessible_default_action();
+}
+
+pub fn type_into(w: &MainWindow, label: &str, text: &str) {
+    find(w, label, AccessibleRole::TextInput).set_accessible_value(text);
+}
+
+pub fn state(w: &MainWindow) -> String {
+    let accounts: Vec<String> = w
+        .get_accounts()
+        .iter()
+        .map(|a| format!("{} {:?} {}", a.label, a.state, a.error))
+        .collect();
+    let messages: Vec<String> = w
+        .get_messages()
+        .iter()
+        .map(|m| format!("{}: {} ({:?})", m.sender, m.body, m.status))
+        .collect();
+    format!(
+        "tor {:?} {} {}; accounts {accounts:?}; otr {:?}; smp {:?}; messages {messages:?}",
+        w.get_tor_state(),
+        w.get_tor_phase(),
+        w.get_tor_detail(),
+        w.get_otr_state(),
+        w.get_smp_state(),
+    )
+}
+
+/// Fills in and saves the account form for an XMPP account pinned to `pin`.
+pub fn add_xmpp_account(w: &MainWindow, server: &str, port: u16, jid: &str, pin: &str) {
+    click(w, "Add account");
+    type_into(w, "Server or .onion address", server);
+    type_into(w, "Port", &port.to_string());
+    type_into(w, "Your address (user@server)", jid);
+    // The form starts on web PKI; choose "Pinned key" (the combo box's first
+    // entry), which brings up the pin field.
+    let mut form = w.get_account_form();
+    form.tls = 0;
+    w.set_account_form(form);
+    type_into(w, "Pinned key", pin);
+    click(w, "Save account");
+    assert!(
+        !w.get_account_dialog_open(),
+        "form refused: {:?}",
+        w.get_form_error()
+    );
+}
+
+/// Clicks Connect and answers the password prompt.
+pub fn connect_with_password(w: &MainWindow, label: &str, password: &str) {
+    click(w, &format!("Connect {label}"));
+    assert!(w.get_password_open(), "the password is asked at connect");
+    type_into(w, "Password", password);
+    w.invoke_password_submit();
+}
