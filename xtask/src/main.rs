@@ -26,6 +26,7 @@ cargo xtask <command>
                                     compiled there; a quicker, weaker check used by the tests)
   test                              install what the suite needs, then run all of it
   bench [build|tor|xmpp|irc|otr|app] measure and print a table
+  screenshots                       PNGs of each screen, English and Arabic, into docs/screenshots/
   build PROJECT [--target T]        build one rbm project into out/PROJECT/<build-id>/
   build-unsigned --out DIR          the bundle without signatures (used by verify)
   fetch                             download crates and pinned source archives (checked by sha256)
@@ -92,6 +93,10 @@ fn real_main() -> Result<()> {
         }
         "test" => test::run(&root, &args),
         "bench" => bench::run(&root, &args),
+        "screenshots" => {
+            no_more(&args)?;
+            screenshots(&root)
+        }
         other => bail!("unknown command '{other}'\n\n{USAGE}"),
     }
 }
@@ -151,6 +156,32 @@ fn new_ctx(root: &Path) -> Result<rbm::Ctx> {
         .map(PathBuf::from)
         .unwrap_or_else(|| root.join("out"));
     rbm::Ctx::new(root.to_path_buf(), out, sandbox)
+}
+
+/// The real window and network backend against the private Tor network and
+/// prosody (app/timb/examples/screenshots.rs), pictures into docs/screenshots/.
+fn screenshots(root: &Path) -> Result<()> {
+    provision::ensure(&["tor", "prosody"])?;
+    let net = test::start_testnet(root)?;
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root)
+        .args([
+            "run",
+            "--locked",
+            "--quiet",
+            "--package",
+            "timb",
+            "--example",
+            "screenshots",
+            "--",
+        ])
+        .arg(root.join("docs/screenshots"));
+    if let Some(n) = &net {
+        c.env("TIMB_TESTNET", &n.config);
+    }
+    let r = util::run(&mut c);
+    drop(net);
+    r
 }
 
 /// Crates for every platform in Cargo.lock, then every pinned source archive.
