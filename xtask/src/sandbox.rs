@@ -145,9 +145,26 @@ impl Sandbox {
             cmd.args(["--setenv", "LD_PRELOAD", "/faketime/libfaketime.so.1"]);
             cmd.args(["--setenv", "FAKETIME"]).arg(offset);
             cmd.args(["--setenv", "FAKETIME_DONT_FAKE_MONOTONIC", "1"]);
+            // rustc deadlocks at start-up under libfaketime (its jemalloc and
+            // libfaketime's dlsym wait on each other), so rustc alone, and
+            // the linker it runs, keep the real clock. cargo, build scripts,
+            // configure, make and the C compiler all see the moved one.
+            let wrapper = build_root.join(".rustc-real-clock");
+            std::fs::write(&wrapper, "#!/bin/sh\nunset LD_PRELOAD\nexec \"$@\"\n")?;
+            std::fs::set_permissions(
+                &wrapper,
+                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            )?;
+            cmd.args(["--setenv", "RUSTC_WRAPPER", "/build/.rustc-real-clock"]);
         }
+        // Shows (and lets the reproducibility test check) that the clock moved.
+        let clock = if self.faketime.is_some() {
+            "echo \"sandbox clock (libfaketime): $(date -u +%Y-%m-%d)\" >&2\n"
+        } else {
+            ""
+        };
         cmd.args(["/bin/sh", "-ec"])
-            .arg(format!("umask 022\n{script}"));
+            .arg(format!("umask 022\n{clock}{script}"));
         util::run(&mut cmd)
     }
 }

@@ -120,7 +120,9 @@ fn main() {
     .unwrap();
     std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, net.config_path());
     let window = MainWindow::new().unwrap();
-    window.window().set_size(slint::LogicalSize::new(1000.0, 680.0));
+    window
+        .window()
+        .set_size(slint::LogicalSize::new(1000.0, 680.0));
     window.set_version(timb::VERSION.into());
     window.show().unwrap();
     let app = timb::attach(&window, &scratch(tmp.path(), "profile"), Default::default()).unwrap();

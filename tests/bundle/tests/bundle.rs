@@ -185,6 +185,21 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
+    // The sandbox's clock really was 400 days ahead.
+    // (The rebuild started before now: it may have been a day earlier at midnight.)
+    let day = |offset: &str| {
+        let o = run_ok(Command::new("date").args(["-u", "-d", offset, "+%Y-%m-%d"]));
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let ahead = [day("+400 days"), day("+399 days")];
+    let seen: Vec<&str> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("sandbox clock (libfaketime): "))
+        .collect();
+    assert!(
+        !seen.is_empty() && seen.iter().all(|d| ahead.iter().any(|a| a == d)),
+        "the rebuild's sandbox clock was {seen:?}, expected {ahead:?}"
+    );
     // Whatever was shared, our own code and the C libraries were compiled again.
     for krate in ["timb-core", "libotr-sys", "timb"] {
         assert!(
