@@ -114,6 +114,8 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
             .arg(&uri)
             .arg(&partial)
             .arg(format!("SHA256:{want}"))
+            // stdout carries results (`bundle` prints the archive path); apt's chatter goes to stderr.
+            .stdout(std::io::stderr())
             .status()
             .with_context(|| format!("running {APT_HELPER}"))?;
         if !status.success() {
@@ -344,6 +346,7 @@ fn write_src_sources(work: &Path, repos: &[AptRepo]) -> Result<Vec<String>> {
     ];
     let status = apt_get(&opts)
         .args(["-q", "update"])
+        .stdout(std::io::stderr())
         .status()
         .context("running apt-get update for deb-src indexes")?;
     if !status.success() {

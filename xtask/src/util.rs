@@ -40,7 +40,10 @@ pub fn sha256_bytes(data: &[u8]) -> String {
 /// Runs a command, failing with its name and exit status.
 pub fn run(cmd: &mut Command) -> Result<()> {
     let desc = describe(cmd);
+    // xtask's own stdout carries only results (`bundle` prints the archive
+    // path); whatever the children print goes to stderr.
     let status = cmd
+        .stdout(std::io::stderr())
         .status()
         .with_context(|| format!("could not start `{desc}`"))?;
     if !status.success() {
