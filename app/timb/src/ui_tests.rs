@@ -674,49 +674,6 @@ fn every_string_is_translated() {
     }
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
-/// Prints resident memory while 10,000 then 20,000 messages arrive in one
-/// open conversation: bounded scrollback means the second 10,000 add ~nothing.
-/// `cargo test -p timb memory -- --ignored --nocapture`
-#[test]
-#[ignore = "measurement; run by hand"]
-fn memory_with_10k_messages() {
-    let u = ui();
-    let id = u.with_chat();
-    let send = |n: usize| {
-        for i in 0..n {
-            u.handle(UiEvent::Account(
-                id,
-                Event::Message {
-                    from: Target::Direct("bob@example.org".into()),
-                    sender: None,
-                    body: format!("message {i}: {}", "lorem ipsum dolor sit amet ".repeat(4)),
-                    kind: MessageKind::Normal,
-                    received_at: i as u64,
-                },
-            ));
-        }
-    };
-    let before = rss_kib();
-    send(10_000);
-    let after_10k = rss_kib();
-    send(10_000);
-    let after_20k = rss_kib();
-    eprintln!(
-        "RSS KiB: start {before}, after 10,000 messages {after_10k}, after 20,000 {after_20k}; rows {}",
-        u.w.get_messages().row_count()
-    );
-    assert_eq!(u.w.get_messages().row_count(), crate::state::SCROLLBACK);
-}
-
 #[test]
 fn tab_reaches_the_send_button() {
     let u = ui();
