@@ -20,8 +20,10 @@ use tokio::sync::watch;
 
 use crate::{TorConfig, TorError};
 
-/// How long a connect waits for a usable path before failing.
-const PATH_RETRY_BUDGET: Duration = Duration::from_secs(30);
+/// How long a connect waits for a usable path before failing. Generous:
+/// on a slow or loaded machine, building the first exit circuits can take
+/// tens of seconds, and failing then only makes the user click again.
+const PATH_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
 /// A stream through Tor: tokio `AsyncRead + AsyncWrite`.
 pub type TorStream = arti_client::DataStream;
