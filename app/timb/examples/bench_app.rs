@@ -156,27 +156,15 @@ fn messages() {
 }
 
 fn accounts() {
-    use timb_e2e::{free_port, scratch, Prosody, RecordingProxy, DOMAIN};
-    use timb_testnet::{exit_port_index, TestNet};
+    use timb_e2e::DOMAIN;
+    use timb_testnet::exit_port_index;
 
-    let net = TestNet::shared();
-    let exit_port = net
-        .info()
-        .exit_port(exit_port_index::GUI_BENCH.start + 3)
-        .expect("exit port");
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pr = Prosody::start(&[("ann", "pw-ann"), ("ben", "pw-ben")], free_port());
-    let _proxy = rt.block_on(RecordingProxy::start(exit_port, pr.c2s_port));
-    let pin = pr.leaf.spki_sha256().hex();
-
+    let world = XmppWorld::start(exit_port_index::GUI_BENCH.start + 3);
+    let (exit_port, pin) = (world.exit_port, world.pin.clone());
     i_slint_backend_testing::init_integration_test_with_system_time();
-    std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, net.config_path());
-    let window = MainWindow::new().unwrap();
-    window.show().unwrap();
-    let _app = timb::attach(&window, &scratch(tmp.path(), "profile"), Default::default()).unwrap();
+    let (window, _app) = world.open_window();
     let w = window.as_weak();
-    let driver = std::thread::spawn(move || {
+    let (before, connect, idle) = run_driven(move || {
         let before = on_ui(&w, |_| rss_kib());
         for (user, pw) in [("ann", "pw-ann"), ("ben", "pw-ben")] {
             let (jid, pin) = (format!("{user}@{DOMAIN}"), pin.clone());
@@ -200,13 +188,8 @@ fn accounts() {
         let connect = t.elapsed();
         std::thread::sleep(Duration::from_secs(10));
         let idle = on_ui(&w, |_| rss_kib());
-        let _ = slint::invoke_from_event_loop(|| {
-            let _ = slint::quit_event_loop();
-        });
         (before, connect, idle)
     });
-    slint::run_event_loop_until_quit().unwrap();
-    let (before, connect, idle) = driver.join().expect("driver");
     println!(
         "| RSS before connecting (window open) | {} |\n| Tor bootstrap + two accounts connected (private network) | {:.1} s |\n| idle RSS, two accounts connected, 10 s later | {} |",
         mib(before),

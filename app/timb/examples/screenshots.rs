@@ -10,17 +10,15 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use slint::{ComponentHandle, Model};
 use support::*;
 use timb::{ConnState, MainWindow, OtrState};
-use timb_core::{AccountId, Command, Event, MessageKind};
-use timb_e2e::{free_port, scratch, Prosody, RecordingProxy, DOMAIN};
+use timb_core::{Command, Event, MessageKind};
+use timb_e2e::DOMAIN;
 use timb_otr::wrap::ControlEvent;
 use timb_otr::{OtrEvent, SmpEvent};
-use timb_testnet::{exit_port_index, TestNet};
-use timb_xmpp::{PolicyTls, ServerAddr, TlsMode, XmppConfig};
+use timb_testnet::exit_port_index;
 
 thread_local! {
     /// The controller, on the UI thread, for switching the language.
@@ -54,36 +52,11 @@ fn save_png(w: &MainWindow, path: &Path) {
 fn main() {
     let out = PathBuf::from(std::env::args().nth(1).expect("usage: screenshots OUT_DIR"));
     std::fs::create_dir_all(&out).unwrap();
-    let net = TestNet::shared();
-    let exit_port = net
-        .info()
-        .exit_port(exit_port_index::GUI_BENCH.start + 1)
-        .expect("exit port");
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pr = Prosody::start(&[("ann", "pw-ann"), ("ben", "pw-ben")], free_port());
-    let _proxy = rt.block_on(RecordingProxy::start(exit_port, pr.c2s_port));
-    let pin = pr.leaf.spki_sha256().hex();
-    let ben_jid = format!("ben@{DOMAIN}");
-
-    let (mut ben, mut ben_otr) = rt.block_on(async {
-        let mut cfg = XmppConfig::new(&ben_jid, "pw-ben");
-        cfg.server = Some(ServerAddr {
-            host: "127.0.0.1".into(),
-            port: pr.tls_port,
-            tls: TlsMode::Direct,
-        });
-        let h = timb_xmpp::spawn_account(
-            AccountId(99),
-            cfg,
-            Arc::new(Loopback),
-            Arc::new(PolicyTls::new(pr.policy(), Some(pr.tls_port), true)),
-        );
-        h.commands.send(Command::Connect).await.unwrap();
-        timb_otr::wrap::wrap(h, &scratch(tmp.path(), "ben-otr"), &ben_jid).unwrap()
-    });
+    let world = XmppWorld::start(exit_port_index::GUI_BENCH.start + 1);
+    let (exit_port, pin) = (world.exit_port, world.pin.clone());
+    let (mut ben, mut ben_otr) = world.headless_peer("ben", "pw-ben");
     // ben answers ann's SMP question and greets her in Arabic and English.
-    rt.spawn(async move {
+    world.rt.spawn(async move {
         loop {
             tokio::select! {
                 e = ben.events.recv() => match e {
@@ -118,31 +91,15 @@ fn main() {
         },
     )))
     .unwrap();
-    std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, net.config_path());
-    let window = MainWindow::new().unwrap();
+    let (window, app) = world.open_window();
     window
         .window()
         .set_size(slint::LogicalSize::new(1000.0, 680.0));
     window.set_version(timb::VERSION.into());
-    window.show().unwrap();
-    let app = timb::attach(&window, &scratch(tmp.path(), "profile"), Default::default()).unwrap();
-    app.borrow_mut().set_language("en");
     APP.with(|a| *a.borrow_mut() = Some(app.clone()));
     let w = window.as_weak();
     let out2 = out.clone();
-    let driver = std::thread::spawn(move || {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drive(&w, exit_port, &pin, &out2)
-        }));
-        let _ = slint::invoke_from_event_loop(|| {
-            let _ = slint::quit_event_loop();
-        });
-        r
-    });
-    slint::run_event_loop_until_quit().unwrap();
-    if let Err(p) = driver.join().unwrap() {
-        std::panic::resume_unwind(p);
-    }
+    run_driven(move || drive(&w, exit_port, &pin, &out2));
     println!("screenshots written to {}", out.display());
 }
 

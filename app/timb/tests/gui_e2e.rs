@@ -13,75 +13,29 @@
 
 mod support;
 
-use std::sync::Arc;
-
 use slint::{ComponentHandle, Model};
 use support::*;
 use timb::{ConnState, MainWindow, OtrState};
-use timb_core::{AccountId, Command, Event, MessageKind, Target};
-use timb_e2e::{free_port, scratch, Prosody, RecordingProxy, DOMAIN};
+use timb_core::{Command, Event, MessageKind, Target};
+use timb_e2e::DOMAIN;
 use timb_otr::wrap::ControlEvent;
 use timb_otr::{OtrEvent, SmpEvent};
-use timb_testnet::{exit_port_index, TestNet};
-use timb_xmpp::{PolicyTls, ServerAddr, TlsMode, XmppConfig};
+use timb_testnet::exit_port_index;
 
 #[test]
 fn user_adds_account_connects_over_tor_chats_privately_and_verifies_by_smp() {
-    let net = TestNet::shared();
-    let exit_port = net
-        .info()
-        .exit_port(exit_port_index::GUI_BENCH.start + 2)
-        .expect("exit port");
-    let tmp = tempfile::tempdir().unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    let pr = Prosody::start(&[("ann", "pw-ann"), ("ben", "pw-ben")], free_port());
-    // What the exit reaches: prosody's STARTTLS port.
-    let _proxy = rt.block_on(RecordingProxy::start(exit_port, pr.c2s_port));
-    let pin = pr.leaf.spki_sha256().hex();
+    let world = XmppWorld::start(exit_port_index::GUI_BENCH.start + 2);
+    let (exit_port, pin) = (world.exit_port, world.pin.clone());
     let ann_jid = format!("ann@{DOMAIN}");
-    let ben_jid = format!("ben@{DOMAIN}");
-
-    // ben, the headless peer.
-    let (mut ben, mut ben_otr) = rt.block_on(async {
-        let mut cfg = XmppConfig::new(&ben_jid, "pw-ben");
-        cfg.server = Some(ServerAddr {
-            host: "127.0.0.1".into(),
-            port: pr.tls_port,
-            tls: TlsMode::Direct,
-        });
-        let h = timb_xmpp::spawn_account(
-            AccountId(99),
-            cfg,
-            Arc::new(Loopback),
-            Arc::new(PolicyTls::new(pr.policy(), Some(pr.tls_port), true)),
-        );
-        h.commands.send(Command::Connect).await.unwrap();
-        timb_otr::wrap::wrap(h, &scratch(tmp.path(), "ben-otr"), &ben_jid).unwrap()
-    });
+    let (mut ben, mut ben_otr) = world.headless_peer("ben", "pw-ben");
 
     // The program, on this thread's event loop.
     i_slint_backend_testing::init_integration_test_with_system_time();
-    std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, net.config_path());
-    let profile = scratch(tmp.path(), "profile");
-    let window = MainWindow::new().unwrap();
-    window.show().unwrap();
-    let app = timb::attach(&window, &profile, Default::default()).unwrap();
-    app.borrow_mut().set_language("en");
+    let (window, app) = world.open_window();
     let w = window.as_weak();
 
-    let ann_for_driver = ann_jid.clone();
-    let driver = std::thread::spawn(move || {
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            drive(&w, &ann_for_driver, exit_port, &pin)
-        }));
-        let _ = slint::invoke_from_event_loop(|| {
-            let _ = slint::quit_event_loop();
-        });
-        result
-    });
-
     // ben's side runs on the tokio runtime while the window's loop runs here.
-    let ben_side = rt.spawn(async move {
+    let ben_side = world.rt.spawn(async move {
         let deadline = tokio::time::Instant::now() + WAIT;
         let mut got_hello = false;
         let mut verified = false;
@@ -121,11 +75,8 @@ fn user_adds_account_connects_over_tor_chats_privately_and_verifies_by_smp() {
         (ben, ben_otr)
     });
 
-    slint::run_event_loop_until_quit().unwrap();
-    if let Err(p) = driver.join().unwrap() {
-        std::panic::resume_unwind(p);
-    }
-    let (_ben, _ben_otr) = rt.block_on(ben_side).expect("ben's side");
+    run_driven(move || drive(&w, &ann_jid, exit_port, &pin));
+    let (_ben, _ben_otr) = world.rt.block_on(ben_side).expect("ben's side");
     drop(app);
     drop(window);
 }

@@ -1,12 +1,13 @@
 //! Driving the real window from another thread while slint's event loop runs
-//! (shared by the GUI end-to-end test and `cargo xtask bench app`).
+//! (shared by the GUI end-to-end test, `cargo xtask bench app` and
+//! `cargo xtask screenshots`), and the world they run in.
 
 #![allow(dead_code)] // each user takes what it needs
 
 use std::time::{Duration, Instant};
 
 use i_slint_backend_testing::{AccessibleRole, ElementHandle};
-use slint::Model;
+use slint::{ComponentHandle, Model};
 use timb::MainWindow;
 use timb_xmpp::{BoxFuture, BoxStream, XmppError};
 
@@ -132,4 +133,106 @@ pub fn connect_with_password(w: &MainWindow, label: &str, password: &str) {
     assert!(w.get_password_open(), "the password is asked at connect");
     type_into(w, "Password", password);
     w.invoke_password_submit();
+}
+
+/// A real prosody with accounts ann and ben, its STARTTLS port reachable from
+/// the private Tor network's exit port `exit_index`; the runtime runs the
+/// test's own side (the proxy, headless peers).
+pub struct XmppWorld {
+    pub net: &'static timb_testnet::TestNet,
+    pub exit_port: u16,
+    /// SPKI pin (hex) of prosody's certificate.
+    pub pin: String,
+    pub prosody: timb_e2e::Prosody,
+    _proxy: timb_e2e::RecordingProxy,
+    pub tmp: tempfile::TempDir,
+    pub rt: tokio::runtime::Runtime,
+}
+
+impl XmppWorld {
+    pub fn start(exit_index: usize) -> XmppWorld {
+        let net = timb_testnet::TestNet::shared();
+        let exit_port = net.info().exit_port(exit_index).expect("exit port");
+        let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
+        let prosody = timb_e2e::Prosody::start(
+            &[("ann", "pw-ann"), ("ben", "pw-ben")],
+            timb_e2e::free_port(),
+        );
+        let proxy = rt.block_on(timb_e2e::RecordingProxy::start(exit_port, prosody.c2s_port));
+        XmppWorld {
+            net,
+            exit_port,
+            pin: prosody.leaf.spki_sha256().hex(),
+            prosody,
+            _proxy: proxy,
+            tmp: tempfile::tempdir().expect("tempdir"),
+            rt,
+        }
+    }
+
+    /// A folder inside this world's temporary directory.
+    pub fn dir(&self, name: &str) -> std::path::PathBuf {
+        timb_e2e::scratch(self.tmp.path(), name)
+    }
+
+    /// A headless timb XMPP account wrapped in OTR, connecting to prosody
+    /// over loopback: the test's peer, not the program under test.
+    pub fn headless_peer(
+        &self,
+        user: &str,
+        password: &str,
+    ) -> (timb_core::AccountHandle, timb_otr::wrap::OtrControl) {
+        let jid = format!("{user}@{}", timb_e2e::DOMAIN);
+        let port = self.prosody.tls_port;
+        let mut cfg = timb_xmpp::XmppConfig::new(&jid, password);
+        cfg.server = Some(timb_xmpp::ServerAddr {
+            host: "127.0.0.1".into(),
+            port,
+            tls: timb_xmpp::TlsMode::Direct,
+        });
+        let store = self.dir(&format!("{user}-otr"));
+        let policy = self.prosody.policy();
+        self.rt.block_on(async move {
+            let h = timb_xmpp::spawn_account(
+                timb_core::AccountId(99),
+                cfg,
+                std::sync::Arc::new(Loopback),
+                std::sync::Arc::new(timb_xmpp::PolicyTls::new(policy, Some(port), true)),
+            );
+            h.commands
+                .send(timb_core::Command::Connect)
+                .await
+                .expect("peer account running");
+            timb_otr::wrap::wrap(h, &store, &jid).expect("peer OTR")
+        })
+    }
+
+    /// The window and the real network backend, with this world's private
+    /// Tor network. Call on the thread that will run slint's event loop.
+    pub fn open_window(&self) -> (MainWindow, timb::controller::Shared) {
+        std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, self.net.config_path());
+        let window = MainWindow::new().expect("window");
+        window.show().expect("show");
+        let app = timb::attach(&window, &self.dir("profile"), Default::default())
+            .expect("attach the backend");
+        app.borrow_mut().set_language("en");
+        (window, app)
+    }
+}
+
+/// Runs `drive` on another thread while slint's event loop runs on this one,
+/// then quits the loop and returns what `drive` returned (or re-raises its panic).
+pub fn run_driven<R: Send + 'static>(drive: impl FnOnce() -> R + Send + 'static) -> R {
+    let driver = std::thread::spawn(move || {
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(drive));
+        let _ = slint::invoke_from_event_loop(|| {
+            let _ = slint::quit_event_loop();
+        });
+        result
+    });
+    slint::run_event_loop_until_quit().expect("event loop");
+    match driver.join().expect("driver thread") {
+        Ok(r) => r,
+        Err(p) => std::panic::resume_unwind(p),
+    }
 }
