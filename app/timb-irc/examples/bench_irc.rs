@@ -42,7 +42,9 @@ async fn open(via: &Via, id: AccountId, port: u16) -> Box<dyn Stream> {
 async fn open_tcp(via: &Via, port: u16) -> TcpStream {
     match via {
         Via::Loopback => connect_loopback(port).await,
-        Via::CtorSocks(socks) => via_ctor(*socks, "127.0.0.1", port).await,
+        Via::CtorSocks(socks) => SocksConnector::stream(*socks, "127.0.0.1", port)
+            .await
+            .expect("SOCKS5 connect through the test network"),
         Via::Arti(_) => unreachable!("the baseline never uses arti"),
     }
 }
@@ -193,7 +195,7 @@ async fn main() {
         || std::env::args().any(|a| a == "--tor");
     let mut rows = Vec::new();
     {
-        let server = Ngircd::start().await;
+        let server = Ngircd::start();
         let ca = server.pki.ca_pem.clone();
         let lo = Via::Loopback;
         rows.push(timb_row("loopback TCP", &lo, server.tls_port, Some(&ca)).await);
@@ -209,7 +211,7 @@ async fn main() {
         .unwrap();
         let idx = timb_testnet::exit_port_index::IRC.start;
         let (tls_port, plain_port) = (net.exit_port(idx).unwrap(), net.exit_port(idx + 1).unwrap());
-        let server = Ngircd::start_on(&[plain_port], tls_port).await;
+        let server = Ngircd::start_on(&[plain_port], tls_port);
         let ca = server.pki.ca_pem.clone();
 
         let state = tempfile::tempdir().unwrap();

@@ -59,7 +59,7 @@ async fn next_message(
 
 #[tokio::test]
 async fn two_accounts_talk_in_a_channel_and_privately() {
-    let server = Ngircd::start().await;
+    let server = Ngircd::start();
     let mut alice = account(1, server.port, IrcConfig::new("alice")).await;
     let mut bob = account(2, server.port, IrcConfig::new("bob")).await;
     wait_connected(&mut alice).await;
@@ -230,7 +230,7 @@ async fn two_accounts_talk_in_a_channel_and_privately() {
 
 #[tokio::test]
 async fn nick_collision_picks_an_alternative_and_quit_is_empty() {
-    let server = Ngircd::start().await;
+    let server = Ngircd::start();
     let mut first = account(1, server.port, IrcConfig::new("carol")).await;
     wait_connected(&mut first).await;
     let mut second = account(2, server.port, IrcConfig::new("carol")).await;
@@ -262,7 +262,7 @@ async fn nick_collision_picks_an_alternative_and_quit_is_empty() {
 
 #[tokio::test]
 async fn topic_and_members_follow_the_channel() {
-    let server = Ngircd::start().await;
+    let server = Ngircd::start();
     let mut dave = account(1, server.port, IrcConfig::new("dave")).await;
     wait_connected(&mut dave).await;
     // erin creates #t (so she is its operator) and sets a topic first.
@@ -341,7 +341,7 @@ fn assert_utc_now(reply: &str) {
 
 #[tokio::test]
 async fn ctcp_policy_seen_from_another_client() {
-    let server = Ngircd::start().await;
+    let server = Ngircd::start();
     let mut fay = account(1, server.port, IrcConfig::new("fay")).await;
     wait_connected(&mut fay).await;
     let mut prober = RawClient::register(server.port, "prober").await;

@@ -20,7 +20,7 @@ fn server_with(pins: PinSet, port: u16) -> IrcServer {
 
 #[tokio::test]
 async fn accounts_talk_over_tls_pinned_to_the_test_ca() {
-    let ng = Ngircd::start().await;
+    let ng = Ngircd::start();
     let pins = PinSet::parse("test-ca", &ng.pki.ca_pem).unwrap();
     let server = server_with(pins, ng.tls_port);
     let expected_spki = SpkiSha256::of_certificate(&ng.pki.server_cert_der)
@@ -69,8 +69,8 @@ async fn accounts_talk_over_tls_pinned_to_the_test_ca() {
 
 #[tokio::test]
 async fn pin_mismatch_is_a_hard_certificate_error() {
-    let ng = Ngircd::start().await;
-    let other = make_pki();
+    let ng = Ngircd::start();
+    let other = TestPki::new();
     let pins = PinSet::parse("wrong-ca", &other.ca_pem).unwrap();
     let tcp = connect_loopback(ng.tls_port).await;
     let err = start(
@@ -108,7 +108,7 @@ async fn pin_mismatch_is_a_hard_certificate_error() {
 
 #[tokio::test]
 async fn plain_text_only_to_onions() {
-    let ng = Ngircd::start().await;
+    let ng = Ngircd::start();
     let pins = PinSet::parse("test-ca", &ng.pki.ca_pem).unwrap();
     let mut server = server_with(pins, ng.port);
     server.allow_plaintext = true;
@@ -164,7 +164,7 @@ async fn sasl_external_with_a_client_certificate_over_tls() {
     use std::sync::Arc;
     use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
-    let pki = make_pki();
+    let pki = TestPki::new();
     let (client_ca, cert_pem, key_pem) = client_cert();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();

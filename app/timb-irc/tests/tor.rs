@@ -36,7 +36,7 @@ async fn tls_via_exit_and_plain_via_onion_service() {
     let tor = arti(&network_file, state.path()).await;
     let tls_port = net.exit_port(exit_port_index::IRC.start).unwrap();
     let onion = net.onion_service("irc").expect("irc onion service").clone();
-    let ng = Ngircd::start_on(&[onion.target_port], tls_port).await;
+    let ng = Ngircd::start_on(&[onion.target_port], tls_port);
 
     // Two accounts over TLS through an exit, pinned to the test CA.
     let server = IrcServer {

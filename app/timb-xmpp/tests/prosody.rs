@@ -202,7 +202,7 @@ async fn two_accounts_subscribe_chat_and_talk_in_a_room() {
     .await;
 
     // Privacy: what alice sent inside TLS.
-    let sent = a.rec.text();
+    let sent = a.rec.sent();
     privacy_checks(&sent);
     assert!(
         sent.contains("<resource>timb</resource>"),
@@ -218,7 +218,7 @@ async fn two_accounts_subscribe_chat_and_talk_in_a_room() {
     // The tricky body appears only inside <body>.
     let at = sent.find("&lt;b&gt;bob").unwrap();
     assert!(sent[..at].ends_with("<body>hi "));
-    let sent_b = b.rec.text();
+    let sent_b = b.rec.sent();
     privacy_checks(&sent_b);
 }
 
@@ -389,7 +389,7 @@ async fn stream_resumes_after_a_dropped_connection_without_losing_messages() {
             .await;
     }
     // It was a resumption, not a new session: no second bind.
-    let sent = e.rec.text();
+    let sent = e.rec.sent();
     assert_eq!(sent.matches("<bind").count(), 1, "{sent}");
     assert_eq!(sent.matches("<resume ").count(), 1);
     // And the conversation goes on.
@@ -474,7 +474,7 @@ async fn expired_session_falls_back_to_a_fresh_one_and_resends_messages() {
         h.wait(&want, |e| msg_from(e, &gina) == Some(want.as_str()))
             .await;
     }
-    let sent = g.rec.text();
+    let sent = g.rec.sent();
     assert_eq!(sent.matches("<resume ").count(), 1, "tried to resume");
     assert_eq!(
         sent.matches("<bind").count(),

@@ -210,7 +210,7 @@ async fn accounts_over_exit_and_onion_chat_talk_and_resume() {
     })
     .await;
     assert_eq!(
-        a.rec.text().matches("<bind").count(),
+        a.rec.sent().matches("<bind").count(),
         1,
         "resumed, not rebound"
     );

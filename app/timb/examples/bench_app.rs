@@ -156,7 +156,7 @@ fn messages() {
 }
 
 fn accounts() {
-    use timb_e2e::DOMAIN;
+    use timb_test_support::DOMAIN;
     use timb_testnet::exit_port_index;
 
     let world = XmppWorld::start(exit_port_index::GUI_BENCH.start + 3);

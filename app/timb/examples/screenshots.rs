@@ -15,9 +15,9 @@ use slint::{ComponentHandle, Model};
 use support::*;
 use timb::{ConnState, MainWindow, OtrState};
 use timb_core::{Command, Event, MessageKind};
-use timb_e2e::DOMAIN;
 use timb_otr::wrap::ControlEvent;
 use timb_otr::{OtrEvent, SmpEvent};
+use timb_test_support::DOMAIN;
 use timb_testnet::exit_port_index;
 
 thread_local! {

@@ -7,26 +7,17 @@
 use std::time::{Duration, Instant};
 
 use timb_core::{AccountHandle, AccountId, Command, ConnectionState, Event, MessageKind, Target};
-use timb_e2e::*;
 use timb_irc::{start, IrcConfig, IrcServer};
 use timb_otr::wrap::{irc_fragment_size, wrap, ControlEvent, OtrControl};
 use timb_otr::{ConversationState, KeyGenState, OtrEvent};
+use timb_test_support::*;
 use timb_testnet::{exit_port_index, TestNet};
 use timb_tor::{BootstrapProgress, TorConfig, Transport};
 
 const WAIT: Duration = Duration::from_secs(120);
 
 async fn wait_event(h: &mut AccountHandle, what: &str, f: impl Fn(&Event) -> bool) -> Event {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, h.events.recv()).await {
-            Ok(Some(e)) if f(&e) => return e,
-            Ok(Some(e)) => seen.push(format!("{e:?}")),
-            Ok(None) => panic!("account ended waiting for {what}; seen {seen:?}"),
-            Err(_) => panic!("timed out waiting for {what}; seen {seen:?}"),
-        }
-    }
+    timb_test_support::wait_event(h, what, WAIT, f).await
 }
 
 async fn wait_control(c: &mut OtrControl, what: &str, f: impl Fn(&ControlEvent) -> bool) {
@@ -69,9 +60,9 @@ async fn otr_over_irc_over_arti_server_sees_only_otr_data() {
     let onion = net.info().onion_service("gui").expect("gui onion").clone();
     let tmp = tempfile::tempdir().unwrap();
 
-    let ng = Ngircd::start(free_port(), exit_port);
+    let ng = Ngircd::start_on(&[free_port()], exit_port);
     // Every line the onion account exchanges with ngircd passes here, in plain text.
-    let proxy = RecordingProxy::start(onion.target_port, ng.plain_port).await;
+    let proxy = Proxy::start_on(onion.target_port, ng.port).await;
 
     let cfg = TorConfig::private_network(net.config_path(), &scratch(tmp.path(), "tor")).unwrap();
     let (tx, _rx) = tokio::sync::watch::channel(BootstrapProgress::default());

@@ -8,9 +8,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timb_core::{AccountHandle, AccountId, Command, ConnectionState, Event, MessageKind, Target};
-use timb_e2e::*;
 use timb_otr::wrap::{wrap, ControlEvent, OtrControl};
 use timb_otr::{ConversationState, KeyGenState, OtrEvent};
+use timb_test_support::*;
 use timb_testnet::{exit_port_index, TestNet};
 use timb_tor::{BootstrapProgress, TorConfig, Transport};
 use timb_xmpp::{PolicyTls, ServerAddr, TlsMode, XmppConfig};
@@ -18,16 +18,7 @@ use timb_xmpp::{PolicyTls, ServerAddr, TlsMode, XmppConfig};
 const WAIT: Duration = Duration::from_secs(120);
 
 async fn wait_event(h: &mut AccountHandle, what: &str, f: impl Fn(&Event) -> bool) -> Event {
-    let deadline = tokio::time::Instant::now() + WAIT;
-    let mut seen = Vec::new();
-    loop {
-        match tokio::time::timeout_at(deadline, h.events.recv()).await {
-            Ok(Some(e)) if f(&e) => return e,
-            Ok(Some(e)) => seen.push(format!("{e:?}")),
-            Ok(None) => panic!("account ended waiting for {what}; seen {seen:?}"),
-            Err(_) => panic!("timed out waiting for {what}; seen {seen:?}"),
-        }
-    }
+    timb_test_support::wait_event(h, what, WAIT, f).await
 }
 
 async fn wait_control(c: &mut OtrControl, what: &str, f: impl Fn(&ControlEvent) -> bool) {
@@ -69,12 +60,13 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
         .expect("exit port");
     let tmp = tempfile::tempdir().unwrap();
 
-    let pr = Prosody::start(
+    let pr = Prosody::start_on(
         &[("ann", "pw-ann"), ("ben", "pw-ben"), ("cat", "pw-cat")],
         free_port(),
+        &[free_port()],
     );
     // The recording point in front of prosody: everything that arrives from the exit.
-    let proxy = RecordingProxy::start(exit_port, pr.tls_port).await;
+    let proxy = Proxy::start_on(exit_port, pr.tls_port).await;
 
     let t0 = Instant::now();
     let cfg = TorConfig::private_network(net.config_path(), &scratch(tmp.path(), "tor")).unwrap();

@@ -9,28 +9,11 @@ use std::time::{Duration, Instant};
 use i_slint_backend_testing::{AccessibleRole, ElementHandle};
 use slint::{ComponentHandle, Model};
 use timb::MainWindow;
-use timb_xmpp::{BoxFuture, BoxStream, XmppError};
 
 pub const WAIT: Duration = Duration::from_secs(180);
 
 /// A test peer's way to prosody: a loopback socket (only the app under test uses Tor).
-pub struct Loopback;
-
-impl timb_xmpp::Connector for Loopback {
-    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
-        Box::pin(async move {
-            assert_eq!(host, "127.0.0.1", "the test peer only ever uses loopback");
-            #[allow(
-                clippy::disallowed_methods,
-                reason = "the test's own peer, on loopback"
-            )]
-            let s = tokio::net::TcpStream::connect(("127.0.0.1", port))
-                .await
-                .map_err(|e| XmppError::Io(e.to_string()))?;
-            Ok(timb_xmpp::boxed(s))
-        })
-    }
-}
+pub use timb_test_support::Loopback;
 
 /// Runs `f` on the UI thread and returns its result.
 pub fn on_ui<R: Send + 'static>(
@@ -143,8 +126,8 @@ pub struct XmppWorld {
     pub exit_port: u16,
     /// SPKI pin (hex) of prosody's certificate.
     pub pin: String,
-    pub prosody: timb_e2e::Prosody,
-    _proxy: timb_e2e::RecordingProxy,
+    pub prosody: timb_test_support::Prosody,
+    _proxy: timb_test_support::Proxy,
     pub tmp: tempfile::TempDir,
     pub rt: tokio::runtime::Runtime,
 }
@@ -154,11 +137,11 @@ impl XmppWorld {
         let net = timb_testnet::TestNet::shared();
         let exit_port = net.info().exit_port(exit_index).expect("exit port");
         let rt = tokio::runtime::Runtime::new().expect("tokio runtime");
-        let prosody = timb_e2e::Prosody::start(
-            &[("ann", "pw-ann"), ("ben", "pw-ben")],
-            timb_e2e::free_port(),
-        );
-        let proxy = rt.block_on(timb_e2e::RecordingProxy::start(exit_port, prosody.c2s_port));
+        let prosody = timb_test_support::Prosody::start(&[("ann", "pw-ann"), ("ben", "pw-ben")]);
+        let proxy = rt.block_on(timb_test_support::Proxy::start_on(
+            exit_port,
+            prosody.c2s_port,
+        ));
         XmppWorld {
             net,
             exit_port,
@@ -172,7 +155,7 @@ impl XmppWorld {
 
     /// A folder inside this world's temporary directory.
     pub fn dir(&self, name: &str) -> std::path::PathBuf {
-        timb_e2e::scratch(self.tmp.path(), name)
+        timb_test_support::scratch(self.tmp.path(), name)
     }
 
     /// A headless timb XMPP account wrapped in OTR, connecting to prosody
@@ -182,7 +165,7 @@ impl XmppWorld {
         user: &str,
         password: &str,
     ) -> (timb_core::AccountHandle, timb_otr::wrap::OtrControl) {
-        let jid = format!("{user}@{}", timb_e2e::DOMAIN);
+        let jid = format!("{user}@{}", timb_test_support::DOMAIN);
         let port = self.prosody.tls_port;
         let mut cfg = timb_xmpp::XmppConfig::new(&jid, password);
         cfg.server = Some(timb_xmpp::ServerAddr {
