@@ -35,6 +35,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "patch",
     "bzip2",
     "xz-utils",
+    // rbm-projects/*/build are checked by shellcheck.
+    "shellcheck",
     // The TLS 1.1 refusal test serves TLS 1.1 with openssl s_server.
     "openssl",
 ];

@@ -12,7 +12,10 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
 
-#[allow(unused_imports, reason = "each test binary and the bench take a subset")]
+#[allow(
+    unused_imports,
+    reason = "each test binary and the bench take a subset"
+)]
 pub use timb_test_support::{connect_loopback, Ngircd, SocksConnector, TestPki};
 
 pub const WAIT: Duration = Duration::from_secs(20);

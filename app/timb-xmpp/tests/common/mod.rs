@@ -8,7 +8,10 @@ use std::time::Duration;
 use timb_core::{AccountHandle, AccountId, Command, Event};
 use timb_xmpp::{Connector, PolicyTls, ServerAddr, TlsMode, XmppConfig};
 
-#[allow(unused_imports, reason = "each test binary and the bench take a subset")]
+#[allow(
+    unused_imports,
+    reason = "each test binary and the bench take a subset"
+)]
 pub use timb_test_support::{
     arti, free_port, ArtiConnector, LoopConnector, Prosody, Proxy, Recording, RecordingTls,
     SocksConnector, DOMAIN, MUC,
