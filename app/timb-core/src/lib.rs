@@ -5,6 +5,7 @@
 //! bodies. Keeping this crate free of I/O means the GUI and the tests can drive
 //! any protocol the same way, and nothing here can touch disk or network.
 
+pub mod panic;
 pub mod profile;
 
 use std::fmt;

@@ -3,6 +3,9 @@
 use timb::VERSION;
 
 fn main() -> std::process::ExitCode {
+    // Before anything can panic: a panic's message may quote what a peer sent,
+    // and stderr ends up in the journal. Only the location is printed.
+    timb_core::panic::install("timb");
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         None => {}
