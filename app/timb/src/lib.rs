@@ -1,6 +1,8 @@
 //! timb: the Tor Instant Messaging Bundle. The binary (`main.rs`) parses
 //! arguments and calls [`run`]; the end-to-end GUI test drives the same
 //! window, controller and network backend through [`attach`].
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 slint::include_modules!();
 

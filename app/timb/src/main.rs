@@ -1,4 +1,6 @@
 //! The `timb` program: arguments, then the window (see lib.rs).
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use timb::VERSION;
 
