@@ -90,7 +90,7 @@ fn parse_one(t: &[String], pos: &mut usize, allow: &[String]) -> Result<bool> {
         id = format!("{id} WITH {exception}");
         *pos += 2;
     }
-    Ok(allow.iter().any(|a| *a == id))
+    Ok(allow.contains(&id))
 }
 
 #[cfg(test)]

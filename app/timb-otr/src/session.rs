@@ -297,11 +297,14 @@ impl OtrSession {
             return Err(OtrError::Library(err));
         }
         let addr = newkey as usize;
-        // SAFETY (in the thread): libotr documents generate_calculate as safe to run on another
-        // thread; it only touches the pending key, which nothing else uses until it is joined.
         let thread = std::thread::Builder::new()
             .name("otr-keygen".into())
-            .spawn(move || unsafe { sys::otrl_privkey_generate_calculate(addr as *mut c_void) })
+            .spawn(move || {
+                // SAFETY: libotr documents generate_calculate as safe to run on another
+                // thread; it only touches the pending key, which nothing else uses until
+                // the thread is joined.
+                unsafe { sys::otrl_privkey_generate_calculate(addr as *mut c_void) }
+            })
             .map_err(|_| OtrError::Internal)?;
         let ticks = KEYGEN_TICKS.load(Ordering::Relaxed);
         self.keygens.push(KeyGen {

@@ -446,8 +446,10 @@ mod tests {
         ("openssl", ""),
     ];
 
+    type EdgeSpec = (&'static str, &'static str, Kind, &'static [&'static str]);
+
     /// The allowed shape: every rule holds.
-    fn good_edges() -> Vec<(&'static str, &'static str, Kind, &'static [&'static str])> {
+    fn good_edges() -> Vec<EdgeSpec> {
         vec![
             ("xtask-package", "xtask-pipeline", Kind::Normal, &[]),
             ("xtask-sign", "timb-release", Kind::Normal, &[]),
@@ -481,7 +483,16 @@ mod tests {
 
     #[test]
     fn each_forbidden_edge_fails_its_rule() {
-        let cases: &[(&str, &str, Kind, &[&str], usize, &str)] = &[
+        // (from, to, kind, features asked, the rule it breaks, the path reported)
+        type Case = (
+            &'static str,
+            &'static str,
+            Kind,
+            &'static [&'static str],
+            usize,
+            &'static str,
+        );
+        let cases: &[Case] = &[
             // pipeline -> package, through sign: caught transitively.
             (
                 "xtask-pipeline",
