@@ -257,7 +257,7 @@ fn deny(root: &Path) -> Result<()> {
     std::fs::create_dir_all(&dbs)?;
     util::run(
         Command::new("git")
-            .args(["clone", "--quiet"])
+            .args(["-c", "init.defaultBranch=main", "clone", "--quiet"])
             .arg(&bundle)
             .arg(&db),
     )

@@ -3,7 +3,9 @@
 
 use std::path::Path;
 use std::process::Command;
-use timb_architecture::{stated_invariants, Graph, RULES};
+use timb_architecture::{
+    stated_invariants, Graph, Kind, Reach, Rule, Select, RULES, SOCKET_CRATES,
+};
 
 fn root() -> &'static Path {
     Path::new(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
@@ -49,6 +51,20 @@ fn the_workspace_obeys_the_architecture_invariants() {
             "{name} missing from cargo metadata"
         );
     }
+    // ... and the checker reads its edges and features: the socket rule, applied to
+    // the test harnesses (which may open sockets), finds timb-e2e's tokio "full".
+    let harnesses = Rule {
+        text: "",
+        from: Select::MembersUnder("tests/", &[]),
+        to: Select::Named(SOCKET_CRATES),
+        reach: Reach::Direct,
+        kinds: &[Kind::Normal],
+    };
+    let seen = graph.violations(&harnesses);
+    assert!(
+        seen.iter().any(|v| v == "timb-e2e -> tokio"),
+        "the checker missed a real edge: {seen:?}"
+    );
     let mut broken = Vec::new();
     for rule in RULES {
         for v in graph.violations(rule) {
