@@ -187,7 +187,13 @@ fn c_library_licences(root: &Path) -> Result<String> {
     let mut text = String::from(
         "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/timb.toml.\n",
     );
+    let allow = crate::licences::allowlist(root)?;
     for (title, archive, members) in C_LIBRARIES {
+        let spdx = title
+            .rsplit_once('(')
+            .and_then(|(_, r)| r.strip_suffix(')'))
+            .with_context(|| format!("{title}: no (licence) in its title"))?;
+        crate::licences::check(title, spdx, &allow)?;
         let pin = pins
             .iter()
             .find(|p| p.file == *archive)
@@ -265,6 +271,7 @@ fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<Stri
             }
         }
     }
+    let allow = crate::licences::allowlist(root)?;
     let mut by_text: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut summary = String::new();
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -278,10 +285,12 @@ fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<Stri
             p["name"].as_str().unwrap_or("?"),
             p["version"].as_str().unwrap_or("?")
         );
+        // No expression, or one outside deny.toml's allowlist, fails the bundle.
         let expr = p["license"]
             .as_str()
-            .unwrap_or("(no licence expression)")
+            .with_context(|| format!("{name}: no licence expression in its Cargo.toml"))?
             .to_string();
+        crate::licences::check(&name, &expr, &allow)?;
         rows.push((name.clone(), expr));
         let dir = Path::new(p["manifest_path"].as_str().unwrap_or(""))
             .parent()

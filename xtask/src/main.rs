@@ -3,6 +3,7 @@
 mod bench;
 mod bundle;
 mod container;
+mod licences;
 mod provision;
 mod rbm;
 mod sandbox;

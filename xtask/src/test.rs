@@ -87,7 +87,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     util::stage(
         3,
         5,
-        "formatting, lints (cargo fmt --check, cargo clippy -D warnings), building the tests",
+        "formatting, lints (cargo fmt --check, cargo clippy -D warnings, cargo deny), building the tests",
     );
     util::run(
         cargo()
@@ -104,6 +104,7 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
         "-D",
         "warnings",
     ]))?;
+    deny(root)?;
     util::run(cargo().current_dir(root).args([
         "test",
         "--workspace",
@@ -128,10 +129,18 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
                 .current_dir(root);
             c.status()?
         }
-        None => {
-            eprintln!("    (could not create a network namespace; running on the host's loopback)");
+        None if host_loopback_allowed() => {
+            eprintln!(
+                "    (could not create a network namespace; {ALLOW_HOST_LOOPBACK}=1: running on the host's loopback)"
+            );
             inner.status()?
         }
+        None => bail!(
+            "could not create a network namespace (neither `unshare --net` nor \
+             `unshare --map-root-user --net` works here), so the tests could reach other \
+             machines; run as root or with user namespaces, or set {ALLOW_HOST_LOOPBACK}=1 \
+             to run them on the host's loopback anyway"
+        ),
     };
     if !status.success() {
         bail!("the test suite failed");
@@ -160,6 +169,164 @@ pub fn run(root: &Path, args: &[String]) -> Result<()> {
     )?;
     eprintln!("all passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// cargo-deny, built from crates.io by `cargo install --locked` when missing.
+pub const CARGO_DENY_VERSION: &str = "0.20.2";
+
+/// Where cargo-deny 0.20's default advisory database lives under its
+/// `db-path` (a hash of the RustSec URL); a version that names it otherwise
+/// fails the advisories check loudly ("cannot change to ...").
+const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
+
+/// Tools built for the test run, cached outside the clone next to the target
+/// directory (`$CARGO_TARGET_DIR/../timb-tools`), or inside `target/` when
+/// the target directory is the clone's own.
+fn tools_dir(root: &Path) -> PathBuf {
+    let target = util::cargo_target_dir(root);
+    match target.parent() {
+        Some(p) if !p.starts_with(root) && target.is_absolute() => p.join("timb-tools"),
+        _ => target.join("timb-tools"),
+    }
+}
+
+/// The cargo-deny binary, built once per version into [`tools_dir`].
+fn cargo_deny(root: &Path) -> Result<PathBuf> {
+    let prefix = tools_dir(root).join(format!("cargo-deny-{CARGO_DENY_VERSION}"));
+    let bin = prefix.join("bin/cargo-deny");
+    if bin.is_file() {
+        return Ok(bin);
+    }
+    eprintln!(
+        "    building cargo-deny {CARGO_DENY_VERSION} from crates.io into {} (once; a few minutes)",
+        prefix.display()
+    );
+    let build = tools_dir(root).join("cargo-deny-build");
+    util::run(
+        cargo()
+            .args(["install", "--locked", "--quiet", "cargo-deny", "--version"])
+            .arg(CARGO_DENY_VERSION)
+            .arg("--root")
+            .arg(&prefix)
+            .arg("--target-dir")
+            .arg(&build)
+            // Not the workspace's target directory or profile settings.
+            .env_remove("CARGO_TARGET_DIR")
+            .current_dir(std::env::temp_dir()),
+    )
+    .context("building cargo-deny")?;
+    util::remove_dir(&build)?;
+    if !bin.is_file() {
+        bail!("cargo install did not produce {}", bin.display());
+    }
+    Ok(bin)
+}
+
+/// The offline RustSec snapshot: a git bundle in shared/ beside the clone
+/// (or `$TIMB_ADVISORY_DB_BUNDLE`).
+fn advisory_bundle(root: &Path) -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("TIMB_ADVISORY_DB_BUNDLE") {
+        return Some(PathBuf::from(p));
+    }
+    let p = root.join("../shared/advisory-db/advisory-db.bundle");
+    p.is_file().then_some(p)
+}
+
+/// `cargo deny check licenses bans sources` (deny.toml), then the advisories
+/// against the offline snapshot, never fetching.
+fn deny(root: &Path) -> Result<()> {
+    let bin = cargo_deny(root)?;
+    util::run(
+        Command::new(&bin)
+            .args(["deny", "--offline", "check", "licenses", "bans", "sources"])
+            .current_dir(root),
+    )
+    .context("cargo deny: a licence, banned crate or source is not allowed (deny.toml)")?;
+    deny_catches_an_unlisted_licence(root, &bin)?;
+    let Some(bundle) = advisory_bundle(root) else {
+        eprintln!(
+            "    advisories NOT checked: no RustSec snapshot at ../shared/advisory-db/advisory-db.bundle \
+             (set TIMB_ADVISORY_DB_BUNDLE)"
+        );
+        return Ok(());
+    };
+    // A fresh clone each run: the snapshot is small, and a stale one is never used.
+    let dbs = tools_dir(root).join("advisory-dbs");
+    let db = dbs.join(ADVISORY_DB_DIR);
+    if db.exists() {
+        util::remove_dir(&db)?;
+    }
+    std::fs::create_dir_all(&dbs)?;
+    util::run(
+        Command::new("git")
+            .args(["-c", "init.defaultBranch=main", "clone", "--quiet"])
+            .arg(&bundle)
+            .arg(&db),
+    )
+    .with_context(|| format!("cloning the advisory snapshot {}", bundle.display()))?;
+    let date = util::output(Command::new("git").arg("-C").arg(&db).args([
+        "log",
+        "-1",
+        "--format=%cs %h",
+    ]))?;
+    eprintln!("    advisories: RustSec snapshot of {}", date.trim());
+    util::run(
+        Command::new(&bin)
+            .args(["deny", "--offline", "check", "advisories"])
+            .env("TIMB_ADVISORY_DBS", &dbs)
+            .current_dir(root),
+    )
+    .context("cargo deny: an advisory applies (deny.toml [advisories])")
+}
+
+/// The licence check is only worth something if it fails: a throwaway
+/// workspace whose crate depends on one licensed SSPL-1.0 (not allowed) must
+/// fail `cargo deny check licenses` under the repository's deny.toml.
+fn deny_catches_an_unlisted_licence(root: &Path, bin: &Path) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("timb-deny-canary-{}", std::process::id()));
+    util::remove_dir(&dir)?;
+    let files = [
+        (
+            "Cargo.toml",
+            "[workspace]\nmembers = [\"app\", \"dep\"]\nresolver = \"2\"\n",
+        ),
+        (
+            "app/Cargo.toml",
+            "[package]\nname = \"canary-app\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"GPL-3.0-or-later\"\npublish = false\n[dependencies]\ncanary-dep = { path = \"../dep\" }\n",
+        ),
+        ("app/src/lib.rs", ""),
+        (
+            "dep/Cargo.toml",
+            "[package]\nname = \"canary-dep\"\nversion = \"0.1.0\"\nedition = \"2021\"\nlicense = \"SSPL-1.0\"\npublish = false\n",
+        ),
+        ("dep/src/lib.rs", ""),
+    ];
+    for (rel, text) in files {
+        let p = dir.join(rel);
+        std::fs::create_dir_all(p.parent().context("a parent")?)?;
+        std::fs::write(&p, text)?;
+    }
+    std::fs::copy(root.join("deny.toml"), dir.join("deny.toml"))?;
+    let out = Command::new(bin)
+        .args(["deny", "--offline", "check", "licenses"])
+        .current_dir(&dir)
+        .output()
+        .context("running cargo deny on the canary workspace")?;
+    util::remove_dir(&dir)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !stderr.contains("SSPL-1.0") {
+        bail!("cargo deny accepted a crate licensed SSPL-1.0 (not in deny.toml):\n{stderr}");
+    }
+    eprintln!("    cargo deny refuses an unlisted licence (SSPL-1.0 canary): ok");
+    Ok(())
+}
+
+/// Set to 1 to run the suite on the host's loopback when no network namespace
+/// can be made (otherwise that is an error).
+pub const ALLOW_HOST_LOOPBACK: &str = "TIMB_ALLOW_HOST_LOOPBACK";
+
+fn host_loopback_allowed() -> bool {
+    std::env::var(ALLOW_HOST_LOOPBACK).is_ok_and(|v| v == "1")
 }
 
 /// `unshare --net` as root, `unshare -rn` for a user with user namespaces.

@@ -6,6 +6,8 @@
 //! linked statically.
 
 #![allow(non_camel_case_types, non_snake_case)]
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use std::os::raw::{c_char, c_int, c_uint, c_ushort, c_void};
 

@@ -5,6 +5,8 @@
 //! local time zone and identity. Here the session is generic over the byte
 //! stream, so the caller decides how it reaches the server (always through
 //! Tor in timb), and [`ctcp`] holds Tor Messenger's reply policy.
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod connect;
 pub mod ctcp;

@@ -1,9 +1,17 @@
 //! libotr's `OtrlMessageAppOps` callbacks.
 //!
-//! Each is an `extern "C"` function whose body runs inside `catch_unwind`, so a Rust panic
-//! never unwinds into C: it is recorded and turned into `OtrError::Internal` by the caller.
-//! Our state arrives as `opdata`, a pointer to the session's [`Shared`], which nothing else
-//! borrows while libotr runs.
+//! Each is an `unsafe extern "C"` function whose body runs inside `catch_unwind`, so a Rust
+//! panic never unwinds into C: it is recorded and turned into `OtrError::Internal` by the
+//! caller. Our state arrives as `opdata`, a pointer to the session's [`Shared`], which nothing
+//! else borrows while libotr runs.
+//!
+//! # Safety (every callback)
+//!
+//! Only libotr calls them, through [`app_ops`], synchronously from inside a session method on
+//! the session's thread: `op` is the opdata that method passed (null or the live [`Shared`],
+//! see [`shared`]), and every pointer argument is null or valid for the whole call (strings
+//! NUL-terminated, contexts and fingerprints owned by the session's userstate). Each callback
+//! turns its raw arguments into references once, at the top, in one documented `unsafe` block.
 
 use std::ffi::{CStr, CString};
 use std::os::raw::{c_char, c_int, c_uint, c_ushort, c_void};
@@ -48,9 +56,8 @@ pub(crate) struct Shared {
 }
 
 impl Shared {
-    pub fn account_by_c(&self, name: *const c_char, proto: *const c_char) -> Option<&AccountEntry> {
-        let name = unsafe_cstr(name)?;
-        let proto = unsafe_cstr(proto)?;
+    pub fn account_by_c(&self, name: Option<&CStr>, proto: Option<&CStr>) -> Option<&AccountEntry> {
+        let (name, proto) = (name?, proto?);
         self.accounts
             .iter()
             .find(|a| a.name_c.as_bytes() == name.to_bytes() && a.proto_c == proto)
@@ -104,30 +111,43 @@ fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
 
-fn unsafe_cstr<'a>(p: *const c_char) -> Option<&'a CStr> {
+/// A C string from libotr, or `None` for null.
+///
+/// # Safety
+/// `p` is null or points to a NUL-terminated string that stays valid and unchanged for `'a`.
+unsafe fn unsafe_cstr<'a>(p: *const c_char) -> Option<&'a CStr> {
     if p.is_null() {
         None
     } else {
-        // SAFETY: libotr passes NUL-terminated strings that outlive the callback.
+        // SAFETY: non-null, and NUL-terminated and live for 'a by the caller's contract.
         Some(unsafe { CStr::from_ptr(p) })
     }
 }
 
-pub(crate) fn lossy(p: *const c_char) -> String {
-    unsafe_cstr(p)
+/// A C string from libotr as UTF-8 (lossy), empty for null.
+///
+/// # Safety
+/// As [`unsafe_cstr`]: `p` is null or a NUL-terminated string valid for this call.
+pub(crate) unsafe fn lossy(p: *const c_char) -> String {
+    // SAFETY: the caller's contract is unsafe_cstr's.
+    unsafe { unsafe_cstr(p) }
         .map(|s| s.to_string_lossy().into_owned())
         .unwrap_or_default()
 }
 
 /// libotr's human fingerprint format: five groups of eight upper-case hex digits.
-pub(crate) fn human_fingerprint(raw: *const u8) -> String {
+///
+/// # Safety
+/// `raw` is null or points to libotr's 20-byte binary fingerprint.
+pub(crate) unsafe fn human_fingerprint(raw: *const u8) -> String {
     if raw.is_null() {
         return String::new();
     }
     let mut buf = [0 as c_char; sys::OTRL_PRIVKEY_FPRINT_HUMAN_LEN];
-    // SAFETY: raw points to 20 bytes (libotr's fingerprint), buf has the required length.
+    // SAFETY: raw points to 20 bytes (the caller's contract), buf has the required length.
     unsafe { sys::otrl_privkey_hash_to_human(buf.as_mut_ptr(), raw) };
-    lossy(buf.as_ptr())
+    // SAFETY: libotr wrote a NUL-terminated string into buf, which lives to the end of this fn.
+    unsafe { lossy(buf.as_ptr()) }
 }
 
 /// Only OTR protocol messages may leave; queries are cut to the bare version tag so the
@@ -151,21 +171,27 @@ fn clean_peer_text(s: &str) -> String {
     s.chars().filter(|c| !c.is_control()).take(200).collect()
 }
 
-/// Runs `f` on our state; a panic is recorded and answered with `default`.
-fn with<T>(opdata: *mut c_void, default: T, f: impl FnOnce(&mut Shared) -> T) -> T {
-    if opdata.is_null() {
+/// Our state behind libotr's `opdata`.
+///
+/// # Safety
+/// `opdata` is null or the pointer a session method passed to libotr for this call: the
+/// session's live [`Shared`], which nothing else borrows until the returned reference is
+/// dropped (libotr calls us synchronously, on the owning thread, while the session method
+/// holds no reference to it).
+unsafe fn shared<'a>(opdata: *mut c_void) -> Option<&'a mut Shared> {
+    // SAFETY: null or a live, unaliased `Shared`, by the caller's contract.
+    unsafe { opdata.cast::<Shared>().as_mut() }
+}
+
+/// Runs `f` on our state (none: `default`); a panic is recorded and answered with `default`.
+fn with<T>(shared: Option<&mut Shared>, default: T, f: impl FnOnce(&mut Shared) -> T) -> T {
+    let Some(s) = shared else {
         return default;
-    }
-    let shared = opdata.cast::<Shared>();
-    match catch_unwind(AssertUnwindSafe(|| {
-        // SAFETY: opdata is the session's live `Shared`; libotr calls us synchronously on the
-        // owning thread while the session holds no other reference to it.
-        f(unsafe { &mut *shared })
-    })) {
+    };
+    match catch_unwind(AssertUnwindSafe(|| f(&mut *s))) {
         Ok(v) => v,
         Err(_) => {
-            // SAFETY: as above; the panicking borrow has ended.
-            unsafe { (*shared).panicked = true };
+            s.panicked = true;
             default
         }
     }
@@ -177,36 +203,53 @@ struct Ctx {
     instance: u32,
 }
 
-fn ctx_info(s: &Shared, ctx: *mut sys::ConnContext) -> Option<Ctx> {
-    if ctx.is_null() {
-        return None;
-    }
-    // SAFETY: libotr passes a live context.
-    let c = unsafe { &*ctx };
-    let account = s.account_by_c(c.accountname, c.protocol)?.cfg.id;
+/// Who a libotr context is about.
+///
+/// # Safety
+/// `ctx` is null or a live context of our userstate, whose strings are valid for this call.
+unsafe fn ctx_info(s: &Shared, ctx: *mut sys::ConnContext) -> Option<Ctx> {
+    // SAFETY: null or live, by the caller's contract.
+    let c = unsafe { ctx.as_ref() }?;
+    // SAFETY: a live context's strings are NUL-terminated and outlive this call.
+    let (name, proto, peer) = unsafe {
+        (
+            unsafe_cstr(c.accountname),
+            unsafe_cstr(c.protocol),
+            lossy(c.username),
+        )
+    };
+    let account = s.account_by_c(name, proto)?.cfg.id;
     Some(Ctx {
         account,
-        peer: lossy(c.username),
+        peer,
         instance: c.their_instance,
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn policy(_op: *mut c_void, _ctx: *mut sys::ConnContext) -> sys::OtrlPolicy {
     // No state needed, and nothing here can panic: ALWAYS for every context.
     sys::OTRL_POLICY_ALWAYS
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn create_privkey(op: *mut c_void, account: *const c_char, proto: *const c_char) {
     // Generating here would block libotr's thread for the whole key generation; instead
     // the session starts it in the background once this call returns (this AKE fails, the
     // next one, after the key exists, succeeds).
-    with(op, (), |s| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let (st, account, proto) = unsafe { (shared(op), unsafe_cstr(account), unsafe_cstr(proto)) };
+    with(st, (), |s| {
         if let Some(id) = s.account_by_c(account, proto).map(|a| a.cfg.id) {
             s.keys_needed.push(id);
         }
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn is_logged_in(
     op: *mut c_void,
     _a: *const c_char,
@@ -216,9 +259,13 @@ unsafe extern "C" fn is_logged_in(
     // libotr asks only when ending a conversation, to decide whether to tell the peer.
     // We tell them exactly when the user ended it (`OtrSession::end`); other teardown
     // (shutdown, account removal) stays silent rather than messaging someone offline.
-    with(op, 0, |s| c_int::from(s.announce_end))
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, 0, |s| c_int::from(s.announce_end))
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn inject_message(
     op: *mut c_void,
     account: *const c_char,
@@ -226,16 +273,25 @@ unsafe extern "C" fn inject_message(
     recipient: *const c_char,
     message: *const c_char,
 ) {
-    with(op, (), |s| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let (st, account, proto, to, body) = unsafe {
+        (
+            shared(op),
+            unsafe_cstr(account),
+            unsafe_cstr(proto),
+            lossy(recipient),
+            lossy(message),
+        )
+    };
+    with(st, (), |s| {
         let Some(id) = s.account_by_c(account, proto).map(|a| a.cfg.id) else {
             s.refused_injections += 1;
             return;
         };
-        let body = lossy(message);
         match sanitize_wire(&body) {
             Some(body) => s.outgoing.push(Outgoing {
                 account: id,
-                to: lossy(recipient),
+                to,
                 body,
             }),
             None => s.refused_injections += 1,
@@ -243,11 +299,15 @@ unsafe extern "C" fn inject_message(
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn update_context_list(_op: *mut c_void) {
     // Every state change that matters to the UI arrives as its own event (gone secure,
     // insecure, ended, new fingerprint), so the list itself needs no redraw signal.
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn new_fingerprint(
     op: *mut c_void,
     _us: sys::OtrlUserState,
@@ -256,33 +316,57 @@ unsafe extern "C" fn new_fingerprint(
     username: *const c_char,
     fp: *mut u8,
 ) {
-    with(op, (), |s| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let (st, account, proto, peer, fingerprint) = unsafe {
+        (
+            shared(op),
+            unsafe_cstr(account),
+            unsafe_cstr(proto),
+            lossy(username),
+            human_fingerprint(fp),
+        )
+    };
+    with(st, (), |s| {
         if let Some(id) = s.account_by_c(account, proto).map(|a| a.cfg.id) {
             s.events.push(OtrEvent::NewFingerprint {
                 account: id,
-                peer: lossy(username),
-                fingerprint: human_fingerprint(fp),
+                peer,
+                fingerprint,
             });
         }
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn write_fingerprints(op: *mut c_void) {
-    with(op, (), |s| s.write_verified_fingerprints())
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |s| s.write_verified_fingerprints())
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn gone_secure(op: *mut c_void, ctx: *mut sys::ConnContext) {
-    with(op, (), |s| {
-        let Some(i) = ctx_info(s, ctx) else { return };
-        // SAFETY: live context from libotr.
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |s| {
+        // SAFETY: the module's contract: ctx is null or a live context.
+        let Some(i) = (unsafe { ctx_info(s, ctx) }) else {
+            return;
+        };
+        // SAFETY: non-null (ctx_info returned Some) and live.
         let c = unsafe { &*ctx };
         let (fingerprint, verified) = if c.active_fingerprint.is_null() {
             (String::new(), false)
         } else {
-            // SAFETY: active_fingerprint points into this context's list.
-            let f = unsafe { &*c.active_fingerprint };
-            let v = unsafe { sys::otrl_context_is_fingerprint_trusted(c.active_fingerprint) } != 0;
-            (human_fingerprint(f.fingerprint), v)
+            // SAFETY: active_fingerprint points into this live context's fingerprint list,
+            // whose binary fingerprint is 20 bytes (or null).
+            unsafe {
+                let f = &*c.active_fingerprint;
+                let v = sys::otrl_context_is_fingerprint_trusted(c.active_fingerprint) != 0;
+                (human_fingerprint(f.fingerprint), v)
+            }
         };
         s.events.push(OtrEvent::GoneSecure {
             account: i.account,
@@ -296,9 +380,14 @@ unsafe extern "C" fn gone_secure(op: *mut c_void, ctx: *mut sys::ConnContext) {
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn gone_insecure(op: *mut c_void, ctx: *mut sys::ConnContext) {
-    with(op, (), |s| {
-        if let Some(i) = ctx_info(s, ctx) {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |s| {
+        // SAFETY: the module's contract: ctx is null or a live context.
+        if let Some(i) = unsafe { ctx_info(s, ctx) } {
             s.events.push(OtrEvent::GoneInsecure {
                 account: i.account,
                 peer: i.peer,
@@ -308,9 +397,14 @@ unsafe extern "C" fn gone_insecure(op: *mut c_void, ctx: *mut sys::ConnContext) 
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn still_secure(op: *mut c_void, ctx: *mut sys::ConnContext, _is_reply: c_int) {
-    with(op, (), |s| {
-        if let Some(i) = ctx_info(s, ctx) {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |s| {
+        // SAFETY: the module's contract: ctx is null or a live context.
+        if let Some(i) = unsafe { ctx_info(s, ctx) } {
             s.events.push(OtrEvent::StillSecure {
                 account: i.account,
                 peer: i.peer.clone(),
@@ -321,14 +415,19 @@ unsafe extern "C" fn still_secure(op: *mut c_void, ctx: *mut sys::ConnContext, _
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn max_message_size(op: *mut c_void, ctx: *mut sys::ConnContext) -> c_int {
-    with(op, 0, |s| {
-        if ctx.is_null() {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, 0, |s| {
+        // SAFETY: the module's contract: ctx is null or a live context.
+        let Some(c) = (unsafe { ctx.as_ref() }) else {
             return 0;
-        }
-        // SAFETY: live context from libotr.
-        let c = unsafe { &*ctx };
-        let Some(a) = s.account_by_c(c.accountname, c.protocol) else {
+        };
+        // SAFETY: a live context's strings are NUL-terminated and outlive this call.
+        let (name, proto) = unsafe { (unsafe_cstr(c.accountname), unsafe_cstr(c.protocol)) };
+        let Some(a) = s.account_by_c(name, proto) else {
             return 0;
         };
         let size = a.cfg.max_message_size.unwrap_or(match a.cfg.protocol {
@@ -339,6 +438,8 @@ unsafe extern "C" fn max_message_size(op: *mut c_void, ctx: *mut sys::ConnContex
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn account_name(
     op: *mut c_void,
     account: *const c_char,
@@ -346,14 +447,20 @@ unsafe extern "C" fn account_name(
 ) -> *const c_char {
     // Used only in the query text, which sanitize_wire strips; still the account's own name
     // rather than anything about the user or the client.
-    with(op, ptr::null(), |_| {
-        let name = unsafe_cstr(account).map(CStr::to_owned).unwrap_or_default();
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let (st, account) = unsafe { (shared(op), unsafe_cstr(account)) };
+    with(st, ptr::null(), |_| {
+        let name = account.map(CStr::to_owned).unwrap_or_default();
         name.into_raw().cast_const()
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn free_cstring(op: *mut c_void, p: *const c_char) {
-    with(op, (), |_| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |_| {
         if !p.is_null() {
             // SAFETY: every string we hand libotr comes from CString::into_raw.
             drop(unsafe { CString::from_raw(p.cast_mut()) });
@@ -361,6 +468,8 @@ unsafe extern "C" fn free_cstring(op: *mut c_void, p: *const c_char) {
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn otr_error_message(
     op: *mut c_void,
     _ctx: *mut sys::ConnContext,
@@ -368,7 +477,9 @@ unsafe extern "C" fn otr_error_message(
 ) -> *const c_char {
     // Sent to the peer in clear inside "?OTR Error:": fixed text naming no client,
     // version, account or state beyond what the code already says.
-    with(op, ptr::null(), |_| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, ptr::null(), |_| {
         let text = match code {
             sys::OTRL_ERRCODE_ENCRYPTION_ERROR => "Encryption error.",
             sys::OTRL_ERRCODE_MSG_NOT_IN_PRIVATE => "No private conversation; restarting it.",
@@ -382,19 +493,25 @@ unsafe extern "C" fn otr_error_message(
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn resent_msg_prefix(
     op: *mut c_void,
     _ctx: *mut sys::ConnContext,
 ) -> *const c_char {
     // libotr never holds our messages (we only hand it text once encrypted), but if it ever
     // resends, the prefix is short and neutral.
-    with(op, ptr::null(), |_| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, ptr::null(), |_| {
         CString::new("[resent]")
             .map(|c| c.into_raw().cast_const())
             .unwrap_or(ptr::null())
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn handle_smp_event(
     op: *mut c_void,
     event: sys::OtrlSMPEvent,
@@ -402,11 +519,16 @@ unsafe extern "C" fn handle_smp_event(
     progress: c_ushort,
     question: *mut c_char,
 ) {
-    with(op, (), |s| {
-        let Some(i) = ctx_info(s, ctx) else { return };
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let (st, question) = unsafe { (shared(op), lossy(question)) };
+    with(st, (), |s| {
+        // SAFETY: the module's contract: ctx is null or a live context.
+        let Some(i) = (unsafe { ctx_info(s, ctx) }) else {
+            return;
+        };
         let ev = match event {
             sys::OTRL_SMPEVENT_ASK_FOR_ANSWER => {
-                SmpEvent::AskedQuestion(clean_peer_text(&lossy(question)))
+                SmpEvent::AskedQuestion(clean_peer_text(&question))
             }
             sys::OTRL_SMPEVENT_ASK_FOR_SECRET => SmpEvent::AskedSecret,
             sys::OTRL_SMPEVENT_IN_PROGRESS => SmpEvent::InProgress(progress),
@@ -428,6 +550,8 @@ unsafe extern "C" fn handle_smp_event(
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn handle_msg_event(
     op: *mut c_void,
     event: sys::OtrlMessageEvent,
@@ -435,8 +559,13 @@ unsafe extern "C" fn handle_msg_event(
     message: *const c_char,
     _err: sys::gcry_error_t,
 ) {
-    with(op, (), |s| {
-        let Some(i) = ctx_info(s, ctx) else { return };
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let (st, message) = unsafe { (shared(op), lossy(message)) };
+    with(st, (), |s| {
+        // SAFETY: the module's contract: ctx is null or a live context.
+        let Some(i) = (unsafe { ctx_info(s, ctx) }) else {
+            return;
+        };
         let problem = match event {
             sys::OTRL_MSGEVENT_CONNECTION_ENDED => {
                 s.events.push(OtrEvent::SessionEnded {
@@ -458,10 +587,8 @@ unsafe extern "C" fn handle_msg_event(
             }
             sys::OTRL_MSGEVENT_RCVDMSG_UNREADABLE => Problem::Unreadable,
             sys::OTRL_MSGEVENT_RCVDMSG_MALFORMED => Problem::Malformed,
-            sys::OTRL_MSGEVENT_RCVDMSG_GENERAL_ERR => {
-                Problem::PeerError(clean_peer_text(&lossy(message)))
-            }
-            sys::OTRL_MSGEVENT_RCVDMSG_UNENCRYPTED => Problem::Unencrypted(lossy(message)),
+            sys::OTRL_MSGEVENT_RCVDMSG_GENERAL_ERR => Problem::PeerError(clean_peer_text(&message)),
+            sys::OTRL_MSGEVENT_RCVDMSG_UNENCRYPTED => Problem::Unencrypted(message),
             sys::OTRL_MSGEVENT_RCVDMSG_UNRECOGNIZED => Problem::Unrecognized,
             sys::OTRL_MSGEVENT_RCVDMSG_FOR_OTHER_INSTANCE => Problem::ForOtherInstance,
             // Heartbeats and resends are routine; the UI has nothing to show for them.
@@ -475,8 +602,12 @@ unsafe extern "C" fn handle_msg_event(
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn create_instag(op: *mut c_void, account: *const c_char, proto: *const c_char) {
-    with(op, (), |s| {
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |s| {
         let Ok(path) = store::prepare_private_file(&s.paths.instags) else {
             s.store_error = true;
             return;
@@ -489,8 +620,12 @@ unsafe extern "C" fn create_instag(op: *mut c_void, account: *const c_char, prot
     })
 }
 
+/// # Safety
+/// Called by libotr only; see the module\'s safety contract.
 unsafe extern "C" fn timer_control(op: *mut c_void, interval: c_uint) {
-    with(op, (), |s| s.timer_interval = interval)
+    // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
+    let st = unsafe { shared(op) };
+    with(st, (), |s| s.timer_interval = interval)
 }
 
 pub(crate) fn app_ops() -> sys::OtrlMessageAppOps {
@@ -548,7 +683,9 @@ mod tests {
             store_error: false,
         };
         let op = ptr::addr_of_mut!(shared).cast::<c_void>();
-        let v: c_int = with(op, 7, |_| panic!("test panic inside a callback"));
+        // SAFETY: op is the live `shared` above, not otherwise borrowed during the call.
+        let st = unsafe { super::shared(op) };
+        let v: c_int = with(st, 7, |_| panic!("test panic inside a callback"));
         assert_eq!(v, 7);
         assert!(shared.panicked);
         std::fs::remove_dir_all(dir).unwrap();

@@ -19,6 +19,8 @@
 //! (to the full JID the peer last wrote from) or one IRC PRIVMSG per fragment. Group
 //! targets never pass through OTR. Call [`OtrSession::poll`] every
 //! [`OtrSession::poll_interval`] (the [`actor`] does this).
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod actor;
 mod callbacks;

@@ -269,7 +269,8 @@ impl OtrSession {
                 proto.as_ptr(),
             )
         };
-        (!r.is_null()).then(|| lossy(buf.as_ptr()))
+        // SAFETY: on success libotr wrote a NUL-terminated string into buf.
+        (!r.is_null()).then(|| unsafe { lossy(buf.as_ptr()) })
     }
 
     pub fn has_key(&self, account: AccountId) -> bool {
@@ -296,11 +297,14 @@ impl OtrSession {
             return Err(OtrError::Library(err));
         }
         let addr = newkey as usize;
-        // SAFETY (in the thread): libotr documents generate_calculate as safe to run on another
-        // thread; it only touches the pending key, which nothing else uses until it is joined.
         let thread = std::thread::Builder::new()
             .name("otr-keygen".into())
-            .spawn(move || unsafe { sys::otrl_privkey_generate_calculate(addr as *mut c_void) })
+            .spawn(move || {
+                // SAFETY: libotr documents generate_calculate as safe to run on another
+                // thread; it only touches the pending key, which nothing else uses until
+                // the thread is joined.
+                unsafe { sys::otrl_privkey_generate_calculate(addr as *mut c_void) }
+            })
             .map_err(|_| OtrError::Internal)?;
         let ticks = KEYGEN_TICKS.load(Ordering::Relaxed);
         self.keygens.push(KeyGen {
@@ -450,11 +454,13 @@ impl OtrSession {
                 let (fingerprint, verified) = if c.active_fingerprint.is_null() {
                     (String::new(), false)
                 } else {
-                    // SAFETY: points into this context's fingerprint list.
-                    let f = unsafe { &*c.active_fingerprint };
-                    let v =
-                        unsafe { sys::otrl_context_is_fingerprint_trusted(c.active_fingerprint) };
-                    (human_fingerprint(f.fingerprint), v != 0)
+                    // SAFETY: points into this context's fingerprint list, whose binary
+                    // fingerprint is 20 bytes (or null).
+                    unsafe {
+                        let f = &*c.active_fingerprint;
+                        let v = sys::otrl_context_is_fingerprint_trusted(c.active_fingerprint);
+                        (human_fingerprint(f.fingerprint), v != 0)
+                    }
                 };
                 ConversationState::Encrypted {
                     instance: c.their_instance,
@@ -652,7 +658,8 @@ impl OtrSession {
                     problem: Problem::Unencrypted(wire.to_string()),
                 });
             } else {
-                r.message = Some(lossy(newmsg));
+                // SAFETY: non-null, a NUL-terminated string libotr allocated for us (freed below).
+                r.message = Some(unsafe { lossy(newmsg) });
                 if let Some(inst) = r.instance {
                     self.last_instance.insert((account, from.to_string()), inst);
                 }

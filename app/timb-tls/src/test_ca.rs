@@ -3,6 +3,12 @@
 //! Lets every crate's tests run real TLS servers on loopback with
 //! certificates made at test time, so no key material is committed.
 
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    reason = "test fixtures only (feature test-ca): a failure is a failed test"
+)]
+
 use std::sync::Arc;
 
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};

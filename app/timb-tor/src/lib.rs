@@ -4,6 +4,8 @@
 //! isolation token, so two accounts are never linkable by a shared circuit.
 //! TLS on top comes from timb-tls, so certificate policy is enforced in one
 //! place.
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
 mod net;

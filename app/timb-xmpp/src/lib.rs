@@ -15,6 +15,8 @@
 //!   `<no-permanent-store/>` so servers neither copy nor archive them;
 //! - incoming messages yield `<body>` text only (XHTML-IM is ignored) and the
 //!   receive time is ours, never the sender's `<delay/>`.
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod connect;
 pub mod error;

@@ -35,6 +35,10 @@ impl ScramHash {
         }
     }
 
+    #[allow(
+        clippy::expect_used,
+        reason = "HMAC accepts keys of any length: new_from_slice cannot fail"
+    )]
     fn hmac(self, key: &[u8], data: &[u8]) -> Vec<u8> {
         match self {
             ScramHash::Sha1 => {

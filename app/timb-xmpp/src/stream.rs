@@ -341,7 +341,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
             return Err(XmppError::Xml("text outside any stanza".into()));
         }
         self.charge(s.len() + NODE_COST)?;
-        let top = self.stack.last_mut().expect("stack checked non-empty");
+        let Some(top) = self.stack.last_mut() else {
+            return Err(XmppError::Xml("text outside any stanza".into()));
+        };
         if let Some(Node::Text(prev)) = top.children.last_mut() {
             prev.push_str(s);
         } else {

@@ -1,8 +1,13 @@
 //! The `timb` program: arguments, then the window (see lib.rs).
+// Shipped code handles its errors; tests may unwrap (clippy.toml).
+#![deny(clippy::unwrap_used, clippy::expect_used)]
 
 use timb::VERSION;
 
 fn main() -> std::process::ExitCode {
+    // Before anything can panic: a panic's message may quote what a peer sent,
+    // and stderr ends up in the journal. Only the location is printed.
+    timb_core::panic::install("timb");
     let mut args = std::env::args().skip(1);
     match args.next().as_deref() {
         None => {}
