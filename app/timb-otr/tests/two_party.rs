@@ -303,7 +303,7 @@ fn fragment_floods_are_refused_not_buffered() {
 }
 
 #[test]
-fn ended_session_refuses_to_send_until_reestablished() {
+fn session_ended_by_the_peer_holds_until_reestablished() {
     let (mut a, mut b) = pair(None);
     let mut wire = Wire::default();
     secure(&mut a, &mut b, &mut wire);
@@ -312,18 +312,59 @@ fn ended_session_refuses_to_send_until_reestablished() {
     pump(&mut a, &mut b, Vec::new(), out, &mut wire);
     assert!(a.has_event(|e| matches!(e, OtrEvent::SessionEnded { .. })));
     assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
-    let err =
-        a.s.send(a.acct, &Target::Direct(b.name.clone()), "after end")
-            .unwrap_err();
-    assert_eq!(err, OtrError::SessionEnded);
-    // Re-established: a new AKE, then sending works again.
+    // Held, not sent, and no AKE starts by itself.
+    let out = a.send(&b.name, "after end");
+    assert!(out.is_empty());
+    assert_eq!(a.s.held_count(a.acct, &b.name), 1);
+    // Re-established: a new AKE delivers it, then sending works again.
     let out = a.s.start(a.acct, &b.name).unwrap();
     let out = a.take(out);
     pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "after end");
     let out = a.send(&b.name, "after restart");
     pump(&mut a, &mut b, out, Vec::new(), &mut wire);
     assert_eq!(b.inbox.last().unwrap().0, "after restart");
     wire.assert_no_plaintext("after end");
+}
+
+#[test]
+fn ending_ourselves_is_reported_and_holds_until_the_user_starts_again() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    a.events.clear();
+    let out = a.s.end(a.acct, &b.name).unwrap();
+    let out = a.take(out);
+    // Our own end is an event like the peer's, and the state says so at once.
+    assert!(
+        a.has_event(|e| matches!(e, OtrEvent::SessionEnded { peer, .. } if *peer == b.name)),
+        "{:?}",
+        a.events
+    );
+    assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert!(b.has_event(|e| matches!(e, OtrEvent::SessionEnded { .. })));
+
+    // A new message is held, and no new AKE starts by itself.
+    let out = a.send(&b.name, "typed after end");
+    assert!(out.is_empty(), "nothing may go out: {out:?}");
+    assert_eq!(a.s.held_count(a.acct, &b.name), 1);
+    assert!(a.has_event(|e| matches!(e, OtrEvent::Waiting { held: 1, .. })));
+    let out = a.s.poll().unwrap();
+    assert!(a.take(out).is_empty());
+    assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
+    assert!(b.inbox.iter().all(|(m, _)| m != "typed after end"));
+
+    // The user starts it again: a new AKE, and the held message goes out encrypted.
+    let out = a.s.start(a.acct, &b.name).unwrap();
+    let out = a.take(out);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted { .. }
+    ));
+    assert_eq!(b.inbox.last().unwrap().0, "typed after end");
+    wire.assert_no_plaintext("typed after end");
 }
 
 #[test]

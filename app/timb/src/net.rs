@@ -551,7 +551,7 @@ fn otr_notes(account: AccountId, e: ControlEvent) -> Vec<OtrNote> {
 fn problem_text(p: &Problem) -> String {
     match p {
         Problem::NotInPrivate => {
-            "An encrypted message arrived for a conversation that has ended; starting a new one."
+            "An encrypted message arrived for a private conversation that is not running here; it could not be read."
                 .into()
         }
         Problem::Unreadable => "An encrypted message could not be read.".into(),

@@ -235,11 +235,89 @@ fn banner_follows_otr_events() {
     }));
     assert!(u.banner().starts_with("Private conversation ended"));
 
-    // After the peer ended it, nothing is sent and the draft is kept.
-    u.w.set_draft("still there".into());
+    // After the peer ended it, a message waits for a new private conversation.
     u.w.invoke_send("still there".into());
-    assert!(u.log.borrow().is_empty());
-    assert_eq!(u.w.get_draft(), "still there");
+    assert!(u.banner().starts_with("Private conversation ended"));
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Waiting
+    );
+}
+
+#[test]
+fn ending_the_private_conversation_shows_at_once_and_holds_messages() {
+    let u = ui();
+    let id = u.with_chat();
+    let peer = "bob@example.org".to_owned();
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer: peer.clone(),
+        fingerprint: "ab".repeat(20),
+        verified: true,
+    }));
+    assert_eq!(u.banner(), "Private, verified");
+    u.find("End private conversation", AccessibleRole::Button)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::EndPrivate { peer: p, .. }] if *p == peer
+    ));
+    // At once, before anything comes back: ended, and the button offers a new start.
+    assert!(
+        u.banner().starts_with("Private conversation ended"),
+        "{}",
+        u.banner()
+    );
+    assert_eq!(u.w.get_otr_state(), OtrState::Ended);
+    assert!(u
+        .try_find("End private conversation", AccessibleRole::Button)
+        .is_none());
+    u.find("Start private conversation", AccessibleRole::Button);
+
+    // The OTR layer confirms, then holds what the user types: shown waiting, still ended.
+    u.handle(UiEvent::Otr(OtrNote::Ended {
+        account: id,
+        peer: peer.clone(),
+    }));
+    u.log.borrow_mut().clear();
+    u.w.invoke_send("typed after end".into());
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::SendPrivate { body, .. }] if body == "typed after end"
+    ));
+    u.handle(UiEvent::Otr(OtrNote::Waiting {
+        account: id,
+        peer: peer.clone(),
+        held: 1,
+    }));
+    assert_eq!(u.w.get_otr_state(), OtrState::Ended);
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Waiting
+    );
+
+    // Only the user's explicit start asks for a new private conversation.
+    u.log.borrow_mut().clear();
+    u.find("Start private conversation", AccessibleRole::Button)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::StartPrivate { peer: p, .. }] if *p == peer
+    ));
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer: peer.clone(),
+        fingerprint: "ab".repeat(20),
+        verified: true,
+    }));
+    assert_eq!(u.banner(), "Private, verified");
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Sent
+    );
 }
 
 #[test]
