@@ -560,7 +560,13 @@ impl App {
                 self.refresh_accounts();
             }
             Event::Error(err) => {
-                e.state = ConnState::Failed;
+                // A refused request (a group that cannot be joined, ...) leaves a connected
+                // account connected; the error is shown under it either way.
+                if !(e.state == ConnState::Connected
+                    && matches!(err, timb_core::AccountError::Refused(_)))
+                {
+                    e.state = ConnState::Failed;
+                }
                 e.error = err.to_string();
                 self.refresh_accounts();
             }
@@ -606,11 +612,14 @@ impl App {
             }
             Event::RosterSet(item) => {
                 if e.roster.len() < state::MAX_CONTACTS || e.roster.contains_key(&item.id) {
+                    // A roster change (a request accepted, a rename) says nothing about
+                    // presence: keep what we know.
+                    let online = e.roster.get(&item.id).is_some_and(|c| c.online);
                     e.roster.insert(
                         item.id.clone(),
                         Contact {
                             name: item.name.map(|n| state::sanitize(&n)),
-                            online: false,
+                            online,
                         },
                     );
                 }
