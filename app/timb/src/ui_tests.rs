@@ -321,6 +321,45 @@ fn ending_the_private_conversation_shows_at_once_and_holds_messages() {
 }
 
 #[test]
+fn one_click_on_a_contact_or_group_row_opens_it() {
+    let u = ui();
+    u.click("Add account");
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Your address (user@server)", "alice@example.org");
+    u.click("Save account");
+    let id = AccountId(1);
+    u.handle(UiEvent::Account(
+        id,
+        Event::RosterSet(timb_core::RosterItem {
+            id: "bob@example.org".into(),
+            name: None,
+            subscribed_to: true,
+            subscribed_from: true,
+        }),
+    ));
+    assert!(!u.w.get_conv_open());
+    // A real pointer press and release at the row's centre, once.
+    u.find("bob@example.org, offline", AccessibleRole::ListItem)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(u.w.get_conv_open(), "one click must open the conversation");
+    assert_eq!(u.w.get_conv_id(), "bob@example.org");
+
+    let room = "room@conference.example.org";
+    u.handle(UiEvent::Account(
+        id,
+        Event::GroupJoined {
+            room: room.into(),
+            nick: "alice".into(),
+        },
+    ));
+    assert_eq!(u.w.get_conv_id(), "bob@example.org");
+    u.find(&format!("Group {room}"), AccessibleRole::ListItem)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert_eq!(u.w.get_conv_id(), room);
+    assert!(u.w.get_conv_is_group());
+}
+
+#[test]
 fn held_message_is_shown_waiting_then_sent() {
     let u = ui();
     let id = u.with_chat();
