@@ -142,8 +142,17 @@ impl OtrSession {
     /// Opens (creating owner-only) the OTR store in `dir`: private keys, instance tags and
     /// the fingerprints the user verified.
     pub fn open(dir: &Path, accounts: Vec<AccountConfig>) -> Result<OtrSession, OtrError> {
+        Self::open_paths(Paths::new(dir)?, accounts)
+    }
+
+    /// A session whose private key, instance tags and fingerprints live in memory only
+    /// (an account the user did not ask to remember): a new key each time, nothing on disk.
+    pub fn open_in_memory(accounts: Vec<AccountConfig>) -> Result<OtrSession, OtrError> {
+        Self::open_paths(Paths::in_memory()?, accounts)
+    }
+
+    fn open_paths(paths: Paths, accounts: Vec<AccountConfig>) -> Result<OtrSession, OtrError> {
         init_library()?;
-        let paths = Paths::new(dir)?;
         // SAFETY: plain constructor; freed in Drop.
         let us = unsafe { sys::otrl_userstate_create() };
         if us.is_null() {
@@ -207,7 +216,7 @@ impl OtrSession {
             paths.fingerprints.clone(),
         );
         for (path, what) in [(&privkey, 0), (&instags, 1), (&fps, 2)] {
-            if !path.exists() {
+            if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
                 continue;
             }
             let c = store::prepare_private_file(path)?;
@@ -1020,7 +1029,13 @@ impl OtrSession {
         unsafe { (*self.shared).refused_injections }
     }
 
-    /// The store's folder.
+    /// Whether keys and fingerprints are kept in memory only.
+    pub fn in_memory(&self) -> bool {
+        // SAFETY: `shared` lives as long as self.
+        unsafe { (*self.shared).paths.in_memory_store() }
+    }
+
+    /// The store's folder (empty for a store in memory).
     pub fn dir(&self) -> &Path {
         // SAFETY: `shared` lives as long as self.
         unsafe { &(*self.shared).paths.dir }

@@ -205,6 +205,44 @@ fn manual_verification_is_stored_and_reloaded() {
     assert_eq!(fps[0].fingerprint, fp);
 }
 
+/// Bug 18.8: an account not remembered keeps its OTR key in memory only; it still makes a
+/// key, goes private, stores a verification for the session, and writes no file.
+#[test]
+fn in_memory_store_talks_privately_and_writes_no_file() {
+    let dir = scratch("memory");
+    let s = timb_otr::OtrSession::open_in_memory(vec![common::config("alice@example.test", None)])
+        .unwrap();
+    assert!(s.in_memory());
+    assert_eq!(s.dir(), std::path::Path::new(""));
+    let mut a = Peer {
+        s,
+        acct: timb_core::AccountId(1),
+        name: "alice@example.test".into(),
+        dir: dir.clone(),
+        events: Vec::new(),
+        inbox: Vec::new(),
+    };
+    a.s.generate_key_blocking(a.acct).unwrap();
+    let mut b = peer("bob@example.test", None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let out = a.send(&b.name, "from memory");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "from memory");
+    let fp = b.s.fingerprint(b.acct).unwrap();
+    a.s.set_verified(a.acct, &b.name, &fp, true).unwrap();
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted { verified: true, .. }
+    ));
+    assert!(!dir.exists());
+    // A second in-memory session starts empty: nothing was kept anywhere.
+    let again =
+        timb_otr::OtrSession::open_in_memory(vec![common::config("alice@example.test", None)])
+            .unwrap();
+    assert!(!again.has_key(timb_core::AccountId(1)));
+}
+
 #[test]
 fn corrupted_data_message_is_rejected_and_session_survives() {
     let (mut a, mut b) = pair(None);
