@@ -28,9 +28,12 @@ impl Profile {
         Profile::open(dir.join(PROFILE_DIR))
     }
 
-    /// Opens (creating if needed) a profile folder readable only by its owner.
+    /// Opens (creating if needed) a profile folder readable only by its owner, and makes
+    /// everything already in it owner-only (folders 0700, files 0600): older versions and
+    /// Tor's cache left some readable by others.
     pub fn open(root: PathBuf) -> io::Result<Profile> {
         create_private_dir(&root)?;
+        restrict_tree(&root, 0)?;
         Ok(Profile { root })
     }
 
@@ -44,6 +47,58 @@ impl Profile {
         create_private_dir(&p)?;
         Ok(p)
     }
+}
+
+/// From now on, files and folders this process creates are owner-only (umask 077), so
+/// what libraries write into the profile (arti's state and cache, libotr's files) is never
+/// readable by other users, whatever the user's umask. Call once at startup.
+pub fn owner_only_files() {
+    #[cfg(unix)]
+    {
+        #[cfg(target_os = "macos")]
+        type Mode = u16;
+        #[cfg(not(target_os = "macos"))]
+        type Mode = u32;
+        extern "C" {
+            fn umask(mask: Mode) -> Mode;
+        }
+        // SAFETY: umask only sets the process's file creation mask; it cannot fail.
+        unsafe {
+            umask(0o077);
+        }
+    }
+}
+
+/// Folders deeper than this are not ours; they are left alone rather than walked forever.
+const MAX_DEPTH: usize = 8;
+
+fn restrict_tree(dir: &Path, depth: usize) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        if depth > MAX_DEPTH {
+            return Ok(());
+        }
+        for entry in std::fs::read_dir(dir)? {
+            let entry = entry?;
+            // symlink_metadata: a link is not followed out of the profile.
+            let meta = std::fs::symlink_metadata(entry.path())?;
+            let want = if meta.is_dir() {
+                0o700
+            } else if meta.is_file() {
+                0o600
+            } else {
+                continue;
+            };
+            if meta.permissions().mode() & 0o777 != want {
+                std::fs::set_permissions(entry.path(), std::fs::Permissions::from_mode(want))?;
+            }
+            if meta.is_dir() {
+                restrict_tree(&entry.path(), depth + 1)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn create_private_dir(p: &Path) -> io::Result<()> {
@@ -71,6 +126,37 @@ mod tests {
             let mode = std::fs::metadata(&d).unwrap().permissions().mode() & 0o777;
             assert_eq!(mode, 0o700);
         }
+        std::fs::remove_dir_all(base).unwrap();
+    }
+
+    /// Bug 18.8: whatever is already in the profile (Tor's cache, old `otr/`, `tls/`) is
+    /// made owner-only when it is opened.
+    #[cfg(unix)]
+    #[test]
+    fn opening_makes_everything_inside_owner_only() {
+        use std::os::unix::fs::PermissionsExt;
+        let base = std::env::temp_dir().join(format!("timb-profile-tree-{}", std::process::id()));
+        let root = base.join("p");
+        let cache = root.join("tor").join("cache");
+        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(root.join("tls")).unwrap();
+        std::fs::write(cache.join("consensus"), "x").unwrap();
+        std::fs::write(root.join("tls").join("tofu.txt"), "x").unwrap();
+        for p in [&root, &root.join("tor"), &cache, &root.join("tls")] {
+            std::fs::set_permissions(p, std::fs::Permissions::from_mode(0o755)).unwrap();
+        }
+        std::fs::set_permissions(
+            cache.join("consensus"),
+            std::fs::Permissions::from_mode(0o644),
+        )
+        .unwrap();
+        Profile::open(root.clone()).unwrap();
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        for d in [&root, &root.join("tor"), &cache, &root.join("tls")] {
+            assert_eq!(mode(d), 0o700, "{}", d.display());
+        }
+        assert_eq!(mode(&cache.join("consensus")), 0o600);
+        assert_eq!(mode(&root.join("tls").join("tofu.txt")), 0o600);
         std::fs::remove_dir_all(base).unwrap();
     }
 }

@@ -31,13 +31,25 @@ const IDLE_POLL: Duration = Duration::from_secs(30);
 
 impl OtrActor {
     pub fn spawn(dir: PathBuf, accounts: Vec<AccountConfig>) -> Result<OtrActor, OtrError> {
+        Self::spawn_in(Some(dir), accounts)
+    }
+
+    /// [`spawn`](Self::spawn) with the store in `dir`, or in memory only for `None`.
+    pub fn spawn_in(
+        dir: Option<PathBuf>,
+        accounts: Vec<AccountConfig>,
+    ) -> Result<OtrActor, OtrError> {
         let (tx, rx) = mpsc::channel::<Job>();
         let (btx, brx) = mpsc::channel::<Output>();
         let (ready_tx, ready_rx) = mpsc::channel::<Result<(), OtrError>>();
         let thread = std::thread::Builder::new()
             .name("otr".into())
             .spawn(move || {
-                let mut session = match OtrSession::open(&dir, accounts) {
+                let opened = match &dir {
+                    Some(dir) => OtrSession::open(dir, accounts),
+                    None => OtrSession::open_in_memory(accounts),
+                };
+                let mut session = match opened {
                     Ok(s) => {
                         let _ = ready_tx.send(Ok(()));
                         s

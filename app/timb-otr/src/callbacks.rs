@@ -101,7 +101,7 @@ impl Shared {
                 ctx = c.next;
             }
         }
-        if store::write_private(&self.paths.fingerprints, out.as_bytes()).is_err() {
+        if self.paths.write_fingerprints(out.as_bytes()).is_err() {
             self.store_error = true;
         }
     }

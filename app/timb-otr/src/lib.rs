@@ -181,7 +181,8 @@ pub enum OtrEvent {
         peer: String,
         instance: u32,
     },
-    /// The peer ended the private conversation; sending is refused until a new AKE.
+    /// The private conversation ended (the peer's end, or our own `end`): messages are held
+    /// and no new AKE starts until the user (or the peer) starts one.
     SessionEnded { account: AccountId, peer: String },
     NewFingerprint {
         account: AccountId,

@@ -1,6 +1,6 @@
 //! The single owner of a libotr userstate.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::ffi::CString;
 use std::marker::PhantomData;
 use std::os::raw::{c_char, c_int, c_void};
@@ -108,7 +108,8 @@ pub enum ConversationState {
         verified: bool,
         version: u32,
     },
-    /// The peer ended it; sending is refused until a new AKE.
+    /// Ended, by the peer or by us ([`OtrSession::end`]): messages are held, and no new AKE
+    /// starts until [`OtrSession::start`] (or the peer starts one).
     Finished,
 }
 
@@ -130,6 +131,9 @@ pub struct OtrSession {
     last_instance: HashMap<(AccountId, String), u32>,
     /// Bytes of fragments libotr is accumulating per sender (libotr itself has no limit).
     fragment_bytes: HashMap<(AccountId, String), usize>,
+    /// Conversations we ended: libotr puts them back to plaintext, but they stay ended (no
+    /// automatic AKE) until the user starts a new one or the peer does.
+    ended: HashSet<(AccountId, String)>,
     hold_timeout: Duration,
     _not_send: PhantomData<*mut ()>,
 }
@@ -138,8 +142,17 @@ impl OtrSession {
     /// Opens (creating owner-only) the OTR store in `dir`: private keys, instance tags and
     /// the fingerprints the user verified.
     pub fn open(dir: &Path, accounts: Vec<AccountConfig>) -> Result<OtrSession, OtrError> {
+        Self::open_paths(Paths::new(dir)?, accounts)
+    }
+
+    /// A session whose private key, instance tags and fingerprints live in memory only
+    /// (an account the user did not ask to remember): a new key each time, nothing on disk.
+    pub fn open_in_memory(accounts: Vec<AccountConfig>) -> Result<OtrSession, OtrError> {
+        Self::open_paths(Paths::in_memory()?, accounts)
+    }
+
+    fn open_paths(paths: Paths, accounts: Vec<AccountConfig>) -> Result<OtrSession, OtrError> {
         init_library()?;
-        let paths = Paths::new(dir)?;
         // SAFETY: plain constructor; freed in Drop.
         let us = unsafe { sys::otrl_userstate_create() };
         if us.is_null() {
@@ -169,6 +182,7 @@ impl OtrSession {
             keygens: Vec::new(),
             last_instance: HashMap::new(),
             fragment_bytes: HashMap::new(),
+            ended: HashSet::new(),
             hold_timeout: DEFAULT_HOLD_TIMEOUT,
             _not_send: PhantomData,
         };
@@ -202,7 +216,7 @@ impl OtrSession {
             paths.fingerprints.clone(),
         );
         for (path, what) in [(&privkey, 0), (&instags, 1), (&fps, 2)] {
-            if !path.exists() {
+            if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
                 continue;
             }
             let c = store::prepare_private_file(path)?;
@@ -445,6 +459,9 @@ impl OtrSession {
     pub fn state(&self, account: AccountId, peer: &str) -> ConversationState {
         let inst = self.target_instance(account, peer);
         let Some(c) = self.context(account, peer, inst) else {
+            if self.ended.contains(&(account, peer.to_string())) {
+                return ConversationState::Finished;
+            }
             return ConversationState::Plaintext;
         };
         // SAFETY: live context owned by our userstate.
@@ -470,12 +487,14 @@ impl OtrSession {
                 }
             }
             sys::OTRL_MSGSTATE_FINISHED => ConversationState::Finished,
+            _ if self.ended.contains(&(account, peer.to_string())) => ConversationState::Finished,
             _ => ConversationState::Plaintext,
         }
     }
 
     /// Sends `text` to `peer`: encrypted now if the conversation is private; otherwise held
-    /// (never sent in clear) while an AKE is started. A conversation the peer ended refuses.
+    /// (never sent in clear) while an AKE is started. In an ended conversation the message is
+    /// held too, but no AKE starts until [`start`](Self::start).
     pub fn send(
         &mut self,
         account: AccountId,
@@ -494,11 +513,10 @@ impl OtrSession {
         }
         let mut out = Output::default();
         match self.state(account, peer) {
-            ConversationState::Finished => return Err(OtrError::SessionEnded),
             ConversationState::Encrypted { .. } => {
                 self.encrypt(account, peer, text, &mut out)?;
             }
-            ConversationState::Plaintext => {
+            ConversationState::Plaintext | ConversationState::Finished => {
                 let q = self.held.entry((account, peer.clone())).or_default();
                 if q.len() >= MAX_HELD_PER_PEER {
                     return Err(OtrError::HoldQueueFull);
@@ -516,7 +534,7 @@ impl OtrSession {
                 if !self.has_key(account) {
                     let g = self.generate_key(account)?;
                     out.events.extend(g.events);
-                } else {
+                } else if self.state(account, peer) != ConversationState::Finished {
                     let recent = self
                         .last_query
                         .get(&(account, peer.clone()))
@@ -531,18 +549,28 @@ impl OtrSession {
         Ok(out)
     }
 
-    /// Starts (or restarts) the AKE with `peer`, e.g. after the peer ended the conversation.
+    /// Starts (or restarts) the AKE with `peer`, e.g. after either side ended the conversation.
     pub fn start(&mut self, account: AccountId, peer: &str) -> Result<Output, OtrError> {
         self.account(account)?;
+        self.ended.remove(&(account, peer.to_string()));
         if !self.has_key(account) {
             return self.generate_key(account);
         }
         let mut out = Output::default();
-        self.send_query(account, peer, &mut out);
+        self.push_query(account, peer, &mut out);
         Ok(out)
     }
 
+    /// Asks `peer` for an AKE, unless the conversation was ended: then only the user's
+    /// [`start`](Self::start) (or the peer) begins a new one.
     fn send_query(&mut self, account: AccountId, peer: &str, out: &mut Output) {
+        if self.state(account, peer) == ConversationState::Finished {
+            return;
+        }
+        self.push_query(account, peer, out);
+    }
+
+    fn push_query(&mut self, account: AccountId, peer: &str, out: &mut Output) {
         self.last_query
             .insert((account, peer.to_string()), Instant::now());
         out.outgoing.push(crate::Outgoing {
@@ -706,7 +734,9 @@ impl OtrSession {
         Ok(())
     }
 
-    /// Ends the private conversation with every instance of `peer` (tells the peer).
+    /// Ends the private conversation with every instance of `peer` (tells the peer). Reports
+    /// [`OtrEvent::SessionEnded`] like the peer's end; the conversation stays ended (messages
+    /// held, no automatic AKE) until [`start`](Self::start).
     pub fn end(&mut self, account: AccountId, peer: &str) -> Result<Output, OtrError> {
         let (name, proto) = self.account(account)?;
         let peer_c = CString::new(peer).map_err(|_| OtrError::InvalidText)?;
@@ -724,8 +754,13 @@ impl OtrSession {
         };
         self.sh().announce_end = false;
         self.held.remove(&(account, peer.to_string()));
+        self.ended.insert((account, peer.to_string()));
         let mut out = Output::default();
         self.after_call(&mut out)?;
+        out.events.push(OtrEvent::SessionEnded {
+            account,
+            peer: peer.to_string(),
+        });
         Ok(out)
     }
 
@@ -961,6 +996,8 @@ impl OtrSession {
             }
         }
         for (account, peer) in secure {
+            // A new AKE (the peer's or ours) ends the "ended" state.
+            self.ended.remove(&(account, peer.clone()));
             if !matches!(
                 self.state(account, &peer),
                 ConversationState::Encrypted { .. }
@@ -999,7 +1036,13 @@ impl OtrSession {
         unsafe { (*self.shared).refused_injections }
     }
 
-    /// The store's folder.
+    /// Whether keys and fingerprints are kept in memory only.
+    pub fn in_memory(&self) -> bool {
+        // SAFETY: `shared` lives as long as self.
+        unsafe { (*self.shared).paths.in_memory_store() }
+    }
+
+    /// The store's folder (empty for a store in memory).
     pub fn dir(&self) -> &Path {
         // SAFETY: `shared` lives as long as self.
         unsafe { &(*self.shared).paths.dir }

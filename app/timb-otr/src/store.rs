@@ -17,6 +17,9 @@ pub(crate) struct Paths {
     pub privkey: PathBuf,
     pub instags: PathBuf,
     pub fingerprints: PathBuf,
+    /// For a store in memory: the anonymous in-memory files the paths name
+    /// (`/proc/self/fd/N`); they vanish with the process and are never on a disk.
+    memory: Vec<fs::File>,
 }
 
 impl Paths {
@@ -28,7 +31,59 @@ impl Paths {
             privkey: dir.join("otr.private_key"),
             instags: dir.join("otr.instance_tags"),
             fingerprints: dir.join("otr.fingerprints"),
+            memory: Vec::new(),
         })
+    }
+
+    /// Keys, instance tags and fingerprints in anonymous memory files (Linux `memfd`):
+    /// libotr reads and writes them by path like any file, but nothing reaches a disk and
+    /// everything is gone when the session (or the process) ends.
+    pub fn in_memory() -> Result<Paths, OtrError> {
+        use std::os::fd::{AsRawFd, FromRawFd};
+        extern "C" {
+            fn memfd_create(name: *const std::os::raw::c_char, flags: std::os::raw::c_uint) -> i32;
+        }
+        const MFD_CLOEXEC: std::os::raw::c_uint = 1;
+        let mut memory = Vec::new();
+        let mut paths = Vec::new();
+        for name in [c"otr-key", c"otr-instags", c"otr-fingerprints"] {
+            // SAFETY: a valid C string; the returned descriptor is owned by the File below.
+            let fd = unsafe { memfd_create(name.as_ptr(), MFD_CLOEXEC) };
+            if fd < 0 {
+                return Err(storage(std::io::Error::last_os_error()));
+            }
+            // SAFETY: a fresh descriptor nothing else owns.
+            let f = unsafe { fs::File::from_raw_fd(fd) };
+            paths.push(PathBuf::from(format!("/proc/self/fd/{}", f.as_raw_fd())));
+            memory.push(f);
+        }
+        let fingerprints = paths.pop().unwrap_or_default();
+        let instags = paths.pop().unwrap_or_default();
+        let privkey = paths.pop().unwrap_or_default();
+        Ok(Paths {
+            dir: PathBuf::new(),
+            privkey,
+            instags,
+            fingerprints,
+            memory,
+        })
+    }
+
+    pub fn in_memory_store(&self) -> bool {
+        !self.memory.is_empty()
+    }
+
+    /// Replaces the verified-fingerprints file with `contents`.
+    pub fn write_fingerprints(&self, contents: &[u8]) -> Result<(), OtrError> {
+        match self.memory.last() {
+            Some(mut f) => {
+                use std::io::{Seek, SeekFrom};
+                f.set_len(0).map_err(storage)?;
+                f.seek(SeekFrom::Start(0)).map_err(storage)?;
+                f.write_all(contents).map_err(storage)
+            }
+            None => write_private(&self.fingerprints, contents),
+        }
     }
 }
 

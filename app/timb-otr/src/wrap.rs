@@ -134,14 +134,32 @@ pub fn wrap_with(
     name: &str,
     max_message_size: Option<usize>,
 ) -> Result<(AccountHandle, OtrControl), OtrError> {
+    wrap_store(account, Some(store_dir), name, max_message_size)
+}
+
+/// [`wrap`] for an account the user did not ask to remember: its OTR key, instance tag and
+/// verified fingerprints live in memory only (a new key each session, nothing on disk).
+pub fn wrap_in_memory(
+    account: AccountHandle,
+    name: &str,
+) -> Result<(AccountHandle, OtrControl), OtrError> {
+    wrap_store(account, None, name, None)
+}
+
+fn wrap_store(
+    account: AccountHandle,
+    store_dir: Option<&Path>,
+    name: &str,
+    max_message_size: Option<usize>,
+) -> Result<(AccountHandle, OtrControl), OtrError> {
     let AccountHandle {
         id,
         protocol,
         commands: wire,
         events: mut wire_events,
     } = account;
-    let actor = OtrActor::spawn(
-        store_dir.to_path_buf(),
+    let actor = OtrActor::spawn_in(
+        store_dir.map(Path::to_path_buf),
         vec![AccountConfig {
             id,
             protocol,

@@ -205,6 +205,44 @@ fn manual_verification_is_stored_and_reloaded() {
     assert_eq!(fps[0].fingerprint, fp);
 }
 
+/// Bug 18.8: an account not remembered keeps its OTR key in memory only; it still makes a
+/// key, goes private, stores a verification for the session, and writes no file.
+#[test]
+fn in_memory_store_talks_privately_and_writes_no_file() {
+    let dir = scratch("memory");
+    let s = timb_otr::OtrSession::open_in_memory(vec![common::config("alice@example.test", None)])
+        .unwrap();
+    assert!(s.in_memory());
+    assert_eq!(s.dir(), std::path::Path::new(""));
+    let mut a = Peer {
+        s,
+        acct: timb_core::AccountId(1),
+        name: "alice@example.test".into(),
+        dir: dir.clone(),
+        events: Vec::new(),
+        inbox: Vec::new(),
+    };
+    a.s.generate_key_blocking(a.acct).unwrap();
+    let mut b = peer("bob@example.test", None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    let out = a.send(&b.name, "from memory");
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "from memory");
+    let fp = b.s.fingerprint(b.acct).unwrap();
+    a.s.set_verified(a.acct, &b.name, &fp, true).unwrap();
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted { verified: true, .. }
+    ));
+    assert!(!dir.exists());
+    // A second in-memory session starts empty: nothing was kept anywhere.
+    let again =
+        timb_otr::OtrSession::open_in_memory(vec![common::config("alice@example.test", None)])
+            .unwrap();
+    assert!(!again.has_key(timb_core::AccountId(1)));
+}
+
 #[test]
 fn corrupted_data_message_is_rejected_and_session_survives() {
     let (mut a, mut b) = pair(None);
@@ -303,7 +341,7 @@ fn fragment_floods_are_refused_not_buffered() {
 }
 
 #[test]
-fn ended_session_refuses_to_send_until_reestablished() {
+fn session_ended_by_the_peer_holds_until_reestablished() {
     let (mut a, mut b) = pair(None);
     let mut wire = Wire::default();
     secure(&mut a, &mut b, &mut wire);
@@ -312,18 +350,59 @@ fn ended_session_refuses_to_send_until_reestablished() {
     pump(&mut a, &mut b, Vec::new(), out, &mut wire);
     assert!(a.has_event(|e| matches!(e, OtrEvent::SessionEnded { .. })));
     assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
-    let err =
-        a.s.send(a.acct, &Target::Direct(b.name.clone()), "after end")
-            .unwrap_err();
-    assert_eq!(err, OtrError::SessionEnded);
-    // Re-established: a new AKE, then sending works again.
+    // Held, not sent, and no AKE starts by itself.
+    let out = a.send(&b.name, "after end");
+    assert!(out.is_empty());
+    assert_eq!(a.s.held_count(a.acct, &b.name), 1);
+    // Re-established: a new AKE delivers it, then sending works again.
     let out = a.s.start(a.acct, &b.name).unwrap();
     let out = a.take(out);
     pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert_eq!(b.inbox.last().unwrap().0, "after end");
     let out = a.send(&b.name, "after restart");
     pump(&mut a, &mut b, out, Vec::new(), &mut wire);
     assert_eq!(b.inbox.last().unwrap().0, "after restart");
     wire.assert_no_plaintext("after end");
+}
+
+#[test]
+fn ending_ourselves_is_reported_and_holds_until_the_user_starts_again() {
+    let (mut a, mut b) = pair(None);
+    let mut wire = Wire::default();
+    secure(&mut a, &mut b, &mut wire);
+    a.events.clear();
+    let out = a.s.end(a.acct, &b.name).unwrap();
+    let out = a.take(out);
+    // Our own end is an event like the peer's, and the state says so at once.
+    assert!(
+        a.has_event(|e| matches!(e, OtrEvent::SessionEnded { peer, .. } if *peer == b.name)),
+        "{:?}",
+        a.events
+    );
+    assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert!(b.has_event(|e| matches!(e, OtrEvent::SessionEnded { .. })));
+
+    // A new message is held, and no new AKE starts by itself.
+    let out = a.send(&b.name, "typed after end");
+    assert!(out.is_empty(), "nothing may go out: {out:?}");
+    assert_eq!(a.s.held_count(a.acct, &b.name), 1);
+    assert!(a.has_event(|e| matches!(e, OtrEvent::Waiting { held: 1, .. })));
+    let out = a.s.poll().unwrap();
+    assert!(a.take(out).is_empty());
+    assert_eq!(a.s.state(a.acct, &b.name), ConversationState::Finished);
+    assert!(b.inbox.iter().all(|(m, _)| m != "typed after end"));
+
+    // The user starts it again: a new AKE, and the held message goes out encrypted.
+    let out = a.s.start(a.acct, &b.name).unwrap();
+    let out = a.take(out);
+    pump(&mut a, &mut b, out, Vec::new(), &mut wire);
+    assert!(matches!(
+        a.s.state(a.acct, &b.name),
+        ConversationState::Encrypted { .. }
+    ));
+    assert_eq!(b.inbox.last().unwrap().0, "typed after end");
+    wire.assert_no_plaintext("typed after end");
 }
 
 #[test]

@@ -246,7 +246,7 @@ async fn messages_cross_encrypted_both_ways_and_groups_pass_through() {
         .iter()
         .any(|(_, t, b)| t.is_group() && b == "hello room"));
 
-    // Ending: the peer is told, and bob's sends are then refused until a new AKE.
+    // Ending: the peer is told, and bob's sends are then held (not sent) until a new AKE.
     ac.end(BOB).await.unwrap();
     wait_control(&mut bc, "ended", |e| {
         matches!(e, ControlEvent::Otr(OtrEvent::SessionEnded { .. }))
@@ -256,10 +256,11 @@ async fn messages_cross_encrypted_both_ways_and_groups_pass_through() {
         .send(send(ALICE, "after the end", MessageKind::Normal))
         .await
         .unwrap();
-    wait_control(&mut bc, "refused", |e| {
-        matches!(e, ControlEvent::SendRefused { .. })
+    wait_control(&mut bc, "held", |e| {
+        matches!(e, ControlEvent::Otr(OtrEvent::Waiting { .. }))
     })
     .await;
+    assert_eq!(bc.held_count(ALICE).await, 1);
     assert_wire_clean(&log, &["after the end"]);
     let _ = std::fs::remove_dir_all(&da);
     let _ = std::fs::remove_dir_all(&db);

@@ -19,9 +19,14 @@ const MAX_FILE: u64 = 1 << 20;
 /// One lock for all stores in the process: two accounts may share a file.
 static FILE_LOCK: Mutex<()> = Mutex::new(());
 
+type Pins = BTreeMap<String, SpkiSha256>;
+
 #[derive(Debug, Clone)]
 pub struct TofuStore {
     path: Arc<PathBuf>,
+    /// Pins kept in this process only (an account the user did not ask to remember):
+    /// nothing is read from or written to disk.
+    memory: Option<Arc<Mutex<Pins>>>,
 }
 
 impl TofuStore {
@@ -35,23 +40,50 @@ impl TofuStore {
         }
         Ok(TofuStore {
             path: Arc::new(path),
+            memory: None,
         })
     }
 
+    /// A store that lives in memory only and is gone when the last clone is dropped.
+    pub fn in_memory() -> TofuStore {
+        TofuStore {
+            path: Arc::new(PathBuf::new()),
+            memory: Some(Arc::new(Mutex::new(BTreeMap::new()))),
+        }
+    }
+
+    /// The pin file (empty for an in-memory store).
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    fn load(&self) -> Result<Pins, TlsError> {
+        match &self.memory {
+            Some(m) => Ok(m.lock().unwrap_or_else(|p| p.into_inner()).clone()),
+            None => read(&self.path),
+        }
+    }
+
+    fn save(&self, map: &Pins) -> Result<(), TlsError> {
+        match &self.memory {
+            Some(m) => {
+                *m.lock().unwrap_or_else(|p| p.into_inner()) = map.clone();
+                Ok(())
+            }
+            None => write(&self.path, map),
+        }
     }
 
     /// The remembered pin for `key` (`host:port`).
     pub fn get(&self, key: &str) -> Result<Option<SpkiSha256>, TlsError> {
         let _guard = FILE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        Ok(read(&self.path)?.get(key).copied())
+        Ok(self.load()?.get(key).copied())
     }
 
     /// Records `pin` unless a different one is already there.
     pub(crate) fn record(&self, key: &str, pin: SpkiSha256) -> Result<(), TlsError> {
         let _guard = FILE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = read(&self.path)?;
+        let mut map = self.load()?;
         match map.get(key) {
             Some(old) if *old == pin => return Ok(()),
             Some(old) => {
@@ -64,17 +96,17 @@ impl TofuStore {
             None => {}
         }
         map.insert(key.to_owned(), pin);
-        write(&self.path, &map)
+        self.save(&map)
     }
 
     /// Forgets a server's key. Only for an explicit user decision after
     /// checking the new fingerprint out of band; never called on a mismatch.
     pub fn forget(&self, key: &str) -> Result<bool, TlsError> {
         let _guard = FILE_LOCK.lock().unwrap_or_else(|p| p.into_inner());
-        let mut map = read(&self.path)?;
+        let mut map = self.load()?;
         let had = map.remove(key).is_some();
         if had {
-            write(&self.path, &map)?;
+            self.save(&map)?;
         }
         Ok(had)
     }
@@ -176,6 +208,21 @@ mod tests {
         }
         assert!(reopened.forget("h:1").unwrap());
         assert_eq!(store.get("h:1").unwrap(), None);
+    }
+
+    #[test]
+    fn in_memory_store_pins_like_a_file_and_writes_nothing() {
+        let store = TofuStore::in_memory();
+        let (a, b) = (SpkiSha256([1; 32]), SpkiSha256([2; 32]));
+        store.record("h:1", a).unwrap();
+        let clone = store.clone();
+        assert_eq!(clone.get("h:1").unwrap(), Some(a));
+        assert!(matches!(
+            clone.record("h:1", b),
+            Err(TlsError::TofuChanged { .. })
+        ));
+        assert_eq!(store.path(), Path::new(""));
+        assert!(TofuStore::in_memory().get("h:1").unwrap().is_none());
     }
 
     #[test]

@@ -89,7 +89,7 @@ impl PolicyVerifier {
             .map_err(|e| TlsError::BadCertificate(e.to_string()))?;
         let got = SpkiSha256::of_spki_der(parsed.subject_public_key_info().as_ref());
 
-        // Identity checks that no policy skips, in a fixed order so each
+        // Validity checks that no policy skips, in a fixed order so each
         // failure has its own error.
         let (not_before, not_after) = der::validity(end_entity.as_ref())
             .ok_or_else(|| TlsError::BadCertificate("unreadable validity period".into()))?;
@@ -100,14 +100,22 @@ impl PolicyVerifier {
         if now_secs < not_before {
             return Err(TlsError::NotYetValid);
         }
-        rustls::client::verify_server_name(&parsed, server_name).map_err(|_| {
-            TlsError::WrongName {
-                name: server_name.to_str().into_owned(),
-            }
-        })?;
+        // The name matters where a certificate authority vouches for it. With a pinned
+        // key or TOFU the key itself is the server's identity: a server on a .onion or an
+        // IP address often shows a certificate for its clear-web name, and that is fine.
+        let name_check = || {
+            rustls::client::verify_server_name(&parsed, server_name).map_err(|_| {
+                TlsError::WrongName {
+                    name: server_name.to_str().into_owned(),
+                }
+            })
+        };
 
         match &self.policy {
-            TlsPolicy::WebPki => self.check_chain(end_entity, intermediates, server_name, now),
+            TlsPolicy::WebPki => {
+                name_check()?;
+                self.check_chain(end_entity, intermediates, server_name, now)
+            }
             TlsPolicy::Pinned(set) => {
                 if set.leaf_pins().contains(&got) {
                     return Ok(());
@@ -119,6 +127,8 @@ impl PolicyVerifier {
                 if self.chain.is_none() {
                     return Err(mismatch());
                 }
+                // Trusted through a pinned anchor: a chain, so its name is checked.
+                name_check()?;
                 match self.check_chain(end_entity, intermediates, server_name, now) {
                     Err(TlsError::UntrustedIssuer) => Err(mismatch()),
                     other => other,

@@ -116,11 +116,30 @@ async fn expired_and_not_yet_valid_are_refused_even_when_pinned() {
     ));
 }
 
+/// Bug 18.6: with a pinned key or TOFU the key is the identity, so a certificate naming
+/// another host (a .onion server showing its clear-web certificate) is accepted; where a
+/// chain vouches for the server (web PKI, a pinned anchor) the name is still checked.
 #[tokio::test]
-async fn wrong_name_is_refused_even_when_pinned() {
+async fn name_mismatch_is_accepted_for_a_pinned_key_or_tofu_but_not_for_a_chain() {
     let ca = TestCa::new("timb test CA");
     let leaf = ca.issue(&["other.test"]);
-    match try_policy(&leaf, NAME, &pinned(&leaf)).await {
+    let onion = "abcdefghijklmnopqrstuvwxyzabcdefghijklmnopqrstuvwxyz23.onion";
+    let spki = try_policy(&leaf, onion, &pinned(&leaf)).await.unwrap();
+    assert_eq!(spki, leaf.spki_sha256().hex());
+    try_policy(&leaf, NAME, &pinned(&leaf)).await.unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let tofu = TlsPolicy::Tofu(TofuStore::open(dir.path().join("tofu.txt")).unwrap());
+    try_policy(&leaf, onion, &tofu).await.unwrap();
+    // The key still counts: another key under the same name is refused.
+    let other = ca.issue(&["other.test"]);
+    assert!(matches!(
+        try_policy(&other, onion, &tofu).await,
+        Err(TlsError::TofuChanged { .. })
+    ));
+
+    let set = PinSet::parse("ca", &format!("# our CA\n{}", ca.cert_pem)).unwrap();
+    match try_policy(&leaf, NAME, &TlsPolicy::Pinned(set)).await {
         Err(TlsError::WrongName { name }) => assert_eq!(name, NAME),
         other => panic!("expected WrongName, got {other:?}"),
     }

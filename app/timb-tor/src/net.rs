@@ -25,6 +25,13 @@ use crate::{TorConfig, TorError};
 /// tens of seconds, and failing then only makes the user click again.
 const PATH_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
+/// A bootstrap that has not reached a single relay by then is given up: with no
+/// network (or Tor blocked) arti would keep trying for minutes.
+const NO_RELAY_WINDOW: Duration = Duration::from_secs(30);
+
+/// The one sentence for "no relay could be reached", whatever arti said.
+const NO_RELAY: &str = "Tor could not reach any relay. Check the network connection; if it works, Tor may be blocked on this network.";
+
 /// A stream through Tor: tokio `AsyncRead + AsyncWrite`.
 pub type TorStream = arti_client::DataStream;
 
@@ -111,12 +118,27 @@ impl Transport {
             }
         });
 
-        let result = tokio::time::timeout(config.bootstrap_timeout, client.bootstrap()).await;
+        // Gives up early when nothing at all was reached within the window.
+        let no_relay = {
+            let last = last.clone();
+            async move {
+                tokio::time::sleep(NO_RELAY_WINDOW).await;
+                let s = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
+                if BootstrapProgress::from_status(&s).percent > 0 {
+                    // Some progress: the overall timeout decides from here on.
+                    std::future::pending::<()>().await;
+                }
+            }
+        };
+        let result = tokio::select! {
+            r = tokio::time::timeout(config.bootstrap_timeout, client.bootstrap()) => r.ok(),
+            () = no_relay => None,
+        };
         let status = last.lock().unwrap_or_else(|p| p.into_inner()).clone();
         let outcome = match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(e)) => Err(bootstrap_error(&status, Some(&e))),
-            Err(_) => Err(bootstrap_error(&status, None)),
+            Some(Ok(())) => Ok(()),
+            Some(Err(e)) => Err(bootstrap_error(&status, Some(&e))),
+            None => Err(bootstrap_error(&status, None)),
         };
         // Later status changes (e.g. losing the network) matter less than
         // not leaking a task per bootstrap: stop reporting either way.
@@ -229,6 +251,14 @@ impl Transport {
 }
 
 fn bootstrap_error(status: &BootstrapStatus, err: Option<&arti_client::Error>) -> TorError {
+    let clock = status
+        .blocked()
+        .is_some_and(|b| matches!(b.kind(), BlockageKind::ClockSkewed))
+        || err.is_some_and(|e| e.kind() == ErrorKind::ClockSkew);
+    // Not one relay reached: the same words every time, whatever arti reported.
+    if !clock && BootstrapProgress::from_status(status).percent == 0 {
+        return TorError::NoNetwork(NO_RELAY.to_owned());
+    }
     if let Some(b) = status.blocked() {
         let kind = b.kind();
         let text = readable_blockage(&kind, &b.to_string());
@@ -250,13 +280,7 @@ fn bootstrap_error(status: &BootstrapStatus, err: Option<&arti_client::Error>) -
         Some(e) => TorError::Bootstrap(format!("Tor could not start: {e}")),
         None => {
             let percent = BootstrapProgress::from_status(status).percent;
-            TorError::Bootstrap(if percent == 0 {
-                "Tor could not reach any relay. Check the network connection; if it works, \
-                 Tor may be blocked on this network."
-                    .to_owned()
-            } else {
-                format!("Tor did not finish starting in time (stuck at {percent}%); the network may be slow or filtered.")
-            })
+            TorError::Bootstrap(format!("Tor did not finish starting in time (stuck at {percent}%); the network may be slow or filtered."))
         }
     }
 }

@@ -80,12 +80,41 @@ async fn run(
             return;
         }
         let mut s = Session::new(cfg.clone(), connector.clone(), tls.clone(), events.clone());
-        let outcome = match s.connect(None).await {
-            Ok(est) => {
-                s.install(est, true).await;
-                s.run(&mut cmds).await
+        // Connecting through Tor can take a minute: Disconnect cancels it at once, and
+        // what else the user asks for meanwhile is done once connected.
+        let fut = open(cfg.clone(), connector.clone(), tls.clone(), None);
+        tokio::pin!(fut);
+        let opened = loop {
+            tokio::select! {
+                r = &mut fut => break Ok(r),
+                c = cmds.recv() => match c {
+                    None => break Err(Exit::Dropped),
+                    Some(Command::Disconnect) => break Err(Exit::Disconnected),
+                    Some(Command::Connect) => {}
+                    Some(c) if s.deferred.len() < MAX_DEFERRED => s.deferred.push_back(c),
+                    Some(_) => {
+                        s.emit(Event::Error(timb_core::AccountError::Refused(
+                            "connecting; too many commands waiting, this one was dropped".into(),
+                        )))
+                        .await;
+                    }
+                },
             }
-            Err(e) => Err(e),
+        };
+        let outcome = match opened {
+            Ok(Ok(est)) => {
+                s.install(est, true).await;
+                let mut early = Ok(());
+                while let (Ok(()), Some(c)) = (&early, s.deferred.pop_front()) {
+                    early = s.command(c).await;
+                }
+                match early {
+                    Ok(()) => s.run(&mut cmds).await,
+                    Err(e) => Err(e),
+                }
+            }
+            Ok(Err(e)) => Err(e),
+            Err(exit) => Ok(exit),
         };
         let lost = s.undelivered();
         drop(s);
@@ -157,6 +186,8 @@ struct Session {
     deferred: VecDeque<Command>,
     rooms: HashMap<String, Room>,
     online: HashMap<String, HashSet<String>>,
+    /// Bare JIDs in the roster: a "group" at one of these addresses is a person, not a room.
+    contacts: HashSet<String>,
     roster_id: Option<String>,
     ping: Option<(String, Instant)>,
     last_rx: Instant,
@@ -190,20 +221,11 @@ impl Session {
             deferred: VecDeque::new(),
             rooms: HashMap::new(),
             online: HashMap::new(),
+            contacts: HashSet::new(),
             roster_id: None,
             ping: None,
             last_rx: Instant::now(),
         }
-    }
-
-    async fn connect(&mut self, resume: Option<&ResumeToken>) -> Result<Established, XmppError> {
-        open(
-            self.cfg.clone(),
-            self.connector.clone(),
-            self.tls.clone(),
-            resume.cloned(),
-        )
-        .await
     }
 
     async fn emit(&mut self, e: Event) {
@@ -584,6 +606,15 @@ impl Session {
             }
             Command::JoinGroup { room, nick } => {
                 let room = bare_jid(&room).to_owned();
+                if let Some(why) = self.not_a_room(&room) {
+                    // Joining would leave a pending "room" that takes this address's
+                    // presence and requests; refuse before anything is sent.
+                    self.emit(Event::Error(timb_core::AccountError::Refused(format!(
+                        "could not join {room}: {why}"
+                    ))))
+                    .await;
+                    return Ok(());
+                }
                 let nick = nick
                     .filter(|n| !n.is_empty())
                     .unwrap_or_else(|| self.cfg.localpart().to_owned());
@@ -787,7 +818,28 @@ impl Session {
         }
     }
 
+    /// Why `room` (a bare JID) cannot be a group to join, if it cannot.
+    fn not_a_room(&self, room: &str) -> Option<&'static str> {
+        let Some((local, domain)) = room.split_once('@') else {
+            return Some("a group address looks like room@conference.example.org");
+        };
+        if local.is_empty() || domain.is_empty() {
+            return Some("a group address looks like room@conference.example.org");
+        }
+        if room == bare_jid(&self.jid) {
+            return Some("that is your own address, not a group");
+        }
+        if self.contacts.contains(room) || self.online.contains_key(room) {
+            return Some("that is a contact's address, not a group");
+        }
+        None
+    }
+
     async fn roster_items(&mut self, items: &[Element], push: bool) {
+        if !push {
+            // The full roster replaces what we knew.
+            self.contacts.clear();
+        }
         for it in items
             .iter()
             .filter(|i| i.is("item", NS_ROSTER))
@@ -798,18 +850,32 @@ impl Session {
             let sub = it.attr("subscription").unwrap_or("none");
             if sub == "remove" {
                 if push {
+                    self.contacts.remove(&jid);
                     self.online.remove(&jid);
                     self.emit(Event::RosterRemoved(jid)).await;
                 }
                 continue;
             }
+            if self.contacts.len() < MAX_ROSTER {
+                self.contacts.insert(jid.clone());
+            }
+            let online = self.online.get(&jid).is_some_and(|s| !s.is_empty());
             self.emit(Event::RosterSet(RosterItem {
-                id: jid,
+                id: jid.clone(),
                 name: it.attr("name").map(|n| truncate(n, 200)),
                 subscribed_to: matches!(sub, "to" | "both"),
                 subscribed_from: matches!(sub, "from" | "both"),
             }))
             .await;
+            // A roster change says nothing about presence, and the server does not send an
+            // unchanged presence again: repeat what we know so no one looks offline.
+            if online {
+                self.emit(Event::Presence {
+                    contact: jid,
+                    presence: Presence::Available,
+                })
+                .await;
+            }
         }
     }
 
@@ -883,7 +949,13 @@ impl Session {
         let ty = e.attr("type").unwrap_or("available").to_owned();
         let bare = bare_jid(&from).to_owned();
         let res = resource_of(&from).unwrap_or("").to_owned();
-        if self.rooms.contains_key(bare.as_str()) {
+        // Only what is really about the room goes to it: a room we are in, or a pending
+        // join's MUC answer or error. Anything else from that address stays a person's.
+        let for_room = self
+            .rooms
+            .get(bare.as_str())
+            .is_some_and(|r| r.joined || ty == "error" || e.child("x", NS_MUC_USER).is_some());
+        if for_room {
             self.room_presence(&bare, &res, &ty, &e).await;
             return;
         }

@@ -250,6 +250,36 @@ async fn silent_server_times_out() {
     drop(server);
 }
 
+/// Bug 18.5: a connection that takes its time (a Tor circuit being built) is cancelled by
+/// Disconnect at once, not when it finally succeeds or times out.
+#[tokio::test]
+async fn disconnect_while_connecting_is_immediate() {
+    let mut cfg = config(TlsMode::Direct);
+    cfg.timeout = Duration::from_secs(60);
+    let (mut h, server) = start(cfg);
+    h.commands.send(Command::Connect).await.unwrap();
+    // The pipe is open but the "server" never speaks: the client waits in the connect.
+    let connecting = tokio::time::timeout(Duration::from_secs(5), h.events.recv()).await;
+    assert!(matches!(
+        connecting,
+        Ok(Some(Event::State(timb_core::ConnectionState::Connecting)))
+    ));
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let t0 = std::time::Instant::now();
+    h.commands.send(Command::Disconnect).await.unwrap();
+    loop {
+        match tokio::time::timeout(Duration::from_secs(3), h.events.recv()).await {
+            Ok(Some(Event::State(timb_core::ConnectionState::Disconnected))) => break,
+            Ok(Some(Event::Error(e))) => panic!("cancelling is not an error: {e:?}"),
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("task ended"),
+            Err(_) => panic!("Disconnect did not cancel the connect within 3 s"),
+        }
+    }
+    assert!(t0.elapsed() < Duration::from_secs(3));
+    drop(server);
+}
+
 #[tokio::test]
 async fn server_that_stops_answering_mid_session_is_detected_by_ping() {
     let (mut h, server) = start(config(TlsMode::Direct));

@@ -223,6 +223,160 @@ async fn two_accounts_subscribe_chat_and_talk_in_a_room() {
 }
 
 /// Nothing that reports activity, typing, locale, time or client details.
+/// Bug 18.3: Bob is online and Alice already sees him; when Alice then accepts Bob's own
+/// request, the roster push must not leave him looking offline (the server does not send an
+/// unchanged presence again).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn accepting_a_request_keeps_an_online_contact_online() {
+    let pr = Prosody::start(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let mut a = spawn(&pr, "alice", "alice-pw", pr.c2s_port, TlsMode::StartTls);
+    let mut b = spawn(&pr, "bob", "bob-pw", pr.c2s_port, TlsMode::StartTls);
+    a.cmd(Command::Connect).await;
+    b.cmd(Command::Connect).await;
+    a.wait("alice connected", is_connected).await;
+    b.wait("bob connected", is_connected).await;
+    let bob = "bob@timb.test";
+    let is_bob_online = |e: &Event| matches!(e, Event::Presence { contact, presence: Presence::Available } if contact == bob);
+
+    a.cmd(Command::AddContact { id: bob.into() }).await;
+    b.wait("request from alice", |e| {
+        matches!(e, Event::SubscriptionRequest { .. })
+    })
+    .await;
+    b.cmd(Command::AnswerSubscription {
+        from: "alice@timb.test".into(),
+        approve: true,
+    })
+    .await;
+    a.wait("bob online", is_bob_online).await;
+
+    b.cmd(Command::AddContact {
+        id: "alice@timb.test".into(),
+    })
+    .await;
+    a.wait(
+        "request from bob",
+        |e| matches!(e, Event::SubscriptionRequest { from } if from == bob),
+    )
+    .await;
+    a.cmd(Command::AnswerSubscription {
+        from: bob.into(),
+        approve: true,
+    })
+    .await;
+    a.wait("roster both", |e| {
+        matches!(e, Event::RosterSet(RosterItem { id, subscribed_from: true, .. }) if id == bob)
+    })
+    .await;
+    // What a window folds these events into: a roster change resets nothing it was not told.
+    let after = a.drain(Duration::from_secs(2)).await;
+    let mut online = false;
+    for e in &after {
+        match e {
+            Event::RosterSet(RosterItem { id, .. }) if id == bob => online = false,
+            Event::Presence { contact, presence } if contact == bob => {
+                online = *presence == Presence::Available
+            }
+            _ => {}
+        }
+    }
+    // Right after the push the last word about Bob must be that he is online.
+    assert!(
+        after.iter().any(is_bob_online),
+        "no presence for bob after the roster push: {after:?}"
+    );
+    assert!(online, "bob shown offline after: {after:?}");
+}
+
+/// Bug 18.4: "Join group" with a contact's address is refused at once, and leaves no pending
+/// room that would take that contact's presence; a join the room refuses is an error too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn joining_a_contacts_address_is_refused_and_the_contact_keeps_working() {
+    let pr = Prosody::start(&[("alice", "alice-pw"), ("bob", "bob-pw")]);
+    let mut a = spawn(&pr, "alice", "alice-pw", pr.c2s_port, TlsMode::StartTls);
+    let mut b = spawn(&pr, "bob", "bob-pw", pr.c2s_port, TlsMode::StartTls);
+    a.cmd(Command::Connect).await;
+    b.cmd(Command::Connect).await;
+    a.wait("alice connected", is_connected).await;
+    b.wait("bob connected", is_connected).await;
+    let bob = "bob@timb.test";
+
+    a.cmd(Command::AddContact { id: bob.into() }).await;
+    a.wait(
+        "bob in the roster",
+        |e| matches!(e, Event::RosterSet(RosterItem { id, .. }) if id == bob),
+    )
+    .await;
+    a.cmd(Command::JoinGroup {
+        room: bob.into(),
+        nick: None,
+    })
+    .await;
+    let e = a
+        .wait("join refused", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert!(
+        matches!(&e, Event::Error(AccountError::Refused(m)) if m.contains(bob) && m.contains("contact")),
+        "{e:?}"
+    );
+    // Bob accepts: his presence reaches Alice as a person's, not a room's.
+    b.wait("request from alice", |e| {
+        matches!(e, Event::SubscriptionRequest { .. })
+    })
+    .await;
+    b.cmd(Command::AnswerSubscription {
+        from: "alice@timb.test".into(),
+        approve: true,
+    })
+    .await;
+    a.wait("bob online", |e| {
+        matches!(e, Event::Presence { contact, presence: Presence::Available } if contact == bob)
+    })
+    .await;
+    // And Bob's own request still arrives.
+    b.cmd(Command::AddContact {
+        id: "alice@timb.test".into(),
+    })
+    .await;
+    a.wait(
+        "request from bob",
+        |e| matches!(e, Event::SubscriptionRequest { from } if from == bob),
+    )
+    .await;
+
+    // A real room that refuses the join (the nick is taken): an error, then a join works.
+    let room = format!("desk@{MUC}");
+    b.cmd(Command::JoinGroup {
+        room: room.clone(),
+        nick: Some("same".into()),
+    })
+    .await;
+    b.wait("bob joined", |e| matches!(e, Event::GroupJoined { .. }))
+        .await;
+    a.cmd(Command::JoinGroup {
+        room: room.clone(),
+        nick: Some("same".into()),
+    })
+    .await;
+    let e = a
+        .wait("nick conflict", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert!(
+        matches!(&e, Event::Error(AccountError::Refused(m)) if m.contains("could not join")),
+        "{e:?}"
+    );
+    a.cmd(Command::JoinGroup {
+        room: room.clone(),
+        nick: Some("al".into()),
+    })
+    .await;
+    a.wait(
+        "alice joined",
+        |e| matches!(e, Event::GroupJoined { nick, .. } if nick == "al"),
+    )
+    .await;
+}
+
 fn privacy_checks(sent: &str) {
     for bad in [
         "<show",

@@ -410,11 +410,9 @@ impl App {
             }
             Target::Direct(peer) => {
                 let conv = e.conversation(&target);
-                if conv.privacy == Privacy::Ended {
-                    // OTR refuses to send after the peer ended; keep the draft.
-                    return;
-                }
-                status = if conv.privacy == Privacy::NotPrivate {
+                // Not private (not yet, or ended): OTR holds it until a private
+                // conversation starts; after an end only the user starts one.
+                status = if matches!(conv.privacy, Privacy::NotPrivate | Privacy::Ended) {
                     Status::Waiting
                 } else {
                     Status::Sent
@@ -562,7 +560,13 @@ impl App {
                 self.refresh_accounts();
             }
             Event::Error(err) => {
-                e.state = ConnState::Failed;
+                // A refused request (a group that cannot be joined, ...) leaves a connected
+                // account connected; the error is shown under it either way.
+                if !(e.state == ConnState::Connected
+                    && matches!(err, timb_core::AccountError::Refused(_)))
+                {
+                    e.state = ConnState::Failed;
+                }
                 e.error = err.to_string();
                 self.refresh_accounts();
             }
@@ -608,11 +612,14 @@ impl App {
             }
             Event::RosterSet(item) => {
                 if e.roster.len() < state::MAX_CONTACTS || e.roster.contains_key(&item.id) {
+                    // A roster change (a request accepted, a rename) says nothing about
+                    // presence: keep what we know.
+                    let online = e.roster.get(&item.id).is_some_and(|c| c.online);
                     e.roster.insert(
                         item.id.clone(),
                         Contact {
                             name: item.name.map(|n| state::sanitize(&n)),
-                            online: false,
+                            online,
                         },
                     );
                 }
@@ -698,12 +705,8 @@ impl App {
                 }
                 self.refresh_conversation_state();
             }
+            // Held: the state does not change (an ended conversation stays ended).
             OtrNote::Waiting { account, peer, .. } => {
-                self.with_conv(account, &peer, |c| {
-                    if c.privacy == Privacy::Ended {
-                        c.privacy = Privacy::NotPrivate;
-                    }
-                });
                 self.conv_changed(account, &peer, false);
             }
             OtrNote::Secure {
@@ -724,7 +727,11 @@ impl App {
                 self.conv_changed(account, &peer, true);
             }
             OtrNote::Insecure { account, peer } => {
-                self.with_conv(account, &peer, |c| c.privacy = Privacy::NotPrivate);
+                self.with_conv(account, &peer, |c| {
+                    if c.privacy != Privacy::Ended {
+                        c.privacy = Privacy::NotPrivate;
+                    }
+                });
                 self.conv_changed(account, &peer, false);
             }
             OtrNote::Ended { account, peer } => {
@@ -1024,6 +1031,13 @@ impl App {
         self.refresh_conversation_state();
     }
 
+    fn set_current_privacy(&mut self, f: impl FnOnce(Privacy) -> Privacy) {
+        if let Some((id, peer)) = self.current_peer() {
+            self.with_conv(id, &peer, |c| c.privacy = f(c.privacy));
+            self.refresh_conversation_state();
+        }
+    }
+
     fn set_smp(&mut self, smp: Smp) {
         if let Some((id, peer)) = self.current_peer() {
             self.with_conv(id, &peer, |c| c.smp = smp);
@@ -1174,9 +1188,19 @@ fn bind(w: &MainWindow, app: &Shared) {
     });
     on!(on_send, |a, text| { a.send(&text) });
     on!(on_start_private, |a| {
+        // Asked for, not there yet: "not private (waiting)" until OTR says secure.
+        a.set_current_privacy(|p| {
+            if p == Privacy::Ended {
+                Privacy::NotPrivate
+            } else {
+                p
+            }
+        });
         a.otr_request(|id, peer| Request::StartPrivate { id, peer })
     });
     on!(on_end_private, |a| {
+        // Shown at once: from now on nothing is private, whatever comes back.
+        a.set_current_privacy(|_| Privacy::Ended);
         a.otr_request(|id, peer| Request::EndPrivate { id, peer })
     });
     on!(on_leave_group, |a| {

@@ -39,6 +39,8 @@ struct Shared {
     /// Failed bootstraps so far: callers that waited on a failing one get its
     /// failure instead of each starting another.
     tor_failures: AtomicU64,
+    /// TOFU pins of accounts not remembered: kept for the session, never on disk.
+    tofu_in_memory: std::sync::Mutex<HashMap<AccountId, TofuStore>>,
 }
 
 /// What the window asks of one account, in order.
@@ -75,6 +77,7 @@ impl Net {
                 network,
                 tor: Mutex::new(None),
                 tor_failures: AtomicU64::new(0),
+                tofu_in_memory: std::sync::Mutex::new(HashMap::new()),
             }),
             accounts: HashMap::new(),
         })
@@ -132,6 +135,11 @@ impl Backend for Net {
             }
             Request::Forget { id } => {
                 self.accounts.remove(&id);
+                self.shared
+                    .tofu_in_memory
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .remove(&id);
             }
             Request::RetryTor => {
                 let shared = self.shared.clone();
@@ -218,13 +226,36 @@ async fn ensure_tor(shared: &Shared) -> Result<Transport, String> {
     }
 }
 
-fn tls_policy(shared: &Shared, account: &Account) -> Result<TlsPolicy, String> {
+/// `<profile>/<name>`, created owner-only (every folder on the way too).
+fn private_dir(profile: &Path, name: &str) -> std::io::Result<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = profile.join(name);
+    std::fs::create_dir_all(&dir)?;
+    for d in [profile, dir.as_path()] {
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
+    }
+    Ok(dir)
+}
+
+fn tls_policy(shared: &Shared, id: AccountId, account: &Account) -> Result<TlsPolicy, String> {
     let s = &account.settings;
     Ok(match s.tls {
         TlsMode::WebPki => TlsPolicy::WebPki,
+        // Not remembered: the pins live as long as timb runs, in memory only.
+        TlsMode::Tofu if !account.remember => {
+            let mut stores = shared
+                .tofu_in_memory
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            TlsPolicy::Tofu(
+                stores
+                    .entry(id)
+                    .or_insert_with(TofuStore::in_memory)
+                    .clone(),
+            )
+        }
         TlsMode::Tofu => {
-            let dir = shared.profile.join("tls");
-            std::fs::create_dir_all(&dir).map_err(|e| format!("profile: {e}"))?;
+            let dir = private_dir(&shared.profile, "tls").map_err(|e| format!("profile: {e}"))?;
             TlsPolicy::Tofu(TofuStore::open(dir.join("tofu.txt")).map_err(|e| e.to_string())?)
         }
         TlsMode::Pinned => match s.pin.as_deref().and_then(timb_tls::SpkiSha256::from_hex) {
@@ -247,11 +278,26 @@ fn otr_name(account: &Account) -> String {
 }
 
 /// One folder per identity, named by a hash so the profile's file names say
-/// nothing about who the user is.
-fn otr_dir(profile: &Path, name: &str) -> PathBuf {
+/// nothing about who the user is; `otr/` itself is created owner-only.
+fn otr_dir(profile: &Path, name: &str) -> std::io::Result<PathBuf> {
     use sha2::Digest;
     let h = sha2::Sha256::digest(name.as_bytes());
-    profile.join("otr").join(hex::encode(&h[..8]))
+    Ok(private_dir(profile, "otr")?.join(hex::encode(&h[..8])))
+}
+
+/// OTR for one account: its key and verified fingerprints in the profile if the
+/// user asked to remember the account, else in memory only.
+fn wrap_otr(
+    profile: &Path,
+    account: &Account,
+    handle: AccountHandle,
+) -> Result<(AccountHandle, OtrControl), String> {
+    let name = otr_name(account);
+    if !account.remember {
+        return timb_otr::wrap::wrap_in_memory(handle, &name).map_err(|e| e.to_string());
+    }
+    let dir = otr_dir(profile, &name).map_err(|e| format!("profile: {e}"))?;
+    timb_otr::wrap::wrap(handle, &dir, &name).map_err(|e| e.to_string())
 }
 
 struct ArtiConnector {
@@ -284,7 +330,7 @@ async fn open_account(
     password: Option<String>,
 ) -> Result<AccountHandle, AccountError> {
     let s = &account.settings;
-    let policy = tls_policy(shared, account).map_err(AccountError::Certificate)?;
+    let policy = tls_policy(shared, id, account).map_err(AccountError::Certificate)?;
     match s.protocol {
         SavedProtocol::Xmpp => {
             let password = password.ok_or_else(|| AccountError::Auth("no password".into()))?;
@@ -358,20 +404,44 @@ async fn account_task(
         id,
         Event::State(ConnectionState::Connecting),
     ));
-    let tor = match ensure_tor(&shared).await {
-        Ok(t) => t,
-        Err(e) => return fail(AccountError::Transport(e)),
+    // Tor is shared: its bootstrap runs in a task of its own, so cancelling this
+    // connect does not stop it for other accounts.
+    let tor_task = {
+        let shared = shared.clone();
+        tokio::spawn(async move { ensure_tor(&shared).await })
     };
-    let handle = match open_account(&shared, tor, id, &account, password).await {
-        Ok(h) => h,
-        Err(e) => return fail(e),
-    };
-    let name = otr_name(&account);
-    let (mut handle, control) =
-        match timb_otr::wrap::wrap(handle, &otr_dir(&shared.profile, &name), &name) {
-            Ok(v) => v,
-            Err(e) => return fail(AccountError::Refused(format!("OTR could not start: {e}"))),
+    let opening = async {
+        let tor = match tor_task.await {
+            Ok(Ok(t)) => t,
+            Ok(Err(e)) => return Err(AccountError::Transport(e)),
+            Err(_) => return Err(AccountError::Transport("Tor could not start".into())),
         };
+        open_account(&shared, tor, id, &account, password).await
+    };
+    tokio::pin!(opening);
+    // While Tor starts and the server is reached, Disconnect cancels at once;
+    // anything else the user asks for waits, in order, for the account.
+    let mut early = Vec::new();
+    let handle = loop {
+        tokio::select! {
+            r = &mut opening => match r {
+                Ok(h) => break h,
+                Err(e) => return fail(e),
+            },
+            op = ops.recv() => match op {
+                Some(Op::Command(Command::Disconnect)) => {
+                    sink.send(UiEvent::Account(id, Event::State(ConnectionState::Disconnected)));
+                    return;
+                }
+                Some(op) => early.push(op),
+                None => return,
+            },
+        }
+    };
+    let (mut handle, control) = match wrap_otr(&shared.profile, &account, handle) {
+        Ok(v) => v,
+        Err(e) => return fail(AccountError::Refused(format!("OTR could not start: {e}"))),
+    };
     let mut control = control;
     let mut otr_events = std::mem::replace(&mut control.events, mpsc::channel(1).1);
     if let Some(fp) = control.fingerprint().await {
@@ -379,6 +449,16 @@ async fn account_task(
             account: id,
             fingerprint: fp,
         }));
+    }
+    for op in early {
+        match op {
+            Op::Command(c) => {
+                if handle.commands.send(c).await.is_err() {
+                    return;
+                }
+            }
+            Op::Otr(r) => otr_request(&control, &handle, &sink, r).await,
+        }
     }
     loop {
         tokio::select! {
@@ -551,7 +631,7 @@ fn otr_notes(account: AccountId, e: ControlEvent) -> Vec<OtrNote> {
 fn problem_text(p: &Problem) -> String {
     match p {
         Problem::NotInPrivate => {
-            "An encrypted message arrived for a conversation that has ended; starting a new one."
+            "An encrypted message arrived for a private conversation that is not running here; it could not be read."
                 .into()
         }
         Problem::Unreadable => "An encrypted message could not be read.".into(),
@@ -565,5 +645,100 @@ fn problem_text(p: &Problem) -> String {
         }
         Problem::EncryptionFailed => "Encrypting the message failed; it was not sent.".into(),
         Problem::Unencrypted(_) => "An unencrypted message arrived.".into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::accounts::{validate, FormInput};
+    use std::os::unix::fs::PermissionsExt;
+
+    fn shared(profile: &Path) -> Shared {
+        Shared {
+            sink: Sink::new(|_| {}),
+            profile: profile.to_owned(),
+            network: None,
+            tor: Mutex::new(None),
+            tor_failures: AtomicU64::new(0),
+            tofu_in_memory: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn account(remember: bool) -> Account {
+        validate(&FormInput {
+            irc: false,
+            server: "example.org".into(),
+            port: String::new(),
+            tls: 1,
+            pin: String::new(),
+            identity: "alice@example.org".into(),
+            password_mode: 0,
+            password: String::new(),
+            remember,
+        })
+        .unwrap()
+    }
+
+    fn mode(p: &Path) -> u32 {
+        std::fs::metadata(p).unwrap().permissions().mode() & 0o777
+    }
+
+    /// Bug 18.8: an account not remembered leaves no OTR key and no TOFU pin in the
+    /// profile; a remembered one keeps them, owner-only.
+    #[test]
+    fn only_remembered_accounts_keep_otr_keys_and_tofu_pins_on_disk() {
+        let dir = tempfile::tempdir().unwrap();
+        let profile = dir.path().join("profile");
+        let sh = shared(&profile);
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap();
+        for remember in [false, true] {
+            let id = AccountId(u32::from(remember) + 1);
+            let acc = account(remember);
+            let TlsPolicy::Tofu(store) = tls_policy(&sh, id, &acc).unwrap() else {
+                panic!("TOFU account without a TOFU policy");
+            };
+            let (cmd_tx, _cmd_rx) = mpsc::channel(8);
+            let (_ev_tx, ev_rx) = mpsc::channel(8);
+            let handle = AccountHandle {
+                id,
+                protocol: timb_core::Protocol::Xmpp,
+                commands: cmd_tx,
+                events: ev_rx,
+            };
+            let fp = rt.block_on(async {
+                let (_h, control) = wrap_otr(&profile, &acc, handle).unwrap();
+                let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(30);
+                loop {
+                    if let Some(fp) = control.fingerprint().await {
+                        break fp;
+                    }
+                    assert!(tokio::time::Instant::now() < deadline, "no OTR key");
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
+            });
+            assert!(!fp.is_empty());
+            let otr = profile.join("otr");
+            if remember {
+                assert!(store.path().starts_with(profile.join("tls")));
+                assert_eq!(mode(&profile.join("tls")), 0o700);
+                assert_eq!(mode(&otr), 0o700);
+                let key = otr_dir(&profile, &otr_name(&acc))
+                    .unwrap()
+                    .join("otr.private_key");
+                assert_eq!(mode(&key), 0o600);
+            } else {
+                assert_eq!(store.path(), Path::new(""));
+                assert!(!otr.exists(), "OTR files for an account not remembered");
+                assert!(
+                    !profile.join("tls").exists(),
+                    "TOFU file for an account not remembered"
+                );
+            }
+        }
     }
 }

@@ -22,7 +22,8 @@ pub enum Privacy {
     NotPrivate,
     PrivateUnverified,
     PrivateVerified,
-    /// The peer ended OTR; sending is refused until a new session.
+    /// Either side ended OTR: messages are held, and only the user (or the peer) starts a
+    /// new session.
     Ended,
 }
 

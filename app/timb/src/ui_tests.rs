@@ -235,11 +235,128 @@ fn banner_follows_otr_events() {
     }));
     assert!(u.banner().starts_with("Private conversation ended"));
 
-    // After the peer ended it, nothing is sent and the draft is kept.
-    u.w.set_draft("still there".into());
+    // After the peer ended it, a message waits for a new private conversation.
     u.w.invoke_send("still there".into());
-    assert!(u.log.borrow().is_empty());
-    assert_eq!(u.w.get_draft(), "still there");
+    assert!(u.banner().starts_with("Private conversation ended"));
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Waiting
+    );
+}
+
+#[test]
+fn ending_the_private_conversation_shows_at_once_and_holds_messages() {
+    let u = ui();
+    let id = u.with_chat();
+    let peer = "bob@example.org".to_owned();
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer: peer.clone(),
+        fingerprint: "ab".repeat(20),
+        verified: true,
+    }));
+    assert_eq!(u.banner(), "Private, verified");
+    u.find("End private conversation", AccessibleRole::Button)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::EndPrivate { peer: p, .. }] if *p == peer
+    ));
+    // At once, before anything comes back: ended, and the button offers a new start.
+    assert!(
+        u.banner().starts_with("Private conversation ended"),
+        "{}",
+        u.banner()
+    );
+    assert_eq!(u.w.get_otr_state(), OtrState::Ended);
+    assert!(u
+        .try_find("End private conversation", AccessibleRole::Button)
+        .is_none());
+    u.find("Start private conversation", AccessibleRole::Button);
+
+    // The OTR layer confirms, then holds what the user types: shown waiting, still ended.
+    u.handle(UiEvent::Otr(OtrNote::Ended {
+        account: id,
+        peer: peer.clone(),
+    }));
+    u.log.borrow_mut().clear();
+    u.w.invoke_send("typed after end".into());
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::SendPrivate { body, .. }] if body == "typed after end"
+    ));
+    u.handle(UiEvent::Otr(OtrNote::Waiting {
+        account: id,
+        peer: peer.clone(),
+        held: 1,
+    }));
+    assert_eq!(u.w.get_otr_state(), OtrState::Ended);
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Waiting
+    );
+
+    // Only the user's explicit start asks for a new private conversation.
+    u.log.borrow_mut().clear();
+    u.find("Start private conversation", AccessibleRole::Button)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(matches!(
+        &u.log.borrow()[..],
+        [Request::StartPrivate { peer: p, .. }] if *p == peer
+    ));
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer: peer.clone(),
+        fingerprint: "ab".repeat(20),
+        verified: true,
+    }));
+    assert_eq!(u.banner(), "Private, verified");
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Sent
+    );
+}
+
+#[test]
+fn one_click_on_a_contact_or_group_row_opens_it() {
+    let u = ui();
+    u.click("Add account");
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Your address (user@server)", "alice@example.org");
+    u.click("Save account");
+    let id = AccountId(1);
+    u.handle(UiEvent::Account(
+        id,
+        Event::RosterSet(timb_core::RosterItem {
+            id: "bob@example.org".into(),
+            name: None,
+            subscribed_to: true,
+            subscribed_from: true,
+        }),
+    ));
+    assert!(!u.w.get_conv_open());
+    // A real pointer press and release at the row's centre, once.
+    u.find("bob@example.org, offline", AccessibleRole::ListItem)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(u.w.get_conv_open(), "one click must open the conversation");
+    assert_eq!(u.w.get_conv_id(), "bob@example.org");
+
+    let room = "room@conference.example.org";
+    u.handle(UiEvent::Account(
+        id,
+        Event::GroupJoined {
+            room: room.into(),
+            nick: "alice".into(),
+        },
+    ));
+    assert_eq!(u.w.get_conv_id(), "bob@example.org");
+    u.find(&format!("Group {room}"), AccessibleRole::ListItem)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    assert_eq!(u.w.get_conv_id(), room);
+    assert!(u.w.get_conv_is_group());
 }
 
 #[test]
