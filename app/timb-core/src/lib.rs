@@ -3,12 +3,13 @@
 //! XMPP and IRC each turn their wire protocol into [`Event`]s and carry out
 //! [`Command`]s; OTR sits between a protocol and the GUI, rewriting message
 //! bodies. Keeping this crate free of I/O means the GUI and the tests can drive
-//! any protocol the same way, and nothing here can touch disk or network.
+//! any protocol the same way, and nothing here can touch disk or network (the portable
+//! profile folder lives in app/timb). The one exception is [`panic`]: the process's panic
+//! hook, which writes a fixed line to stderr.
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 pub mod panic;
-pub mod profile;
 
 use std::fmt;
 

@@ -23,6 +23,7 @@ pub mod backend;
 pub mod controller;
 mod i18n;
 pub mod net;
+pub mod profile;
 mod state;
 #[cfg(test)]
 mod ui_tests;
@@ -67,8 +68,8 @@ pub fn attach(
 /// Opens the window on the profile beside the program and runs until it closes.
 pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     // Everything timb and its libraries (arti, libotr) create is owner-only.
-    timb_core::profile::owner_only_files();
-    let profile = timb_core::profile::Profile::locate()
+    crate::profile::owner_only_files();
+    let profile = crate::profile::Profile::locate()
         .map_err(|e| format!("cannot open the profile folder: {e}"))?;
     let remembered = accounts::load(profile.root()).unwrap_or_else(|e| {
         eprintln!("timb: ignoring unreadable account settings: {e}");
