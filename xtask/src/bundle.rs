@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-
-pub const SUMS_FILE: &str = "sha256sums-unsigned-build.txt";
+use timb_release::{Sha256, Sums, Target, Version, SUMS_FILE};
 
 /// One file or folder in the archive.
 pub struct Entry {
@@ -19,16 +18,14 @@ pub struct Entry {
     pub data: Option<Vec<u8>>,
 }
 
-pub fn archive_name(version: &str, target: &str) -> String {
-    format!("timb-{version}-{target}.tar.xz")
-}
-
 pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
-    let target = s
+    let target: Target = s
         .vars
         .get("bundle_target")
-        .context("linux-bundle needs the bundle_target variable")?;
-    let top = format!("timb-{}-{target}", s.version);
+        .context("linux-bundle needs the bundle_target variable")?
+        .parse()?;
+    let version: Version = s.version.parse()?;
+    let top = target.bundle_folder(&version);
     let timb = s
         .deps
         .get("timb")
@@ -73,7 +70,7 @@ pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
         path: format!("{top}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
         data: Some(
-            (third_party_licences(&ctx.root, "timb", "x86_64-unknown-linux-gnu")?
+            (third_party_licences(&ctx.root, "timb", target.rust_triple())?
                 + &c_library_licences(&ctx.root)?)
                 .into_bytes(),
         ),
@@ -88,11 +85,12 @@ pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
         data: Some(buildinfo.into_bytes()),
     });
 
-    let name = archive_name(s.version, target);
+    let name = target.archive_name(&version);
     let archive = s.out_dir.join(&name);
     write_tar_xz(entries, &archive, ctx.source_date_epoch)?;
-    let sum = util::sha256_file(&archive)?;
-    std::fs::write(s.out_dir.join(SUMS_FILE), format!("{sum}  {name}\n"))?;
+    let mut sums = Sums::new();
+    sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;
+    std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;
     Ok(())
 }
 

@@ -4,7 +4,7 @@
 //! [`Policy`] and checks the claims against the file, and returns a [`Checked<T>`].
 
 use crate::comment::{CommentError, TrustedComment};
-use crate::keys::{blob_key_id, KeyError, KeyId, Keyring};
+use crate::keys::{blob, KeyError, KeyId, Keyring};
 use crate::policy::{Policy, Role};
 use crate::sha::Sha256;
 use crate::sums::SUMS_FILE;
@@ -120,7 +120,7 @@ impl<T> fmt::Debug for Unverified<T> {
 impl<T: SignedBody> Unverified<T> {
     /// Parses a `.minisig` file's text. Nothing in it is trusted until [`check`](Self::check).
     pub fn parse(minisig: &str) -> Result<Unverified<T>, CheckError> {
-        let key = blob_key_id(minisig.lines().nth(1), 74).ok_or_else(|| {
+        let (key, _) = blob(minisig.lines().nth(1), 74).ok_or_else(|| {
             KeyError::Signature("the second line is not a base64 signature".into())
         })?;
         let signature = minisign_verify::Signature::decode(minisig)

@@ -55,9 +55,9 @@ impl fmt::Debug for KeyId {
     }
 }
 
-/// The id inside a minisign binary blob (`algorithm[2] ‖ key id[8] ‖ …`) of exactly `len`
-/// bytes, base64-encoded on the second line of a key or signature file.
-pub(crate) fn blob_key_id(line: Option<&str>, len: usize) -> Option<KeyId> {
+/// A minisign binary blob (`algorithm[2] ‖ key id[8] ‖ …`) of exactly `len` bytes,
+/// base64-encoded on the second line of a key or signature file, and its key id.
+pub(crate) fn blob(line: Option<&str>, len: usize) -> Option<(KeyId, Vec<u8>)> {
     let bin = base64::engine::general_purpose::STANDARD
         .decode(line?.trim_end_matches('\r'))
         .ok()?;
@@ -66,15 +66,26 @@ pub(crate) fn blob_key_id(line: Option<&str>, len: usize) -> Option<KeyId> {
     }
     let mut id = [0u8; 8];
     id.copy_from_slice(bin.get(2..10)?);
-    Some(KeyId(id))
+    Some((KeyId(id), bin))
 }
 
 /// A minisign public key (the `.pub` file format: an untrusted comment line, then the key).
 #[derive(Clone)]
 pub struct PublicKey {
     id: KeyId,
+    /// The decoded key line: algorithm, id and Ed25519 key.
+    bytes: Vec<u8>,
     key: minisign_verify::PublicKey,
 }
+
+/// Two keys are the same when their key lines are (comments do not count).
+impl PartialEq for PublicKey {
+    fn eq(&self, other: &PublicKey) -> bool {
+        self.bytes == other.bytes
+    }
+}
+
+impl Eq for PublicKey {}
 
 impl PublicKey {
     pub fn parse(text: &str) -> Result<PublicKey, KeyError> {
@@ -87,11 +98,11 @@ impl PublicKey {
                 "the first line must be an `untrusted comment:`".into(),
             ));
         }
-        let id = blob_key_id(lines.next(), 42)
+        let (id, bytes) = blob(lines.next(), 42)
             .ok_or_else(|| KeyError::PublicKey("the second line is not a base64 key".into()))?;
         let key = minisign_verify::PublicKey::decode(text)
             .map_err(|e| KeyError::PublicKey(e.to_string()))?;
-        Ok(PublicKey { id, key })
+        Ok(PublicKey { id, bytes, key })
     }
 
     pub fn id(&self) -> KeyId {
@@ -193,6 +204,17 @@ mod tests {
         ] {
             assert!(PublicKey::parse(bad).is_err(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn keys_are_equal_by_their_key_line() {
+        let a = PublicKey::parse(PUB).unwrap();
+        let b =
+            PublicKey::parse(&PUB.replace("public key E7620F1842B4E81F", "other words")).unwrap();
+        assert_eq!(a, b);
+        let other = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let c = PublicKey::parse(&other.pk.to_box().unwrap().to_string()).unwrap();
+        assert_ne!(a, c);
     }
 
     #[test]
