@@ -152,7 +152,8 @@ pub fn read_tar_xz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// The C libraries libotr-sys links statically into timb: a heading, the
-/// pinned archive (see rbm-projects/timb.toml) and the files to quote from it.
+/// pinned archive (see rbm-projects/libotr.toml and the definitions it takes
+/// as input) and the files to quote from it.
 const C_LIBRARIES: &[(&str, &str, &[&str])] = &[
     (
         "libotr 4.1.1 (LGPL-2.1-or-later)",
@@ -178,18 +179,17 @@ const C_LIBRARIES: &[(&str, &str, &[&str])] = &[
 /// The licence texts of the C libraries, read from their pinned archives
 /// (hash-checked again here), for the LGPL's notice requirement.
 fn c_library_licences(root: &Path) -> Result<String> {
-    let pins = crate::sources::project_files(&root.join("rbm-projects/timb.toml"))?;
+    let pins = pins::sources(root, "timb")?;
     let dir = std::env::var_os("TIMB_SOURCES_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("out").join("sources"));
     let mut text = String::from(
-        "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/timb.toml.\n",
+        "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/libotr.toml,\nlibgcrypt.toml and libgpg-error.toml.\n",
     );
     for (title, archive, members) in C_LIBRARIES {
-        let pin = pins
-            .iter()
-            .find(|p| p.file == *archive)
-            .with_context(|| format!("{archive} is not pinned in rbm-projects/timb.toml"))?;
+        let pin = pins.get(archive).with_context(|| {
+            format!("{archive} is not among the sources of rbm-projects/timb.toml")
+        })?;
         let path = dir.join(archive);
         if util::sha256_file(&path)? != pin.sha256 {
             bail!("{} does not match its pinned sha256", path.display());

@@ -67,11 +67,14 @@ pub fn seed_dependencies(from: &Path, to: &Path, src: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The names of the packages under `app/`, `tests/` and `xtask/` of `src`.
+/// The names of the packages under `app/`, `tests/`, `xtask/` and `xtask/crates/` of `src`.
 fn workspace_packages(src: &Path) -> Result<Vec<String>> {
     let mut manifests = vec![src.join("xtask/Cargo.toml")];
-    for group in ["app", "tests"] {
-        for e in std::fs::read_dir(src.join(group))? {
+    for group in ["app", "tests", "xtask/crates"] {
+        let Ok(rd) = std::fs::read_dir(src.join(group)) else {
+            continue;
+        };
+        for e in rd {
             manifests.push(e?.path().join("Cargo.toml"));
         }
     }
