@@ -1,5 +1,5 @@
 //! Builds libgpg-error, libgcrypt and libotr from the source archives pinned in
-//! `rbm-projects/*.toml`, and links them statically, so timb never depends on (or picks up)
+//! `rbm-projects/*.toml` (read with the `pins` crate, as xtask reads them), and links them statically, so timb never depends on (or picks up)
 //! a system libotr.
 //!
 //! The archives are fetched and verified by `cargo xtask fetch` into `TIMB_SOURCES_DIR`
@@ -10,7 +10,6 @@
 //! `lib/libgpg-error.a` and their headers (the output of the libgcrypt and libgpg-error rbm
 //! projects); the configure+make step below is then skipped.
 
-use std::collections::BTreeMap;
 use std::env;
 use std::fs;
 use std::io::Read;
@@ -18,18 +17,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use sha2::{Digest, Sha256};
-
-#[derive(serde::Deserialize)]
-struct Project {
-    #[serde(default)]
-    input: Vec<Input>,
-}
-
-#[derive(serde::Deserialize)]
-struct Input {
-    file: Option<String>,
-    sha256: Option<String>,
-}
 
 const LIBOTR_FILES: [&str; 13] = [
     "privkey",
@@ -70,11 +57,16 @@ fn run() -> Result<(), String> {
     println!("cargo:rerun-if-changed=build.rs");
     println!("cargo:rerun-if-changed=csrc/abi_probe.c");
 
-    let pins = read_pins(&workspace, &["libotr", "libgcrypt", "libgpg-error"])?;
+    // libotr's pins and those of the projects it takes as input (libgcrypt, libgpg-error).
+    let pinned = pins::sources(&workspace, "libotr").map_err(|e| e.to_string())?;
+    for d in &pinned.definitions {
+        println!("cargo:rerun-if-changed={}", d.display());
+    }
     let archive = |name: &str| -> Result<PathBuf, String> {
-        let want = pins
+        let want = &pinned
             .get(name)
-            .ok_or(format!("{name} is not pinned in rbm-projects"))?;
+            .ok_or(format!("{name} is not pinned in rbm-projects"))?
+            .sha256;
         let path = sources.join(name);
         println!("cargo:rerun-if-changed={}", path.display());
         if !path.exists() {
@@ -141,23 +133,6 @@ fn run() -> Result<(), String> {
     println!("cargo:rustc-link-lib=static=gpg-error");
     println!("cargo:include={}", otr_src.display());
     Ok(())
-}
-
-fn read_pins(workspace: &Path, projects: &[&str]) -> Result<BTreeMap<String, String>, String> {
-    let mut pins = BTreeMap::new();
-    for p in projects {
-        let path = workspace.join("rbm-projects").join(format!("{p}.toml"));
-        println!("cargo:rerun-if-changed={}", path.display());
-        let text = fs::read_to_string(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        let project: Project =
-            toml::from_str(&text).map_err(|e| format!("{}: {e}", path.display()))?;
-        for i in project.input {
-            if let (Some(f), Some(h)) = (i.file, i.sha256) {
-                pins.insert(f, h.to_ascii_lowercase());
-            }
-        }
-    }
-    Ok(pins)
 }
 
 fn sha256_file(path: &Path) -> Result<String, String> {

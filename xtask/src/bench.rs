@@ -66,12 +66,13 @@ fn bench_build(root: &Path) -> Result<String> {
         .env("TIMB_OUT_DIR", scratch.join("rbm-out"));
     let t_again = timed(again)?;
 
-    let version = util::workspace_version(root)?;
-    let archive = out.join(crate::bundle::archive_name(&version, "linux-x86_64"));
+    let version: timb_release::Version = util::workspace_version(root)?.parse()?;
+    let target = timb_release::Target::LinuxX86_64;
+    let archive = out.join(target.archive_name(&version));
     let size = std::fs::metadata(&archive).context("no archive")?.len();
     let files = crate::bundle::read_tar_xz(&archive)?;
     let bin = files
-        .get(&format!("timb-{version}-linux-x86_64/timb"))
+        .get(&format!("{}/timb", target.bundle_folder(&version)))
         .map(|b| b.len())
         .unwrap_or(0);
     let _ = util::remove_dir(&scratch);

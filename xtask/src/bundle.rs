@@ -8,8 +8,7 @@ use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-
-pub const SUMS_FILE: &str = "sha256sums-unsigned-build.txt";
+use timb_release::{Sha256, Sums, Target, Version, SUMS_FILE};
 
 /// One file or folder in the archive.
 pub struct Entry {
@@ -19,16 +18,14 @@ pub struct Entry {
     pub data: Option<Vec<u8>>,
 }
 
-pub fn archive_name(version: &str, target: &str) -> String {
-    format!("timb-{version}-{target}.tar.xz")
-}
-
 pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
-    let target = s
+    let target: Target = s
         .vars
         .get("bundle_target")
-        .context("linux-bundle needs the bundle_target variable")?;
-    let top = format!("timb-{}-{target}", s.version);
+        .context("linux-bundle needs the bundle_target variable")?
+        .parse()?;
+    let version: Version = s.version.parse()?;
+    let top = target.bundle_folder(&version);
     let timb = s
         .deps
         .get("timb")
@@ -73,7 +70,7 @@ pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
         path: format!("{top}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
         data: Some(
-            (third_party_licences(&ctx.root, "timb", "x86_64-unknown-linux-gnu")?
+            (third_party_licences(&ctx.root, "timb", target.rust_triple())?
                 + &c_library_licences(&ctx.root)?)
                 .into_bytes(),
         ),
@@ -88,11 +85,12 @@ pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
         data: Some(buildinfo.into_bytes()),
     });
 
-    let name = archive_name(s.version, target);
+    let name = target.archive_name(&version);
     let archive = s.out_dir.join(&name);
     write_tar_xz(entries, &archive, ctx.source_date_epoch)?;
-    let sum = util::sha256_file(&archive)?;
-    std::fs::write(s.out_dir.join(SUMS_FILE), format!("{sum}  {name}\n"))?;
+    let mut sums = Sums::new();
+    sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;
+    std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;
     Ok(())
 }
 
@@ -154,7 +152,8 @@ pub fn read_tar_xz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
 }
 
 /// The C libraries libotr-sys links statically into timb: a heading, the
-/// pinned archive (see rbm-projects/timb.toml) and the files to quote from it.
+/// pinned archive (see rbm-projects/libotr.toml and the definitions it takes
+/// as input) and the files to quote from it.
 const C_LIBRARIES: &[(&str, &str, &[&str])] = &[
     (
         "libotr 4.1.1 (LGPL-2.1-or-later)",
@@ -180,12 +179,12 @@ const C_LIBRARIES: &[(&str, &str, &[&str])] = &[
 /// The licence texts of the C libraries, read from their pinned archives
 /// (hash-checked again here), for the LGPL's notice requirement.
 fn c_library_licences(root: &Path) -> Result<String> {
-    let pins = crate::sources::project_files(&root.join("rbm-projects/timb.toml"))?;
+    let pins = pins::sources(root, "timb")?;
     let dir = std::env::var_os("TIMB_SOURCES_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("out").join("sources"));
     let mut text = String::from(
-        "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/timb.toml.\n",
+        "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/libotr.toml,\nlibgcrypt.toml and libgpg-error.toml.\n",
     );
     let allow = crate::licences::allowlist(root)?;
     for (title, archive, members) in C_LIBRARIES {
@@ -194,10 +193,9 @@ fn c_library_licences(root: &Path) -> Result<String> {
             .and_then(|(_, r)| r.strip_suffix(')'))
             .with_context(|| format!("{title}: no (licence) in its title"))?;
         crate::licences::check(title, spdx, &allow)?;
-        let pin = pins
-            .iter()
-            .find(|p| p.file == *archive)
-            .with_context(|| format!("{archive} is not pinned in rbm-projects/timb.toml"))?;
+        let pin = pins.get(archive).with_context(|| {
+            format!("{archive} is not among the sources of rbm-projects/timb.toml")
+        })?;
         let path = dir.join(archive);
         if util::sha256_file(&path)? != pin.sha256 {
             bail!("{} does not match its pinned sha256", path.display());

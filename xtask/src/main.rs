@@ -16,6 +16,7 @@ mod verify;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, ExitCode};
+use timb_release::{SignatureKind, SourceCommit, Target, TrustedComment, Version, SUMS_FILE};
 
 const USAGE: &str = "\
 cargo xtask <command>
@@ -199,7 +200,8 @@ fn fetch(root: &Path) -> Result<()> {
 struct Unsigned {
     archive: PathBuf,
     sums: PathBuf,
-    version: String,
+    version: Version,
+    target: Target,
 }
 
 fn build_unsigned(root: &Path, out: &Path, first_stage: usize, total: usize) -> Result<Unsigned> {
@@ -216,17 +218,17 @@ fn build_unsigned(root: &Path, out: &Path, first_stage: usize, total: usize) -> 
         "building timb in the sandbox (no network; ~9 min on 2 cores when nothing is cached)",
     );
     let mut ctx = new_ctx(root)?;
-    let target = "linux-x86_64";
-    let built = ctx.build("linux-bundle", target)?;
-    let version = ctx.version(&ctx.load("linux-bundle")?)?;
+    let target = Target::LinuxX86_64;
+    let built = ctx.build("linux-bundle", target.name())?;
+    let version: Version = ctx.version(&ctx.load("linux-bundle")?)?.parse()?;
     util::stage(first_stage + 2, total, "collecting the bundle");
     std::fs::create_dir_all(out)?;
-    let name = bundle::archive_name(&version, target);
+    let name = target.archive_name(&version);
     let archive = out.join(&name);
-    let sums = out.join(bundle::SUMS_FILE);
+    let sums = out.join(SUMS_FILE);
     for (from, to) in [
         (built.dir.join(&name), &archive),
-        (built.dir.join(bundle::SUMS_FILE), &sums),
+        (built.dir.join(SUMS_FILE), &sums),
     ] {
         std::fs::copy(&from, to).with_context(|| format!("copying {}", from.display()))?;
         let _ = std::fs::remove_file(sign::sig_path(to));
@@ -240,38 +242,59 @@ fn build_unsigned(root: &Path, out: &Path, first_stage: usize, total: usize) -> 
         archive,
         sums,
         version,
+        target,
     })
 }
 
 fn bundle_cmd(root: &Path, key: Option<&Path>, out: Option<PathBuf>) -> Result<()> {
     let out = out.unwrap_or_else(|| root.join("out").join("bundle"));
+    // A release key the policy does not list is refused here, before the build.
     let signer = match key {
-        Some(k) => sign::release_signer(k)?,
+        Some(k) => sign::release_signer(root, k)?,
         None => sign::dev_signer(&util::cargo_target_dir(root))?,
     };
     let u = build_unsigned(root, &out, 1, 4)?;
     util::stage(4, 4, &format!("signing with key {}", signer.key_id()));
     let commit = match util::git_commit(root) {
-        Some((c, false)) => c,
-        Some((c, true)) => format!("{c}-modified"),
-        None => "unknown".into(),
+        Some((c, false)) => c.parse()?,
+        Some((c, true)) => format!("{c}-modified").parse()?,
+        None => SourceCommit::Unknown,
     };
-    let target = "linux-x86_64";
     for file in [&u.archive, &u.sums] {
         let name = file
             .file_name()
             .and_then(|n| n.to_str())
             .unwrap_or_default();
-        let comment = sign::trusted_comment(
+        let comment = TrustedComment::new(
             name,
-            &u.version,
-            target,
-            &util::sha256_file(file)?,
-            &commit,
+            u.version.clone(),
+            u.target,
+            util::sha256_file(file)?.parse()?,
+            commit.clone(),
             signer.dev,
-        );
+        )?;
         let sig = signer.sign_file(file, &comment)?;
         eprintln!("    {}", sig.display());
+    }
+    // What `verify` and the updater will check, checked now: a release key's bundle must pass
+    // as a release, the development key's as a development bundle.
+    let (policy, mut keys) = sign::repository_trust(root)?;
+    if signer.dev {
+        keys.add(
+            sign::read_checking_key(&sign::dev_public_key_path(&util::cargo_target_dir(root)))?,
+            "LOCAL DEVELOPMENT key",
+        );
+    }
+    for file in [&u.archive, &u.sums] {
+        let checked = sign::check_signature(file, &keys, &policy)?;
+        let want = if signer.dev {
+            SignatureKind::Development
+        } else {
+            SignatureKind::Release
+        };
+        if checked.kind() != want {
+            bail!("{} did not check as a {want:?} signature", file.display());
+        }
     }
     println!("{}", u.archive.display());
     if signer.dev {

@@ -55,13 +55,18 @@ pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
     let dir = std::env::var_os("TIMB_SOURCES_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| root.join("out").join("sources"));
-    let mut pins = Vec::new();
+    let mut all = Vec::new();
     for name in rbm::list_projects(root)? {
         // Parsed strictly first, so a malformed definition is reported as such.
-        rbm::load_project(root, &name)?;
-        let def = root.join("rbm-projects").join(format!("{name}.toml"));
-        pins.extend(crate::sources::project_files(&def)?);
+        let project = rbm::load_project(root, &name)?;
+        for input in &project.def.input {
+            if let pins::InputKind::File(pin) = input.kind()? {
+                all.push(pin.to_owned());
+            }
+        }
     }
-    crate::sources::fetch_many(&pins, &dir)?;
+    all.sort();
+    all.dedup();
+    crate::sources::fetch_many(&all, &dir)?;
     Ok(())
 }

@@ -10,6 +10,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+pub use pins::{Input, InputKind};
+
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ProjectDef {
@@ -18,6 +20,7 @@ pub struct ProjectDef {
     pub version_from: Option<String>,
     #[allow(dead_code)] // documentation for humans, kept so unknown fields stay an error
     pub description: Option<String>,
+    /// The inputs' format is the pins crate's (shared with app/libotr-sys/build.rs).
     #[serde(default)]
     pub input: Vec<Input>,
     #[serde(default)]
@@ -27,56 +30,11 @@ pub struct ProjectDef {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct Input {
-    pub path: Option<String>,
-    pub project: Option<String>,
-    pub file: Option<String>,
-    pub sha256: Option<String>,
-    pub debian_source: Option<String>,
-    pub debian_version: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct BuildDef {
     pub step: String,
     pub script: Option<String>,
     #[serde(default)]
     pub outputs: Vec<String>,
-}
-
-pub enum InputKind<'a> {
-    Path(&'a str),
-    Project(&'a str),
-    File { name: &'a str, sha256: &'a str },
-}
-
-impl Input {
-    pub fn kind(&self) -> Result<InputKind<'_>> {
-        match (&self.path, &self.project, &self.file) {
-            (Some(p), None, None) => Ok(InputKind::Path(p)),
-            (None, Some(p), None) => Ok(InputKind::Project(p)),
-            (None, None, Some(f)) => {
-                let sha = self
-                    .sha256
-                    .as_deref()
-                    .with_context(|| format!("file input {f} has no sha256"))?;
-                if sha.len() != 64 || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
-                    bail!("file input {f}: sha256 must be 64 hex digits");
-                }
-                if self.debian_source.is_none() || self.debian_version.is_none() {
-                    bail!(
-                        "file input {f}: say where it comes from (debian_source, debian_version)"
-                    );
-                }
-                Ok(InputKind::File {
-                    name: f,
-                    sha256: sha,
-                })
-            }
-            _ => bail!("an input must have exactly one of path, project or file"),
-        }
-    }
 }
 
 /// A definition together with its raw bytes (hashed into the build id).
@@ -219,7 +177,13 @@ impl Ctx {
                     }
                 }
                 InputKind::Project(p) => add(&format!("project {p} {}", deps[p].id)),
-                InputKind::File { name, sha256 } => add(&format!("file {name} {sha256}")),
+                InputKind::SourcesOf(p) => {
+                    add(&format!("sources_of {p}"));
+                    for pin in pins::sources(&self.root, p)?.pins {
+                        add(&format!("file {} {}", pin.file, pin.sha256));
+                    }
+                }
+                InputKind::File(pin) => add(&format!("file {} {}", pin.file, pin.sha256)),
             }
         }
         Ok(hex::encode(h.finalize()))
@@ -271,6 +235,19 @@ impl Ctx {
         Ok(out)
     }
 
+    /// Copies a pinned archive from the sources cache into `inputs`, its hash checked.
+    fn stage_pinned(&self, project: &str, name: &str, sha256: &str, inputs: &Path) -> Result<()> {
+        let src = self.sources.join(name);
+        if !src.is_file() || sha256_file(&src)? != sha256 {
+            bail!(
+                "{project}: pinned source {name} is missing or does not match its sha256; run `cargo xtask fetch`"
+            );
+        }
+        std::fs::create_dir_all(inputs)?;
+        std::fs::copy(&src, inputs.join(name))?;
+        Ok(())
+    }
+
     fn run_script(&self, s: &StepCtx) -> Result<()> {
         let def = &s.project.def;
         let script = def
@@ -296,16 +273,13 @@ impl Ctx {
                     }
                 }
                 InputKind::Project(p) => copy_tree(&s.deps[p].dir, &inputs.join(p))?,
-                InputKind::File { name, sha256 } => {
-                    let src = self.sources.join(name);
-                    if !src.is_file() || sha256_file(&src)? != sha256 {
-                        bail!(
-                            "{}: pinned source {name} is missing or does not match its sha256; run `cargo xtask fetch`",
-                            def.name
-                        );
+                InputKind::SourcesOf(p) => {
+                    for pin in pins::sources(&self.root, p)?.pins {
+                        self.stage_pinned(&def.name, &pin.file, &pin.sha256, &inputs)?;
                     }
-                    std::fs::create_dir_all(&inputs)?;
-                    std::fs::copy(&src, inputs.join(name))?;
+                }
+                InputKind::File(pin) => {
+                    self.stage_pinned(&def.name, pin.file, pin.sha256, &inputs)?
                 }
             }
         }
@@ -374,13 +348,7 @@ pub struct StepCtx<'a> {
 }
 
 pub fn load_project(root: &Path, name: &str) -> Result<Project> {
-    if !name
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        bail!("'{name}' is not a project name");
-    }
-    let path = root.join("rbm-projects").join(format!("{name}.toml"));
+    let path = pins::definition_path(root, name)?;
     let mut raw = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
     let text = std::str::from_utf8(&raw).context("project file is not UTF-8")?;
     let mut def: ProjectDef =

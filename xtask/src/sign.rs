@@ -1,16 +1,19 @@
-//! minisign signatures over bundles: key handling, the trusted comment, checks.
+//! minisign signatures over bundles: the development key, release keys held to
+//! `signing/policy.toml`, signing and checking files. The formats (trusted comment, policy,
+//! key ids) and the checks are timb-release's.
 
-use crate::util;
 use anyhow::{bail, Context, Result};
-use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox, SignatureBox};
-use std::collections::BTreeMap;
+use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox};
 use std::path::{Path, PathBuf};
+use timb_release::{
+    Checked, KeyId, Keyring, Policy, Role, Subject, TrustedComment, Unverified,
+    DEVELOPMENT_KEY_MARK as DEV_KEY_MARK,
+};
 
 /// The local development key's password. It protects nothing: the key only
 /// exists so a fresh checkout can produce a signed bundle, and every bundle it
 /// signs says so in its trusted comment.
 const DEV_KEY_PASSWORD: &str = "timb-local-development-key-not-for-release";
-pub const DEV_KEY_MARK: &str = "DEVELOPMENT-KEY-NOT-FOR-RELEASE";
 
 pub struct Signer {
     sk: SecretKey,
@@ -57,16 +60,24 @@ pub fn dev_signer(target_dir: &Path) -> Result<Signer> {
 
 /// A release key: a minisign secret key file, its password from
 /// `TIMB_SIGNING_PASSWORD` or asked on the terminal; the public key beside it
-/// (`.pub`) must be one of `signing/keys/`.
-pub fn release_signer(key: &Path) -> Result<Signer> {
-    let text =
-        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
-    let password = std::env::var("TIMB_SIGNING_PASSWORD").ok();
-    let sk = SecretKey::from_box(
-        SecretKeyBox::from_string(&text).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?,
-        password,
+/// (`.pub`) must be one of `signing/keys/` and listed for `[bundle]` in
+/// `signing/policy.toml`, or the key is refused before anything is built.
+pub fn release_signer(root: &Path, key: &Path) -> Result<Signer> {
+    let (policy, keys) = repository_trust(root)?;
+    release_signer_with(
+        key,
+        std::env::var("TIMB_SIGNING_PASSWORD").ok(),
+        &policy,
+        &keys,
     )
-    .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
+}
+
+fn release_signer_with(
+    key: &Path,
+    password: Option<String>,
+    policy: &Policy,
+    keys: &Keyring,
+) -> Result<Signer> {
     let pk_path = key.with_extension("pub");
     let pk = read_public_key(&pk_path).with_context(|| {
         format!(
@@ -74,6 +85,41 @@ pub fn release_signer(key: &Path) -> Result<Signer> {
             pk_path.display()
         )
     })?;
+    // Checked before the password is asked for and long before the build.
+    let id = key_id(pk.keynum());
+    let role = policy.role(Role::Bundle);
+    if !role.allows(id) {
+        bail!(
+            "key {id} ({}) is not a release key: signing/policy.toml does not list it for [bundle] (listed: {}); a bundle signed with it would be refused by `cargo xtask verify` and the updater",
+            pk_path.display(),
+            if role.keys().is_empty() {
+                "none".to_string()
+            } else {
+                role.keys()
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            }
+        );
+    }
+    let Some(listed) = keys.get(id) else {
+        bail!("key {id} is in signing/policy.toml but not in signing/keys/");
+    };
+    if read_checking_key(&pk_path)? != *listed {
+        bail!(
+            "{} has the id of {} but is not the same key",
+            pk_path.display(),
+            keys.label(id).unwrap_or_default()
+        );
+    }
+    let text =
+        std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
+    let sk = SecretKey::from_box(
+        SecretKeyBox::from_string(&text).map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?,
+        password,
+    )
+    .map_err(|e| anyhow::anyhow!("{}: {e}", key.display()))?;
     if pk.keynum() != sk.keynum() {
         bail!(
             "{} is not the public half of {}",
@@ -85,12 +131,17 @@ pub fn release_signer(key: &Path) -> Result<Signer> {
 }
 
 impl Signer {
-    pub fn key_id(&self) -> String {
+    pub fn key_id(&self) -> KeyId {
         key_id(self.pk.keynum())
     }
 
-    /// Writes `<file>.minisig` with the given trusted comment.
-    pub fn sign_file(&self, file: &Path, trusted_comment: &str) -> Result<PathBuf> {
+    /// Writes `<file>.minisig` with the given trusted comment, whose development mark must
+    /// say what this key is.
+    pub fn sign_file(&self, file: &Path, comment: &TrustedComment) -> Result<PathBuf> {
+        if comment.is_development() != self.dev {
+            bail!("a development signature must be marked as one, and only it");
+        }
+        let trusted_comment = comment.to_string();
         let data = std::fs::File::open(file)?;
         let untrusted = if self.dev {
             format!("signature from the timb {DEV_KEY_MARK}")
@@ -101,7 +152,7 @@ impl Signer {
             Some(&self.pk),
             &self.sk,
             data,
-            Some(trusted_comment),
+            Some(&trusted_comment),
             Some(&untrusted),
         )
         .map_err(|e| anyhow::anyhow!("signing {}: {e}", file.display()))?;
@@ -117,53 +168,6 @@ pub fn sig_path(file: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
-/// `timb file:<name> version:<v> target:<t> sha256:<hex> commit:<c> [key:...]`:
-/// binding the name and version means a renamed or downgraded file fails.
-pub fn trusted_comment(
-    name: &str,
-    version: &str,
-    target: &str,
-    sha256: &str,
-    commit: &str,
-    dev: bool,
-) -> String {
-    let mut c = format!(
-        "timb file:{name} version:{version} target:{target} sha256:{sha256} commit:{commit}"
-    );
-    if dev {
-        c.push_str(&format!(" key:{DEV_KEY_MARK}"));
-    }
-    c
-}
-
-pub fn parse_trusted_comment(c: &str) -> Result<BTreeMap<String, String>> {
-    let mut words = c.split_whitespace();
-    if words.next() != Some("timb") {
-        bail!("the signed comment is not a timb comment: {c:?}");
-    }
-    let mut m = BTreeMap::new();
-    for w in words {
-        let (k, v) = w
-            .split_once(':')
-            .with_context(|| format!("malformed field {w:?} in the signed comment"))?;
-        if m.insert(k.to_string(), v.to_string()).is_some() {
-            bail!("field {k} appears twice in the signed comment");
-        }
-    }
-    for required in ["file", "version", "target", "sha256"] {
-        if !m.contains_key(required) {
-            bail!("the signed comment has no {required} field");
-        }
-    }
-    Ok(m)
-}
-
-pub struct TrustedKey {
-    pub pk: PublicKey,
-    pub label: String,
-    pub dev: bool,
-}
-
 pub fn read_public_key(path: &Path) -> Result<PublicKey> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
@@ -172,10 +176,21 @@ pub fn read_public_key(path: &Path) -> Result<PublicKey> {
         .map_err(|e| anyhow::anyhow!("{} is not a minisign public key: {e}", path.display()))
 }
 
-/// The release keys in `signing/keys/`, plus this machine's development key if
-/// one exists (marked, so its use is never silent).
-pub fn trusted_keys(root: &Path, target_dir: &Path) -> Result<Vec<TrustedKey>> {
-    let mut keys = Vec::new();
+/// A public key file as timb-release reads it (for checking signatures).
+pub fn read_checking_key(path: &Path) -> Result<timb_release::PublicKey> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    timb_release::PublicKey::parse(&text).with_context(|| path.display().to_string())
+}
+
+/// `signing/policy.toml` and the release keys of `signing/keys/`, every key the policy
+/// names present among them.
+pub fn repository_trust(root: &Path) -> Result<(Policy, Keyring)> {
+    let policy_path = root.join("signing/policy.toml");
+    let text = std::fs::read_to_string(&policy_path)
+        .with_context(|| format!("reading {}", policy_path.display()))?;
+    let policy = Policy::parse(&text).with_context(|| policy_path.display().to_string())?;
+    let mut keys = Keyring::new();
     let dir = root.join("signing").join("keys");
     if let Ok(rd) = std::fs::read_dir(&dir) {
         let mut paths: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
@@ -184,70 +199,62 @@ pub fn trusted_keys(root: &Path, target_dir: &Path) -> Result<Vec<TrustedKey>> {
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "pub"))
         {
-            keys.push(TrustedKey {
-                pk: read_public_key(&p)?,
-                label: format!("release key {}", p.display()),
-                dev: false,
-            });
+            keys.add(
+                read_checking_key(&p)?,
+                format!("release key {}", p.display()),
+            );
         }
     }
+    policy
+        .check_keys(&keys)
+        .with_context(|| policy_path.display().to_string())?;
+    Ok((policy, keys))
+}
+
+/// The keys `verify` checks with: the release keys in `signing/keys/`, plus this machine's
+/// development key if one exists. Being here makes no key a release key: only the policy
+/// does, and a development key's signatures pass only as marked development signatures.
+pub fn trusted_keys(root: &Path, target_dir: &Path) -> Result<(Policy, Keyring)> {
+    let (policy, mut keys) = repository_trust(root)?;
     let dev = dev_public_key_path(target_dir);
     if dev.is_file() {
-        keys.push(TrustedKey {
-            pk: read_public_key(&dev)?,
-            label: format!("LOCAL DEVELOPMENT key {}", dev.display()),
-            dev: true,
-        });
+        keys.add(
+            read_checking_key(&dev)?,
+            format!("LOCAL DEVELOPMENT key {}", dev.display()),
+        );
     }
-    Ok(keys)
+    Ok((policy, keys))
 }
 
-pub fn key_id(keynum: &[u8]) -> String {
+pub fn key_id(keynum: &[u8]) -> KeyId {
     let mut b = [0u8; 8];
     b.copy_from_slice(&keynum[..8]);
-    format!("{:016X}", u64::from_le_bytes(b))
+    KeyId::from_bytes(b)
 }
 
-/// Checks `<file>.minisig` against `keys`; returns the key used and the
-/// trusted comment.
-pub fn verify_file<'k>(file: &Path, keys: &'k [TrustedKey]) -> Result<(&'k TrustedKey, String)> {
+/// Checks `<file>.minisig` over `file` against `keys` and the policy's bundle role, and that
+/// its signed comment matches the file (name, version and target, sha256).
+pub fn check_signature(
+    file: &Path,
+    keys: &Keyring,
+    policy: &Policy,
+) -> Result<Checked<TrustedComment>> {
+    let name = file
+        .file_name()
+        .and_then(|n| n.to_str())
+        .context("the file path has no file name")?;
     let sig = sig_path(file);
     if !sig.is_file() {
         bail!("no signature: {} is missing", sig.display());
     }
     let text =
         std::fs::read_to_string(&sig).with_context(|| format!("reading {}", sig.display()))?;
-    let sbox = SignatureBox::from_string(&text)
-        .map_err(|e| anyhow::anyhow!("{} is not a minisign signature: {e}", sig.display()))?;
-    let id = key_id(sbox.keynum());
-    let key = keys
-        .iter()
-        .find(|k| k.pk.keynum() == sbox.keynum())
-        .with_context(|| {
-            format!(
-                "{} was signed by key {id}, which is not a trusted key (trusted: {})",
-                file.display(),
-                if keys.is_empty() {
-                    "none".to_string()
-                } else {
-                    keys.iter()
-                        .map(|k| format!("{} [{}]", key_id(k.pk.keynum()), k.label))
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                }
-            )
-        })?;
-    let data = std::fs::File::open(file).with_context(|| format!("opening {}", file.display()))?;
-    minisign::verify(&key.pk, &sbox, data, true, false, false).map_err(|e| {
-        anyhow::anyhow!(
-            "BAD SIGNATURE: {} does not match its signature by key {id} ({e}); the file was changed or the signature belongs to another file",
-            file.display()
-        )
-    })?;
-    let comment = sbox
-        .trusted_comment()
-        .map_err(|e| anyhow::anyhow!("reading the signed comment: {e}"))?;
-    Ok((key, comment))
+    let unverified = Unverified::<TrustedComment>::parse(&text)
+        .with_context(|| format!("reading {}", sig.display()))?;
+    let data = std::fs::read(file).with_context(|| format!("reading {}", file.display()))?;
+    unverified
+        .check(keys, policy, Role::Bundle, &Subject { name, data: &data })
+        .with_context(|| format!("checking {}", file.display()))
 }
 
 fn write_private(path: &Path, data: &[u8]) -> Result<()> {
@@ -263,60 +270,130 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// Checks a bundle's signature and that its signed comment matches the file.
-pub fn check_bundle_signature(
-    archive: &Path,
-    keys: &[TrustedKey],
-) -> Result<(bool, BTreeMap<String, String>)> {
-    let name = archive
-        .file_name()
-        .and_then(|n| n.to_str())
-        .context("the archive path has no file name")?;
-    let (key, comment) = verify_file(archive, keys)?;
-    let fields = parse_trusted_comment(&comment)?;
-    if fields["file"] != name {
-        bail!(
-            "the signature is for {}, not for {name}: the file was renamed",
-            fields["file"]
-        );
-    }
-    let expected_name = crate::bundle::archive_name(&fields["version"], &fields["target"]);
-    if expected_name != name {
-        bail!(
-            "{name} does not carry the signed version {} for {}",
-            fields["version"],
-            fields["target"]
-        );
-    }
-    let actual = util::sha256_file(archive)?;
-    if fields["sha256"] != actual {
-        bail!(
-            "the signed sha256 {} differs from the file's {actual}",
-            fields["sha256"]
-        );
-    }
-    Ok((key.dev, fields))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use timb_release::{SignatureKind, SourceCommit, Target};
+
+    fn scratch(name: &str) -> PathBuf {
+        let p = std::env::temp_dir().join(format!("xtask-sign-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        p
+    }
+
+    /// A password-protected key pair as `minisign -G` writes it: `<dir>/k.key`, `<dir>/k.pub`.
+    fn key_files(dir: &Path) -> (PathBuf, KeyId) {
+        let kp = minisign::KeyPair::generate_encrypted_keypair(Some("pw".into())).unwrap();
+        let sk = dir.join("k.key");
+        std::fs::write(&sk, kp.sk.to_box(None).unwrap().to_string()).unwrap();
+        std::fs::write(dir.join("k.pub"), kp.pk.to_box().unwrap().to_string()).unwrap();
+        (sk, key_id(kp.pk.keynum()))
+    }
+
+    fn policy(bundle: &[KeyId]) -> Policy {
+        let keys: Vec<String> = bundle.iter().map(|k| format!("\"{k}\"")).collect();
+        Policy::parse(&format!(
+            "[bundle]\nkeys = [{}]\n[update-metadata]\nkeys = []\nthreshold = 2\n",
+            keys.join(", ")
+        ))
+        .unwrap()
+    }
+
+    fn comment(file: &Path, dev: bool) -> TrustedComment {
+        TrustedComment::new(
+            file.file_name().unwrap().to_str().unwrap(),
+            "0.1.0".parse().unwrap(),
+            Target::LinuxX86_64,
+            crate::util::sha256_file(file).unwrap().parse().unwrap(),
+            SourceCommit::Unknown,
+            dev,
+        )
+        .unwrap()
+    }
 
     #[test]
-    fn comments_round_trip_and_reject_garbage() {
-        let c = trusted_comment(
-            "timb-1.0.0-linux-x86_64.tar.xz",
-            "1.0.0",
-            "linux-x86_64",
-            "ab",
-            "c0ffee",
-            true,
+    fn the_repository_policy_and_keys_agree() {
+        let (policy, keys) = repository_trust(&crate::util::repo_root()).unwrap();
+        policy.check_keys(&keys).unwrap();
+    }
+
+    #[test]
+    fn bundle_key_refuses_a_key_the_policy_does_not_list() {
+        let d = scratch("refuse");
+        let (sk, id) = key_files(&d);
+        let mut keys = Keyring::new();
+        keys.add(
+            read_checking_key(&d.join("k.pub")).unwrap(),
+            "release key k.pub",
         );
-        let m = parse_trusted_comment(&c).unwrap();
-        assert_eq!(m["version"], "1.0.0");
-        assert_eq!(m["key"], DEV_KEY_MARK);
-        assert!(parse_trusted_comment("timestamp:123").is_err());
-        assert!(parse_trusted_comment("timb file:a file:b version:1 target:t sha256:x").is_err());
-        assert!(parse_trusted_comment("timb file:a").is_err());
+        let e = release_signer_with(&sk, Some("pw".into()), &policy(&[]), &keys)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains(&id.to_string()) && e.contains("does not list it for [bundle]"),
+            "{e}"
+        );
+        // The repository's own policy lists no release key yet: refused there too.
+        let (repo_policy, repo_keys) = repository_trust(&crate::util::repo_root()).unwrap();
+        assert!(release_signer_with(&sk, Some("pw".into()), &repo_policy, &repo_keys).is_err());
+        // Listed, and in signing/keys/: accepted.
+        let s = release_signer_with(&sk, Some("pw".into()), &policy(&[id]), &keys).unwrap();
+        assert!(!s.dev);
+        assert_eq!(s.key_id(), id);
+        // Listed, but signing/keys/ holds another key: refused.
+        let other = scratch("refuse-other");
+        key_files(&other);
+        let mut wrong = Keyring::new();
+        wrong.add(read_checking_key(&other.join("k.pub")).unwrap(), "other");
+        assert!(release_signer_with(&sk, Some("pw".into()), &policy(&[id]), &wrong).is_err());
+        std::fs::remove_dir_all(d).unwrap();
+        std::fs::remove_dir_all(other).unwrap();
+    }
+
+    #[test]
+    fn verify_refuses_a_release_signature_by_a_key_outside_the_policy() {
+        let d = scratch("verify");
+        let (sk, id) = key_files(&d);
+        let mut keys = Keyring::new();
+        keys.add(read_checking_key(&d.join("k.pub")).unwrap(), "k.pub");
+        let listed = policy(&[id]);
+        let signer = release_signer_with(&sk, Some("pw".into()), &listed, &keys).unwrap();
+        let file = d.join("timb-0.1.0-linux-x86_64.tar.xz");
+        std::fs::write(&file, b"a bundle").unwrap();
+        signer.sign_file(&file, &comment(&file, false)).unwrap();
+
+        let c = check_signature(&file, &keys, &listed).unwrap();
+        assert_eq!(c.kind(), SignatureKind::Release);
+        let e = format!(
+            "{:#}",
+            check_signature(&file, &keys, &policy(&[])).unwrap_err()
+        );
+        assert!(
+            e.contains(&id.to_string()) && e.contains("does not list"),
+            "{e}"
+        );
+        std::fs::remove_dir_all(d).unwrap();
+    }
+
+    #[test]
+    fn the_development_key_signs_only_marked_and_passes_only_as_development() {
+        let d = scratch("dev");
+        let signer = dev_signer(&d).unwrap();
+        let file = d.join("timb-0.1.0-linux-x86_64.tar.xz");
+        std::fs::write(&file, b"a bundle").unwrap();
+        assert!(signer.sign_file(&file, &comment(&file, false)).is_err());
+        signer.sign_file(&file, &comment(&file, true)).unwrap();
+        let mut keys = Keyring::new();
+        keys.add(
+            read_checking_key(&dev_public_key_path(&d)).unwrap(),
+            "development",
+        );
+        let c = check_signature(&file, &keys, &policy(&[])).unwrap();
+        assert_eq!(c.kind(), SignatureKind::Development);
+        let sig = std::fs::read_to_string(sig_path(&file)).unwrap();
+        assert!(sig.contains(DEV_KEY_MARK), "{sig}");
+        std::fs::remove_dir_all(d).unwrap();
     }
 }

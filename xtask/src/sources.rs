@@ -2,7 +2,7 @@
 //!
 //! No mirror address is written into the repository: builders in different places use the
 //! mirror (or proxy, or snapshot) their apt is already configured with, and trust comes only
-//! from the sha256 pinned in `rbm-projects/*.toml`, never from the transport.
+//! from the sha256 pinned in `rbm-projects/*.toml` (read by the pins crate), never from the transport.
 //!
 //! Flow: read the configured `deb` URIs/suites/components from `/etc/apt/sources.list` and
 //! `/etc/apt/sources.list.d/*.{list,sources}`, write them as `deb-src` lines into a private
@@ -22,61 +22,7 @@ use sha2::{Digest, Sha256};
 const APT_ETC: &str = "/etc/apt";
 const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
 
-/// One pinned archive of a Debian source package.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Pinned {
-    pub package: String,
-    pub version: String,
-    pub file: String,
-    pub sha256: String,
-}
-
-impl Pinned {
-    pub fn new(package: &str, version: &str, file: &str, sha256: &str) -> Pinned {
-        Pinned {
-            package: package.into(),
-            version: version.into(),
-            file: file.into(),
-            sha256: sha256.into(),
-        }
-    }
-}
-
-#[derive(serde::Deserialize)]
-struct ProjectInputs {
-    #[serde(default)]
-    input: Vec<InputEntry>,
-}
-
-#[derive(serde::Deserialize)]
-struct InputEntry {
-    file: Option<String>,
-    sha256: Option<String>,
-    debian_source: Option<String>,
-    debian_version: Option<String>,
-}
-
-/// The `file` inputs of one `rbm-projects/*.toml` definition.
-pub fn project_files(definition: &Path) -> Result<Vec<Pinned>> {
-    let text = fs::read_to_string(definition)
-        .with_context(|| format!("reading {}", definition.display()))?;
-    let def: ProjectInputs =
-        toml::from_str(&text).with_context(|| format!("parsing {}", definition.display()))?;
-    let mut out = Vec::new();
-    for i in def.input {
-        let Some(file) = i.file else { continue };
-        let (Some(sha256), Some(package), Some(version)) =
-            (i.sha256, i.debian_source, i.debian_version)
-        else {
-            bail!(
-                "{}: input {file} needs sha256, debian_source and debian_version",
-                definition.display()
-            );
-        };
-        out.push(Pinned::new(&package, &version, &file, &sha256));
-    }
-    Ok(out)
-}
+pub use pins::Pinned;
 
 /// Fetches (or finds, verified) every pinned file into `dest_dir`; one private `apt-get update`
 /// serves them all and is skipped when everything is already there.
@@ -85,8 +31,8 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     let mut missing = Vec::new();
     for p in pins {
-        check_name(&p.package, "package")?;
-        check_name(&p.version, "version")?;
+        check_name(&p.debian_source, "package")?;
+        check_name(&p.debian_version, "version")?;
         check_name(&p.file, "file")?;
         let want = normalize_sha256(&p.sha256)?;
         let dest = dest_dir.join(&p.file);
@@ -106,7 +52,7 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
     let work = TempDir::new(dest_dir)?;
     let opts = write_src_sources(&work.0, &read_apt_sources(Path::new(APT_ETC))?)?;
     for (p, want, dest) in missing {
-        let uri = find_uri(&opts, &p.package, &p.version, &p.file, &want)?;
+        let uri = find_uri(&opts, &p.debian_source, &p.debian_version, &p.file, &want)?;
         let partial = dest_dir.join(format!(".{}.partial", p.file));
         let _ = fs::remove_file(&partial);
         let status = Command::new(APT_HELPER)
@@ -123,8 +69,8 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
             bail!(
                 "downloading {} ({} {}) through apt failed: {status}",
                 p.file,
-                p.package,
-                p.version
+                p.debian_source,
+                p.debian_version
             );
         }
         verify_and_place(&partial, &dest, &want)?;
@@ -452,12 +398,13 @@ mod tests {
         // sha256("hello")
         let h = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         // A package name apt cannot know: any attempt to fetch would fail the test.
-        let p = fetch_many(
-            &[Pinned::new("no-such-pkg", "0-0", "x_1.orig.tar.gz", h)],
-            &dir,
-        )
-        .unwrap()
-        .remove(0);
+        let pin = Pinned {
+            debian_source: "no-such-pkg".into(),
+            debian_version: "0-0".into(),
+            file: "x_1.orig.tar.gz".into(),
+            sha256: h.into(),
+        };
+        let p = fetch_many(&[pin], &dir).unwrap().remove(0);
         assert_eq!(p, dir.join("x_1.orig.tar.gz"));
         fs::remove_dir_all(&dir).unwrap();
     }
@@ -480,16 +427,6 @@ mod tests {
         assert!(check_name("--config-file", "package").is_err());
         assert!(check_name("../x", "file").is_err());
         assert!(check_name("libgcrypt20_1.10.1.orig.tar.bz2", "file").is_ok());
-    }
-
-    #[test]
-    fn reads_file_inputs_of_project_definitions() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../rbm-projects");
-        let gcrypt = project_files(&root.join("libgcrypt.toml")).unwrap();
-        assert_eq!(gcrypt.len(), 2);
-        assert_eq!(gcrypt[0].package, "libgcrypt20");
-        let otr = project_files(&root.join("libotr.toml")).unwrap();
-        assert_eq!(otr[0].file, "libotr_4.1.1.orig.tar.gz");
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! `cargo xtask verify`: check a published bundle's signature, then rebuild it
 //! from source somewhere else and compare the bytes.
 
-use crate::bundle::{self, read_tar_xz};
+use crate::bundle::read_tar_xz;
 use crate::sign;
 use crate::util;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
+use timb_release::{Keyring, SignatureKind};
 
 #[derive(Default)]
 pub struct Opts {
@@ -66,11 +67,14 @@ pub fn seed_dependencies(from: &Path, to: &Path, src: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The names of the packages under `app/`, `tests/` and `xtask/` of `src`.
+/// The names of the packages under `app/`, `tests/`, `xtask/` and `xtask/crates/` of `src`.
 fn workspace_packages(src: &Path) -> Result<Vec<String>> {
     let mut manifests = vec![src.join("xtask/Cargo.toml")];
-    for group in ["app", "tests"] {
-        for e in std::fs::read_dir(src.join(group))? {
+    for group in ["app", "tests", "xtask/crates"] {
+        let Ok(rd) = std::fs::read_dir(src.join(group)) else {
+            continue;
+        };
+        for e in rd {
             manifests.push(e?.path().join("Cargo.toml"));
         }
     }
@@ -140,32 +144,43 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
         bail!("{} does not exist", archive.display());
     }
     let target_dir = util::cargo_target_dir(root);
-    let keys = match &o.pubkey {
-        Some(p) => vec![sign::TrustedKey {
-            pk: sign::read_public_key(p)?,
-            label: format!("key given on the command line {}", p.display()),
-            dev: false,
-        }],
+    let (policy, keys) = match &o.pubkey {
+        // Only that key; the policy still decides whether its signature is a release one.
+        Some(p) => {
+            let (policy, _) = sign::repository_trust(root)?;
+            let mut keys = Keyring::new();
+            keys.add(
+                sign::read_checking_key(p)?,
+                format!("key given on the command line {}", p.display()),
+            );
+            (policy, keys)
+        }
         None => sign::trusted_keys(root, &target_dir)?,
     };
-    let (dev, fields) = sign::check_bundle_signature(archive, &keys)?;
+    let checked = sign::check_signature(archive, &keys, &policy)?;
+    let signed = checked.body();
     eprintln!(
-        "signature: GOOD ({} {} for {})",
-        fields["file"], fields["version"], fields["target"]
+        "signature: GOOD ({} {} for {}, key {})",
+        signed.file(),
+        signed.version(),
+        signed.target(),
+        checked.signer()
     );
-    if dev || fields.contains_key("key") {
-        eprintln!("WARNING: signed with a LOCAL DEVELOPMENT KEY. This is not a release.");
+    match checked.kind() {
+        SignatureKind::Development => {
+            eprintln!("WARNING: signed with a LOCAL DEVELOPMENT KEY. This is not a release.")
+        }
+        SignatureKind::Release => eprintln!(
+            "release signature by {} (signing/policy.toml [bundle])",
+            keys.label(checked.signer()).unwrap_or("a listed key")
+        ),
     }
     if o.no_rebuild {
         return Ok(());
     }
 
     let files = read_tar_xz(archive).context("the archive is not a readable .tar.xz")?;
-    let top = archive
-        .file_name()
-        .and_then(|n| n.to_str())
-        .and_then(|n| n.strip_suffix(".tar.xz"))
-        .context("archive name must end in .tar.xz")?;
+    let top = signed.target().bundle_folder(signed.version());
     let info_text = files
         .get(&format!("{top}/BUILDINFO"))
         .context("the bundle has no BUILDINFO: cannot know how to rebuild it")?;
@@ -185,12 +200,12 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
     let src = match &o.source {
         Some(s) => s.clone(),
         None => {
-            let commit = fields
-                .get("commit")
-                .filter(|c| c.len() == 40)
-                .with_context(|| {
-                    "the signature names no source commit; give the source with --source DIR"
-                })?;
+            let commit = signed.commit().exact().with_context(|| {
+                format!(
+                    "the signature names no clean source commit ({}); give the source with --source DIR",
+                    signed.commit()
+                )
+            })?;
             let src = work.join("src");
             util::remove_dir(&src)?;
             std::fs::create_dir_all(&src)?;
@@ -287,7 +302,7 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
     }
     bail!(
         "the rebuilt bundle differs from {}",
-        bundle::archive_name(&fields["version"], &fields["target"])
+        signed.target().archive_name(signed.version())
     )
 }
 
