@@ -52,7 +52,7 @@ fn the_workspace_obeys_the_architecture_invariants() {
         );
     }
     // ... and the checker reads its edges and features: the socket rule, applied to
-    // the test harnesses (which may open sockets), finds timb-e2e's tokio "full".
+    // the test harnesses (which may open sockets), finds timb-test-support's tokio "net".
     let harnesses = Rule {
         text: "",
         from: Select::MembersUnder("tests/", &[]),
@@ -62,7 +62,7 @@ fn the_workspace_obeys_the_architecture_invariants() {
     };
     let seen = graph.violations(&harnesses);
     assert!(
-        seen.iter().any(|v| v == "timb-e2e -> tokio"),
+        seen.iter().any(|v| v == "timb-test-support -> tokio"),
         "the checker missed a real edge: {seen:?}"
     );
     let mut broken = Vec::new();
