@@ -108,7 +108,9 @@ pub enum CheckError {
 pub struct Unverified<T> {
     signature: minisign_verify::Signature,
     key: KeyId,
-    body: T,
+    /// The body is parsed only after the signature over it checks out: nothing an attacker
+    /// wrote reaches a parser before that, and an unknown key is reported as such.
+    _body: std::marker::PhantomData<T>,
 }
 
 impl<T> fmt::Debug for Unverified<T> {
@@ -125,11 +127,10 @@ impl<T: SignedBody> Unverified<T> {
         })?;
         let signature = minisign_verify::Signature::decode(minisig)
             .map_err(|e| KeyError::Signature(e.to_string()))?;
-        let body = T::parse(signature.trusted_comment())?;
         Ok(Unverified {
             signature,
             key,
-            body,
+            _body: std::marker::PhantomData,
         })
     }
 
@@ -157,7 +158,8 @@ impl<T: SignedBody> Unverified<T> {
         key.inner()
             .verify(subject.data, &self.signature, false)
             .map_err(|_| CheckError::BadSignature { key: self.key })?;
-        let kind = if self.body.is_development() {
+        let body = T::parse(self.signature.trusted_comment())?;
+        let kind = if body.is_development() {
             SignatureKind::Development
         } else {
             let r = policy.role(role);
@@ -181,9 +183,9 @@ impl<T: SignedBody> Unverified<T> {
             }
             SignatureKind::Release
         };
-        self.body.check_subject(subject)?;
+        body.check_subject(subject)?;
         Ok(Checked {
-            body: self.body,
+            body,
             signer: self.key,
             kind,
         })
@@ -412,8 +414,27 @@ mod tests {
                 cases.push(good[..cut].to_string());
             }
         }
+        let mut ring = Keyring::new();
+        ring.add(k.public(), "release");
+        let p = policy(&[k.public().id()]);
         for c in cases {
-            assert!(Unverified::<TrustedComment>::parse(&c).is_err(), "{c:?}");
+            // Refused when parsed, or at the latest when checked: the comment itself is
+            // parsed only after its signature holds.
+            assert!(check(&c, &ring, &p, NAME, DATA).is_err(), "{c:?}");
         }
+    }
+
+    /// An untrusted key is reported as such whatever its comment says (stock minisign writes
+    /// `timestamp:… file:… hashed`, which is not timb's format): the comment is not parsed
+    /// before the signature is checked.
+    #[test]
+    fn an_unknown_key_is_reported_before_its_comment_is_read() {
+        let k = key();
+        let other = key();
+        let mut ring = Keyring::new();
+        ring.add(k.public(), "release");
+        let sig = other.sign(DATA, "timestamp:1\tfile:x\thashed");
+        let e = check(&sig, &ring, &policy(&[k.public().id()]), NAME, DATA).unwrap_err();
+        assert!(e.to_string().contains("not a trusted key"), "{e}");
     }
 }
