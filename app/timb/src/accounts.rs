@@ -287,7 +287,25 @@ pub fn load(profile_root: &Path) -> io::Result<Remembered> {
         return Err(io::Error::other("accounts.toml is too large"));
     }
     let text = std::fs::read_to_string(&path)?;
-    let mut f: AccountsFile = toml::from_str(&text).map_err(io::Error::other)?;
+    let mut f: AccountsFile = match toml::from_str(&text) {
+        Ok(f) => f,
+        Err(e) => {
+            // The parser's message quotes the offending line, which can name an account or a
+            // server: say only where it is. Keep the file aside so the next save cannot
+            // overwrite what the user had.
+            let line = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map_or(0, |before| before.lines().count().max(1));
+            let kept = path.with_extension("toml.unreadable");
+            std::fs::rename(&path, &kept)?;
+            return Err(io::Error::other(format!(
+                "{ACCOUNTS_FILE} is not valid (near line {line}); it was kept as {}",
+                kept.file_name()
+                    .map_or_else(String::new, |n| n.to_string_lossy().into_owned())
+            )));
+        }
+    };
     f.account.truncate(MAX_ACCOUNTS);
     Ok(Remembered {
         accounts: f.account,
@@ -399,6 +417,22 @@ mod tests {
         assert_eq!(load(&dir).unwrap(), r);
         save(&dir, &Remembered::default()).unwrap();
         assert!(!file_path(&dir).exists());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    /// A damaged accounts file is kept aside, and the error names neither account nor server.
+    #[test]
+    fn an_unreadable_file_is_kept_and_its_contents_not_quoted() {
+        let dir = std::env::temp_dir().join(format!("timb-gui-bad-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bad = "[[account]]\nidentity = \"alice@secret.example\nserver = 3\n";
+        std::fs::write(file_path(&dir), bad).unwrap();
+        let e = load(&dir).unwrap_err().to_string();
+        assert!(!e.contains("alice") && !e.contains("secret"), "{e}");
+        assert!(e.contains("line"), "{e}");
+        assert!(!file_path(&dir).exists());
+        let kept = std::fs::read_to_string(dir.join("accounts.toml.unreadable")).unwrap();
+        assert_eq!(kept, bad, "nothing lost");
         std::fs::remove_dir_all(dir).unwrap();
     }
 }
