@@ -7,7 +7,7 @@
 //! produces the fields in this order, one space apart; the parser accepts them in any order but
 //! refuses unknown, repeated or missing fields.
 
-use crate::sha::{clip, Sha256};
+use crate::sha::{clip, is_plain_file_name, Sha256};
 use crate::target::{Target, Version};
 use std::fmt;
 use std::str::FromStr;
@@ -112,13 +112,7 @@ pub struct TrustedComment {
 }
 
 fn check_file_name(name: &str) -> Result<(), CommentError> {
-    let ok = !name.is_empty()
-        && name.len() <= 255
-        && name != "."
-        && name != ".."
-        && !name.contains('/')
-        && !name.chars().any(|c| c.is_whitespace() || c.is_control());
-    if ok {
+    if is_plain_file_name(name) {
         Ok(())
     } else {
         Err(CommentError::FileName(clip(name)))

@@ -55,6 +55,18 @@ impl fmt::Debug for Sha256 {
     }
 }
 
+/// A file name a signed comment or sums file may name: a plain name in one
+/// folder (no path, no `.`/`..`), printable, no spaces, at most 255 bytes
+/// (what file systems allow), so that what is signed is what gets opened.
+pub(crate) fn is_plain_file_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 255
+        && name != "."
+        && name != ".."
+        && !name.contains('/')
+        && !name.chars().any(|c| c.is_whitespace() || c.is_control())
+}
+
 /// At most 80 characters of untrusted input, for error messages.
 pub(crate) fn clip(s: &str) -> String {
     if s.chars().count() <= 80 {
