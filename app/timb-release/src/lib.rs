@@ -9,6 +9,7 @@
 //! - [`Unverified`] → [`Checked`]: a signature and what it claims are only reachable through a
 //!   check against trusted keys and the policy (the "unverified → checked" style of arti's
 //!   `tor-checkable`).
+//! - [`tuf`]: TUF 1.0 update metadata and the client's checks of it (the updater's trust).
 //!
 //! Nothing here reads files, opens connections or holds a secret key: callers pass bytes in.
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
@@ -21,6 +22,7 @@ mod policy;
 mod sha;
 mod sums;
 mod target;
+pub mod tuf;
 
 pub use check::{CheckError, Checked, SignatureKind, SignedBody, Subject, Unverified};
 pub use comment::{CommentError, SourceCommit, TrustedComment, DEVELOPMENT_KEY_MARK};

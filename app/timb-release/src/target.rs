@@ -145,6 +145,65 @@ impl Version {
     pub fn as_str(&self) -> &str {
         &self.0
     }
+
+    /// Release order, as semantic versioning orders versions (the derived `Ord` is only the
+    /// strings' order, in which `0.10.0` comes before `0.9.0`): dot-separated numbers compare
+    /// as numbers (missing ones count as 0), a pre-release (`-rc.1`) comes before its release,
+    /// and build metadata (`+…`) is ignored. The updater's "newer" is this order.
+    pub fn cmp_release(&self, other: &Version) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        fn split(v: &str) -> (&str, Option<&str>) {
+            let v = v.split_once('+').map_or(v, |(v, _)| v);
+            match v.split_once('-') {
+                Some((core, pre)) => (core, Some(pre)),
+                None => (v, None),
+            }
+        }
+        fn numeric(s: &str) -> bool {
+            !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit())
+        }
+        fn ident(a: &str, b: &str) -> Ordering {
+            match (numeric(a), numeric(b)) {
+                (true, true) => {
+                    let (a, b) = (a.trim_start_matches('0'), b.trim_start_matches('0'));
+                    a.len().cmp(&b.len()).then_with(|| a.cmp(b))
+                }
+                (true, false) => Ordering::Less,
+                (false, true) => Ordering::Greater,
+                (false, false) => a.cmp(b),
+            }
+        }
+        let ((ca, pa), (cb, pb)) = (split(&self.0), split(&other.0));
+        let (mut ia, mut ib) = (ca.split('.'), cb.split('.'));
+        loop {
+            match (ia.next(), ib.next()) {
+                (None, None) => break,
+                (a, b) => match ident(a.unwrap_or("0"), b.unwrap_or("0")) {
+                    Ordering::Equal => {}
+                    o => return o,
+                },
+            }
+        }
+        match (pa, pb) {
+            (None, None) => Ordering::Equal,
+            (None, Some(_)) => Ordering::Greater,
+            (Some(_), None) => Ordering::Less,
+            (Some(a), Some(b)) => {
+                let (mut ia, mut ib) = (a.split('.'), b.split('.'));
+                loop {
+                    match (ia.next(), ib.next()) {
+                        (None, None) => return Ordering::Equal,
+                        (None, Some(_)) => return Ordering::Less,
+                        (Some(_), None) => return Ordering::Greater,
+                        (Some(a), Some(b)) => match ident(a, b) {
+                            Ordering::Equal => {}
+                            o => return o,
+                        },
+                    }
+                }
+            }
+        }
+    }
 }
 
 impl FromStr for Version {
@@ -200,6 +259,26 @@ mod tests {
             "x86_64-unknown-linux-gnu"
         );
         assert!(Target::LinuxX86_64.is_built() && !Target::MacosAarch64.is_built());
+    }
+
+    #[test]
+    fn release_order_is_numeric_with_pre_releases_first() {
+        use std::cmp::Ordering::*;
+        for (a, b, o) in [
+            ("0.10.0", "0.9.0", Greater),
+            ("1.0.0", "1.0", Equal),
+            ("1.0.0+build.2", "1.0.0+build.1", Equal),
+            ("1.0.0-rc.1", "1.0.0", Less),
+            ("1.0.0-rc.2", "1.0.0-rc.10", Less),
+            ("1.0.0-alpha", "1.0.0-alpha.1", Less),
+            ("1.0.0-alpha.beta", "1.0.0-alpha.1", Greater),
+            ("1.0.1", "1.0.0", Greater),
+            ("2", "10", Less),
+            ("007", "7", Equal),
+        ] {
+            assert_eq!(v(a).cmp_release(&v(b)), o, "{a} vs {b}");
+            assert_eq!(v(b).cmp_release(&v(a)), o.reverse(), "{b} vs {a}");
+        }
     }
 
     #[test]
