@@ -7,11 +7,14 @@
 //! exists (provisioned from `tuf-interop/requirements.txt`). Without one the repository tests
 //! are skipped loudly, or fail when `TIMB_REQUIRE_INTEROP=1`.
 
-use serde_json::Value;
+#[path = "common/tuf_repo.rs"]
+mod tuf_repo;
+
+use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
-use timb_release::tuf::{canonical_json, names, parse_time, TrustedSet, MAX_ROOT_ROTATIONS};
+use timb_release::tuf::{canonical_json, names, TrustedSet, MAX_ROOT_ROTATIONS};
 use timb_release::{Target, Version};
 
 const DEFAULT_PYTHON: &str = "/var/tmp/timb-tuf-venv/bin/python";
@@ -86,7 +89,7 @@ fn repos() -> Option<&'static (tempfile::TempDir, Value)> {
 }
 
 fn now() -> i64 {
-    parse_time("2026-12-01T00:00:00Z").unwrap()
+    tuf_repo::now()
 }
 
 /// A refresh as the fetcher will do it, from files on disk: the root chain from version 1,
@@ -208,4 +211,90 @@ fn a_changed_python_tuf_timestamp_is_refused() {
         matches!(e, timb_release::tuf::TufError::Threshold { valid: 0, .. }),
         "{e}"
     );
+}
+
+/// The other direction: the reference client (ngclient) refreshes from a repository timb's
+/// code wrote and signed (canonical JSON, a root rotation, non-ASCII names and custom
+/// fields), and downloads its targets.
+#[test]
+fn python_tuf_ngclient_refreshes_from_a_repository_timb_signed() {
+    let Some(py) = python() else {
+        return;
+    };
+    use tuf_repo::{sign_all, Key, Repo, RoleKeys};
+    let mut r = Repo::new();
+    r.add_target(
+        "linux/notes-\u{e9}.txt",
+        "r\u{e9}sum\u{e9} e\u{301}\n".as_bytes(),
+        json!({"caf\u{e9}": {"e\u{301}": "\u{e9}", "\u{1f600}": ["\\\""]}}),
+    );
+    let v1 = r.root_bytes();
+    let old = std::mem::replace(
+        &mut r.root,
+        RoleKeys {
+            keys: vec![Key::new("new-root-a"), Key::new("new-root-b")],
+            threshold: 2,
+        },
+    );
+    r.timestamp = RoleKeys::one("new-timestamp");
+    r.root_version = 2;
+    let mut signers = old.refs();
+    signers.extend(r.root.refs());
+    let v2 = sign_all(&r.root_signed(), &signers);
+    r.snapshot_version = 3;
+    r.targets_version = 4;
+    r.timestamp_version = 5;
+    let f = r.files();
+
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let meta = repo.join("metadata");
+    std::fs::create_dir_all(&meta).unwrap();
+    for (name, data) in [
+        (names::root(1), &v1),
+        (names::root(2), &v2),
+        (names::TIMESTAMP.to_string(), &f.timestamp),
+        (names::snapshot(true, 3), &f.snapshot),
+        (names::targets(true, 4), &f.targets),
+    ] {
+        std::fs::write(meta.join(name), data).unwrap();
+    }
+    // Our own client takes it too.
+    let mut set = TrustedSet::new(&v1, now()).unwrap();
+    set.update_root(&v2).unwrap();
+    set.update_timestamp(&f.timestamp).unwrap();
+    set.update_snapshot(&f.snapshot).unwrap();
+    set.update_targets(&f.targets).unwrap();
+    let mut expected = serde_json::Map::new();
+    for (name, file) in &r.target_files {
+        let data: &[u8] = if name == tuf_repo::BUNDLE {
+            tuf_repo::BUNDLE_DATA
+        } else {
+            "r\u{e9}sum\u{e9} e\u{301}\n".as_bytes()
+        };
+        let info = set.target(name).unwrap();
+        for path in names::target(true, &info) {
+            let p = repo.join("targets").join(path);
+            std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+            std::fs::write(p, data).unwrap();
+        }
+        expected.insert(name.clone(), file["hashes"]["sha256"].clone());
+    }
+
+    let script =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/tuf-interop/ngclient_refresh.py");
+    let out = Command::new(py)
+        .arg(script)
+        .arg(&repo)
+        .arg(dir.path().join("client"))
+        .args(expected.keys())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "ngclient refused timb's repository: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let got: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(got, Value::Object(expected));
 }
