@@ -1,7 +1,6 @@
 //! The hash algorithms TUF metadata may list that timb checks: sha256 and sha512. Every
 //! listed hash is checked; one timb cannot compute is a refusal, not a pass.
 
-use super::error::RoleName;
 use sha2::Digest;
 use std::collections::BTreeMap;
 
@@ -42,10 +41,10 @@ impl Hasher {
     }
 }
 
+/// Checks every hash of `hashes` (algorithm → hex digest) over `data`.
 pub(crate) fn check_hashes(
     hashes: &BTreeMap<String, String>,
     data: &[u8],
-    _listed_by: RoleName,
 ) -> Result<(), HashCheck> {
     for (algorithm, expected) in hashes {
         let mut h = Hasher::new(algorithm)

@@ -414,7 +414,7 @@ fn check_listed(
         }
     }
     if let Some(hashes) = &meta.hashes {
-        check_hashes(hashes, bytes, listed_by).map_err(|e| match e {
+        check_hashes(hashes, bytes).map_err(|e| match e {
             super::hashes::HashCheck::Mismatch(algorithm) => TufError::MetaHash {
                 role,
                 listed_by,
