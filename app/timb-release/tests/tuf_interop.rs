@@ -194,23 +194,47 @@ fn a_python_tuf_repository_whose_root_was_rotated_twice_is_refreshed() {
 }
 
 /// The repositories Python wrote are refused when changed, as ours are: a sanity check that
-/// the positive tests above verify something.
+/// the positive tests above verify something, for each key type.
 #[test]
-fn a_changed_python_tuf_timestamp_is_refused() {
+fn changed_python_tuf_metadata_is_refused_for_every_key_type() {
     let Some((dir, _)) = repos() else {
         return;
     };
-    let m = dir.path().join("ed25519/metadata");
-    let root = std::fs::read(m.join("1.root.json")).unwrap();
-    let ts = std::fs::read_to_string(m.join("timestamp.json")).unwrap();
-    let changed = ts.replace("\"version\": 1", "\"version\": 2");
-    assert_ne!(changed, ts);
-    let mut set = TrustedSet::new(&root, now()).unwrap();
-    let e = set.update_timestamp(changed.as_bytes()).unwrap_err();
-    assert!(
-        matches!(e, timb_release::tuf::TufError::Threshold { valid: 0, .. }),
-        "{e}"
-    );
+    // ed25519 timestamps, an ECDSA timestamp, an RSA snapshot.
+    for (repo, root, role) in [
+        ("ed25519", 1, "timestamp"),
+        ("ecdsa-rsa", 1, "timestamp"),
+        ("ecdsa-rsa", 1, "snapshot"),
+        ("rotated", 3, "timestamp"),
+    ] {
+        let m = dir.path().join(repo).join("metadata");
+        let file = if role == "timestamp" {
+            "timestamp.json"
+        } else {
+            "1.snapshot.json"
+        };
+        let good = std::fs::read_to_string(m.join(file)).unwrap();
+        let changed = good.replace("\"expires\": \"2100", "\"expires\": \"2101");
+        assert_ne!(changed, good);
+        let mut set =
+            TrustedSet::new(&std::fs::read(m.join("1.root.json")).unwrap(), now()).unwrap();
+        for v in 2..=root {
+            set.update_root(&std::fs::read(m.join(names::root(v))).unwrap())
+                .unwrap();
+        }
+        let e = if role == "timestamp" {
+            set.update_timestamp(changed.as_bytes()).unwrap_err()
+        } else {
+            set.update_timestamp(&std::fs::read(m.join("timestamp.json")).unwrap())
+                .unwrap();
+            // Loaded as the persisted one, so that no listed hash is checked first.
+            set.load_local_snapshot(changed.as_bytes()).unwrap_err()
+        };
+        assert!(
+            matches!(e, timb_release::tuf::TufError::Threshold { valid: 0, .. }),
+            "{repo} {role}: {e}"
+        );
+    }
 }
 
 /// The other direction: the reference client (ngclient) refreshes from a repository timb's
