@@ -548,6 +548,26 @@ fn key_compromise_two_key_ids_for_one_key_count_once() {
 }
 
 #[test]
+fn a_root_listing_a_key_id_twice_for_a_role_is_refused() {
+    let r = Repo::new();
+    let mut root = r.root_signed();
+    let id = r.timestamp.keys[0].id.clone();
+    root["roles"]["timestamp"] = json!({"keyids": [id, id], "threshold": 2});
+    let e = TrustedSet::new(&sign_all(&root, &r.root.refs()), now()).unwrap_err();
+    assert!(
+        matches!(
+            e,
+            TufError::Malformed {
+                role: RoleName::Root,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(e.to_string().contains("twice"), "{e}");
+}
+
+#[test]
 fn a_signature_by_a_key_not_listed_for_the_role_does_not_count() {
     let r = Repo::new();
     let f = r.files();

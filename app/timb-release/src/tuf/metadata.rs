@@ -167,6 +167,11 @@ impl Root {
             if r.threshold == 0 {
                 return Err(format!("the {role} role's threshold is 0"));
             }
+            // As the reference refuses it (each key id would count once anyway).
+            let unique: BTreeSet<&String> = r.keyids.iter().collect();
+            if unique.len() != r.keyids.len() {
+                return Err(format!("the {role} role lists a key id twice"));
+            }
         }
         Ok(())
     }
