@@ -769,12 +769,47 @@ fn running() -> (timb_release::Version, Target, Channel) {
     )
 }
 
+/// A target named after its fields, as xtask will publish it.
 fn offered(custom: Value) -> Result<TimbFields, TufError> {
+    let f = &custom["timb"];
+    let name = match (f["version"].as_str(), f["target"].as_str()) {
+        (Some(v), Some(t)) => match (v.parse(), t.parse::<Target>()) {
+            (Ok(v), Ok(t)) => t.archive_name(&v),
+            _ => "t".into(),
+        },
+        _ => "t".into(),
+    };
+    offered_as(&name, custom)
+}
+
+fn offered_as(name: &str, custom: Value) -> Result<TimbFields, TufError> {
     let mut r = Repo::new();
-    r.add_target("t", b"t", custom);
+    r.add_target(name, b"t", custom);
     let set = r.files().trusted();
     let (v, t, c) = running();
-    TimbFields::check_update(&set.target("t").unwrap(), &v, t, &c)
+    TimbFields::check_update(&set.target(name).unwrap(), &v, t, &c)
+}
+
+#[test]
+fn a_target_not_named_after_its_fields_is_refused() {
+    let fields = timb("0.2.0", "linux-x86_64", "stable");
+    offered_as(
+        "linux/stable/timb-0.2.0-linux-x86_64.tar.xz",
+        fields.clone(),
+    )
+    .unwrap();
+    for name in [
+        "timb-0.3.0-linux-x86_64.tar.xz",
+        "timb-0.2.0-linux-x86_64.zip",
+        "../timb-0.2.0-linux-x86_64.tar.xz",
+        "a/../timb-0.2.0-linux-x86_64.tar.xz",
+        "/timb-0.2.0-linux-x86_64.tar.xz",
+        "a//timb-0.2.0-linux-x86_64.tar.xz",
+        "x timb-0.2.0-linux-x86_64.tar.xz",
+    ] {
+        let e = offered_as(name, fields.clone()).unwrap_err();
+        assert!(matches!(e, TufError::TargetName { .. }), "{name}: {e}");
+    }
 }
 
 #[test]

@@ -14,6 +14,10 @@
 //!
 //! All three are required and no other key is allowed in `custom.timb` (a field timb does not
 //! know might be a constraint it would silently skip); other keys of `custom` are ignored.
+//! The target's name is the archive name these fields give (`timb-0.2.0-linux-x86_64.tar.xz`,
+//! as [`Target::archive_name`] writes it), optionally in folders of plain names
+//! (`linux/timb-…`): the name the minisign signature binds, and never a path that leaves the
+//! download folder.
 
 use super::error::TufError;
 use super::target::TargetInfo;
@@ -70,7 +74,7 @@ impl TimbFields {
                 .and_then(Value::as_str)
                 .ok_or_else(|| bad(&format!("no {k} string")))
         };
-        Ok(TimbFields {
+        let fields = TimbFields {
             version: field("version")?
                 .parse()
                 .map_err(|e: crate::target::VersionError| bad(&e.to_string()))?,
@@ -79,7 +83,18 @@ impl TimbFields {
                 .map_err(|e: crate::target::TargetError| bad(&e.to_string()))?,
             channel: Channel::new(field("channel")?)
                 .ok_or_else(|| bad("the channel is not 1 to 32 of a-z 0-9 -"))?,
-        })
+        };
+        let expected = fields.target.archive_name(&fields.version);
+        let mut parts = info.name.rsplit('/');
+        let named =
+            parts.next() == Some(expected.as_str()) && parts.all(crate::sha::is_plain_file_name);
+        if !named {
+            return Err(TufError::TargetName {
+                name: crate::sha::clip(&info.name),
+                expected,
+            });
+        }
+        Ok(fields)
     }
 
     /// The custom fields of a target, for the running bundle to take it as its update:

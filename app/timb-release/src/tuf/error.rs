@@ -167,6 +167,8 @@ pub enum TufError {
     // --- timb's custom fields
     #[error("target {name:?} carries no valid timb fields (custom.timb): {reason}")]
     CustomFields { name: String, reason: String },
+    #[error("target {name:?} is not named after the bundle its timb fields describe ({expected}): what is signed must be what is opened")]
+    TargetName { name: String, expected: String },
     #[error(
         "target {name:?} is built for {offered}, not for this bundle's {running} (wrong software)"
     )]
