@@ -193,6 +193,29 @@ fn a_python_tuf_repository_whose_root_was_rotated_twice_is_refreshed() {
     assert_eq!(set.root().version, 3);
 }
 
+#[test]
+fn a_python_tuf_repository_with_an_expired_timestamp_is_refused() {
+    let Some((dir, _)) = repos() else {
+        return;
+    };
+    let m = dir.path().join("expired-timestamp/metadata");
+    let mut set = TrustedSet::new(&std::fs::read(m.join("1.root.json")).unwrap(), now()).unwrap();
+    let e = set
+        .update_timestamp(&std::fs::read(m.join("timestamp.json")).unwrap())
+        .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            timb_release::tuf::TufError::Expired {
+                role: timb_release::tuf::RoleName::Timestamp,
+                ..
+            }
+        ),
+        "{e}"
+    );
+    assert!(set.timestamp().is_none());
+}
+
 /// The repositories Python wrote are refused when changed, as ours are: a sanity check that
 /// the positive tests above verify something, for each key type.
 #[test]

@@ -4,7 +4,7 @@ timb-release's interoperability tests: `python make_repos.py OUT`.
 Each repository is OUT/<name>/{metadata,targets}/ with consistent snapshots (N.root.json,
 V.snapshot.json, V.targets.json, HASH.<target>), new keys every run, and OUT/manifest.json
 says what a client must find in each. Expiry is fixed far in the future (2100) so that the
-tests choose their reference time.
+tests choose their reference time, but in "expired-timestamp" (2020).
 """
 import hashlib
 import json
@@ -103,7 +103,7 @@ class Repo:
                 f.write(data)
         self.expected[name] = {"length": len(data), "hashes": hashes(data), "custom": custom}
 
-    def publish(self):
+    def publish(self, timestamp_expires=EXPIRES):
         self.sign(self.targets, "targets")
         tbytes = self.targets.to_bytes(JSONSerializer(compact=False))
         self.write(self.targets, f"{self.targets.signed.version}.targets.json")
@@ -114,7 +114,7 @@ class Repo:
         self.sign(snap, "snapshot")
         sbytes = snap.to_bytes(JSONSerializer(compact=False))
         self.write(snap, f"{snap.signed.version}.snapshot.json")
-        ts = Metadata(Timestamp(expires=EXPIRES))
+        ts = Metadata(Timestamp(expires=timestamp_expires))
         ts.signed.snapshot_meta = MetaFile(
             version=snap.signed.version, length=len(sbytes), hashes=hashes(sbytes)
         )
@@ -184,6 +184,13 @@ def main(out):
     bundles(rotated)
     rotated.publish()
     manifest["rotated"] = rotated.manifest()
+
+    # Everything valid but a timestamp that expired in 2020: a frozen mirror.
+    frozen = Repo(out, "expired-timestamp", {r: [ed25519()] for r in ROLES})
+    frozen.publish_root()
+    bundles(frozen)
+    frozen.publish(timestamp_expires=datetime(2020, 1, 1, tzinfo=timezone.utc))
+    manifest["expired-timestamp"] = frozen.manifest()
 
     with open(os.path.join(out, "manifest.json"), "w") as f:
         json.dump(manifest, f, indent=1)
