@@ -277,7 +277,11 @@ impl<T: Signed> Unverified<T> {
                 max: role.max_size(),
             });
         }
-        let malformed = |reason: String| TufError::Malformed { role, reason };
+        // Clipped: a parser's message may quote what the file says.
+        let malformed = |reason: String| TufError::Malformed {
+            role,
+            reason: crate::sha::clip(&reason),
+        };
         let mut value: Value = serde_json::from_slice(bytes).map_err(|e| TufError::NotJson {
             role,
             reason: e.to_string(),

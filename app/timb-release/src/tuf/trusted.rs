@@ -1,6 +1,7 @@
 //! The client's trusted metadata, updated only in the order and by the checks of the TUF
-//! client workflow (spec §5), at one reference time fixed when the refresh starts (so a
-//! refresh that takes long cannot be fed metadata that expired meanwhile, nor the reverse).
+//! client workflow (spec §5), at one reference time fixed when the refresh starts (spec
+//! §5.1: every role is judged at the same instant, however long a mirror stretches the
+//! downloads).
 //!
 //! Every update either succeeds or leaves the set exactly as it was: nothing is half-applied.
 //! The fetcher persists the bytes of each successful update; this module never does I/O.
@@ -19,7 +20,8 @@ pub struct RootUpdate {
     /// The new root gives timestamp or snapshot other keys or another threshold, so the
     /// trusted timestamp and snapshot were dropped (fast-forward recovery, spec §5.3.11): the
     /// fetcher deletes their files too, or a rollback check against a version an attacker
-    /// pushed with a since-revoked key would lock the client out forever.
+    /// pushed with a since-revoked key would lock the client out forever. (Trusted targets
+    /// are always dropped by a root update: they are fetched again under the new root.)
     pub dropped_timestamp_and_snapshot: bool,
 }
 
