@@ -12,9 +12,9 @@ use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Presenc
 
 use crate::accounts::{self, Account, FieldError, FormInput, PasswordMode, Remembered};
 use crate::backend::{
-    Backend, KeyGen, OtrNote, Request, SmpNote, TorFailureKind, TorStatus, UiEvent,
+    Backend, KeyGen, OtrNote, Request, SmpEvent, TorFailureKind, TorStatus, UiEvent,
 };
-use crate::state::{self, Conversation, Message, Privacy, Smp, Status};
+use crate::state::{self, Conversation, Message, Privacy, Status};
 use crate::{i18n, slint_generatedMainWindow as ui};
 use ui::{
     AccountForm, AccountRow, ConnState, ContactRow, FormError, KeyGenState, Locale, MainWindow,
@@ -744,23 +744,24 @@ impl App {
                 event,
             } => {
                 self.with_conv(account, &peer, |c| {
-                    c.smp = match event {
-                        SmpNote::AskedQuestion(q) => Smp::AskedQuestion(state::sanitize(&q)),
-                        SmpNote::AskedSecret => Smp::AskedSecret,
-                        SmpNote::InProgress(p) => Smp::InProgress(p.min(100)),
-                        SmpNote::Succeeded => {
+                    c.smp = Some(match event {
+                        SmpEvent::AskedQuestion(q) => SmpEvent::AskedQuestion(state::sanitize(&q)),
+                        SmpEvent::InProgress(p) => SmpEvent::InProgress(p.min(100)),
+                        SmpEvent::Succeeded => {
                             if c.privacy == Privacy::PrivateUnverified {
                                 c.privacy = Privacy::PrivateVerified;
                             }
-                            Smp::Succeeded
+                            SmpEvent::Succeeded
                         }
-                        SmpNote::Failed => Smp::Failed,
-                        SmpNote::Aborted => Smp::Aborted,
-                    };
+                        other => other,
+                    });
                 });
                 let asked = self
                     .with_conv(account, &peer, |c| {
-                        matches!(c.smp, Smp::AskedQuestion(_) | Smp::AskedSecret)
+                        matches!(
+                            c.smp,
+                            Some(SmpEvent::AskedQuestion(_) | SmpEvent::AskedSecret)
+                        )
                     })
                     .unwrap_or(false);
                 // A question from the peer needs an answer: bring the dialog up.
@@ -971,13 +972,13 @@ impl App {
         w.set_their_fingerprint(c.their_fingerprint.clone().unwrap_or_default().into());
         w.set_their_verified(c.privacy == Privacy::PrivateVerified);
         let (smp, q, p) = match &c.smp {
-            Smp::Idle => (SmpState::Idle, "", 0),
-            Smp::AskedQuestion(q) => (SmpState::AskedQuestion, q.as_str(), 0),
-            Smp::AskedSecret => (SmpState::AskedSecret, "", 0),
-            Smp::InProgress(p) => (SmpState::InProgress, "", *p),
-            Smp::Succeeded => (SmpState::Succeeded, "", 100),
-            Smp::Failed => (SmpState::Failed, "", 0),
-            Smp::Aborted => (SmpState::Aborted, "", 0),
+            None => (SmpState::Idle, "", 0),
+            Some(SmpEvent::AskedQuestion(q)) => (SmpState::AskedQuestion, q.as_str(), 0),
+            Some(SmpEvent::AskedSecret) => (SmpState::AskedSecret, "", 0),
+            Some(SmpEvent::InProgress(p)) => (SmpState::InProgress, "", *p),
+            Some(SmpEvent::Succeeded) => (SmpState::Succeeded, "", 100),
+            Some(SmpEvent::Failed) => (SmpState::Failed, "", 0),
+            Some(SmpEvent::Aborted) => (SmpState::Aborted, "", 0),
         };
         w.set_smp_state(smp);
         w.set_smp_question(q.into());
@@ -1038,9 +1039,9 @@ impl App {
         }
     }
 
-    fn set_smp(&mut self, smp: Smp) {
+    fn set_smp(&mut self, smp: SmpEvent) {
         if let Some((id, peer)) = self.current_peer() {
-            self.with_conv(id, &peer, |c| c.smp = smp);
+            self.with_conv(id, &peer, |c| c.smp = Some(smp));
         }
         if let Some(w) = self.win() {
             w.set_smp_secret_input("".into());
@@ -1228,7 +1229,7 @@ fn bind(w: &MainWindow, app: &Shared) {
             question,
             secret,
         });
-        a.set_smp(Smp::InProgress(0));
+        a.set_smp(SmpEvent::InProgress(0));
         if let Some(w) = a.win() {
             w.set_smp_question_input("".into());
         }
@@ -1236,10 +1237,10 @@ fn bind(w: &MainWindow, app: &Shared) {
     on!(on_respond_smp, |a, s| {
         let secret = s.to_string();
         a.otr_request(|id, peer| Request::RespondSmp { id, peer, secret });
-        a.set_smp(Smp::InProgress(0));
+        a.set_smp(SmpEvent::InProgress(0));
     });
     on!(on_abort_smp, |a| {
         a.otr_request(|id, peer| Request::AbortSmp { id, peer });
-        a.set_smp(Smp::Aborted);
+        a.set_smp(SmpEvent::Aborted);
     });
 }

@@ -15,14 +15,12 @@ use std::sync::Arc;
 
 use timb_core::{AccountError, AccountHandle, AccountId, Command, ConnectionState, Event};
 use timb_otr::wrap::{ControlEvent, OtrControl};
-use timb_otr::{KeyGenState, OtrEvent, Problem, SmpEvent};
+use timb_otr::{KeyGenState, OtrEvent, Problem};
 use timb_tor::{BootstrapProgress, PinSet, TlsPolicy, TofuStore, TorConfig, TorError, Transport};
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::accounts::{Account, SavedProtocol, TlsMode};
-use crate::backend::{
-    Backend, KeyGen, OtrNote, Request, Sink, SmpNote, TorFailureKind, TorStatus, UiEvent,
-};
+use crate::backend::{Backend, KeyGen, OtrNote, Request, Sink, TorFailureKind, TorStatus, UiEvent};
 
 /// Environment variable naming a private Tor network's description (the test
 /// harness's network file). Loud on stderr, never silent: it replaces the
@@ -585,14 +583,7 @@ fn otr_notes(account: AccountId, e: ControlEvent) -> Vec<OtrNote> {
             OtrEvent::Smp { peer, event, .. } => vec![OtrNote::Smp {
                 account,
                 peer,
-                event: match event {
-                    SmpEvent::AskedQuestion(q) => SmpNote::AskedQuestion(q),
-                    SmpEvent::AskedSecret => SmpNote::AskedSecret,
-                    SmpEvent::InProgress(p) => SmpNote::InProgress(p),
-                    SmpEvent::Succeeded => SmpNote::Succeeded,
-                    SmpEvent::Failed => SmpNote::Failed,
-                    SmpEvent::Aborted => SmpNote::Aborted,
-                },
+                event,
             }],
             OtrEvent::Undelivered { peer, count, .. } => vec![OtrNote::Undelivered {
                 account,
