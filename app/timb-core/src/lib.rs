@@ -170,10 +170,78 @@ pub enum Event {
     Error(AccountError),
 }
 
+/// Why a stream to a server could not be opened, in arti's classes of failure.
+///
+/// It is defined here, not in timb-tor, so that it can travel inside
+/// [`AccountError`] to the window still typed: the retry decision
+/// ([`ConnectError::is_transient`]) is made on the kind, never by matching
+/// text. The words say what happened and never name the host, so they are
+/// safe wherever an error ends up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum ConnectError {
+    /// The circuit or the remote end did not answer in time.
+    #[error("connecting through Tor timed out")]
+    Timeout,
+    /// Tor could not build or keep a circuit (no usable path or exit, a relay
+    /// closed it, directory information missing).
+    #[error("Tor could not build a circuit to the server")]
+    Circuit,
+    /// This computer's network is down.
+    #[error("this computer seems to be offline")]
+    NoNetwork,
+    /// The server's host refused the connection (it may be restarting).
+    #[error("the server refused the connection")]
+    Refused,
+    /// The onion service did not answer (not running, or not published yet).
+    #[error("the onion service could not be reached")]
+    OnionUnreachable,
+    /// The exit relay could not resolve the name.
+    #[error("the exit relay could not find the server's host name")]
+    HostNotFound,
+    /// Exit policy or Tor's own rules forbid this destination.
+    #[error("Tor will not connect to that address and port")]
+    Forbidden,
+    /// Not something Tor can connect to (a malformed name or onion address).
+    #[error("the server address is not one Tor can connect to")]
+    BadAddress,
+    /// The onion service wants client authorization we do not have.
+    #[error("the onion service requires authorization")]
+    OnionAuth,
+    /// The clock is too far off for Tor to trust the network's documents.
+    #[error("this computer's clock is wrong, so Tor cannot connect")]
+    ClockSkew,
+    /// Tor itself is not running (it could not start).
+    #[error("Tor is not running")]
+    NoTor,
+    /// Anything else arti reports; not retried, since nothing says waiting helps.
+    #[error("Tor could not connect to the server")]
+    Other,
+}
+
+impl ConnectError {
+    /// Whether waiting and trying again can help. Permanent failures (a name
+    /// that does not exist, a forbidden port, a bad address, a wrong clock)
+    /// would fail the same way forever, so they are shown once instead.
+    pub fn is_transient(self) -> bool {
+        matches!(
+            self,
+            ConnectError::Timeout
+                | ConnectError::Circuit
+                | ConnectError::NoNetwork
+                | ConnectError::Refused
+                | ConnectError::OnionUnreachable
+        )
+    }
+}
+
 /// Errors a user can act on; the text never contains message bodies and is
 /// safe to show, but is still never written to a log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum AccountError {
+    /// The stream to the server could not be opened.
+    #[error("could not reach the server through Tor: {0}")]
+    Connect(ConnectError),
+    /// An open stream failed (it dropped, or stopped answering).
     #[error("could not reach the server through Tor: {0}")]
     Transport(String),
     #[error("the server's certificate was refused: {0}")]
@@ -186,6 +254,66 @@ pub enum AccountError {
     Closed(String),
     #[error("{0}")]
     Refused(String),
+}
+
+impl AccountError {
+    /// Whether a protocol should reconnect (with backoff) after this. Only
+    /// failures of the path are; what the server or the user's settings
+    /// decided (certificate, credentials, protocol, a deliberate close, a
+    /// refusal) would repeat, so it is shown once instead.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            AccountError::Connect(e) => e.is_transient(),
+            AccountError::Transport(_) => true,
+            AccountError::Certificate(_)
+            | AccountError::Auth(_)
+            | AccountError::Protocol(_)
+            | AccountError::Closed(_)
+            | AccountError::Refused(_) => false,
+        }
+    }
+}
+
+/// How long to wait before each reconnect attempt, and how many to make:
+/// the first attempt is immediate, then the delay doubles up to `max`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Backoff {
+    pub attempts: u32,
+    pub first: std::time::Duration,
+    pub max: std::time::Duration,
+}
+
+impl Backoff {
+    /// Five attempts over about half a minute: long enough for a new circuit
+    /// or a restarting server, short enough that a dead one is reported.
+    pub const DEFAULT: Backoff = Backoff {
+        attempts: 5,
+        first: std::time::Duration::from_secs(2),
+        max: std::time::Duration::from_secs(32),
+    };
+
+    /// No reconnecting at all.
+    pub const NEVER: Backoff = Backoff {
+        attempts: 0,
+        first: std::time::Duration::ZERO,
+        max: std::time::Duration::ZERO,
+    };
+
+    /// The pause before attempt `n` (0-based): none before the first.
+    pub fn delay(&self, n: u32) -> std::time::Duration {
+        if n == 0 {
+            return std::time::Duration::ZERO;
+        }
+        self.first
+            .saturating_mul(1u32 << (n - 1).min(16))
+            .min(self.max)
+    }
+}
+
+impl Default for Backoff {
+    fn default() -> Backoff {
+        Backoff::DEFAULT
+    }
 }
 
 /// A running account: commands go in, events come out.
@@ -202,4 +330,50 @@ pub fn unix_now() -> u64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    #[test]
+    fn only_path_failures_are_retried() {
+        for e in [
+            ConnectError::Timeout,
+            ConnectError::Circuit,
+            ConnectError::NoNetwork,
+            ConnectError::Refused,
+            ConnectError::OnionUnreachable,
+        ] {
+            assert!(AccountError::Connect(e).is_transient(), "{e:?}");
+        }
+        for e in [
+            ConnectError::HostNotFound,
+            ConnectError::Forbidden,
+            ConnectError::BadAddress,
+            ConnectError::OnionAuth,
+            ConnectError::ClockSkew,
+            ConnectError::NoTor,
+            ConnectError::Other,
+        ] {
+            assert!(!AccountError::Connect(e).is_transient(), "{e:?}");
+        }
+        assert!(!AccountError::Certificate("pin".into()).is_transient());
+        assert!(!AccountError::Auth("no".into()).is_transient());
+        assert!(!AccountError::Closed("banned".into()).is_transient());
+        assert!(AccountError::Transport("dropped".into()).is_transient());
+    }
+
+    #[test]
+    fn backoff_doubles_up_to_its_cap() {
+        let b = Backoff {
+            attempts: 9,
+            first: Duration::from_secs(1),
+            max: Duration::from_secs(10),
+        };
+        let d: Vec<u64> = (0..6).map(|n| b.delay(n).as_secs()).collect();
+        assert_eq!(d, [0, 1, 2, 4, 8, 10]);
+        assert_eq!(b.delay(u32::MAX), Duration::from_secs(10));
+    }
 }

@@ -11,6 +11,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -36,6 +37,16 @@ async fn open(via: &Via, id: AccountId, port: u16) -> Box<dyn Stream> {
         Via::Arti(t) => Box::new(t.connect(id, "127.0.0.1", port).await.expect("arti stream")),
         other => Box::new(open_tcp(other, port).await),
     }
+}
+
+/// The connector a timb account gets, as in the app: 127.0.0.1:`port` by `via`.
+fn connector(via: &Via, id: AccountId, port: u16) -> Arc<dyn timb_irc::Connector> {
+    let inner: Arc<dyn timb_irc::Connector> = match via {
+        Via::Loopback => Arc::new(LoopConnector { port }),
+        Via::CtorSocks(socks) => Arc::new(SocksConnector { socks_port: *socks }),
+        Via::Arti(t) => Arc::new(timb_tor::TorConnector::new(t, id)),
+    };
+    Redirect::new(inner, "127.0.0.1", port)
 }
 
 /// A TCP stream for the baseline client (loopback or c-tor SOCKS).
@@ -108,12 +119,16 @@ async fn timb_row(path: &'static str, via: &Via, port: u16, ca_pem: Option<&str>
                 allow_plaintext: false,
                 client_identity: None,
             };
-            let a = open(via, AccountId(1), port).await;
-            let a = timb_irc::start(AccountId(1), a, &server, bench_config(&nick_a));
-            let a = a.await.unwrap();
-            let b = open(via, AccountId(2), port).await;
-            let b = timb_irc::start(AccountId(2), b, &server, bench_config(&nick_b));
-            (a, b.await.unwrap())
+            let mut handles = Vec::new();
+            for (n, nick) in [(1, &nick_a), (2, &nick_b)] {
+                let id = AccountId(n);
+                let c = connector(via, id, port);
+                let h = timb_irc::spawn_account(id, server.clone(), bench_config(nick), c);
+                h.commands.send(Command::Connect).await.unwrap();
+                handles.push(h);
+            }
+            let b = handles.pop().unwrap();
+            (handles.pop().unwrap(), b)
         }
         None => (
             timb_irc::spawn(

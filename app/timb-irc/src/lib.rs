@@ -2,9 +2,9 @@
 //!
 //! The `irc` crate's client is not used: its connection type cannot carry an
 //! arti stream with our TLS verifier, and its built-in CTCP answers leak the
-//! local time zone and identity. Here the session is generic over the byte
-//! stream, so the caller decides how it reaches the server (always through
-//! Tor in timb), and [`ctcp`] holds Tor Messenger's reply policy.
+//! local time zone and identity. Here streams come from timb-tor's
+//! [`Connector`], the shape XMPP takes too (arti in timb, loopback in tests),
+//! and [`ctcp`] holds Tor Messenger's reply policy.
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
@@ -17,6 +17,7 @@ pub mod session;
 pub mod split;
 pub mod transport;
 
-pub use connect::{start, IrcServer, StartError};
+pub use connect::{spawn_account, IrcServer};
 pub use session::{run, spawn, IrcAuth, IrcConfig, IrcError};
+pub use timb_tor::{ConnectError, Connector};
 pub use transport::{choose_security, Security};

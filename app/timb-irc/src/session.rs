@@ -70,6 +70,9 @@ pub struct IrcConfig {
     /// `send_interval`, so long pastes do not get us killed for excess flood.
     pub send_burst: u32,
     pub send_interval: Duration,
+    /// How a connection that dropped after registration is re-established
+    /// by [`crate::spawn_account`] (the same policy as XMPP's).
+    pub reconnect: timb_core::Backoff,
 }
 
 impl IrcConfig {
@@ -86,14 +89,24 @@ impl IrcConfig {
             register_timeout: Duration::from_secs(90),
             send_burst: 5,
             send_interval: Duration::from_millis(1000),
+            reconnect: timb_core::Backoff::DEFAULT,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum IrcError {
+    /// The connector could not open the stream; the kind decides retrying.
+    #[error("could not reach the server: {0}")]
+    Connect(timb_core::ConnectError),
+    #[error(transparent)]
+    Tls(#[from] timb_tls::TlsError),
     #[error("connection error: {0}")]
     Io(#[from] std::io::Error),
+    /// The stream ended after registration without the server saying why:
+    /// a dropped circuit, not a decision of the server.
+    #[error("the connection dropped")]
+    Dropped,
     #[error("the server closed the connection during registration")]
     ClosedDuringRegistration,
     #[error("the server closed the connection: {0}")]
@@ -108,9 +121,35 @@ pub enum IrcError {
     Refused(String),
 }
 
+impl IrcError {
+    /// Whether reconnecting can help: the path failed (a transient connect
+    /// kind, a dropped or silent stream), not the server or the settings. A
+    /// server's `ERROR` line is its decision, so it is shown, not retried.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            IrcError::Connect(c) => c.is_transient(),
+            IrcError::Tls(t) => matches!(t, timb_tls::TlsError::Io(_)),
+            IrcError::Io(_)
+            | IrcError::Dropped
+            | IrcError::ClosedDuringRegistration
+            | IrcError::Timeout(_) => true,
+            IrcError::Closed(_)
+            | IrcError::Auth(_)
+            | IrcError::NickUnavailable(_)
+            | IrcError::Refused(_) => false,
+        }
+    }
+}
+
 impl From<&IrcError> for AccountError {
     fn from(e: &IrcError) -> Self {
         match e {
+            IrcError::Connect(c) => AccountError::Connect(*c),
+            IrcError::Tls(t) if t.is_certificate_error() => {
+                AccountError::Certificate(t.to_string())
+            }
+            IrcError::Tls(t) => AccountError::Transport(t.to_string()),
+            IrcError::Dropped => AccountError::Transport(e.to_string()),
             IrcError::Io(e) => AccountError::Transport(e.to_string()),
             IrcError::ClosedDuringRegistration => AccountError::Closed(e.to_string()),
             IrcError::Closed(m) => AccountError::Closed(m.clone()),
@@ -141,8 +180,10 @@ const QUIT_GRACE: Duration = Duration::from_secs(5);
 /// Longest we keep draining queued lines before QUIT.
 const DRAIN_LIMIT: Duration = Duration::from_secs(10);
 
-/// Starts a session on `stream` (already through Tor and TLS) as a task and
-/// returns the GUI's handle to it.
+/// Starts one session on `stream` (already through Tor and TLS) as a task and
+/// returns the GUI's handle to it; it ends with the stream. The app uses
+/// [`crate::spawn_account`], which opens (and reopens) streams itself; this
+/// is for a stream the caller already has (tests, benchmarks).
 pub fn spawn<S>(id: AccountId, stream: S, config: IrcConfig) -> AccountHandle
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -172,11 +213,10 @@ where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let _ = events.send(Event::State(ConnectionState::Connecting)).await;
-    let (r, w) = tokio::io::split(stream);
-    let mut sess = Session::new(w, config, events.clone());
-    let result = sess.run(LineReader::new(BufReader::new(r)), commands).await;
-    // Bounded: a stalled circuit must not keep the task alive.
-    let _ = timeout(Duration::from_secs(2), sess.w.shutdown()).await;
+    let mut commands = commands;
+    let result = run_once(stream, config, &mut commands, &events, VecDeque::new())
+        .await
+        .result;
     if let Err(e) = &result {
         let _ = events.send(Event::Error(AccountError::from(e))).await;
     }
@@ -184,6 +224,43 @@ where
         .send(Event::State(ConnectionState::Disconnected))
         .await;
     result
+}
+
+/// How one connection ended, and what a reconnect needs from it.
+pub(crate) struct Ended {
+    pub result: Result<(), IrcError>,
+    /// Registration finished: the server had accepted us.
+    pub registered: bool,
+    /// Channels we were in, to join again after a reconnect.
+    pub channels: Vec<String>,
+}
+
+/// One connection on `stream`, without the Connecting/Disconnected events
+/// (the caller owns the account's state). `early` are commands to carry out
+/// once registered, in order.
+pub(crate) async fn run_once<S>(
+    stream: S,
+    config: IrcConfig,
+    commands: &mut mpsc::Receiver<Command>,
+    events: &mpsc::Sender<Event>,
+    early: VecDeque<Command>,
+) -> Ended
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    let (r, w) = tokio::io::split(stream);
+    let mut sess = Session::new(w, config, events.clone());
+    sess.early = early;
+    let result = sess.run(LineReader::new(BufReader::new(r)), commands).await;
+    // Bounded: a stalled circuit must not keep the task alive.
+    let _ = timeout(Duration::from_secs(2), sess.w.shutdown()).await;
+    let mut channels: Vec<String> = sess.channels.values().map(|c| c.name.clone()).collect();
+    channels.sort();
+    Ended {
+        result,
+        registered: sess.registered,
+        channels,
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -264,7 +341,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn run<R: tokio::io::AsyncBufRead + Unpin>(
         &mut self,
         mut reader: LineReader<R>,
-        mut commands: mpsc::Receiver<Command>,
+        commands: &mut mpsc::Receiver<Command>,
     ) -> Result<(), IrcError> {
         if !valid_target(&self.nick) || self.nick.starts_with('#') {
             return Err(IrcError::Refused("that nickname cannot be used".into()));
@@ -303,7 +380,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                             return if self.quit_sent {
                                 Ok(())
                             } else if self.registered {
-                                Err(IrcError::Closed("connection closed".into()))
+                                Err(IrcError::Dropped)
                             } else {
                                 Err(IrcError::ClosedDuringRegistration)
                             };

@@ -5,8 +5,8 @@ mod common;
 
 use common::*;
 use timb_core::{AccountError, AccountId, Command, ConnectionState, Event, MessageKind, Target};
-use timb_irc::{start, IrcConfig, IrcServer, StartError};
-use timb_tls::{PinSet, SpkiSha256, TlsError, TlsPolicy};
+use timb_irc::{IrcConfig, IrcServer};
+use timb_tls::{PinSet, SpkiSha256, TlsPolicy};
 
 fn server_with(pins: PinSet, port: u16) -> IrcServer {
     IrcServer {
@@ -29,10 +29,13 @@ async fn accounts_talk_over_tls_pinned_to_the_test_ca() {
 
     let mut handles = Vec::new();
     for (i, nick) in ["tlsalice", "tlsbob"].into_iter().enumerate() {
-        let tcp = connect_loopback(ng.tls_port).await;
-        let mut h = start(AccountId(i as u32), tcp, &server, IrcConfig::new(nick))
-            .await
-            .expect("TLS to ngircd");
+        let mut h = start(
+            AccountId(i as u32),
+            ng.tls_port,
+            &server,
+            IrcConfig::new(nick),
+        )
+        .await;
         let e = wait_for(&mut h, "Connected", |e| {
             matches!(e, Event::State(ConnectionState::Connected { .. }))
         })
@@ -72,36 +75,25 @@ async fn pin_mismatch_is_a_hard_certificate_error() {
     let ng = Ngircd::start();
     let other = TestPki::new();
     let pins = PinSet::parse("wrong-ca", &other.ca_pem).unwrap();
-    let tcp = connect_loopback(ng.tls_port).await;
-    let err = start(
+    let mut h = start(
         AccountId(1),
-        tcp,
+        ng.tls_port,
         &server_with(pins, ng.tls_port),
         IrcConfig::new("x"),
     )
-    .await
-    .err()
-    .expect("must refuse");
-    assert!(
-        matches!(&err, StartError::Tls(t) if t.is_certificate_error()),
-        "{err:?}"
-    );
-    assert!(matches!(
-        AccountError::from(&err),
-        AccountError::Certificate(_)
-    ));
+    .await;
+    let err = start_error(&mut h).await;
+    assert!(matches!(err, AccountError::Certificate(_)), "{err:?}");
+    assert!(!err.is_transient());
 
     // Pinning the right key but under the wrong name still fails.
     let pins = PinSet::parse("test-ca", &ng.pki.ca_pem).unwrap();
     let mut server = server_with(pins, ng.tls_port);
     server.host = "other.test".into();
-    let tcp = connect_loopback(ng.tls_port).await;
-    let err = start(AccountId(1), tcp, &server, IrcConfig::new("x"))
-        .await
-        .err()
-        .expect("must refuse");
+    let mut h = start(AccountId(1), ng.tls_port, &server, IrcConfig::new("x")).await;
+    let err = start_error(&mut h).await;
     assert!(
-        matches!(err, StartError::Tls(TlsError::WrongName { .. })),
+        matches!(&err, AccountError::Certificate(m) if m.contains("not valid for")),
         "{err:?}"
     );
 }
@@ -112,20 +104,14 @@ async fn plain_text_only_to_onions() {
     let pins = PinSet::parse("test-ca", &ng.pki.ca_pem).unwrap();
     let mut server = server_with(pins, ng.port);
     server.allow_plaintext = true;
-    let tcp = connect_loopback(ng.port).await;
-    let err = start(AccountId(1), tcp, &server, IrcConfig::new("x"))
-        .await
-        .err()
-        .expect("plain text to a non-onion host is refused");
-    assert!(matches!(err, StartError::Config(_)), "{err:?}");
+    let mut h = start(AccountId(1), ng.port, &server, IrcConfig::new("x")).await;
+    let err = start_error(&mut h).await;
+    assert!(matches!(err, AccountError::Refused(_)), "{err:?}");
 
     // The same server under an onion name is allowed in plain text (the
     // stream here stands in for an onion-service stream from arti).
     server.host = "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.onion".into();
-    let tcp = connect_loopback(ng.port).await;
-    let mut h = start(AccountId(1), tcp, &server, IrcConfig::new("onionuser"))
-        .await
-        .unwrap();
+    let mut h = start(AccountId(1), ng.port, &server, IrcConfig::new("onionuser")).await;
     wait_connected(&mut h).await;
 }
 
@@ -231,10 +217,7 @@ async fn sasl_external_with_a_client_certificate_over_tls() {
     };
     let mut cfg = IrcConfig::new("me");
     cfg.auth = timb_irc::IrcAuth::External;
-    let tcp = connect_loopback(port).await;
-    let mut h = start(AccountId(1), tcp, &server_conf, cfg.clone())
-        .await
-        .unwrap();
+    let mut h = start(AccountId(1), port, &server_conf, cfg.clone()).await;
     wait_connected(&mut h).await;
     h.commands.send(Command::Disconnect).await.unwrap();
     server.await.unwrap();
@@ -242,9 +225,10 @@ async fn sasl_external_with_a_client_certificate_over_tls() {
     // EXTERNAL without a certificate is refused before anything is sent.
     let mut no_cert = server_conf.clone();
     no_cert.client_identity = None;
-    // A listener nobody serves: the refusal must come before any I/O.
-    let idle = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tcp = connect_loopback(idle.local_addr().unwrap().port()).await;
-    let err = start(AccountId(1), tcp, &no_cert, cfg).await.err().unwrap();
-    assert!(matches!(err, StartError::Config(_)), "{err:?}");
+    // The refusal must come before any I/O: the connector is never asked.
+    let never = Scripted::new(Arc::new(LoopConnector { port }));
+    let mut h = start_via(AccountId(1), &no_cert, cfg, never.clone()).await;
+    let err = start_error(&mut h).await;
+    assert!(matches!(err, AccountError::Refused(_)), "{err:?}");
+    assert_eq!(never.attempts(), 0);
 }

@@ -6,11 +6,14 @@
 
 mod common;
 
+use std::sync::Arc;
+
 use common::*;
 use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Target};
-use timb_irc::{start, IrcConfig, IrcServer};
+use timb_irc::{IrcConfig, IrcServer};
 use timb_testnet::{exit_port_index, NetInfo, TestNet};
 use timb_tls::{PinSet, TlsPolicy};
+use timb_tor::TorConnector;
 
 async fn testnet() -> (NetInfo, std::path::PathBuf) {
     tokio::task::spawn_blocking(|| {
@@ -49,13 +52,9 @@ async fn tls_via_exit_and_plain_via_onion_service() {
     let mut accounts = Vec::new();
     for (i, nick) in ["torA", "torB"].into_iter().enumerate() {
         let id = AccountId(i as u32);
-        let stream = tor
-            .connect(id, "127.0.0.1", tls_port)
-            .await
-            .expect("exit stream");
-        let mut h = start(id, stream, &server, IrcConfig::new(nick))
-            .await
-            .expect("TLS through Tor");
+        // The certificate is for irc.test; the exit reaches it at 127.0.0.1.
+        let via = Redirect::new(Arc::new(TorConnector::new(&tor, id)), "127.0.0.1", tls_port);
+        let mut h = start_via(id, &server, IrcConfig::new(nick), via).await;
         wait_for(&mut h, "Connected", |e| {
             matches!(
                 e,
@@ -130,18 +129,13 @@ async fn tls_via_exit_and_plain_via_onion_service() {
         allow_plaintext: true,
         client_identity: None,
     };
-    let stream = tor
-        .connect(AccountId(3), &onion.onion, onion.port)
-        .await
-        .expect("onion service stream");
-    let mut c = start(
+    let mut c = start_via(
         AccountId(3),
-        stream,
         &onion_server,
         IrcConfig::new("onionC"),
+        Arc::new(TorConnector::new(&tor, AccountId(3))),
     )
-    .await
-    .unwrap();
+    .await;
     wait_connected(&mut c).await;
     c.commands
         .send(Command::Send {

@@ -8,10 +8,13 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+mod connector;
 mod net;
 
 pub use config::{profile_state_dir, Authority, NetworkFile, NetworkParams, Relay, TorConfig};
+pub use connector::{boxed, AsyncStream, BoxFuture, BoxStream, Connector, TorConnector};
 pub use net::{BootstrapProgress, TorStream, Transport};
+pub use timb_core::ConnectError;
 pub use timb_tls::{ConnectOptions, PinSet, TlsError, TlsPolicy, TlsStream, TofuStore};
 
 /// Failures a user (or the GUI) can act on.
@@ -27,20 +30,9 @@ pub enum TorError {
     Blocked(String),
     #[error("{0}")]
     Bootstrap(String),
-    #[error("{0} is not an address Tor can connect to")]
-    BadAddress(String),
-    #[error("the exit relay could not find the host {0}")]
-    HostNotFound(String),
-    #[error("{0} refused the connection")]
-    ConnectionRefused(String),
-    #[error("Tor would not connect to {target}: {detail}")]
-    Forbidden { target: String, detail: String },
-    #[error("the onion service {target} could not be reached: {detail}")]
-    OnionService { target: String, detail: String },
-    #[error("connecting to {0} through Tor timed out")]
-    Timeout(String),
-    #[error("could not connect to {target} through Tor: {detail}")]
-    Connect { target: String, detail: String },
+    /// A stream could not be opened (before any TLS).
+    #[error(transparent)]
+    Connect(#[from] ConnectError),
     #[error(transparent)]
     Tls(#[from] TlsError),
 }
@@ -51,6 +43,13 @@ impl From<TorError> for timb_core::AccountError {
             TorError::Tls(t) if t.is_certificate_error() => {
                 timb_core::AccountError::Certificate(t.to_string())
             }
+            TorError::Connect(c) => timb_core::AccountError::Connect(c),
+            // Tor did not start: nothing to retry until the user asks again.
+            TorError::Config(_)
+            | TorError::ClockSkew(_)
+            | TorError::NoNetwork(_)
+            | TorError::Blocked(_)
+            | TorError::Bootstrap(_) => timb_core::AccountError::Connect(ConnectError::NoTor),
             other => timb_core::AccountError::Transport(other.to_string()),
         }
     }

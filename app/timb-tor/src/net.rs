@@ -18,7 +18,7 @@ use timb_core::AccountId;
 use timb_tls::{ConnectOptions, TlsPolicy, TlsStream};
 use tokio::sync::watch;
 
-use crate::{TorConfig, TorError};
+use crate::{ConnectError, TorConfig, TorError};
 
 /// How long a connect waits for a usable path before failing. Generous:
 /// on a slow or loaded machine, building the first exit circuits can take
@@ -181,10 +181,10 @@ impl Transport {
         account: AccountId,
         host: &str,
         port: u16,
-    ) -> Result<TorStream, TorError> {
+    ) -> Result<TorStream, ConnectError> {
         let addr = (host, port)
             .into_tor_addr()
-            .map_err(|e| TorError::BadAddress(format!("{host}:{port}: {e}")))?;
+            .map_err(|_| ConnectError::BadAddress)?;
         let prefs = self.prefs(account);
         // Right after bootstrap (or after the consensus changes) arti can
         // briefly lack the descriptors for any usable path; that is local
@@ -204,7 +204,7 @@ impl Transport {
                     tokio::time::sleep(pause).await;
                     pause = (pause * 2).min(Duration::from_secs(4));
                 }
-                Err(e) => return Err(connect_error(host, port, &e)),
+                Err(e) => return Err(connect_error(e.kind())),
             }
         }
     }
@@ -285,29 +285,81 @@ fn bootstrap_error(status: &BootstrapStatus, err: Option<&arti_client::Error>) -
     }
 }
 
-fn connect_error(host: &str, port: u16, e: &arti_client::Error) -> TorError {
-    let target = format!("{host}:{port}");
-    let detail = e.to_string();
-    match e.kind() {
+/// arti's error kind, sorted into the classes timb decides on. The address is
+/// not kept: the caller knows which account it is, and the words are shown.
+fn connect_error(kind: ErrorKind) -> ConnectError {
+    match kind {
         ErrorKind::RemoteHostNotFound | ErrorKind::RemoteHostResolutionFailed => {
-            TorError::HostNotFound(target)
+            ConnectError::HostNotFound
         }
-        ErrorKind::RemoteConnectionRefused => TorError::ConnectionRefused(target),
-        ErrorKind::ExitPolicyRejected | ErrorKind::ForbiddenStreamTarget => {
-            TorError::Forbidden { target, detail }
+        ErrorKind::RemoteConnectionRefused => ConnectError::Refused,
+        ErrorKind::ExitPolicyRejected | ErrorKind::ForbiddenStreamTarget => ConnectError::Forbidden,
+        ErrorKind::OnionServiceAddressInvalid | ErrorKind::InvalidStreamTarget => {
+            ConnectError::BadAddress
+        }
+        ErrorKind::OnionServiceMissingClientAuth | ErrorKind::OnionServiceWrongClientAuth => {
+            ConnectError::OnionAuth
         }
         ErrorKind::OnionServiceNotFound
         | ErrorKind::OnionServiceNotRunning
         | ErrorKind::OnionServiceConnectionFailed
-        | ErrorKind::OnionServiceProtocolViolation
-        | ErrorKind::OnionServiceMissingClientAuth
-        | ErrorKind::OnionServiceWrongClientAuth
-        | ErrorKind::OnionServiceAddressInvalid => TorError::OnionService { target, detail },
+        | ErrorKind::OnionServiceProtocolViolation => ConnectError::OnionUnreachable,
         ErrorKind::RemoteNetworkTimeout | ErrorKind::TorNetworkTimeout | ErrorKind::ExitTimeout => {
-            TorError::Timeout(target)
+            ConnectError::Timeout
         }
-        ErrorKind::ClockSkew => TorError::ClockSkew(detail),
-        ErrorKind::LocalNetworkError => TorError::NoNetwork(detail),
-        _ => TorError::Connect { target, detail },
+        ErrorKind::NoPath
+        | ErrorKind::NoExit
+        | ErrorKind::TorDirectoryUnusable
+        | ErrorKind::TorAccessFailed
+        | ErrorKind::CircuitCollapse
+        | ErrorKind::RelayTooBusy
+        | ErrorKind::TransientFailure
+        | ErrorKind::RemoteStreamClosed
+        | ErrorKind::RemoteStreamReset
+        | ErrorKind::RemoteStreamError
+        | ErrorKind::RemoteNetworkFailed => ConnectError::Circuit,
+        ErrorKind::ClockSkew => ConnectError::ClockSkew,
+        ErrorKind::LocalNetworkError => ConnectError::NoNetwork,
+        _ => ConnectError::Other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// arti's kinds keep their class: a missing host or a forbidden port is
+    /// not retried, a slow or broken circuit is.
+    #[test]
+    fn arti_error_kinds_keep_their_class() {
+        for k in [
+            ErrorKind::RemoteHostNotFound,
+            ErrorKind::ExitPolicyRejected,
+            ErrorKind::ForbiddenStreamTarget,
+            ErrorKind::OnionServiceAddressInvalid,
+            ErrorKind::ClockSkew,
+            ErrorKind::Internal,
+        ] {
+            assert!(!connect_error(k).is_transient(), "{k:?}");
+        }
+        for k in [
+            ErrorKind::TorNetworkTimeout,
+            ErrorKind::RemoteNetworkTimeout,
+            ErrorKind::NoExit,
+            ErrorKind::CircuitCollapse,
+            ErrorKind::RemoteConnectionRefused,
+            ErrorKind::OnionServiceNotFound,
+            ErrorKind::LocalNetworkError,
+        ] {
+            assert!(connect_error(k).is_transient(), "{k:?}");
+        }
+        assert_eq!(
+            connect_error(ErrorKind::RemoteHostNotFound),
+            ConnectError::HostNotFound
+        );
+        assert_eq!(
+            connect_error(ErrorKind::ExitPolicyRejected),
+            ConnectError::Forbidden
+        );
     }
 }

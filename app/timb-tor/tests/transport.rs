@@ -13,7 +13,9 @@ use std::time::Duration;
 use timb_core::AccountId;
 use timb_testnet::{EchoServer, TestNet};
 use timb_tls::test_ca::TestCa;
-use timb_tor::{BootstrapProgress, PinSet, TlsError, TlsPolicy, TorConfig, TorError, Transport};
+use timb_tor::{
+    BootstrapProgress, ConnectError, PinSet, TlsError, TlsPolicy, TorConfig, TorError, Transport,
+};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tor_proto::client::stream::ClientStreamCtrl;
@@ -91,7 +93,7 @@ async fn exit_roundtrip_and_refused_port() {
     assert!(
         matches!(
             err,
-            TorError::ConnectionRefused(_) | TorError::Connect { .. }
+            ConnectError::Refused | ConnectError::Circuit | ConnectError::Other
         ),
         "{err:?}"
     );
@@ -114,7 +116,10 @@ async fn hostname_is_resolved_by_the_exit_not_locally() {
     assert!(
         matches!(
             err,
-            TorError::HostNotFound(_) | TorError::Connect { .. } | TorError::Timeout(_)
+            ConnectError::HostNotFound
+                | ConnectError::Circuit
+                | ConnectError::Timeout
+                | ConnectError::Other
         ),
         "{err:?}"
     );

@@ -18,6 +18,7 @@ use std::time::{Duration, Instant};
 use base64::Engine as _;
 use common::*;
 use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Target};
+use timb_tor::TorConnector;
 use timb_xmpp::{BoxStream, Connector, ServerAddr, TlsMode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -250,12 +251,8 @@ async fn main() {
 
         let state = tempfile::tempdir().unwrap();
         let tor = arti(&network_file, state.path()).await;
-        let via = |n: u32| -> Arc<dyn Connector> {
-            Arc::new(ArtiConnector {
-                tor: tor.clone(),
-                account: AccountId(n),
-            })
-        };
+        let via =
+            |n: u32| -> Arc<dyn Connector> { Arc::new(TorConnector::new(&tor, AccountId(n))) };
         let path = "private Tor network, timb's arti → exit";
         let pair = (via(1), via(2));
         rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb1", "timb2"), pair).await);

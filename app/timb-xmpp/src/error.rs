@@ -1,9 +1,12 @@
 //! Typed errors. Messages name the failure, never a message body or contact.
 
-use timb_core::AccountError;
+use timb_core::{AccountError, ConnectError};
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum XmppError {
+    /// The connector could not open the stream; the kind decides retrying.
+    #[error("could not reach the server: {0}")]
+    Connect(ConnectError),
     #[error("connection failed: {0}")]
     Io(String),
     #[error("the server did not answer within {0} seconds")]
@@ -50,12 +53,14 @@ pub enum AuthError {
 }
 
 impl XmppError {
-    /// Whether retrying (e.g. XEP-0198 resumption) can help.
+    /// Whether retrying (e.g. XEP-0198 resumption) can help: a dropped or
+    /// silent stream, or a connect failure of a transient kind.
     pub fn is_transient(&self) -> bool {
-        matches!(
-            self,
-            XmppError::Io(_) | XmppError::Timeout(_) | XmppError::Closed
-        )
+        match self {
+            XmppError::Connect(e) => e.is_transient(),
+            XmppError::Io(_) | XmppError::Timeout(_) | XmppError::Closed => true,
+            _ => false,
+        }
     }
 }
 
@@ -63,6 +68,7 @@ impl From<XmppError> for AccountError {
     fn from(e: XmppError) -> AccountError {
         let msg = e.to_string();
         match e {
+            XmppError::Connect(c) => AccountError::Connect(c),
             XmppError::Io(_) | XmppError::Timeout(_) => AccountError::Transport(msg),
             XmppError::Closed | XmppError::Stream { .. } => AccountError::Closed(msg),
             XmppError::Certificate(m) => AccountError::Certificate(m),

@@ -1,7 +1,7 @@
 //! timb's XMPP client.
 //!
-//! Transport-agnostic: bytes come from a [`Connector`] (arti in the app, a
-//! loopback socket in tests) and TLS from a [`TlsUpgrade`] (timb-tls's pinned
+//! Transport-agnostic: bytes come from timb-tor's [`Connector`] (arti in the
+//! app, a loopback socket in tests), the same shape IRC takes and TLS from a [`TlsUpgrade`] (timb-tls's pinned
 //! rustls in the app). The crate never opens a socket, resolves a name or
 //! touches the disk, and it logs nothing.
 //!
@@ -26,11 +26,8 @@ pub mod stream;
 pub mod tls;
 pub mod xml;
 
-use std::future::Future;
-use std::pin::Pin;
 use std::time::Duration;
 
-use tokio::io::{AsyncRead, AsyncWrite};
 use zeroize::Zeroizing;
 
 pub use connect::{default_server, KNOWN_ONIONS};
@@ -42,23 +39,7 @@ pub use tls::PolicyTls;
 /// beyond "this is timb".
 pub const RESOURCE: &str = "timb";
 
-pub trait AsyncStream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> AsyncStream for T {}
-
-/// Any byte stream: an arti `DataStream`, a TLS stream over it, a test socket.
-pub type BoxStream = Box<dyn AsyncStream>;
-pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// Boxes a concrete stream (`S: AsyncRead + AsyncWrite + Unpin + Send`).
-pub fn boxed<S: AsyncStream + 'static>(s: S) -> BoxStream {
-    Box::new(s)
-}
-
-/// Opens the byte stream to `host:port`. In the app this is arti (the name
-/// is resolved by the exit, or is an onion address).
-pub trait Connector: Send + Sync {
-    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>>;
-}
+pub use timb_tor::{boxed, AsyncStream, BoxFuture, BoxStream, ConnectError, Connector};
 
 /// What the TLS layer tells us about the session it set up.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -110,8 +91,9 @@ pub struct XmppConfig {
     pub timeout: Duration,
     /// Idle time after which we ping the server to detect a dead circuit.
     pub ping_interval: Duration,
-    /// How many times a dropped stream is re-established before giving up.
-    pub reconnect_attempts: u32,
+    /// How a dropped stream is re-established (the same policy as IRC's);
+    /// only transient failures are retried.
+    pub reconnect: timb_core::Backoff,
 }
 
 impl std::fmt::Debug for XmppConfig {
@@ -134,7 +116,7 @@ impl XmppConfig {
             max_stanza: stream::DEFAULT_MAX_STANZA,
             timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(120),
-            reconnect_attempts: 5,
+            reconnect: timb_core::Backoff::DEFAULT,
         }
     }
 

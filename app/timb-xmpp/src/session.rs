@@ -387,7 +387,7 @@ impl Session {
             let r = self.run_connected(cmds).await;
             match r {
                 Ok(exit) => return Ok(exit),
-                Err(e) if e.is_transient() && self.cfg.reconnect_attempts > 0 => {
+                Err(e) if e.is_transient() && self.cfg.reconnect.attempts > 0 => {
                     if let Some(exit) = self.reconnect(e, cmds).await? {
                         return Ok(exit);
                     }
@@ -435,12 +435,8 @@ impl Session {
             })
         });
         let mut last = cause;
-        for attempt in 0..self.cfg.reconnect_attempts {
-            let delay = if attempt > 0 {
-                Duration::from_secs(1u64 << attempt.min(5))
-            } else {
-                Duration::ZERO
-            };
+        for attempt in 0..self.cfg.reconnect.attempts {
+            let delay = self.cfg.reconnect.delay(attempt);
             let (cfg, connector, tls) =
                 (self.cfg.clone(), self.connector.clone(), self.tls.clone());
             let tok = token.clone();
@@ -1102,7 +1098,13 @@ async fn open(
     }
     let (host, port) = cfg.address();
     let t = cfg.timeout;
-    let stream = connect::with_timeout(t, connector.connect(host, port)).await?;
+    let stream = connect::with_timeout(t, async {
+        connector
+            .connect(host, port)
+            .await
+            .map_err(XmppError::Connect)
+    })
+    .await?;
     connect::with_timeout(
         t.saturating_mul(4),
         connect::establish(stream, &cfg, tls.as_ref(), resume.as_ref()),

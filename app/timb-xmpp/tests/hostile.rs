@@ -8,8 +8,8 @@ use timb_core::{AccountError, AccountHandle, AccountId, Command, Event, Target};
 use timb_xmpp::stream::{Frame, XmlStream};
 use timb_xmpp::xml::Element;
 use timb_xmpp::{
-    BoxFuture, BoxStream, Connector, ServerAddr, TlsInfo, TlsMode, TlsUpgrade, XmppConfig,
-    XmppError,
+    BoxFuture, BoxStream, ConnectError, Connector, ServerAddr, TlsInfo, TlsMode, TlsUpgrade,
+    XmppConfig, XmppError,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 
@@ -17,11 +17,11 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt, DuplexStream};
 struct PipeConnector(Mutex<Option<DuplexStream>>);
 
 impl Connector for PipeConnector {
-    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
         let s = self.0.lock().unwrap().take();
         Box::pin(async move {
             s.map(|s| Box::new(s) as BoxStream)
-                .ok_or_else(|| XmppError::Io("connection refused".into()))
+                .ok_or(ConnectError::Refused)
         })
     }
 }
@@ -49,7 +49,7 @@ fn config(mode: TlsMode) -> XmppConfig {
     });
     c.timeout = Duration::from_secs(2);
     c.ping_interval = Duration::from_secs(1);
-    c.reconnect_attempts = 0;
+    c.reconnect = timb_core::Backoff::NEVER;
     c.max_stanza = 4096;
     c.allow_plain = true;
     c
@@ -411,7 +411,7 @@ async fn fingerprinting_queries_are_refused_and_only_body_is_delivered() {
 #[tokio::test]
 async fn oversize_stanza_mid_session_ends_it_cleanly() {
     let mut cfg = config(TlsMode::Direct);
-    cfg.reconnect_attempts = 3;
+    cfg.reconnect.attempts = 3;
     let (mut h, server) = start(cfg);
     h.commands.send(Command::Connect).await.unwrap();
     tokio::spawn(async move {

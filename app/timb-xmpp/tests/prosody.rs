@@ -709,3 +709,100 @@ async fn disconnect_while_reconnecting_is_immediate_and_reports_unsent_messages(
         t0.elapsed()
     );
 }
+
+/// An account on erin's credentials whose every connect is counted and can be made to fail.
+fn scripted_erin(pr: &Prosody, proxy: &Proxy) -> (Client, std::sync::Arc<Scripted>) {
+    let counted = Scripted::new(std::sync::Arc::new(LoopConnector { port: proxy.port }));
+    let mut cfg = config("erin", "pw1", proxy.port, TlsMode::Direct);
+    cfg.reconnect = timb_core::Backoff {
+        attempts: 3,
+        first: Duration::from_millis(100),
+        max: Duration::from_millis(200),
+    };
+    let rec = Recording::default();
+    let tls = RecordingTls {
+        inner: timb_xmpp::PolicyTls::new(pr.policy(), Some(pr.tls_port), true),
+        rec: rec.clone(),
+    };
+    let h = timb_xmpp::spawn_account(
+        timb_core::AccountId(8),
+        cfg,
+        counted.clone(),
+        std::sync::Arc::new(tls),
+    );
+    (Client { h, rec }, counted)
+}
+
+/// After a drop, a permanent connect failure (the exit cannot find the host) is shown
+/// once, typed, and not retried: one connect, one reconnect attempt, then Disconnected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_permanent_connect_failure_is_not_retried() {
+    let pr = Prosody::start(&[("erin", "pw1")]);
+    let proxy = Proxy::start(pr.tls_port).await;
+    let (mut e, counted) = scripted_erin(&pr, &proxy);
+    e.cmd(Command::Connect).await;
+    e.wait("erin connected", is_connected).await;
+    assert_eq!(counted.attempts(), 1);
+
+    counted.fail_with(Some(timb_core::ConnectError::HostNotFound));
+    proxy.cut();
+    let err = e
+        .wait("the error", |ev| matches!(ev, Event::Error(_)))
+        .await;
+    assert_eq!(
+        err,
+        Event::Error(AccountError::Connect(timb_core::ConnectError::HostNotFound))
+    );
+    e.wait("disconnected", |ev| {
+        matches!(ev, Event::State(ConnectionState::Disconnected))
+    })
+    .await;
+    // Long enough for the whole backoff had it retried.
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    assert_eq!(counted.attempts(), 2, "a permanent failure was retried");
+}
+
+/// A transient failure (a timed-out circuit) is retried, with backoff, as often as the
+/// account allows, and the account reconnects as soon as the path works again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transient_connect_failure_is_retried_until_the_path_works() {
+    let pr = Prosody::start(&[("erin", "pw1")]);
+    let proxy = Proxy::start(pr.tls_port).await;
+    let (mut e, counted) = scripted_erin(&pr, &proxy);
+    e.cmd(Command::Connect).await;
+    e.wait("erin connected", is_connected).await;
+
+    // Every attempt times out: all three are made, then the account gives up.
+    counted.fail_with(Some(timb_core::ConnectError::Timeout));
+    proxy.cut();
+    e.wait("reconnecting", |ev| {
+        matches!(ev, Event::State(ConnectionState::Reconnecting))
+    })
+    .await;
+    let err = e
+        .wait("the error", |ev| matches!(ev, Event::Error(_)))
+        .await;
+    assert_eq!(
+        err,
+        Event::Error(AccountError::Connect(timb_core::ConnectError::Timeout))
+    );
+    assert_eq!(counted.attempts(), 1 + 3);
+
+    // Connected again by hand, then a drop whose first retry fails and second works.
+    counted.fail_with(None);
+    e.cmd(Command::Connect).await;
+    e.wait("erin connected again", is_connected).await;
+    counted.fail_with(Some(timb_core::ConnectError::Circuit));
+    let before = counted.attempts();
+    proxy.cut();
+    e.wait("reconnecting", |ev| {
+        matches!(ev, Event::State(ConnectionState::Reconnecting))
+    })
+    .await;
+    while counted.attempts() == before {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    counted.fail_with(None);
+    e.wait("reconnected", is_connected).await;
+    assert!(counted.attempts() - before >= 2);
+}

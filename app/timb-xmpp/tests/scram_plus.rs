@@ -14,18 +14,18 @@ use timb_tls::test_ca::TestCa;
 use timb_tls::{PinSet, TlsPolicy};
 use timb_xmpp::stream::{Frame, XmlStream};
 use timb_xmpp::{
-    BoxFuture, BoxStream, Connector, PolicyTls, ServerAddr, TlsMode, XmppConfig, XmppError,
+    BoxFuture, BoxStream, ConnectError, Connector, PolicyTls, ServerAddr, TlsMode, XmppConfig,
 };
 use tokio::io::DuplexStream;
 
 struct PipeConnector(Mutex<Option<DuplexStream>>);
 
 impl Connector for PipeConnector {
-    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
         let s = self.0.lock().unwrap().take();
         Box::pin(async move {
             s.map(|s| Box::new(s) as BoxStream)
-                .ok_or_else(|| XmppError::Io("connection refused".into()))
+                .ok_or(ConnectError::Refused)
         })
     }
 }
@@ -72,7 +72,7 @@ async fn run(mode: Server) -> (Vec<Event>, String, bool) {
         tls: TlsMode::Direct,
     });
     cfg.timeout = Duration::from_secs(5);
-    cfg.reconnect_attempts = 0;
+    cfg.reconnect = timb_core::Backoff::NEVER;
     cfg.allow_plain = true; // offered, but must not be picked over -PLUS
     let policy = TlsPolicy::Pinned(PinSet::leaf("plus.test", [leaf.spki_sha256()]));
     let mut h = timb_xmpp::spawn_account(

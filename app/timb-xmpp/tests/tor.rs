@@ -13,6 +13,7 @@ use std::time::Duration;
 use common::*;
 use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Target};
 use timb_testnet::{exit_port_index, NetInfo, TestNet};
+use timb_tor::TorConnector;
 use timb_xmpp::{Connector, ServerAddr, TlsMode};
 
 async fn testnet() -> (NetInfo, std::path::PathBuf) {
@@ -58,12 +59,7 @@ async fn accounts_over_exit_and_onion_chat_talk_and_resume() {
     let (net, network_file) = testnet().await;
     let state = tempfile::tempdir().unwrap();
     let tor = arti(&network_file, state.path()).await;
-    let via = |n: u32| -> Arc<dyn Connector> {
-        Arc::new(ArtiConnector {
-            tor: tor.clone(),
-            account: AccountId(n),
-        })
-    };
+    let via = |n: u32| -> Arc<dyn Connector> { Arc::new(TorConnector::new(&tor, AccountId(n))) };
     let ports: Vec<u16> = exit_port_index::XMPP
         .map(|i| net.exit_port(i).unwrap())
         .collect();

@@ -7,6 +7,7 @@
 //! recording backend and feed events by hand.
 
 use timb_core::{AccountId, Command, Event};
+pub use timb_otr::SmpEvent;
 
 use crate::accounts::Account;
 
@@ -40,18 +41,8 @@ pub enum KeyGen {
     Failed,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SmpNote {
-    AskedQuestion(String),
-    AskedSecret,
-    InProgress(u16),
-    Succeeded,
-    Failed,
-    Aborted,
-}
-
-/// What the OTR layer tells the window; mirrors timb-otr's events in the
-/// window's own terms so the UI builds and tests without libotr.
+/// What the OTR layer tells the window, in the window's terms (one note per
+/// thing the window shows); the SMP step is timb-otr's own [`SmpEvent`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum OtrNote {
     KeyGen {
@@ -85,7 +76,7 @@ pub enum OtrNote {
     Smp {
         account: AccountId,
         peer: String,
-        event: SmpNote,
+        event: SmpEvent,
     },
     /// Held messages given up on (the encryption did not come up in time).
     Undelivered {

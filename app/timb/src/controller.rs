@@ -1,91 +1,36 @@
-//! The one place that connects the window to everything else: UI callbacks
-//! become [`Request`]s, [`UiEvent`]s update the Rust models, and the models
-//! are copied into the window's properties. No protocol logic lives here.
+//! Connects the window to everything else: UI callbacks become [`Request`]s
+//! to the backend, and backend events go through [`model::apply`] (pure) and
+//! then to the view (`view.rs`), which only copies the model into the window.
+//! The account form lives in `form.rs`. No protocol logic lives here.
 
 use std::cell::RefCell;
-use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::rc::Rc;
 
-use slint::{ComponentHandle, Model, ModelRc, SharedString, VecModel};
-use timb_core::{AccountId, Command, ConnectionState, Event, MessageKind, Presence, Target};
+use slint::{ComponentHandle, SharedString, VecModel};
+use timb_core::{AccountId, Command, MessageKind, Target};
 
-use crate::accounts::{self, Account, FieldError, FormInput, PasswordMode, Remembered};
-use crate::backend::{
-    Backend, KeyGen, OtrNote, Request, SmpNote, TorFailureKind, TorStatus, UiEvent,
-};
-use crate::state::{self, Conversation, Message, Privacy, Smp, Status};
+use crate::accounts::{self, Account, PasswordMode, Remembered};
+use crate::backend::{Backend, Request, SmpEvent, UiEvent};
+use crate::model::{self, Model};
+use crate::state::{self, Message, Privacy, Status};
 use crate::{i18n, slint_generatedMainWindow as ui};
-use ui::{
-    AccountForm, AccountRow, ConnState, ContactRow, FormError, KeyGenState, Locale, MainWindow,
-    MessageRow, MsgStatus, OtrState, RequestRow, SmpState, TorFailure, TorState,
-};
-
-/// Pending subscription requests kept per account; more are ignored, not queued.
-const MAX_REQUESTS: usize = 100;
-
-struct Contact {
-    name: Option<String>,
-    online: bool,
-}
-
-struct Entry {
-    id: AccountId,
-    account: Account,
-    state: ConnState,
-    error: String,
-    roster: BTreeMap<String, Contact>,
-    requests: Vec<String>,
-    /// Our nick in each joined group.
-    groups: BTreeMap<String, String>,
-    conversations: HashMap<Target, Conversation>,
-    my_fingerprint: Option<String>,
-}
-
-impl Entry {
-    fn is_irc(&self) -> bool {
-        self.account.settings.protocol == accounts::SavedProtocol::Irc
-    }
-
-    /// Conversations are keyed by bare JID (any resource) or IRC nick.
-    fn key(&self, t: &Target) -> Target {
-        match t {
-            Target::Direct(n) if !self.is_irc() => {
-                Target::Direct(n.split('/').next().unwrap_or(n).to_owned())
-            }
-            other => other.clone(),
-        }
-    }
-
-    fn my_name(&self) -> String {
-        let id = &self.account.settings.identity;
-        id.split('@').next().unwrap_or(id).to_owned()
-    }
-
-    fn conversation(&mut self, t: &Target) -> &mut Conversation {
-        let k = self.key(t);
-        self.conversations
-            .entry(k.clone())
-            .or_insert_with(|| Conversation::new(k))
-    }
-}
+use ui::{AccountRow, ConnState, ContactRow, Locale, MainWindow, MessageRow, RequestRow, TorState};
 
 pub struct App {
-    window: slint::Weak<MainWindow>,
-    backend: Box<dyn Backend>,
-    profile_root: Option<PathBuf>,
-    language: String,
-    entries: Vec<Entry>,
-    next_id: u32,
-    editing: Option<AccountId>,
-    password_for: Option<AccountId>,
-    current: Option<(AccountId, Target)>,
-    tor: TorState,
-    accounts_model: Rc<VecModel<AccountRow>>,
-    contacts_model: Rc<VecModel<ContactRow>>,
-    requests_model: Rc<VecModel<RequestRow>>,
-    messages_model: Rc<VecModel<MessageRow>>,
-    members_model: Rc<VecModel<SharedString>>,
+    pub(crate) window: slint::Weak<MainWindow>,
+    pub(crate) backend: Box<dyn Backend>,
+    pub(crate) profile_root: Option<PathBuf>,
+    pub(crate) language: String,
+    /// What the window shows; changed by [`model::apply`] and the user's actions.
+    pub(crate) model: Model,
+    pub(crate) editing: Option<AccountId>,
+    pub(crate) password_for: Option<AccountId>,
+    pub(crate) accounts_model: Rc<VecModel<AccountRow>>,
+    pub(crate) contacts_model: Rc<VecModel<ContactRow>>,
+    pub(crate) requests_model: Rc<VecModel<RequestRow>>,
+    pub(crate) messages_model: Rc<VecModel<MessageRow>>,
+    pub(crate) members_model: Rc<VecModel<SharedString>>,
 }
 
 /// Shared handle the window's callbacks hold.
@@ -104,12 +49,9 @@ impl App {
             backend,
             profile_root,
             language: String::new(),
-            entries: Vec::new(),
-            next_id: 1,
+            model: Model::default(),
             editing: None,
             password_for: None,
-            current: None,
-            tor: TorState::Idle,
             accounts_model: Rc::new(VecModel::default()),
             contacts_model: Rc::new(VecModel::default()),
             requests_model: Rc::new(VecModel::default()),
@@ -125,7 +67,7 @@ impl App {
         {
             let mut a = shared.borrow_mut();
             for settings in remembered.accounts {
-                a.add_entry(Account {
+                a.model.add_entry(Account {
                     settings,
                     password: None,
                     remember: true,
@@ -140,35 +82,18 @@ impl App {
         shared
     }
 
-    fn win(&self) -> Option<MainWindow> {
+    pub(crate) fn win(&self) -> Option<MainWindow> {
         self.window.upgrade()
     }
 
-    fn entry(&mut self, id: AccountId) -> Option<&mut Entry> {
-        self.entries.iter_mut().find(|e| e.id == id)
-    }
-
-    fn add_entry(&mut self, account: Account) -> AccountId {
-        let id = AccountId(self.next_id);
-        self.next_id += 1;
-        self.entries.push(Entry {
-            id,
-            account,
-            state: ConnState::Disconnected,
-            error: String::new(),
-            roster: BTreeMap::new(),
-            requests: Vec::new(),
-            groups: BTreeMap::new(),
-            conversations: HashMap::new(),
-            my_fingerprint: None,
-        });
-        id
+    pub(crate) fn entry(&mut self, id: AccountId) -> Option<&mut model::Entry> {
+        self.model.entry_mut(id)
     }
 
     fn selected(&self) -> Option<AccountId> {
         let w = self.win()?;
         let i = usize::try_from(w.get_selected_account()).ok()?;
-        self.entries.get(i).map(|e| e.id)
+        self.model.entries.get(i).map(|e| e.id)
     }
 
     // ---- language -------------------------------------------------------
@@ -189,12 +114,13 @@ impl App {
         self.save_remembered();
     }
 
-    fn save_remembered(&self) {
+    pub(crate) fn save_remembered(&self) {
         let Some(root) = &self.profile_root else {
             return;
         };
         let r = Remembered {
             accounts: self
+                .model
                 .entries
                 .iter()
                 .filter(|e| e.account.remember)
@@ -208,96 +134,14 @@ impl App {
         }
     }
 
-    // ---- accounts -------------------------------------------------------
-
-    fn open_account_form(&mut self, id: Option<AccountId>) {
-        self.editing = id;
-        let form = match id.and_then(|id| self.entries.iter().find(|e| e.id == id)) {
-            Some(e) => {
-                let s = &e.account.settings;
-                AccountForm {
-                    editing: true,
-                    irc: e.is_irc(),
-                    server: s.server.clone().into(),
-                    port: s.port.to_string().into(),
-                    tls: match s.tls {
-                        accounts::TlsMode::Pinned => 0,
-                        accounts::TlsMode::Tofu => 1,
-                        accounts::TlsMode::WebPki => 2,
-                    },
-                    pin: s.pin.clone().unwrap_or_default().into(),
-                    identity: s.identity.clone().into(),
-                    password_mode: (s.password_mode == PasswordMode::KeepForSession) as i32,
-                    password: e.account.password.clone().unwrap_or_default().into(),
-                    remember: e.account.remember,
-                }
-            }
-            None => AccountForm {
-                tls: 2,
-                ..Default::default()
-            },
-        };
-        if let Some(w) = self.win() {
-            w.set_account_form(form);
-            w.set_form_error(FormError::None);
-            w.set_account_dialog_open(true);
-        }
-    }
-
-    /// Validates the form; on success adds or updates the account and closes.
-    pub fn save_account(&mut self) -> Result<AccountId, FieldError> {
-        let Some(w) = self.win() else {
-            return Err(FieldError::ServerEmpty);
-        };
-        let f = w.get_account_form();
-        let input = FormInput {
-            irc: f.irc,
-            server: f.server.to_string(),
-            port: f.port.to_string(),
-            tls: f.tls,
-            pin: f.pin.to_string(),
-            identity: f.identity.to_string(),
-            password_mode: f.password_mode,
-            password: f.password.to_string(),
-            remember: f.remember,
-        };
-        let account = match accounts::validate(&input) {
-            Ok(a) => a,
-            Err(e) => {
-                w.set_form_error(form_error(e));
-                return Err(e);
-            }
-        };
-        let id = match self.editing.take() {
-            Some(id) => {
-                if let Some(e) = self.entry(id) {
-                    e.account = account;
-                }
-                id
-            }
-            None => {
-                let id = self.add_entry(account);
-                w.set_selected_account(self.entries.len() as i32 - 1);
-                id
-            }
-        };
-        // Clear the password from the form's copy right away.
-        w.set_account_form(AccountForm::default());
-        w.set_form_error(FormError::None);
-        w.set_account_dialog_open(false);
-        self.save_remembered();
-        self.refresh_accounts();
-        Ok(id)
-    }
-
     fn remove_account(&mut self, id: AccountId) {
         self.backend.request(Request::Forget { id });
-        self.entries.retain(|e| e.id != id);
-        if self.current.as_ref().is_some_and(|(a, _)| *a == id) {
+        self.model.entries.retain(|e| e.id != id);
+        if self.model.current.as_ref().is_some_and(|(a, _)| *a == id) {
             self.close_conversation();
         }
         if let Some(w) = self.win() {
-            w.set_selected_account(if self.entries.is_empty() { -1 } else { 0 });
+            w.set_selected_account(if self.model.entries.is_empty() { -1 } else { 0 });
         }
         self.save_remembered();
         self.refresh_accounts();
@@ -305,7 +149,7 @@ impl App {
     }
 
     fn connect(&mut self, id: AccountId) {
-        let Some(e) = self.entries.iter().find(|e| e.id == id) else {
+        let Some(e) = self.model.entries.iter().find(|e| e.id == id) else {
             return;
         };
         match (&e.account.settings.password_mode, &e.account.password) {
@@ -340,11 +184,8 @@ impl App {
         e.state = ConnState::Connecting;
         e.error.clear();
         let account = e.account.clone();
-        if self.tor != TorState::Ready {
-            self.set_tor(TorStatus::Starting {
-                fraction: 0.0,
-                phase: String::new(),
-            });
+        if self.model.tor.state != TorState::Ready {
+            self.show_tor_starting();
         }
         self.refresh_accounts();
         self.backend.request(Request::Connect {
@@ -357,25 +198,13 @@ impl App {
     // ---- conversations ----------------------------------------------------
 
     pub fn open_conversation(&mut self, id: AccountId, target: Target) {
-        let Some(e) = self.entry(id) else { return };
-        let key = e.key(&target);
-        e.conversation(&key).unread = 0;
-        self.current = Some((id, key));
-        self.refresh_conversation();
-        self.refresh_contacts();
-        if let Some(w) = self.win() {
-            w.invoke_focus_message();
-        }
+        let ch = self.model.open_conversation(id, &target);
+        self.render(ch);
     }
 
     fn close_conversation(&mut self) {
-        self.current = None;
-        if let Some(w) = self.win() {
-            w.set_conv_open(false);
-            w.set_otr_open(false);
-        }
-        self.messages_model.set_vec(Vec::new());
-        self.members_model.set_vec(Vec::new());
+        let ch = self.model.close_conversation();
+        self.render(ch);
     }
 
     /// What the user typed, sent to the open conversation.
@@ -384,7 +213,7 @@ impl App {
         if body.trim().is_empty() {
             return;
         }
-        let Some((id, target)) = self.current.clone() else {
+        let Some((id, target)) = self.model.current.clone() else {
             return;
         };
         let Some(e) = self.entry(id) else { return };
@@ -453,544 +282,27 @@ impl App {
     }
 
     /// Adds a message to a conversation, and to the visible list if it is open.
+    /// Adds a message to a conversation, and to the visible list if it is open.
     fn append(&mut self, id: AccountId, target: &Target, m: Message) {
-        let is_current;
-        let row = message_row(&m);
-        let dropped;
-        {
-            let current = self.current.clone();
-            let Some(e) = self.entry(id) else { return };
-            let key = e.key(target);
-            is_current = current.as_ref() == Some(&(id, key.clone()));
-            let conv = e.conversation(&key);
-            if !is_current && !m.outgoing && m.status != Status::Notice {
-                conv.unread = conv.unread.saturating_add(1);
-            }
-            dropped = conv.push(m);
-        }
-        if is_current {
-            self.messages_model.push(row);
-            for _ in 0..dropped.min(self.messages_model.row_count()) {
-                self.messages_model.remove(0);
-            }
-        } else {
-            self.refresh_contacts();
-        }
+        let ch = self.model.append(id, target, m);
+        self.render(ch);
     }
 
-    fn with_conv<R>(
-        &mut self,
-        id: AccountId,
-        peer: &str,
-        f: impl FnOnce(&mut Conversation) -> R,
-    ) -> Option<R> {
-        let e = self.entry(id)?;
-        let t = Target::Direct(peer.to_owned());
-        Some(f(e.conversation(&t)))
-    }
-
-    fn is_current(&self, id: AccountId, peer: &str) -> bool {
-        match (&self.current, self.entries.iter().find(|e| e.id == id)) {
-            (Some((a, t)), Some(e)) => *a == id && *t == e.key(&Target::Direct(peer.to_owned())),
-            _ => false,
-        }
-    }
-
-    // ---- events -----------------------------------------------------------
-
+    /// A backend event: applied to the model, then shown.
     pub fn handle(&mut self, ev: UiEvent) {
-        match ev {
-            UiEvent::Tor(s) => self.set_tor(s),
-            UiEvent::Account(id, e) => self.account_event(id, e),
-            UiEvent::Otr(n) => self.otr_note(n),
-        }
+        let ch = model::apply(&mut self.model, ev);
+        self.render(ch);
     }
 
-    fn set_tor(&mut self, s: TorStatus) {
-        let Some(w) = self.win() else { return };
-        match s {
-            TorStatus::Starting { fraction, phase } => {
-                self.tor = TorState::Starting;
-                w.set_tor_progress(fraction.clamp(0.0, 1.0));
-                w.set_tor_phase(phase.into());
-            }
-            TorStatus::Ready => {
-                self.tor = TorState::Ready;
-                w.set_tor_progress(1.0);
-            }
-            TorStatus::Failed { kind, detail } => {
-                self.tor = TorState::Failed;
-                w.set_tor_failure(match kind {
-                    TorFailureKind::NoNetwork => TorFailure::NoNetwork,
-                    TorFailureKind::ClockSkew => TorFailure::ClockSkew,
-                    TorFailureKind::Blocked => TorFailure::Blocked,
-                    TorFailureKind::Other => TorFailure::Other,
-                });
-                w.set_tor_detail(detail.into());
-            }
-        }
-        w.set_tor_state(self.tor);
-    }
-
-    fn account_event(&mut self, id: AccountId, ev: Event) {
-        let Some(e) = self.entry(id) else { return };
-        match ev {
-            Event::State(s) => {
-                e.state = match s {
-                    ConnectionState::Disconnected if e.state == ConnState::Failed => {
-                        ConnState::Failed
-                    }
-                    ConnectionState::Disconnected => ConnState::Disconnected,
-                    ConnectionState::Connecting => ConnState::Connecting,
-                    ConnectionState::Connected { .. } => ConnState::Connected,
-                    ConnectionState::Reconnecting => ConnState::Reconnecting,
-                };
-                if e.state == ConnState::Connected {
-                    e.error.clear();
-                    self.set_tor(TorStatus::Ready);
-                }
-                if e_state_offline(self.entry(id)) {
-                    if let Some(e) = self.entry(id) {
-                        for c in e.roster.values_mut() {
-                            c.online = false;
-                        }
-                    }
-                    self.refresh_contacts();
-                }
-                self.refresh_accounts();
-            }
-            Event::Error(err) => {
-                // A refused request (a group that cannot be joined, ...) leaves a connected
-                // account connected; the error is shown under it either way.
-                if !(e.state == ConnState::Connected
-                    && matches!(err, timb_core::AccountError::Refused(_)))
-                {
-                    e.state = ConnState::Failed;
-                }
-                e.error = err.to_string();
-                self.refresh_accounts();
-            }
-            Event::Message {
-                from,
-                sender,
-                body,
-                kind,
-                received_at,
-            } => {
-                let who = match (&from, sender) {
-                    (Target::Group(_), Some(s)) => state::sanitize(&s),
-                    (Target::Group(_), None) => String::new(),
-                    (Target::Direct(_), _) => {
-                        let k = e.key(&from).name().to_owned();
-                        e.roster.get(&k).and_then(|c| c.name.clone()).unwrap_or(k)
-                    }
-                };
-                let body = state::sanitize(&body);
-                let (body, status) = match kind {
-                    MessageKind::Action => (format!("* {who} {body}"), Status::Received),
-                    MessageKind::Notice if who.is_empty() => (body, Status::Notice),
-                    _ => (body, Status::Received),
-                };
-                self.append(
-                    id,
-                    &from,
-                    Message {
-                        sender: who,
-                        received_at,
-                        body,
-                        status,
-                        outgoing: false,
-                    },
-                );
-            }
-            Event::Presence { contact, presence } => {
-                let bare = e.key(&Target::Direct(contact)).name().to_owned();
-                if let Some(c) = e.roster.get_mut(&bare) {
-                    c.online = presence == Presence::Available;
-                    self.refresh_contacts();
-                }
-            }
-            Event::RosterSet(item) => {
-                if e.roster.len() < state::MAX_CONTACTS || e.roster.contains_key(&item.id) {
-                    // A roster change (a request accepted, a rename) says nothing about
-                    // presence: keep what we know.
-                    let online = e.roster.get(&item.id).is_some_and(|c| c.online);
-                    e.roster.insert(
-                        item.id.clone(),
-                        Contact {
-                            name: item.name.map(|n| state::sanitize(&n)),
-                            online,
-                        },
-                    );
-                }
-                self.refresh_contacts();
-            }
-            Event::RosterRemoved(jid) => {
-                e.roster.remove(&jid);
-                self.refresh_contacts();
-            }
-            Event::SubscriptionRequest { from } => {
-                if e.requests.len() < MAX_REQUESTS && !e.requests.contains(&from) {
-                    e.requests.push(state::sanitize(&from));
-                }
-                self.refresh_contacts();
-            }
-            Event::GroupJoined { room, nick } => {
-                e.groups.insert(room.clone(), nick);
-                e.conversation(&Target::Group(room.clone()));
-                if self.current.is_none() {
-                    self.open_conversation(id, Target::Group(room));
-                } else {
-                    self.refresh_contacts();
-                }
-            }
-            Event::GroupLeft { room } => {
-                e.groups.remove(&room);
-                let t = Target::Group(room);
-                e.conversations.remove(&t);
-                if self.current == Some((id, t)) {
-                    self.close_conversation();
-                }
-                self.refresh_contacts();
-            }
-            Event::GroupMembers { room, members } => {
-                e.conversation(&Target::Group(room.clone()))
-                    .set_members(members.iter().map(|m| state::sanitize(m)).collect());
-                self.refresh_members(id, &room);
-            }
-            Event::MemberJoined { room, nick } => {
-                e.conversation(&Target::Group(room.clone()))
-                    .add_member(&state::sanitize(&nick));
-                self.refresh_members(id, &room);
-            }
-            Event::MemberLeft { room, nick } => {
-                e.conversation(&Target::Group(room.clone()))
-                    .remove_member(&nick);
-                self.refresh_members(id, &room);
-            }
-            Event::Topic { room, topic } => {
-                let t = Target::Group(room);
-                self.append(
-                    id,
-                    &t,
-                    Message {
-                        sender: String::new(),
-                        received_at: timb_core::unix_now(),
-                        body: state::sanitize(&topic),
-                        status: Status::Notice,
-                        outgoing: false,
-                    },
-                );
-            }
-        }
-    }
-
-    fn otr_note(&mut self, n: OtrNote) {
-        match n {
-            OtrNote::KeyGen { state, .. } => {
-                if let Some(w) = self.win() {
-                    w.set_keygen(match state {
-                        KeyGen::Working => KeyGenState::Working,
-                        KeyGen::Done => KeyGenState::Done,
-                        KeyGen::Failed => KeyGenState::Failed,
-                    });
-                }
-            }
-            OtrNote::OurFingerprint {
-                account,
-                fingerprint,
-            } => {
-                if let Some(e) = self.entry(account) {
-                    e.my_fingerprint = Some(state::human_fingerprint(&fingerprint));
-                }
-                self.refresh_conversation_state();
-            }
-            // Held: the state does not change (an ended conversation stays ended).
-            OtrNote::Waiting { account, peer, .. } => {
-                self.conv_changed(account, &peer, false);
-            }
-            OtrNote::Secure {
-                account,
-                peer,
-                fingerprint,
-                verified,
-            } => {
-                self.with_conv(account, &peer, |c| {
-                    c.privacy = if verified {
-                        Privacy::PrivateVerified
-                    } else {
-                        Privacy::PrivateUnverified
-                    };
-                    c.their_fingerprint = Some(state::human_fingerprint(&fingerprint));
-                    c.release_waiting();
-                });
-                self.conv_changed(account, &peer, true);
-            }
-            OtrNote::Insecure { account, peer } => {
-                self.with_conv(account, &peer, |c| {
-                    if c.privacy != Privacy::Ended {
-                        c.privacy = Privacy::NotPrivate;
-                    }
-                });
-                self.conv_changed(account, &peer, false);
-            }
-            OtrNote::Ended { account, peer } => {
-                self.with_conv(account, &peer, |c| c.privacy = Privacy::Ended);
-                self.conv_changed(account, &peer, false);
-            }
-            OtrNote::Smp {
-                account,
-                peer,
-                event,
-            } => {
-                self.with_conv(account, &peer, |c| {
-                    c.smp = match event {
-                        SmpNote::AskedQuestion(q) => Smp::AskedQuestion(state::sanitize(&q)),
-                        SmpNote::AskedSecret => Smp::AskedSecret,
-                        SmpNote::InProgress(p) => Smp::InProgress(p.min(100)),
-                        SmpNote::Succeeded => {
-                            if c.privacy == Privacy::PrivateUnverified {
-                                c.privacy = Privacy::PrivateVerified;
-                            }
-                            Smp::Succeeded
-                        }
-                        SmpNote::Failed => Smp::Failed,
-                        SmpNote::Aborted => Smp::Aborted,
-                    };
-                });
-                let asked = self
-                    .with_conv(account, &peer, |c| {
-                        matches!(c.smp, Smp::AskedQuestion(_) | Smp::AskedSecret)
-                    })
-                    .unwrap_or(false);
-                // A question from the peer needs an answer: bring the dialog up.
-                if asked && self.is_current(account, &peer) {
-                    if let Some(w) = self.win() {
-                        w.set_otr_open(true);
-                    }
-                }
-                self.conv_changed(account, &peer, false);
-            }
-            OtrNote::Undelivered {
-                account,
-                peer,
-                count,
-            } => {
-                self.with_conv(account, &peer, |c| c.mark_undelivered(count));
-                self.conv_changed(account, &peer, true);
-            }
-            OtrNote::Unencrypted {
-                account,
-                peer,
-                body,
-            } => {
-                let t = Target::Direct(peer.clone());
-                let sender = self
-                    .entry(account)
-                    .map(|e| e.key(&t).name().to_owned())
-                    .unwrap_or(peer);
-                self.append(
-                    account,
-                    &t,
-                    Message {
-                        sender,
-                        received_at: timb_core::unix_now(),
-                        body: state::sanitize(&body),
-                        status: Status::Unencrypted,
-                        outgoing: false,
-                    },
-                );
-            }
-            OtrNote::Problem {
-                account,
-                peer,
-                text,
-            } => {
-                self.append(
-                    account,
-                    &Target::Direct(peer),
-                    Message {
-                        sender: String::new(),
-                        received_at: timb_core::unix_now(),
-                        body: text,
-                        status: Status::Notice,
-                        outgoing: false,
-                    },
-                );
-            }
-        }
-    }
-
-    /// After an OTR change: redraw the open conversation if it is this one.
-    fn conv_changed(&mut self, id: AccountId, peer: &str, rows_changed: bool) {
-        if self.is_current(id, peer) {
-            if rows_changed {
-                self.refresh_conversation();
-            } else {
-                self.refresh_conversation_state();
-            }
-        }
-    }
-
-    // ---- copying models into the window -------------------------------------
-
-    fn refresh_accounts(&self) {
-        let rows: Vec<AccountRow> = self
-            .entries
-            .iter()
-            .map(|e| AccountRow {
-                id: e.id.0 as i32,
-                irc: e.is_irc(),
-                label: e.account.label().into(),
-                state: e.state,
-                error: e.error.clone().into(),
-            })
-            .collect();
-        self.accounts_model.set_vec(rows);
-        if let Some(w) = self.win() {
-            let sel = w.get_selected_account();
-            if sel >= self.entries.len() as i32 || (sel < 0 && !self.entries.is_empty()) {
-                w.set_selected_account(if self.entries.is_empty() { -1 } else { 0 });
-            }
-            let irc = usize::try_from(w.get_selected_account())
-                .ok()
-                .and_then(|i| self.entries.get(i))
-                .is_some_and(|e| e.is_irc());
-            w.set_selected_is_irc(irc);
-        }
-    }
-
-    fn refresh_contacts(&self) {
-        let mut rows = Vec::new();
-        let mut requests = Vec::new();
-        for e in &self.entries {
-            let acc = e.id.0 as i32;
-            let unread = |t: &Target| e.conversations.get(t).map(|c| c.unread as i32).unwrap_or(0);
-            for room in e.groups.keys() {
-                let t = Target::Group(room.clone());
-                rows.push(ContactRow {
-                    account: acc,
-                    id: room.into(),
-                    name: room.into(),
-                    online: true,
-                    is_group: true,
-                    unread: unread(&t),
-                    rtl: false,
-                });
-            }
-            for (jid, c) in &e.roster {
-                let name = c.name.clone().unwrap_or_else(|| jid.clone());
-                rows.push(ContactRow {
-                    account: acc,
-                    id: jid.into(),
-                    rtl: state::is_rtl_text(&name),
-                    name: name.into(),
-                    online: c.online && e.state == ConnState::Connected,
-                    is_group: false,
-                    unread: unread(&Target::Direct(jid.clone())),
-                });
-            }
-            // One-to-one conversations with people not in the roster (IRC queries).
-            for (t, c) in &e.conversations {
-                if let Target::Direct(n) = t {
-                    if !e.roster.contains_key(n) {
-                        rows.push(ContactRow {
-                            account: acc,
-                            id: n.into(),
-                            name: n.into(),
-                            online: e.state == ConnState::Connected,
-                            is_group: false,
-                            unread: c.unread as i32,
-                            rtl: state::is_rtl_text(n),
-                        });
-                    }
-                }
-            }
-            for r in &e.requests {
-                requests.push(RequestRow {
-                    account: acc,
-                    from: r.into(),
-                });
-            }
-        }
-        self.contacts_model.set_vec(rows);
-        self.requests_model.set_vec(requests);
-    }
-
-    fn refresh_members(&self, id: AccountId, room: &str) {
-        if self.current == Some((id, Target::Group(room.to_owned()))) {
-            self.refresh_conversation();
-        }
-    }
-
-    fn current_conv(&self) -> Option<(&Entry, &Conversation)> {
-        let (id, t) = self.current.as_ref()?;
-        let e = self.entries.iter().find(|e| e.id == *id)?;
-        Some((e, e.conversations.get(t)?))
-    }
-
-    fn refresh_conversation(&self) {
-        let Some((_, c)) = self.current_conv() else {
-            self.messages_model.set_vec(Vec::new());
-            return;
-        };
-        self.messages_model
-            .set_vec(c.messages.iter().map(message_row).collect::<Vec<_>>());
-        self.members_model
-            .set_vec(c.members.iter().map(SharedString::from).collect::<Vec<_>>());
-        self.refresh_conversation_state();
-    }
-
-    fn refresh_conversation_state(&self) {
-        let Some(w) = self.win() else { return };
-        let Some((e, c)) = self.current_conv() else {
-            w.set_conv_open(false);
-            return;
-        };
-        w.set_conv_open(true);
-        w.set_conv_account(e.id.0 as i32);
-        w.set_conv_id(c.target.name().into());
-        let title = match &c.target {
-            Target::Direct(n) => e
-                .roster
-                .get(n)
-                .and_then(|r| r.name.clone())
-                .unwrap_or_else(|| n.clone()),
-            Target::Group(r) => r.clone(),
-        };
-        w.set_conv_title(title.into());
-        w.set_conv_account_label(e.account.label().into());
-        w.set_conv_is_group(c.target.is_group());
-        w.set_otr_state(match c.privacy {
-            Privacy::NotPrivate => OtrState::NotPrivate,
-            Privacy::PrivateUnverified => OtrState::PrivateUnverified,
-            Privacy::PrivateVerified => OtrState::PrivateVerified,
-            Privacy::Ended => OtrState::Ended,
-        });
-        w.set_my_fingerprint(e.my_fingerprint.clone().unwrap_or_default().into());
-        w.set_their_fingerprint(c.their_fingerprint.clone().unwrap_or_default().into());
-        w.set_their_verified(c.privacy == Privacy::PrivateVerified);
-        let (smp, q, p) = match &c.smp {
-            Smp::Idle => (SmpState::Idle, "", 0),
-            Smp::AskedQuestion(q) => (SmpState::AskedQuestion, q.as_str(), 0),
-            Smp::AskedSecret => (SmpState::AskedSecret, "", 0),
-            Smp::InProgress(p) => (SmpState::InProgress, "", *p),
-            Smp::Succeeded => (SmpState::Succeeded, "", 100),
-            Smp::Failed => (SmpState::Failed, "", 0),
-            Smp::Aborted => (SmpState::Aborted, "", 0),
-        };
-        w.set_smp_state(smp);
-        w.set_smp_question(q.into());
-        w.set_smp_progress(f32::from(p) / 100.0);
+    fn show_tor_starting(&mut self) {
+        let ch = model::starting_tor(&mut self.model);
+        self.render(ch);
     }
 
     // ---- OTR requests from the verification dialog ---------------------------
 
     fn current_peer(&self) -> Option<(AccountId, String)> {
-        match &self.current {
-            Some((id, Target::Direct(p))) => Some((*id, p.clone())),
-            _ => None,
-        }
+        self.model.current_peer()
     }
 
     fn otr_request(&mut self, make: impl FnOnce(AccountId, String) -> Request) {
@@ -1005,6 +317,7 @@ impl App {
             return;
         };
         let Some(fp) = self
+            .model
             .with_conv(id, &peer, |c| {
                 if matches!(
                     c.privacy,
@@ -1033,59 +346,20 @@ impl App {
 
     fn set_current_privacy(&mut self, f: impl FnOnce(Privacy) -> Privacy) {
         if let Some((id, peer)) = self.current_peer() {
-            self.with_conv(id, &peer, |c| c.privacy = f(c.privacy));
+            self.model
+                .with_conv(id, &peer, |c| c.privacy = f(c.privacy));
             self.refresh_conversation_state();
         }
     }
 
-    fn set_smp(&mut self, smp: Smp) {
+    fn set_smp(&mut self, smp: SmpEvent) {
         if let Some((id, peer)) = self.current_peer() {
-            self.with_conv(id, &peer, |c| c.smp = smp);
+            self.model.with_conv(id, &peer, |c| c.smp = Some(smp));
         }
         if let Some(w) = self.win() {
             w.set_smp_secret_input("".into());
         }
         self.refresh_conversation_state();
-    }
-}
-
-fn e_state_offline(e: Option<&mut Entry>) -> bool {
-    e.is_some_and(|e| matches!(e.state, ConnState::Disconnected | ConnState::Failed))
-}
-
-fn form_error(e: FieldError) -> FormError {
-    match e {
-        FieldError::ServerEmpty => FormError::ServerEmpty,
-        FieldError::ServerInvalid => FormError::ServerInvalid,
-        FieldError::PortInvalid => FormError::PortInvalid,
-        FieldError::IdentityEmpty => FormError::IdentityEmpty,
-        FieldError::JidInvalid => FormError::JidInvalid,
-        FieldError::NickInvalid => FormError::NickInvalid,
-        FieldError::PinInvalid => FormError::PinInvalid,
-        FieldError::PasswordEmpty => FormError::PasswordEmpty,
-    }
-}
-
-fn message_row(m: &Message) -> MessageRow {
-    let links: Vec<SharedString> = state::find_links(&m.body)
-        .into_iter()
-        .map(SharedString::from)
-        .collect();
-    MessageRow {
-        sender: m.sender.clone().into(),
-        time: state::format_time(m.received_at).into(),
-        body: m.body.clone().into(),
-        rtl: state::is_rtl_text(&m.body),
-        status: match m.status {
-            Status::Received => MsgStatus::Received,
-            Status::Sent => MsgStatus::Sent,
-            Status::Waiting => MsgStatus::Waiting,
-            Status::Undelivered => MsgStatus::Undelivered,
-            Status::Notice => MsgStatus::Notice,
-            Status::Unencrypted => MsgStatus::Unencrypted,
-        },
-        outgoing: m.outgoing,
-        links: ModelRc::new(VecModel::from(links)),
     }
 }
 
@@ -1108,10 +382,7 @@ fn bind(w: &MainWindow, app: &Shared) {
         a.set_language(i18n::code_for_index(i))
     });
     on!(on_tor_retry, |a| {
-        a.set_tor(TorStatus::Starting {
-            fraction: 0.0,
-            phase: String::new(),
-        });
+        a.show_tor_starting();
         a.backend.request(Request::RetryTor);
     });
     on!(on_add_account, |a| { a.open_account_form(None) });
@@ -1153,7 +424,7 @@ fn bind(w: &MainWindow, app: &Shared) {
     on!(on_add_contact, |a, text| {
         let who = text.trim().to_owned();
         if let (Some(id), false) = (a.selected(), who.is_empty()) {
-            let irc = a.entry(id).is_some_and(|e| e.is_irc());
+            let irc = a.model.entry(id).is_some_and(|e| e.is_irc());
             if !irc {
                 a.backend.request(Request::Command {
                     id,
@@ -1204,7 +475,7 @@ fn bind(w: &MainWindow, app: &Shared) {
         a.otr_request(|id, peer| Request::EndPrivate { id, peer })
     });
     on!(on_leave_group, |a| {
-        if let Some((id, Target::Group(room))) = a.current.clone() {
+        if let Some((id, Target::Group(room))) = a.model.current.clone() {
             a.backend.request(Request::Command {
                 id,
                 command: Command::LeaveGroup { room },
@@ -1228,7 +499,7 @@ fn bind(w: &MainWindow, app: &Shared) {
             question,
             secret,
         });
-        a.set_smp(Smp::InProgress(0));
+        a.set_smp(SmpEvent::InProgress(0));
         if let Some(w) = a.win() {
             w.set_smp_question_input("".into());
         }
@@ -1236,10 +507,10 @@ fn bind(w: &MainWindow, app: &Shared) {
     on!(on_respond_smp, |a, s| {
         let secret = s.to_string();
         a.otr_request(|id, peer| Request::RespondSmp { id, peer, secret });
-        a.set_smp(Smp::InProgress(0));
+        a.set_smp(SmpEvent::InProgress(0));
     });
     on!(on_abort_smp, |a| {
         a.otr_request(|id, peer| Request::AbortSmp { id, peer });
-        a.set_smp(Smp::Aborted);
+        a.set_smp(SmpEvent::Aborted);
     });
 }

@@ -21,12 +21,15 @@ use ui_generated as slint_generatedMainWindow;
 pub mod accounts;
 pub mod backend;
 pub mod controller;
+mod form;
 mod i18n;
+mod model;
 pub mod net;
 pub mod profile;
 mod state;
 #[cfg(test)]
 mod ui_tests;
+mod view;
 
 use std::cell::RefCell;
 use std::path::Path;

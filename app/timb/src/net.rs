@@ -2,7 +2,9 @@
 //! one-to-one conversation.
 //!
 //! One tokio runtime serves everything. Each connected account is one task
-//! that owns the protocol handle and its OTR control; the window's requests
+//! that owns the protocol handle and its OTR control; both protocols get their
+//! streams from timb-tor's `TorConnector` and reconnect after a drop by the
+//! same rules (transient failures only, with backoff, never after Disconnect); the window's requests
 //! reach it through a queue, so a message typed while Tor is still starting is
 //! kept in order and given to OTR (which holds it until the conversation is
 //! encrypted) once the account exists. Tor starts on the first connect, never
@@ -15,14 +17,15 @@ use std::sync::Arc;
 
 use timb_core::{AccountError, AccountHandle, AccountId, Command, ConnectionState, Event};
 use timb_otr::wrap::{ControlEvent, OtrControl};
-use timb_otr::{KeyGenState, OtrEvent, Problem, SmpEvent};
-use timb_tor::{BootstrapProgress, PinSet, TlsPolicy, TofuStore, TorConfig, TorError, Transport};
+use timb_otr::{KeyGenState, OtrEvent, Problem};
+use timb_tor::{
+    BootstrapProgress, ConnectError, PinSet, TlsPolicy, TofuStore, TorConfig, TorConnector,
+    TorError, Transport,
+};
 use tokio::sync::{mpsc, watch, Mutex};
 
 use crate::accounts::{Account, SavedProtocol, TlsMode};
-use crate::backend::{
-    Backend, KeyGen, OtrNote, Request, Sink, SmpNote, TorFailureKind, TorStatus, UiEvent,
-};
+use crate::backend::{Backend, KeyGen, OtrNote, Request, Sink, TorFailureKind, TorStatus, UiEvent};
 
 /// Environment variable naming a private Tor network's description (the test
 /// harness's network file). Loud on stderr, never silent: it replaces the
@@ -300,28 +303,6 @@ fn wrap_otr(
     timb_otr::wrap::wrap(handle, &dir, &name).map_err(|e| e.to_string())
 }
 
-struct ArtiConnector {
-    tor: Transport,
-    account: AccountId,
-}
-
-impl timb_xmpp::Connector for ArtiConnector {
-    fn connect(
-        &self,
-        host: String,
-        port: u16,
-    ) -> timb_xmpp::BoxFuture<Result<timb_xmpp::BoxStream, timb_xmpp::XmppError>> {
-        let (tor, account) = (self.tor.clone(), self.account);
-        Box::pin(async move {
-            let s = tor
-                .connect(account, &host, port)
-                .await
-                .map_err(|e| timb_xmpp::XmppError::Io(format!("through Tor: {e}")))?;
-            Ok(timb_xmpp::boxed(s))
-        })
-    }
-}
-
 async fn open_account(
     shared: &Shared,
     tor: Transport,
@@ -349,7 +330,7 @@ async fn open_account(
             let h = timb_xmpp::spawn_account(
                 id,
                 cfg,
-                Arc::new(ArtiConnector { tor, account: id }),
+                Arc::new(TorConnector::new(&tor, id)),
                 Arc::new(timb_xmpp::PolicyTls::new(policy, Some(s.port), direct)),
             );
             h.commands
@@ -359,10 +340,6 @@ async fn open_account(
             Ok(h)
         }
         SavedProtocol::Irc => {
-            let stream = tor
-                .connect(id, &s.server, s.port)
-                .await
-                .map_err(AccountError::from)?;
             let server = timb_irc::connect::IrcServer {
                 host: s.server.clone(),
                 port: s.port,
@@ -378,9 +355,12 @@ async fn open_account(
                     nickserv_fallback: false,
                 };
             }
-            timb_irc::connect::start(id, stream, &server, cfg)
+            let h = timb_irc::spawn_account(id, server, cfg, Arc::new(TorConnector::new(&tor, id)));
+            h.commands
+                .send(Command::Connect)
                 .await
-                .map_err(|e| AccountError::from(&e))
+                .map_err(|_| AccountError::Closed("the account stopped".into()))?;
+            Ok(h)
         }
     }
 }
@@ -413,8 +393,8 @@ async fn account_task(
     let opening = async {
         let tor = match tor_task.await {
             Ok(Ok(t)) => t,
-            Ok(Err(e)) => return Err(AccountError::Transport(e)),
-            Err(_) => return Err(AccountError::Transport("Tor could not start".into())),
+            // The window shows why Tor failed (TorStatus); the account only says so, typed.
+            Ok(Err(_)) | Err(_) => return Err(AccountError::Connect(ConnectError::NoTor)),
         };
         open_account(&shared, tor, id, &account, password).await
     };
@@ -585,14 +565,7 @@ fn otr_notes(account: AccountId, e: ControlEvent) -> Vec<OtrNote> {
             OtrEvent::Smp { peer, event, .. } => vec![OtrNote::Smp {
                 account,
                 peer,
-                event: match event {
-                    SmpEvent::AskedQuestion(q) => SmpNote::AskedQuestion(q),
-                    SmpEvent::AskedSecret => SmpNote::AskedSecret,
-                    SmpEvent::InProgress(p) => SmpNote::InProgress(p),
-                    SmpEvent::Succeeded => SmpNote::Succeeded,
-                    SmpEvent::Failed => SmpNote::Failed,
-                    SmpEvent::Aborted => SmpNote::Aborted,
-                },
+                event,
             }],
             OtrEvent::Undelivered { peer, count, .. } => vec![OtrNote::Undelivered {
                 account,

@@ -5,6 +5,7 @@
 use std::collections::VecDeque;
 
 use timb_core::Target;
+use timb_otr::SmpEvent;
 
 /// Messages kept per conversation; older ones are forgotten (never written anywhere).
 pub const SCROLLBACK: usize = 2_000;
@@ -50,20 +51,6 @@ pub struct Message {
     pub outgoing: bool,
 }
 
-/// Where OTR's shared-secret check (the socialist millionaires' protocol) stands.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Smp {
-    Idle,
-    /// The peer asked a question; we answer with the shared secret.
-    AskedQuestion(String),
-    AskedSecret,
-    /// Percent done.
-    InProgress(u16),
-    Succeeded,
-    Failed,
-    Aborted,
-}
-
 /// One open conversation: a contact or a group, on one account.
 #[derive(Debug, Clone)]
 pub struct Conversation {
@@ -71,7 +58,9 @@ pub struct Conversation {
     pub messages: VecDeque<Message>,
     pub privacy: Privacy,
     pub their_fingerprint: Option<String>,
-    pub smp: Smp,
+    /// Where OTR's shared-secret check (the socialist millionaires' protocol)
+    /// stands: its last step, `None` before the first.
+    pub smp: Option<SmpEvent>,
     pub members: Vec<String>,
     pub unread: u32,
 }
@@ -83,7 +72,7 @@ impl Conversation {
             messages: VecDeque::new(),
             privacy: Privacy::NotPrivate,
             their_fingerprint: None,
-            smp: Smp::Idle,
+            smp: None,
             members: Vec::new(),
             unread: 0,
         }

@@ -10,7 +10,7 @@ use slint::{ComponentHandle, Model};
 use timb_core::{AccountId, Event, MessageKind, Target};
 
 use crate::accounts::Remembered;
-use crate::backend::{Backend, OtrNote, Request, SmpNote, UiEvent};
+use crate::backend::{Backend, OtrNote, Request, SmpEvent, UiEvent};
 use crate::controller::{App, Shared};
 use crate::{FormError, MainWindow, MsgStatus, OtrState};
 
@@ -225,7 +225,7 @@ fn banner_follows_otr_events() {
     u.handle(UiEvent::Otr(OtrNote::Smp {
         account: id,
         peer: peer.clone(),
-        event: SmpNote::Succeeded,
+        event: SmpEvent::Succeeded,
     }));
     assert_eq!(u.banner(), "Private, verified");
 

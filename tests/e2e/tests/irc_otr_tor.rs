@@ -4,15 +4,16 @@
 //! sees every IRC line of the onion account, so it shows what the server gets: only `?OTR`,
 //! each OTR fragment in its own PRIVMSG.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use timb_core::{AccountHandle, AccountId, Command, ConnectionState, Event, MessageKind, Target};
-use timb_irc::{start, IrcConfig, IrcServer};
+use timb_irc::{spawn_account, IrcConfig, IrcServer};
 use timb_otr::wrap::{irc_fragment_size, wrap, ControlEvent, OtrControl};
 use timb_otr::{ConversationState, KeyGenState, OtrEvent};
 use timb_test_support::*;
 use timb_testnet::{exit_port_index, TestNet};
-use timb_tor::{BootstrapProgress, TorConfig, Transport};
+use timb_tor::{BootstrapProgress, TorConfig, TorConnector, Transport};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -76,13 +77,14 @@ async fn otr_over_irc_over_arti_server_sees_only_otr_data() {
         allow_plaintext: false,
         client_identity: None,
     };
-    let s = tor
-        .connect(AccountId(1), "127.0.0.1", exit_port)
-        .await
-        .expect("exit stream");
-    let a = start(AccountId(1), s, &a_server, IrcConfig::new("ircA"))
-        .await
-        .expect("TLS through Tor");
+    // The certificate is for IRC_HOST; the exit reaches ngircd at 127.0.0.1.
+    let via = Redirect::new(
+        Arc::new(TorConnector::new(&tor, AccountId(1))),
+        "127.0.0.1",
+        exit_port,
+    );
+    let a = spawn_account(AccountId(1), a_server, IrcConfig::new("ircA"), via);
+    a.commands.send(Command::Connect).await.unwrap();
     // ircB: plain text to the onion service (allowed only for .onion).
     let b_server = IrcServer {
         host: onion.onion.clone(),
@@ -91,13 +93,13 @@ async fn otr_over_irc_over_arti_server_sees_only_otr_data() {
         allow_plaintext: true,
         client_identity: None,
     };
-    let s = tor
-        .connect(AccountId(2), &onion.onion, onion.port)
-        .await
-        .expect("onion stream");
-    let b = start(AccountId(2), s, &b_server, IrcConfig::new("ircB"))
-        .await
-        .expect("plain text to the onion service");
+    let b = spawn_account(
+        AccountId(2),
+        b_server,
+        IrcConfig::new("ircB"),
+        Arc::new(TorConnector::new(&tor, AccountId(2))),
+    );
+    b.commands.send(Command::Connect).await.unwrap();
 
     let (mut a, mut ac) = wrap(a, &scratch(tmp.path(), "otr-a"), "ircA@irc.test").unwrap();
     let (mut b, mut bc) = wrap(b, &scratch(tmp.path(), "otr-b"), "ircB@irc.test").unwrap();

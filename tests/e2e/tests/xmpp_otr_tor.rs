@@ -12,7 +12,7 @@ use timb_otr::wrap::{wrap, ControlEvent, OtrControl};
 use timb_otr::{ConversationState, KeyGenState, OtrEvent};
 use timb_test_support::*;
 use timb_testnet::{exit_port_index, TestNet};
-use timb_tor::{BootstrapProgress, TorConfig, Transport};
+use timb_tor::{BootstrapProgress, TorConfig, TorConnector, Transport};
 use timb_xmpp::{PolicyTls, ServerAddr, TlsMode, XmppConfig};
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -90,10 +90,7 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
         let h = timb_xmpp::spawn_account(
             id,
             cfg,
-            Arc::new(ArtiConnector {
-                tor: tor.clone(),
-                account: id,
-            }),
+            Arc::new(TorConnector::new(&tor, id)),
             Arc::new(tls),
         );
         (h, rec)

@@ -1,12 +1,13 @@
-//! The ways tests reach servers: loopback sockets for test peers (only the code under test
-//! uses Tor), timb-tor's arti for the code under test, and the test network's c-tor SOCKS
-//! port as a baseline and a second Tor path.
+//! The ways tests reach servers, all in timb-tor's one [`Connector`] shape: loopback sockets
+//! for test peers (only the code under test uses Tor), timb-tor's own [`timb_tor::TorConnector`]
+//! for the code under test, the test network's c-tor SOCKS port as a baseline and a second Tor
+//! path, and [`Scripted`], which counts attempts and fails on demand with a chosen kind.
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
 
-use timb_core::AccountId;
-use timb_xmpp::{BoxFuture, BoxStream, Connector, XmppError};
+use timb_tor::{BoxFuture, BoxStream, ConnectError, Connector};
 use tokio::net::TcpStream;
 
 /// A socket to a loopback server the test started.
@@ -20,7 +21,7 @@ pub async fn connect_loopback(port: u16) -> TcpStream {
         .expect("connect to the loopback test server")
 }
 
-/// Connects to 127.0.0.1:`port` whatever port the account names (a proxy or server the
+/// Connects to 127.0.0.1:`port` whatever host and port the account names (a proxy or server the
 /// test started; the app's connector goes through arti instead).
 pub struct LoopConnector {
     pub port: u16,
@@ -33,54 +34,25 @@ pub struct Loopback;
     clippy::disallowed_methods,
     reason = "tests connect only to loopback servers they started themselves"
 )]
-fn loopback(host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+fn loopback(port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
     Box::pin(async move {
-        assert_eq!(host, "127.0.0.1", "test peers only ever use loopback");
         let s = TcpStream::connect(("127.0.0.1", port))
             .await
-            .map_err(|e| XmppError::Io(e.to_string()))?;
+            .map_err(|_| ConnectError::Refused)?;
         Ok(Box::new(s) as BoxStream)
     })
 }
 
 impl Connector for LoopConnector {
-    fn connect(&self, host: String, _port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
-        loopback(host, self.port)
+    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
+        loopback(self.port)
     }
 }
 
 impl Connector for Loopback {
-    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
-        loopback(host, port)
-    }
-}
-
-/// timb's own path onto the network, as in the app: arti streams from timb-tor, isolated
-/// per account.
-pub struct ArtiConnector {
-    pub tor: timb_tor::Transport,
-    pub account: AccountId,
-}
-
-impl ArtiConnector {
-    pub fn new(tor: &timb_tor::Transport, account: AccountId) -> Arc<ArtiConnector> {
-        Arc::new(ArtiConnector {
-            tor: tor.clone(),
-            account,
-        })
-    }
-}
-
-impl Connector for ArtiConnector {
-    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
-        let (tor, account) = (self.tor.clone(), self.account);
-        Box::pin(async move {
-            let s = tor
-                .connect(account, &host, port)
-                .await
-                .map_err(|e| XmppError::Io(format!("through Tor: {e}")))?;
-            Ok(Box::new(s) as BoxStream)
-        })
+    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
+        assert_eq!(host, "127.0.0.1", "test peers only ever use loopback");
+        loopback(port)
     }
 }
 
@@ -120,13 +92,76 @@ impl SocksConnector {
 }
 
 impl Connector for SocksConnector {
-    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, XmppError>> {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
         let socks = self.socks_port;
         Box::pin(async move {
             let s = SocksConnector::stream(socks, &host, port)
                 .await
-                .map_err(|e| XmppError::Io(e.to_string()))?;
+                .map_err(|_| ConnectError::Circuit)?;
             Ok(Box::new(s) as BoxStream)
         })
+    }
+}
+
+/// Wraps another connector: counts every attempt, and while a failure is set answers with
+/// it instead of connecting, so a test can tell a retried error from one shown once.
+pub struct Scripted {
+    inner: Arc<dyn Connector>,
+    attempts: AtomicU32,
+    failure: Mutex<Option<ConnectError>>,
+}
+
+impl Scripted {
+    pub fn new(inner: Arc<dyn Connector>) -> Arc<Scripted> {
+        Arc::new(Scripted {
+            inner,
+            attempts: AtomicU32::new(0),
+            failure: Mutex::new(None),
+        })
+    }
+
+    /// Every later attempt fails with `e` (or connects again, with `None`).
+    pub fn fail_with(&self, e: Option<ConnectError>) {
+        *self.failure.lock().unwrap_or_else(|p| p.into_inner()) = e;
+    }
+
+    /// Attempts so far, failed ones included.
+    pub fn attempts(&self) -> u32 {
+        self.attempts.load(Ordering::SeqCst)
+    }
+}
+
+impl Connector for Scripted {
+    fn connect(&self, host: String, port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
+        self.attempts.fetch_add(1, Ordering::SeqCst);
+        match *self.failure.lock().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Box::pin(async move { Err(e) }),
+            None => self.inner.connect(host, port),
+        }
+    }
+}
+
+/// Connects `inner` to one fixed address whatever the account names: lets an account keep
+/// the server name its certificate is for (`irc.test`) while the stream goes to the port
+/// the test started.
+pub struct Redirect {
+    inner: Arc<dyn Connector>,
+    host: String,
+    port: u16,
+}
+
+impl Redirect {
+    pub fn new(inner: Arc<dyn Connector>, host: &str, port: u16) -> Arc<Redirect> {
+        Arc::new(Redirect {
+            inner,
+            host: host.to_owned(),
+            port,
+        })
+    }
+}
+
+impl Connector for Redirect {
+    fn connect(&self, _host: String, _port: u16) -> BoxFuture<Result<BoxStream, ConnectError>> {
+        self.inner.connect(self.host.clone(), self.port)
     }
 }

@@ -1,7 +1,8 @@
 //! What timb's tests share, written once: real servers on 127.0.0.1 (prosody, ngircd) with
 //! certificates from a throwaway CA, recording points for what a server sees, the connectors
-//! tests reach servers through (loopback for test peers, timb-tor's arti for the code under
-//! test, c-tor's SOCKS port for baselines), and event waits with a deadline.
+//! tests reach servers through (loopback for test peers, c-tor's SOCKS port for baselines, a
+//! scripted one that counts attempts and fails on demand; the code under test uses timb-tor's
+//! own `TorConnector`), and event waits with a deadline.
 //!
 //! Everything binds and connects to 127.0.0.1 only; the Tor network is timb-testnet's. Used by
 //! the tests and benches of timb-xmpp, timb-irc, timb and the end-to-end tests (`tests/e2e`).
@@ -12,7 +13,9 @@ mod ngircd;
 mod prosody;
 mod record;
 
-pub use connect::{arti, connect_loopback, ArtiConnector, LoopConnector, Loopback, SocksConnector};
+pub use connect::{
+    arti, connect_loopback, LoopConnector, Loopback, Redirect, Scripted, SocksConnector,
+};
 pub use events::{drain, wait_event};
 pub use ngircd::{Ngircd, TestPki, IRC_HOST};
 pub use prosody::{Prosody, DOMAIN, MUC};

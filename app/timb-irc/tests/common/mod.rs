@@ -6,8 +6,10 @@
 
 use std::time::Duration;
 
-use timb_core::{AccountHandle, AccountId, ConnectionState, Event};
-use timb_irc::IrcConfig;
+use std::sync::Arc;
+
+use timb_core::{AccountError, AccountHandle, AccountId, Command, ConnectionState, Event};
+use timb_irc::{Connector, IrcConfig, IrcServer};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::timeout;
@@ -16,7 +18,9 @@ use tokio::time::timeout;
     unused_imports,
     reason = "each test binary and the bench take a subset"
 )]
-pub use timb_test_support::{connect_loopback, Ngircd, SocksConnector, TestPki};
+pub use timb_test_support::{
+    connect_loopback, LoopConnector, Ngircd, Proxy, Redirect, Scripted, SocksConnector, TestPki,
+};
 
 pub const WAIT: Duration = Duration::from_secs(20);
 
@@ -44,6 +48,36 @@ pub async fn wait_connected(h: &mut AccountHandle) {
 pub async fn account(id: u32, port: u16, cfg: IrcConfig) -> AccountHandle {
     let s = connect_loopback(port).await;
     timb_irc::spawn(AccountId(id), s, cfg)
+}
+
+/// An account as the app runs it (`spawn_account`), told to connect through `connector`.
+pub async fn start_via(
+    id: AccountId,
+    server: &IrcServer,
+    cfg: IrcConfig,
+    connector: Arc<dyn Connector>,
+) -> AccountHandle {
+    let h = timb_irc::spawn_account(id, server.clone(), cfg, connector);
+    h.commands.send(Command::Connect).await.unwrap();
+    h
+}
+
+/// [`start_via`] to 127.0.0.1:`port`, whatever host `server` names (its TLS name).
+pub async fn start(id: AccountId, port: u16, server: &IrcServer, cfg: IrcConfig) -> AccountHandle {
+    start_via(id, server, cfg, Arc::new(LoopConnector { port })).await
+}
+
+/// The error an account reports, then its Disconnected.
+pub async fn start_error(h: &mut AccountHandle) -> AccountError {
+    let e = match wait_for(h, "error", |e| matches!(e, Event::Error(_))).await {
+        Event::Error(e) => e,
+        _ => unreachable!(),
+    };
+    wait_for(h, "Disconnected", |e| {
+        matches!(e, Event::State(ConnectionState::Disconnected))
+    })
+    .await;
+    e
 }
 
 /// A raw IRC client: what another person's (non-timb) client sends.

@@ -13,7 +13,7 @@ use timb_xmpp::{Connector, PolicyTls, ServerAddr, TlsMode, XmppConfig};
     reason = "each test binary and the bench take a subset"
 )]
 pub use timb_test_support::{
-    arti, free_port, ArtiConnector, LoopConnector, Prosody, Proxy, Recording, RecordingTls,
+    arti, free_port, LoopConnector, Prosody, Proxy, Recording, RecordingTls, Scripted,
     SocksConnector, DOMAIN, MUC,
 };
 
@@ -26,7 +26,7 @@ pub fn config(user: &str, pw: &str, port: u16, tls: TlsMode) -> XmppConfig {
     });
     c.timeout = Duration::from_secs(10);
     c.ping_interval = Duration::from_secs(30);
-    c.reconnect_attempts = 3;
+    c.reconnect.attempts = 3;
     c
 }
 

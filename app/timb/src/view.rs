@@ -1,0 +1,252 @@
+//! The window as a view of the [`Model`](crate::model::Model): copies what a
+//! [`Changes`] says changed into the window's properties and row models, and
+//! decides nothing.
+
+use slint::{Model as _, ModelRc, SharedString, VecModel};
+use timb_core::Target;
+
+use crate::backend::{KeyGen, SmpEvent, TorFailureKind};
+use crate::controller::App;
+use crate::model::{Changes, Entry};
+use crate::slint_generatedMainWindow as ui;
+use crate::state::{self, Conversation, Message, Privacy, Status};
+use ui::{
+    AccountRow, ConnState, ContactRow, KeyGenState, MessageRow, MsgStatus, OtrState, RequestRow,
+    SmpState, TorFailure,
+};
+
+impl App {
+    /// Shows what changed: the only way model changes reach the window.
+    pub(crate) fn render(&mut self, ch: Changes) {
+        let w = self.win();
+        if ch.tor {
+            self.show_tor();
+        }
+        if let (true, Some(w), Some(k)) = (ch.keygen, &w, self.model.keygen) {
+            w.set_keygen(match k {
+                KeyGen::Working => KeyGenState::Working,
+                KeyGen::Done => KeyGenState::Done,
+                KeyGen::Failed => KeyGenState::Failed,
+            });
+        }
+        if ch.closed {
+            if let Some(w) = &w {
+                w.set_conv_open(false);
+                w.set_otr_open(false);
+            }
+            self.messages_model.set_vec(Vec::new());
+            self.members_model.set_vec(Vec::new());
+        }
+        if ch.accounts {
+            self.refresh_accounts();
+        }
+        if ch.conversation {
+            self.refresh_conversation();
+        } else if ch.conversation_state {
+            self.refresh_conversation_state();
+        }
+        if !ch.appended.is_empty() {
+            for m in &ch.appended {
+                self.messages_model.push(message_row(m));
+            }
+            for _ in 0..ch.dropped.min(self.messages_model.row_count()) {
+                self.messages_model.remove(0);
+            }
+        }
+        if ch.contacts {
+            self.refresh_contacts();
+        }
+        if let Some(w) = &w {
+            if ch.opened {
+                w.invoke_focus_message();
+            }
+            if ch.show_verify {
+                w.set_otr_open(true);
+            }
+        }
+    }
+
+    fn show_tor(&self) {
+        let Some(w) = self.win() else { return };
+        let t = &self.model.tor;
+        w.set_tor_progress(t.progress);
+        w.set_tor_phase(t.phase.clone().into());
+        if let Some((kind, detail)) = &t.failure {
+            w.set_tor_failure(match kind {
+                TorFailureKind::NoNetwork => TorFailure::NoNetwork,
+                TorFailureKind::ClockSkew => TorFailure::ClockSkew,
+                TorFailureKind::Blocked => TorFailure::Blocked,
+                TorFailureKind::Other => TorFailure::Other,
+            });
+            w.set_tor_detail(detail.clone().into());
+        }
+        w.set_tor_state(t.state);
+    }
+
+    pub(crate) fn refresh_accounts(&self) {
+        let rows: Vec<AccountRow> = self
+            .model
+            .entries
+            .iter()
+            .map(|e| AccountRow {
+                id: e.id.0 as i32,
+                irc: e.is_irc(),
+                label: e.account.label().into(),
+                state: e.state,
+                error: e.error.clone().into(),
+            })
+            .collect();
+        self.accounts_model.set_vec(rows);
+        if let Some(w) = self.win() {
+            let sel = w.get_selected_account();
+            if sel >= self.model.entries.len() as i32 || (sel < 0 && !self.model.entries.is_empty())
+            {
+                w.set_selected_account(if self.model.entries.is_empty() { -1 } else { 0 });
+            }
+            let irc = usize::try_from(w.get_selected_account())
+                .ok()
+                .and_then(|i| self.model.entries.get(i))
+                .is_some_and(|e| e.is_irc());
+            w.set_selected_is_irc(irc);
+        }
+    }
+
+    pub(crate) fn refresh_contacts(&self) {
+        let mut rows = Vec::new();
+        let mut requests = Vec::new();
+        for e in &self.model.entries {
+            let acc = e.id.0 as i32;
+            let unread = |t: &Target| e.conversations.get(t).map(|c| c.unread as i32).unwrap_or(0);
+            for room in e.groups.keys() {
+                let t = Target::Group(room.clone());
+                rows.push(ContactRow {
+                    account: acc,
+                    id: room.into(),
+                    name: room.into(),
+                    online: true,
+                    is_group: true,
+                    unread: unread(&t),
+                    rtl: false,
+                });
+            }
+            for (jid, c) in &e.roster {
+                let name = c.name.clone().unwrap_or_else(|| jid.clone());
+                rows.push(ContactRow {
+                    account: acc,
+                    id: jid.into(),
+                    rtl: state::is_rtl_text(&name),
+                    name: name.into(),
+                    online: c.online && e.state == ConnState::Connected,
+                    is_group: false,
+                    unread: unread(&Target::Direct(jid.clone())),
+                });
+            }
+            // One-to-one conversations with people not in the roster (IRC queries).
+            for (t, c) in &e.conversations {
+                if let Target::Direct(n) = t {
+                    if !e.roster.contains_key(n) {
+                        rows.push(ContactRow {
+                            account: acc,
+                            id: n.into(),
+                            name: n.into(),
+                            online: e.state == ConnState::Connected,
+                            is_group: false,
+                            unread: c.unread as i32,
+                            rtl: state::is_rtl_text(n),
+                        });
+                    }
+                }
+            }
+            for r in &e.requests {
+                requests.push(RequestRow {
+                    account: acc,
+                    from: r.into(),
+                });
+            }
+        }
+        self.contacts_model.set_vec(rows);
+        self.requests_model.set_vec(requests);
+    }
+
+    pub(crate) fn refresh_conversation(&self) {
+        let Some((_, c)) = self.current_conv() else {
+            self.messages_model.set_vec(Vec::new());
+            return;
+        };
+        self.messages_model
+            .set_vec(c.messages.iter().map(message_row).collect::<Vec<_>>());
+        self.members_model
+            .set_vec(c.members.iter().map(SharedString::from).collect::<Vec<_>>());
+        self.refresh_conversation_state();
+    }
+
+    pub(crate) fn refresh_conversation_state(&self) {
+        let Some(w) = self.win() else { return };
+        let Some((e, c)) = self.current_conv() else {
+            w.set_conv_open(false);
+            return;
+        };
+        w.set_conv_open(true);
+        w.set_conv_account(e.id.0 as i32);
+        w.set_conv_id(c.target.name().into());
+        let title = match &c.target {
+            Target::Direct(n) => e
+                .roster
+                .get(n)
+                .and_then(|r| r.name.clone())
+                .unwrap_or_else(|| n.clone()),
+            Target::Group(r) => r.clone(),
+        };
+        w.set_conv_title(title.into());
+        w.set_conv_account_label(e.account.label().into());
+        w.set_conv_is_group(c.target.is_group());
+        w.set_otr_state(match c.privacy {
+            Privacy::NotPrivate => OtrState::NotPrivate,
+            Privacy::PrivateUnverified => OtrState::PrivateUnverified,
+            Privacy::PrivateVerified => OtrState::PrivateVerified,
+            Privacy::Ended => OtrState::Ended,
+        });
+        w.set_my_fingerprint(e.my_fingerprint.clone().unwrap_or_default().into());
+        w.set_their_fingerprint(c.their_fingerprint.clone().unwrap_or_default().into());
+        w.set_their_verified(c.privacy == Privacy::PrivateVerified);
+        let (smp, q, p) = match &c.smp {
+            None => (SmpState::Idle, "", 0),
+            Some(SmpEvent::AskedQuestion(q)) => (SmpState::AskedQuestion, q.as_str(), 0),
+            Some(SmpEvent::AskedSecret) => (SmpState::AskedSecret, "", 0),
+            Some(SmpEvent::InProgress(p)) => (SmpState::InProgress, "", *p),
+            Some(SmpEvent::Succeeded) => (SmpState::Succeeded, "", 100),
+            Some(SmpEvent::Failed) => (SmpState::Failed, "", 0),
+            Some(SmpEvent::Aborted) => (SmpState::Aborted, "", 0),
+        };
+        w.set_smp_state(smp);
+        w.set_smp_question(q.into());
+        w.set_smp_progress(f32::from(p) / 100.0);
+    }
+
+    fn current_conv(&self) -> Option<(&Entry, &Conversation)> {
+        self.model.current_conv()
+    }
+}
+
+fn message_row(m: &Message) -> MessageRow {
+    let links: Vec<SharedString> = state::find_links(&m.body)
+        .into_iter()
+        .map(SharedString::from)
+        .collect();
+    MessageRow {
+        sender: m.sender.clone().into(),
+        time: state::format_time(m.received_at).into(),
+        body: m.body.clone().into(),
+        rtl: state::is_rtl_text(&m.body),
+        status: match m.status {
+            Status::Received => MsgStatus::Received,
+            Status::Sent => MsgStatus::Sent,
+            Status::Waiting => MsgStatus::Waiting,
+            Status::Undelivered => MsgStatus::Undelivered,
+            Status::Notice => MsgStatus::Notice,
+            Status::Unencrypted => MsgStatus::Unencrypted,
+        },
+        outgoing: m.outgoing,
+        links: ModelRc::new(VecModel::from(links)),
+    }
+}
