@@ -1,0 +1,20 @@
+//! The core of timb's build pipeline, knowing no packaging: the rbm-projects format
+//! ([`project`]), build ids and the output cache ([`build`]), the registry of build steps
+//! ([`step`]; packaging steps are registered by the `package` crate), the hermetic sandbox
+//! ([`sandbox`]) over the pinned build container ([`container`]), the machine's apt sources
+//! ([`apt`], one parser for both of its users) and the pinned-source fetcher ([`sources`]).
+//! See rbm-projects/README.md and containers/README.md.
+
+pub mod apt;
+pub mod build;
+pub mod container;
+pub mod project;
+pub mod provision;
+pub mod sandbox;
+pub mod sources;
+pub mod step;
+pub mod util;
+
+pub use build::{Built, Ctx};
+pub use project::{InputKind, Project};
+pub use step::{Step, StepCtx, Steps};
