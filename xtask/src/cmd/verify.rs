@@ -30,9 +30,8 @@ pub struct Opts {
     #[arg(long)]
     pub no_rebuild: bool,
     /// Keep third-party crates compiled in TARGET_DIR (a quicker, weaker check used by the tests)
-    ///
-    /// A cargo target directory whose sandbox builds of third-party crates
-    /// seed the rebuild (the CI test's shortcut; see `seed_dependencies`).
+    // A cargo target directory whose sandbox builds of third-party crates
+    // seed the rebuild (the CI test's shortcut; see `seed_dependencies`).
     #[arg(long, value_name = "TARGET_DIR")]
     pub reuse_deps_from: Option<PathBuf>,
 }
