@@ -38,20 +38,19 @@ pub struct Steps {
 impl Steps {
     /// A registry holding only the core's `script` step.
     pub fn new() -> Steps {
-        let mut s = Steps {
-            steps: BTreeMap::new(),
-        };
-        s.register("script", Box::new(Script));
-        s
+        let mut steps: BTreeMap<String, Box<dyn Step>> = BTreeMap::new();
+        steps.insert("script".into(), Box::new(Script));
+        Steps { steps }
     }
 
-    /// Adds a step; a name taken twice is a programming error the caller reports.
-    pub fn register(&mut self, name: &str, step: Box<dyn Step>) -> bool {
+    /// Adds a step. A name already taken is refused, never replaced: two crates claiming one
+    /// name would otherwise build with whichever registered last.
+    pub fn register(&mut self, name: &str, step: Box<dyn Step>) -> Result<()> {
         if self.steps.contains_key(name) {
-            return false;
+            bail!("a build step named {name} is already registered");
         }
         self.steps.insert(name.to_string(), step);
-        true
+        Ok(())
     }
 
     /// The step a definition names, or an error that lists the known ones.
@@ -83,63 +82,59 @@ impl Step for Script {
 }
 
 fn run_script(ctx: &Ctx, s: &StepCtx) -> Result<()> {
-    {
-        let def = &s.project.def;
-        let script = def
-            .build
-            .script
-            .as_deref()
-            .with_context(|| format!("{}: step = \"script\" needs a script", def.name))?;
-        // Stage exactly the hashed inputs, so the step cannot see anything
-        // else: the repository's at /build/src, the others at /build/inputs.
-        let build_root = s.out_dir.join(".build");
-        let staging = build_root.join("src");
-        let inputs = build_root.join("inputs");
-        for input in &def.input {
-            match input.kind()? {
-                InputKind::Path(p) => {
-                    for (rel, mode, _) in ctx.path_files(p)? {
-                        let dst = staging.join(&rel);
-                        if let Some(parent) = dst.parent() {
-                            std::fs::create_dir_all(parent)?;
-                        }
-                        std::fs::copy(ctx.root.join(&rel), &dst)?;
-                        set_mode(&dst, mode)?;
+    let def = &s.project.def;
+    let script = def
+        .build
+        .script
+        .as_deref()
+        .with_context(|| format!("{}: step = \"script\" needs a script", def.name))?;
+    // Stage exactly the hashed inputs, so the step cannot see anything
+    // else: the repository's at /build/src, the others at /build/inputs.
+    let build_root = s.out_dir.join(".build");
+    let staging = build_root.join("src");
+    let inputs = build_root.join("inputs");
+    for input in &def.input {
+        match input.kind()? {
+            InputKind::Path(p) => {
+                for (rel, mode, _) in ctx.path_files(p)? {
+                    let dst = staging.join(&rel);
+                    if let Some(parent) = dst.parent() {
+                        std::fs::create_dir_all(parent)?;
                     }
-                }
-                InputKind::Project(p) => copy_tree(&s.deps[p].dir, &inputs.join(p))?,
-                InputKind::SourcesOf(p) => {
-                    for pin in pins::sources(&ctx.root, p)?.pins {
-                        ctx.stage_pinned(&def.name, &pin.file, &pin.sha256, &inputs)?;
-                    }
-                }
-                InputKind::File(pin) => {
-                    ctx.stage_pinned(&def.name, pin.file, pin.sha256, &inputs)?
+                    std::fs::copy(ctx.root.join(&rel), &dst)?;
+                    set_mode(&dst, mode)?;
                 }
             }
-        }
-        let mut env: Vec<(String, String)> =
-            s.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-        env.push(("version".into(), s.version.to_string()));
-        ctx.sandbox
-            .run_script(&build_root, script, &env, ctx.source_date_epoch)
-            .with_context(|| format!("building {}", def.name))?;
-        for o in &def.build.outputs {
-            let rel = expand_vars(o, &env);
-            let host = ctx.sandbox.host_path(&build_root, &rel)?;
-            let name = Path::new(&rel)
-                .file_name()
-                .with_context(|| format!("output {rel} has no file name"))?;
-            let to = s.out_dir.join(name);
-            if host.is_dir() {
-                copy_tree(&host, &to)
-            } else {
-                std::fs::copy(&host, &to).map(drop).map_err(Into::into)
+            InputKind::Project(p) => copy_tree(&s.deps[p].dir, &inputs.join(p))?,
+            InputKind::SourcesOf(p) => {
+                for pin in pins::sources(&ctx.root, p)?.pins {
+                    ctx.stage_pinned(&def.name, &pin.file, &pin.sha256, &inputs)?;
+                }
             }
-            .with_context(|| format!("collecting output {rel}"))?;
+            InputKind::File(pin) => ctx.stage_pinned(&def.name, pin.file, pin.sha256, &inputs)?,
         }
-        util::remove_dir(&build_root)
     }
+    let mut env: Vec<(String, String)> =
+        s.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+    env.push(("version".into(), s.version.to_string()));
+    ctx.sandbox
+        .run_script(&build_root, script, &env, ctx.source_date_epoch)
+        .with_context(|| format!("building {}", def.name))?;
+    for o in &def.build.outputs {
+        let rel = expand_vars(o, &env);
+        let host = ctx.sandbox.host_path(&build_root, &rel)?;
+        let name = Path::new(&rel)
+            .file_name()
+            .with_context(|| format!("output {rel} has no file name"))?;
+        let to = s.out_dir.join(name);
+        if host.is_dir() {
+            copy_tree(&host, &to)
+        } else {
+            std::fs::copy(&host, &to).map(drop).map_err(Into::into)
+        }
+        .with_context(|| format!("collecting output {rel}"))?;
+    }
+    util::remove_dir(&build_root)
 }
 
 fn expand_vars(s: &str, env: &[(String, String)]) -> String {
@@ -181,9 +176,9 @@ mod tests {
             e.contains("p: unknown build step 'linux-bundle'") && e.contains("script"),
             "{e}"
         );
-        assert!(steps.register("other", Box::new(Nothing)));
-        assert!(!steps.register("other", Box::new(Nothing)));
-        assert!(!steps.register("script", Box::new(Nothing)));
+        steps.register("other", Box::new(Nothing)).unwrap();
+        assert!(steps.register("other", Box::new(Nothing)).is_err());
+        assert!(steps.register("script", Box::new(Nothing)).is_err());
         assert!(steps.get("p", "other").is_ok());
     }
 
