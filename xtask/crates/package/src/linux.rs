@@ -5,19 +5,19 @@ use crate::archive::{write_tar_xz, Entry};
 use crate::licences::{c_library_licences, third_party_licences};
 use anyhow::{Context, Result};
 use pipeline::util;
-use pipeline::{Ctx, InputKind, Step, StepCtx};
+use pipeline::{BuildEnv, InputKind, Step, StepCtx};
 use timb_release::{Sha256, Sums, Target, Version, SUMS_FILE};
 
 /// The step named `linux-bundle` in rbm-projects/linux-bundle.toml.
 pub struct LinuxBundle;
 
 impl Step for LinuxBundle {
-    fn run(&self, ctx: &Ctx, s: &StepCtx) -> Result<()> {
-        linux_bundle_step(ctx, s)
+    fn run(&self, env: &BuildEnv, s: &StepCtx) -> Result<()> {
+        linux_bundle_step(env, s)
     }
 }
 
-fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
+fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let target: Target = s
         .vars
         .get("bundle_target")
@@ -50,12 +50,12 @@ fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
     // Files from the repository: LICENSE and bundle/ (README, .desktop).
     for input in &s.project.def.input {
         if let InputKind::Path(p) = input.kind()? {
-            for (rel, mode, _) in ctx.path_files(p)? {
+            for (rel, mode, _) in env.path_files(p)? {
                 let inside = rel.strip_prefix("bundle/").unwrap_or(&rel);
                 entries.push(Entry {
                     path: format!("{top}/{inside}"),
                     mode,
-                    data: Some(std::fs::read(ctx.root.join(&rel))?),
+                    data: Some(std::fs::read(env.root.join(&rel))?),
                 });
             }
         }
@@ -69,14 +69,14 @@ fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
         path: format!("{top}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
         data: Some(
-            (third_party_licences(&ctx.root, "timb", target.rust_triple())?
-                + &c_library_licences(&ctx.root)?)
+            (third_party_licences(&env.root, "timb", target.rust_triple())?
+                + &c_library_licences(&env.root)?)
                 .into_bytes(),
         ),
     });
     let buildinfo = format!(
         "name = \"timb\"\nversion = \"{}\"\ntarget = \"{target}\"\nsource_date_epoch = {}\ntimb_build_id = \"{}\"\n",
-        s.version, ctx.source_date_epoch, timb.id
+        s.version, env.source_date_epoch, timb.id
     );
     entries.push(Entry {
         path: format!("{top}/BUILDINFO"),
@@ -86,7 +86,7 @@ fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
 
     let name = target.archive_name(&version);
     let archive = s.out_dir.join(&name);
-    write_tar_xz(entries, &archive, ctx.source_date_epoch)?;
+    write_tar_xz(entries, &archive, env.source_date_epoch)?;
     let mut sums = Sums::new();
     sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;
     std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;

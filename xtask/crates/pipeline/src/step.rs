@@ -3,12 +3,19 @@
 //! steps (the `package` crate's) are registered by whoever assembles the
 //! pipeline, so the core never names them.
 
-use crate::build::{copy_tree, Built, Ctx};
+use crate::env::BuildEnv;
 use crate::project::{InputKind, Project};
-use crate::util;
+use crate::util::{self, copy_tree};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// What a project's build produced: its build id and the folder in the cache.
+#[derive(Debug, Clone)]
+pub struct Built {
+    pub id: String,
+    pub dir: PathBuf,
+}
 
 /// What a step is given: its project, the target and its variables, the
 /// outputs of the projects it takes as input, and the folder to write into
@@ -24,10 +31,10 @@ pub struct StepCtx<'a> {
 }
 
 /// One kind of build step. A step writes its outputs into `s.out_dir`; it reads only what
-/// the build id covers (the project's inputs through `ctx`, `s.deps`, `s.vars`), or the
+/// the build id covers (the project's inputs through `env`, `s.deps`, `s.vars`), or the
 /// cache would reuse an output its inputs no longer describe.
 pub trait Step {
-    fn run(&self, ctx: &Ctx, s: &StepCtx) -> Result<()>;
+    fn run(&self, env: &BuildEnv, s: &StepCtx) -> Result<()>;
 }
 
 /// The steps a pipeline knows, by the name `[build] step` gives.
@@ -76,12 +83,12 @@ impl Default for Steps {
 pub struct Script;
 
 impl Step for Script {
-    fn run(&self, ctx: &Ctx, s: &StepCtx) -> Result<()> {
-        run_script(ctx, s)
+    fn run(&self, env: &BuildEnv, s: &StepCtx) -> Result<()> {
+        run_script(env, s)
     }
 }
 
-fn run_script(ctx: &Ctx, s: &StepCtx) -> Result<()> {
+fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let def = &s.project.def;
     let script = def
         .build
@@ -96,33 +103,33 @@ fn run_script(ctx: &Ctx, s: &StepCtx) -> Result<()> {
     for input in &def.input {
         match input.kind()? {
             InputKind::Path(p) => {
-                for (rel, mode, _) in ctx.path_files(p)? {
+                for (rel, mode, _) in env.path_files(p)? {
                     let dst = staging.join(&rel);
                     if let Some(parent) = dst.parent() {
                         std::fs::create_dir_all(parent)?;
                     }
-                    std::fs::copy(ctx.root.join(&rel), &dst)?;
+                    std::fs::copy(env.root.join(&rel), &dst)?;
                     set_mode(&dst, mode)?;
                 }
             }
             InputKind::Project(p) => copy_tree(&s.deps[p].dir, &inputs.join(p))?,
             InputKind::SourcesOf(p) => {
-                for pin in pins::sources(&ctx.root, p)?.pins {
-                    ctx.stage_pinned(&def.name, &pin.file, &pin.sha256, &inputs)?;
+                for pin in pins::sources(&env.root, p)?.pins {
+                    env.stage_pinned(&def.name, &pin.file, &pin.sha256, &inputs)?;
                 }
             }
-            InputKind::File(pin) => ctx.stage_pinned(&def.name, pin.file, pin.sha256, &inputs)?,
+            InputKind::File(pin) => env.stage_pinned(&def.name, pin.file, pin.sha256, &inputs)?,
         }
     }
-    let mut env: Vec<(String, String)> =
+    let mut vars: Vec<(String, String)> =
         s.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-    env.push(("version".into(), s.version.to_string()));
-    ctx.sandbox
-        .run_script(&build_root, script, &env, ctx.source_date_epoch)
+    vars.push(("version".into(), s.version.to_string()));
+    env.sandbox
+        .run_script(&build_root, script, &vars, env.source_date_epoch)
         .with_context(|| format!("building {}", def.name))?;
     for o in &def.build.outputs {
-        let rel = expand_vars(o, &env);
-        let host = ctx.sandbox.host_path(&build_root, &rel)?;
+        let rel = expand_vars(o, &vars);
+        let host = env.sandbox.host_path(&build_root, &rel)?;
         let name = Path::new(&rel)
             .file_name()
             .with_context(|| format!("output {rel} has no file name"))?;
@@ -162,7 +169,7 @@ mod tests {
     struct Nothing;
 
     impl Step for Nothing {
-        fn run(&self, _: &Ctx, _: &StepCtx) -> Result<()> {
+        fn run(&self, _: &BuildEnv, _: &StepCtx) -> Result<()> {
             Ok(())
         }
     }

@@ -165,3 +165,18 @@ pub fn output_bytes(cmd: &mut Command) -> Result<Vec<u8>> {
     }
     Ok(out.stdout)
 }
+
+/// Copies a folder tree (regular files and folders).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
+}
