@@ -1,30 +1,39 @@
 //! `cargo xtask verify`: check a published bundle's signature, then rebuild it
 //! from source somewhere else and compare the bytes.
 
-use crate::bundle::read_tar_xz;
-use crate::sign;
-use crate::util;
 use anyhow::{bail, Context, Result};
+use package::archive::read_tar_xz;
+use pipeline::util;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use timb_release::{Keyring, SignatureKind};
 
-#[derive(Default)]
+/// `cargo xtask verify`'s flags.
+#[derive(Debug, clap::Args)]
 pub struct Opts {
+    /// The bundle archive (its `.minisig` beside it)
+    #[arg(value_name = "ARCHIVE")]
+    pub archive: PathBuf,
+    /// Check with this public key only (the policy still decides what is a release)
+    #[arg(long, value_name = "FILE")]
     pub pubkey: Option<PathBuf>,
+    /// Rebuild from this source tree instead of the signed commit
+    #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
+    /// The rebuild's cargo target directory
+    #[arg(long, value_name = "DIR")]
     pub target_dir: Option<PathBuf>,
+    /// Where the rebuild's source and output go
+    #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
+    /// Check the signature only
+    #[arg(long)]
     pub no_rebuild: bool,
-    /// A cargo target directory whose sandbox builds of third-party crates
-    /// seed the rebuild (the CI test's shortcut; see `seed_dependencies`).
+    /// Keep third-party crates compiled in TARGET_DIR (a quicker, weaker check used by the tests)
+    // A cargo target directory whose sandbox builds of third-party crates
+    // seed the rebuild (the CI test's shortcut; see `seed_dependencies`).
+    #[arg(long, value_name = "TARGET_DIR")]
     pub reuse_deps_from: Option<PathBuf>,
-}
-
-fn sources_dir(root: &Path) -> PathBuf {
-    std::env::var_os("TIMB_SOURCES_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| root.join("out").join("sources"))
 }
 
 /// Copies the sandbox target directories of an earlier build into `to`, minus
@@ -139,7 +148,8 @@ fn forget_packages(target: &Path, names: &[String]) -> Result<()> {
     Ok(())
 }
 
-pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
+pub fn verify(root: &Path, o: &Opts) -> Result<()> {
+    let archive = o.archive.as_path();
     if !archive.is_file() {
         bail!("{} does not exist", archive.display());
     }
@@ -251,7 +261,7 @@ pub fn verify(root: &Path, archive: &Path, o: &Opts) -> Result<()> {
         .env("SOURCE_DATE_EPOCH", sde.to_string())
         // Pinned archives are checked by sha256 wherever they come from, so
         // the rebuild may take them from this checkout's cache.
-        .env("TIMB_SOURCES_DIR", sources_dir(root))
+        .env("TIMB_SOURCES_DIR", util::sources_dir(root))
         .env("CARGO_TARGET_DIR", &target)
         .env("TZ", "Pacific/Kiritimati")
         .env("LC_ALL", "fr_FR.UTF-8")

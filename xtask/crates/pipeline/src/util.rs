@@ -6,10 +6,24 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The repository root: xtask lives in `<root>/xtask`.
+/// The repository root this crate was compiled from: it lives in
+/// `<root>/xtask/crates/pipeline`. (`verify` rebuilds by compiling xtask inside the
+/// source tree it checks, so this is that tree's root there.)
 pub fn repo_root() -> PathBuf {
     let manifest = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
-    manifest.parent().map(Path::to_path_buf).unwrap_or(manifest)
+    manifest
+        .ancestors()
+        .nth(3)
+        .map(Path::to_path_buf)
+        .unwrap_or(manifest)
+}
+
+/// Where pinned source archives are kept once their hash is checked
+/// (`TIMB_SOURCES_DIR`, else `out/sources`).
+pub fn sources_dir(root: &Path) -> PathBuf {
+    std::env::var_os("TIMB_SOURCES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| root.join("out").join("sources"))
 }
 
 /// Cargo's target directory as the user configured it (CI keeps it outside the clone).
@@ -150,4 +164,19 @@ pub fn output_bytes(cmd: &mut Command) -> Result<Vec<u8>> {
         bail!("`{desc}` failed ({})", out.status);
     }
     Ok(out.stdout)
+}
+
+/// Copies a folder tree (regular files and folders).
+pub fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
+    std::fs::create_dir_all(dst)?;
+    for e in std::fs::read_dir(src)? {
+        let e = e?;
+        let to = dst.join(e.file_name());
+        if e.file_type()?.is_dir() {
+            copy_tree(&e.path(), &to)?;
+        } else {
+            std::fs::copy(e.path(), &to)?;
+        }
+    }
+    Ok(())
 }

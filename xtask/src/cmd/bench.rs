@@ -1,23 +1,46 @@
 //! `cargo xtask bench`: measurements printed as Markdown tables and written
 //! to `out/bench/<name>.md`.
 
-use crate::util;
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use pipeline::util;
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    let which = args.first().map(String::as_str).unwrap_or("build");
+/// What `cargo xtask bench` measures; the name is also the table's file name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Which {
+    Build,
+    Tor,
+    Xmpp,
+    Irc,
+    Otr,
+    App,
+}
+
+impl Which {
+    fn name(self) -> &'static str {
+        match self {
+            Which::Build => "build",
+            Which::Tor => "tor",
+            Which::Xmpp => "xmpp",
+            Which::Irc => "irc",
+            Which::Otr => "otr",
+            Which::App => "app",
+        }
+    }
+}
+
+pub fn run(root: &Path, which: Which) -> Result<()> {
     let table = match which {
-        "build" => bench_build(root)?,
-        "tor" => example(root, "timb-tor", "bench_tor")?,
-        "xmpp" => example(root, "timb-xmpp", "bench_xmpp")?,
-        "irc" => example(root, "timb-irc", "bench_irc")?,
-        "otr" => example(root, "timb-otr", "bench_otr")?,
-        "app" => bench_app(root)?,
-        other => bail!("unknown benchmark '{other}' (build, tor, xmpp, irc, otr, app)"),
+        Which::Build => bench_build(root)?,
+        Which::Tor => example(root, "timb-tor", "bench_tor")?,
+        Which::Xmpp => example(root, "timb-xmpp", "bench_xmpp")?,
+        Which::Irc => example(root, "timb-irc", "bench_irc")?,
+        Which::Otr => example(root, "timb-otr", "bench_otr")?,
+        Which::App => bench_app(root)?,
     };
+    let which = which.name();
     println!("{table}");
     let dir = root.join("out").join("bench");
     std::fs::create_dir_all(&dir)?;
@@ -70,7 +93,7 @@ fn bench_build(root: &Path) -> Result<String> {
     let target = timb_release::Target::LinuxX86_64;
     let archive = out.join(target.archive_name(&version));
     let size = std::fs::metadata(&archive).context("no archive")?.len();
-    let files = crate::bundle::read_tar_xz(&archive)?;
+    let files = package::archive::read_tar_xz(&archive)?;
     let bin = files
         .get(&format!("{}/timb", target.bundle_folder(&version)))
         .map(|b| b.len())
@@ -111,7 +134,7 @@ fn bench_app(root: &Path) -> Result<String> {
 /// The protocol benchmarks live beside their crates as examples that print a
 /// table; they get the shared private Tor network like the tests do.
 fn example(root: &Path, package: &str, name: &str) -> Result<String> {
-    let net = crate::test::start_testnet(root)?;
+    let net = crate::testnet::start_testnet(root)?;
     let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
     c.current_dir(root).args([
         "run",

@@ -8,6 +8,7 @@
 //! definition but what was actually installed: the sha256 of the tarball together with the
 //! `dpkg-query -W` list (package and version) read inside it.
 
+use crate::apt::{self, AptRepo, Format};
 use crate::util::{self, sha256_bytes, sha256_file};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -69,9 +70,9 @@ pub fn ensure_rootfs(root: &Path, cache_dir: &Path) -> Result<Rootfs> {
             let f = PathBuf::from(f);
             let text = std::fs::read_to_string(&f)
                 .with_context(|| format!("reading TIMB_CONTAINER_SOURCES={}", f.display()))?;
-            parse_sources(&text, f.extension().is_some_and(|e| e == "sources"))
+            apt::parse(&text, Format::of(&f).unwrap_or(Format::OneLine))
         }
-        None => read_apt_sources(Path::new("/etc/apt"))?,
+        None => apt::read_config(Path::new("/etc/apt"))?,
     };
     let lines = mirror_lines(&def, &mirrors)?;
 
@@ -267,14 +268,6 @@ fn remove_tree(path: &Path) -> Result<()> {
     util::remove_dir(path)
 }
 
-/// One `deb` repository from an apt configuration.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AptRepo {
-    uri: String,
-    suite: String,
-    signed_by: Option<String>,
-}
-
 /// The suites of `def.suite` the builder's apt uses (the release, its updates and its
 /// security suite), as one-line `deb` entries with the definition's components.
 fn mirror_lines(def: &ContainerDef, repos: &[AptRepo]) -> Result<Vec<String>> {
@@ -320,92 +313,6 @@ fn mirror_lines(def: &ContainerDef, repos: &[AptRepo]) -> Result<Vec<String>> {
     Ok(lines)
 }
 
-/// The `deb` entries of an apt configuration directory (sources.list and sources.list.d).
-fn read_apt_sources(etc: &Path) -> Result<Vec<AptRepo>> {
-    let mut files = vec![etc.join("sources.list")];
-    if let Ok(rd) = std::fs::read_dir(etc.join("sources.list.d")) {
-        let mut more: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
-        more.sort();
-        files.extend(more);
-    }
-    let mut repos = Vec::new();
-    for f in files {
-        let deb822 = match f.extension().and_then(|e| e.to_str()) {
-            Some("sources") => true,
-            Some("list") => false,
-            _ => continue,
-        };
-        if let Ok(text) = std::fs::read_to_string(&f) {
-            repos.extend(parse_sources(&text, deb822));
-        }
-    }
-    Ok(repos)
-}
-
-fn parse_sources(text: &str, deb822: bool) -> Vec<AptRepo> {
-    let mut out = Vec::new();
-    if !deb822 {
-        for line in text.lines() {
-            let line = line.split('#').next().unwrap_or("").trim();
-            let mut words = line.split_whitespace().peekable();
-            if words.next() != Some("deb") {
-                continue;
-            }
-            let mut signed_by = None;
-            if words.peek().is_some_and(|w| w.starts_with('[')) {
-                for w in words.by_ref() {
-                    let opt = w.trim_start_matches('[').trim_end_matches(']');
-                    if let Some(v) = opt.strip_prefix("signed-by=") {
-                        signed_by = Some(v.to_string());
-                    }
-                    if w.ends_with(']') {
-                        break;
-                    }
-                }
-            }
-            if let (Some(uri), Some(suite)) = (words.next(), words.next()) {
-                out.push(AptRepo {
-                    uri: uri.into(),
-                    suite: suite.into(),
-                    signed_by,
-                });
-            }
-        }
-        return out;
-    }
-    for stanza in text.split("\n\n") {
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for line in stanza.lines() {
-            if line.starts_with('#') || line.starts_with([' ', '\t']) {
-                continue; // comments, and continuation lines of an inline key
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                fields.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        if get("enabled").is_some_and(|v| v.eq_ignore_ascii_case("no"))
-            || !get("types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb"))
-        {
-            continue;
-        }
-        // An inline key (not a path) is left to mmdebstrap's own keyring lookup.
-        let signed_by = get("signed-by")
-            .filter(|s| s.starts_with('/'))
-            .map(str::to_string);
-        for uri in get("uris").unwrap_or("").split_whitespace() {
-            for suite in get("suites").unwrap_or("").split_whitespace() {
-                out.push(AptRepo {
-                    uri: uri.into(),
-                    suite: suite.into(),
-                    signed_by: signed_by.clone(),
-                });
-            }
-        }
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -446,8 +353,8 @@ mod tests {
                     Types: deb\nEnabled: no\nURIs: http://off.example/debian\nSuites: bookworm\nComponents: main\n";
         let one = "# comment\ndeb [signed-by=/k.gpg] http://s.example/debian-security bookworm-security main\n\
                    deb http://t.example/debian trixie main\ndeb-src http://m.example/debian bookworm main\n";
-        let mut repos = parse_sources(d822, true);
-        repos.extend(parse_sources(one, false));
+        let mut repos = apt::parse(d822, Format::Deb822);
+        repos.extend(apt::parse(one, Format::OneLine));
         let lines = mirror_lines(&def(), &repos).unwrap();
         assert_eq!(
             lines,
@@ -457,7 +364,7 @@ mod tests {
                 "deb [arch=amd64 signed-by=/k.gpg] http://s.example/debian-security bookworm-security main",
             ]
         );
-        let only_trixie = parse_sources("deb http://t.example/debian trixie main\n", false);
+        let only_trixie = apt::parse("deb http://t.example/debian trixie main\n", Format::OneLine);
         assert!(mirror_lines(&def(), &only_trixie).is_err());
     }
 

@@ -2,12 +2,11 @@
 //! that need a network run inside a fresh network namespace that has only
 //! loopback, so nothing a test does can reach another machine.
 
-use crate::provision;
-use crate::util;
+use crate::testnet::start_testnet;
 use anyhow::{bail, Context, Result};
-use std::io::BufRead;
+use pipeline::{provision, util};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 
 /// Debian packages the suite uses: real servers, the stock minisign CLI, X.
 pub const TEST_PACKAGES: &[&str] = &[
@@ -48,12 +47,10 @@ fn cargo() -> Command {
     Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
 }
 
-pub fn run(root: &Path, args: &[String]) -> Result<()> {
-    if args.first().map(String::as_str) == Some("--inside-netns") {
+/// `inside_netns`: the second half, run by the first inside the namespace it made.
+pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
+    if inside_netns {
         return inside(root);
-    }
-    if let Some(a) = args.first() {
-        bail!("unexpected argument '{a}' to test");
     }
     let started = std::time::Instant::now();
     util::stage(1, 5, "installing missing Debian packages");
@@ -369,64 +366,4 @@ fn inside(root: &Path) -> Result<()> {
     let unit = util::run(&mut c);
     drop(testnet);
     unit
-}
-
-pub struct TestNetProcess {
-    child: Child,
-    pub config: PathBuf,
-}
-
-impl Drop for TestNetProcess {
-    fn drop(&mut self) {
-        // Closing stdin asks it to tear the network down; then make sure.
-        drop(self.child.stdin.take());
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
-        while std::time::Instant::now() < deadline {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(200));
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// Starts the shared private Tor network once for the whole run.
-pub fn start_testnet(root: &Path) -> Result<Option<TestNetProcess>> {
-    if !root.join("tests/testnet/Cargo.toml").is_file() {
-        return Ok(None);
-    }
-    util::run(cargo().current_dir(root).args([
-        "build",
-        "--locked",
-        "--quiet",
-        "--package",
-        "timb-testnet",
-    ]))?;
-    let bin = util::cargo_target_dir(root).join("debug/timb-testnet");
-    let dir = std::env::temp_dir().join(format!("timb-testnet-{}", std::process::id()));
-    std::fs::create_dir_all(&dir)?;
-    eprintln!("    starting the private Tor network (typically 30-60 s)");
-    let mut child = Command::new(&bin)
-        .arg("up")
-        .arg("--dir")
-        .arg(&dir)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("no stdout")?;
-    let mut line = String::new();
-    std::io::BufReader::new(stdout).read_line(&mut line)?;
-    let config = PathBuf::from(line.trim());
-    if !config.is_file() {
-        let _ = child.kill();
-        bail!(
-            "the private Tor network did not come up (logs in {})",
-            dir.display()
-        );
-    }
-    eprintln!("    private Tor network ready: {}", config.display());
-    Ok(Some(TestNetProcess { child, config }))
 }

@@ -1,154 +1,100 @@
-//! The `linux-bundle` step: the portable folder, written straight into a
-//! deterministic `.tar.xz`, and the sums file.
+//! The bundle's licence collection (`LICENSES/THIRD-PARTY.txt`: every crate compiled in and
+//! the C libraries linked in, with their licence texts) and the licence allowlist of
+//! deny.toml (`[licenses] allow`), applied where cargo-deny cannot look: the C libraries in
+//! the bundle, and as a second check on every crate whose licence text goes into the bundle.
 
-use crate::rbm::{Ctx, InputKind, StepCtx};
-use crate::util;
 use anyhow::{bail, Context, Result};
+use pipeline::util;
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 use std::process::Command;
-use timb_release::{Sha256, Sums, Target, Version, SUMS_FILE};
 
-/// One file or folder in the archive.
-pub struct Entry {
-    pub path: String,
-    pub mode: u32,
-    /// `None` for a folder.
-    pub data: Option<Vec<u8>>,
+/// The SPDX identifiers deny.toml allows.
+pub fn allowlist(root: &Path) -> Result<Vec<String>> {
+    let path = root.join("deny.toml");
+    let text =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: toml::Value =
+        toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?;
+    let allow = doc
+        .get("licenses")
+        .and_then(|l| l.get("allow"))
+        .and_then(|a| a.as_array())
+        .with_context(|| format!("{}: no [licenses] allow list", path.display()))?;
+    allow
+        .iter()
+        .map(|v| v.as_str().map(str::to_owned))
+        .collect::<Option<Vec<_>>>()
+        .with_context(|| format!("{}: [licenses] allow must be strings", path.display()))
 }
 
-pub fn linux_bundle_step(ctx: &Ctx, s: &StepCtx) -> Result<()> {
-    let target: Target = s
-        .vars
-        .get("bundle_target")
-        .context("linux-bundle needs the bundle_target variable")?
-        .parse()?;
-    let version: Version = s.version.parse()?;
-    let top = target.bundle_folder(&version);
-    let timb = s
-        .deps
-        .get("timb")
-        .context("linux-bundle needs the timb project")?;
-    let mut entries = vec![
-        Entry {
-            path: format!("{top}/"),
-            mode: 0o755,
-            data: None,
-        },
-        // The portable profile: the app keeps its state here, never in $HOME.
-        Entry {
-            path: format!("{top}/profile/"),
-            mode: 0o700,
-            data: None,
-        },
-        Entry {
-            path: format!("{top}/timb"),
-            mode: 0o755,
-            data: Some(std::fs::read(timb.dir.join("timb")).context("reading the timb binary")?),
-        },
-    ];
-    // Files from the repository: LICENSE and bundle/ (README, .desktop).
-    for input in &s.project.def.input {
-        if let InputKind::Path(p) = input.kind()? {
-            for (rel, mode, _) in ctx.path_files(p)? {
-                let inside = rel.strip_prefix("bundle/").unwrap_or(&rel);
-                entries.push(Entry {
-                    path: format!("{top}/{inside}"),
-                    mode,
-                    data: Some(std::fs::read(ctx.root.join(&rel))?),
-                });
-            }
-        }
+/// Fails unless the SPDX expression `expr` (of `what`) can be satisfied with
+/// allowed licences only: one side of an `OR`, both sides of an `AND`.
+pub fn check(what: &str, expr: &str, allow: &[String]) -> Result<()> {
+    let tokens = tokenize(expr);
+    let mut pos = 0;
+    let ok = parse_or(&tokens, &mut pos, allow)
+        .with_context(|| format!("{what}: cannot read the licence expression '{expr}'"))?;
+    if pos != tokens.len() {
+        bail!("{what}: cannot read the licence expression '{expr}'");
     }
-    entries.push(Entry {
-        path: format!("{top}/LICENSES/"),
-        mode: 0o755,
-        data: None,
-    });
-    entries.push(Entry {
-        path: format!("{top}/LICENSES/THIRD-PARTY.txt"),
-        mode: 0o644,
-        data: Some(
-            (third_party_licences(&ctx.root, "timb", target.rust_triple())?
-                + &c_library_licences(&ctx.root)?)
-                .into_bytes(),
-        ),
-    });
-    let buildinfo = format!(
-        "name = \"timb\"\nversion = \"{}\"\ntarget = \"{target}\"\nsource_date_epoch = {}\ntimb_build_id = \"{}\"\n",
-        s.version, ctx.source_date_epoch, timb.id
-    );
-    entries.push(Entry {
-        path: format!("{top}/BUILDINFO"),
-        mode: 0o644,
-        data: Some(buildinfo.into_bytes()),
-    });
-
-    let name = target.archive_name(&version);
-    let archive = s.out_dir.join(&name);
-    write_tar_xz(entries, &archive, ctx.source_date_epoch)?;
-    let mut sums = Sums::new();
-    sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;
-    std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;
+    if !ok {
+        bail!(
+            "{what}: licence '{expr}' is not in deny.toml's allowlist of licences that can ship \
+             under GPL-3.0-or-later"
+        );
+    }
     Ok(())
 }
 
-/// Sorted entries, fixed owner/mtime/modes, xz preset 9 single-threaded with
-/// CRC64: the same entries always give the same bytes.
-pub fn write_tar_xz(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<()> {
-    entries.sort_by(|a, b| a.path.cmp(&b.path));
-    for w in entries.windows(2) {
-        if w[0].path == w[1].path {
-            bail!("two bundle entries named {}", w[0].path);
-        }
-    }
-    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
-    let xz = xz2::write::XzEncoder::new(std::io::BufWriter::new(file), 9);
-    let mut tar = tar::Builder::new(xz);
-    for e in &entries {
-        let mut h = tar::Header::new_gnu();
-        h.set_mode(e.mode);
-        h.set_uid(0);
-        h.set_gid(0);
-        h.set_username("root")?;
-        h.set_groupname("root")?;
-        h.set_mtime(mtime);
-        match &e.data {
-            None => {
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_size(0);
-                tar.append_data(&mut h, &e.path, std::io::empty())?;
-            }
-            Some(d) => {
-                h.set_entry_type(tar::EntryType::Regular);
-                h.set_size(d.len() as u64);
-                tar.append_data(&mut h, &e.path, d.as_slice())?;
-            }
-        }
-    }
-    let xz = tar.into_inner()?;
-    let mut w = xz.finish()?;
-    w.flush()?;
-    Ok(())
+fn tokenize(expr: &str) -> Vec<String> {
+    expr.replace('(', " ( ")
+        .replace(')', " ) ")
+        .replace('/', " OR ") // the old crates.io "MIT/Apache-2.0" form
+        .split_whitespace()
+        .map(str::to_owned)
+        .collect()
 }
 
-/// Reads every regular file of a `.tar.xz` into memory (bundles are small).
-pub fn read_tar_xz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
-    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
-    let mut ar = tar::Archive::new(xz2::read::XzDecoder::new(std::io::BufReader::new(f)));
-    let mut files = BTreeMap::new();
-    for e in ar.entries().context("reading the archive")? {
-        let mut e = e.context("reading an archive entry")?;
-        let p = e.path()?.to_string_lossy().into_owned();
-        if e.header().entry_type().is_file() {
-            let mut buf = Vec::new();
-            std::io::Read::read_to_end(&mut e, &mut buf)
-                .with_context(|| format!("reading {p} from the archive"))?;
-            files.insert(p, buf);
-        }
+fn parse_or(t: &[String], pos: &mut usize, allow: &[String]) -> Result<bool> {
+    let mut ok = parse_and(t, pos, allow)?;
+    while t.get(*pos).map(String::as_str) == Some("OR") {
+        *pos += 1;
+        ok |= parse_and(t, pos, allow)?;
     }
-    Ok(files)
+    Ok(ok)
+}
+
+fn parse_and(t: &[String], pos: &mut usize, allow: &[String]) -> Result<bool> {
+    let mut ok = parse_one(t, pos, allow)?;
+    while t.get(*pos).map(String::as_str) == Some("AND") {
+        *pos += 1;
+        ok &= parse_one(t, pos, allow)?;
+    }
+    Ok(ok)
+}
+
+fn parse_one(t: &[String], pos: &mut usize, allow: &[String]) -> Result<bool> {
+    let tok = t.get(*pos).context("expression ends early")?.clone();
+    *pos += 1;
+    if tok == "(" {
+        let ok = parse_or(t, pos, allow)?;
+        if t.get(*pos).map(String::as_str) != Some(")") {
+            bail!("unbalanced parenthesis");
+        }
+        *pos += 1;
+        return Ok(ok);
+    }
+    if matches!(tok.as_str(), ")" | "OR" | "AND" | "WITH") {
+        bail!("unexpected '{tok}'");
+    }
+    let mut id = tok;
+    if t.get(*pos).map(String::as_str) == Some("WITH") {
+        let exception = t.get(*pos + 1).context("WITH without an exception")?;
+        id = format!("{id} WITH {exception}");
+        *pos += 2;
+    }
+    Ok(allow.contains(&id))
 }
 
 /// The C libraries libotr-sys links statically into timb: a heading, the
@@ -178,21 +124,19 @@ const C_LIBRARIES: &[(&str, &str, &[&str])] = &[
 
 /// The licence texts of the C libraries, read from their pinned archives
 /// (hash-checked again here), for the LGPL's notice requirement.
-fn c_library_licences(root: &Path) -> Result<String> {
+pub fn c_library_licences(root: &Path) -> Result<String> {
     let pins = pins::sources(root, "timb")?;
-    let dir = std::env::var_os("TIMB_SOURCES_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("out").join("sources"));
+    let dir = util::sources_dir(root);
     let mut text = String::from(
         "\n==============================================================================\nC libraries compiled statically into timb from source (app/libotr-sys).\nTheir source archives are pinned by sha256 in rbm-projects/libotr.toml,\nlibgcrypt.toml and libgpg-error.toml.\n",
     );
-    let allow = crate::licences::allowlist(root)?;
+    let allow = allowlist(root)?;
     for (title, archive, members) in C_LIBRARIES {
         let spdx = title
             .rsplit_once('(')
             .and_then(|(_, r)| r.strip_suffix(')'))
             .with_context(|| format!("{title}: no (licence) in its title"))?;
-        crate::licences::check(title, spdx, &allow)?;
+        check(title, spdx, &allow)?;
         let pin = pins.get(archive).with_context(|| {
             format!("{archive} is not among the sources of rbm-projects/timb.toml")
         })?;
@@ -217,7 +161,7 @@ fn c_library_licences(root: &Path) -> Result<String> {
 
 /// The licence texts of every crate compiled into `package` for `triple`,
 /// identical texts printed once with the list of crates they cover.
-fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<String> {
+pub fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<String> {
     let json = util::output(
         Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
             .current_dir(root)
@@ -269,7 +213,7 @@ fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<Stri
             }
         }
     }
-    let allow = crate::licences::allowlist(root)?;
+    let allow = allowlist(root)?;
     let mut by_text: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut summary = String::new();
     let mut rows: Vec<(String, String)> = Vec::new();
@@ -288,7 +232,7 @@ fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<Stri
             .as_str()
             .with_context(|| format!("{name}: no licence expression in its Cargo.toml"))?
             .to_string();
-        crate::licences::check(&name, &expr, &allow)?;
+        check(&name, &expr, &allow)?;
         rows.push((name.clone(), expr));
         let dir = Path::new(p["manifest_path"].as_str().unwrap_or(""))
             .parent()
@@ -346,6 +290,17 @@ fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<Stri
 mod tests {
     use super::*;
 
+    fn allow() -> Vec<String> {
+        [
+            "MIT",
+            "Apache-2.0",
+            "Apache-2.0 WITH LLVM-exception",
+            "GPL-3.0-only",
+        ]
+        .map(String::from)
+        .to_vec()
+    }
+
     /// Needs the pinned archives (`cargo xtask fetch`, which `cargo xtask test` runs first).
     #[test]
     fn bundle_carries_the_c_libraries_licences() {
@@ -360,57 +315,33 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<Entry> {
-        vec![
-            Entry {
-                path: "t/b".into(),
-                mode: 0o644,
-                data: Some(b"bee".to_vec()),
-            },
-            Entry {
-                path: "t/".into(),
-                mode: 0o755,
-                data: None,
-            },
-            Entry {
-                path: "t/a".into(),
-                mode: 0o755,
-                data: Some(vec![0u8; 70_000]),
-            },
-        ]
+    #[test]
+    fn the_repository_allowlist_reads_and_covers_the_c_libraries() {
+        let allow = allowlist(&util::repo_root()).unwrap();
+        assert!(allow.iter().any(|a| a == "GPL-3.0-or-later"));
+        check("libotr", "LGPL-2.1-or-later", &allow).unwrap();
     }
 
     #[test]
-    fn the_same_entries_give_the_same_bytes_in_any_order() {
-        let dir = std::env::temp_dir().join(format!("timb-tar-test-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let a = dir.join("a.tar.xz");
-        let b = dir.join("b.tar.xz");
-        write_tar_xz(sample(), &a, 1_700_000_000).unwrap();
-        let mut rev = sample();
-        rev.reverse();
-        write_tar_xz(rev, &b, 1_700_000_000).unwrap();
-        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-        let files = read_tar_xz(&a).unwrap();
-        assert_eq!(files["t/b"], b"bee");
-        assert_eq!(files["t/a"].len(), 70_000);
-        // A different mtime must change the bytes: the test above is not vacuous.
-        write_tar_xz(sample(), &b, 1_700_000_001).unwrap();
-        assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
-        std::fs::remove_dir_all(dir).unwrap();
-    }
-
-    #[test]
-    fn duplicate_entries_are_refused() {
-        let dir = std::env::temp_dir().join(format!("timb-tar-dup-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let mut e = sample();
-        e.push(Entry {
-            path: "t/b".into(),
-            mode: 0o644,
-            data: Some(vec![]),
-        });
-        assert!(write_tar_xz(e, &dir.join("x.tar.xz"), 0).is_err());
-        std::fs::remove_dir_all(dir).unwrap();
+    fn expressions() {
+        let a = allow();
+        check("x", "MIT", &a).unwrap();
+        check("x", "MIT OR Apache-2.0", &a).unwrap();
+        check("x", "MIT/Apache-2.0", &a).unwrap();
+        check("x", "Apache-2.0 WITH LLVM-exception OR MIT", &a).unwrap();
+        check("x", "(MIT OR Proprietary) AND Apache-2.0", &a).unwrap();
+        check(
+            "slint",
+            "GPL-3.0-only OR LicenseRef-Slint-Royalty-free-2.0",
+            &a,
+        )
+        .unwrap();
+        let e = check("x", "SSPL-1.0", &a).unwrap_err().to_string();
+        assert!(e.contains("not in deny.toml's allowlist"), "{e}");
+        check("x", "MIT AND SSPL-1.0", &a).unwrap_err();
+        check("x", "Apache-2.0 WITH Commons-Clause", &a).unwrap_err();
+        check("x", "(MIT", &a).unwrap_err();
+        check("x", "", &a).unwrap_err();
+        check("x", "MIT OR", &a).unwrap_err();
     }
 }

@@ -19,6 +19,8 @@ use std::process::Command;
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
 
+use crate::apt::{self, AptRepo};
+
 const APT_ETC: &str = "/etc/apt";
 const APT_HELPER: &str = "/usr/lib/apt/apt-helper";
 
@@ -50,7 +52,7 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
         return Ok(paths);
     }
     let work = TempDir::new(dest_dir)?;
-    let opts = write_src_sources(&work.0, &read_apt_sources(Path::new(APT_ETC))?)?;
+    let opts = write_src_sources(&work.0, &debian_repos(Path::new(APT_ETC))?)?;
     for (p, want, dest) in missing {
         let uri = find_uri(&opts, &p.debian_source, &p.debian_version, &p.file, &want)?;
         let partial = dest_dir.join(format!(".{}.partial", p.file));
@@ -76,6 +78,26 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
         verify_and_place(&partial, &dest, &want)?;
     }
     Ok(paths)
+}
+
+/// Makes every `file` input of every project available in the sources
+/// folder, its sha256 checked; one private apt update serves them all.
+pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
+    let dir = crate::util::sources_dir(root);
+    let mut all = Vec::new();
+    for name in crate::project::list_projects(root)? {
+        // Parsed strictly first, so a malformed definition is reported as such.
+        let project = crate::project::load_project(root, &name)?;
+        for input in &project.def.input {
+            if let pins::InputKind::File(pin) = input.kind()? {
+                all.push(pin.to_owned());
+            }
+        }
+    }
+    all.sort();
+    all.dedup();
+    fetch_many(&all, &dir)?;
+    Ok(())
 }
 
 /// Moves `partial` to `dest` only if its hash matches; otherwise deletes it and errors.
@@ -129,38 +151,9 @@ fn check_name(s: &str, what: &str) -> Result<()> {
     Ok(())
 }
 
-/// One configured Debian repository: what apt already uses for binaries.
-#[derive(Debug, Clone, PartialEq, Eq)]
-struct AptRepo {
-    uri: String,
-    suite: String,
-    components: Vec<String>,
-    signed_by: Option<String>,
-}
-
-/// Reads the `deb` entries of the system apt configuration (one-line and deb822 formats).
-/// Entries that are disabled (`Enabled: no`, files not ending in `.list`/`.sources`) are skipped.
-fn read_apt_sources(etc: &Path) -> Result<Vec<AptRepo>> {
-    let mut repos = Vec::new();
-    let main = etc.join("sources.list");
-    if main.exists() {
-        repos.extend(parse_one_line(&fs::read_to_string(&main)?));
-    }
-    let dir = etc.join("sources.list.d");
-    if dir.is_dir() {
-        let mut entries: Vec<PathBuf> = fs::read_dir(&dir)?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        for p in entries {
-            let text = match p.extension().and_then(|e| e.to_str()) {
-                Some("list") => parse_one_line(&fs::read_to_string(&p)?),
-                Some("sources") => parse_deb822(&fs::read_to_string(&p)?),
-                _ => continue,
-            };
-            repos.extend(text);
-        }
-    }
+/// The machine's `deb` repositories (crate::apt) that can serve the source packages we pin.
+fn debian_repos(etc: &Path) -> Result<Vec<AptRepo>> {
+    let mut repos = apt::read_config(etc)?;
     // Only Debian archives carry the source packages we pin; third-party repositories
     // (for example a vendor's tool repository) are left out so their failures do not matter.
     repos.retain(|r| {
@@ -172,88 +165,6 @@ fn read_apt_sources(etc: &Path) -> Result<Vec<AptRepo>> {
         bail!("no Debian `deb` repository found in {}", etc.display());
     }
     Ok(repos)
-}
-
-fn parse_one_line(text: &str) -> Vec<AptRepo> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.split('#').next().unwrap_or("").trim();
-        let mut words = line.split_whitespace().peekable();
-        if words.next() != Some("deb") {
-            continue;
-        }
-        let mut signed_by = None;
-        if words.peek().is_some_and(|w| w.starts_with('[')) {
-            for w in words.by_ref() {
-                let opt = w.trim_start_matches('[').trim_end_matches(']');
-                if let Some(v) = opt.strip_prefix("signed-by=") {
-                    signed_by = Some(v.to_string());
-                }
-                if w.ends_with(']') {
-                    break;
-                }
-            }
-        }
-        let (Some(uri), Some(suite)) = (words.next(), words.next()) else {
-            continue;
-        };
-        out.push(AptRepo {
-            uri: uri.to_string(),
-            suite: suite.to_string(),
-            components: words.map(str::to_string).collect(),
-            signed_by,
-        });
-    }
-    out
-}
-
-fn parse_deb822(text: &str) -> Vec<AptRepo> {
-    let mut out = Vec::new();
-    for stanza in text.split("\n\n") {
-        let mut fields: Vec<(String, String)> = Vec::new();
-        for line in stanza.lines() {
-            if line.starts_with('#') {
-                continue;
-            }
-            if line.starts_with([' ', '\t']) {
-                // Continuation line (for example an inline key); appended to the last field.
-                if let Some(last) = fields.last_mut() {
-                    last.1.push(' ');
-                    last.1.push_str(line.trim());
-                }
-                continue;
-            }
-            if let Some((k, v)) = line.split_once(':') {
-                fields.push((k.trim().to_ascii_lowercase(), v.trim().to_string()));
-            }
-        }
-        let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
-        if get("enabled").is_some_and(|v| v.eq_ignore_ascii_case("no")) {
-            continue;
-        }
-        if !get("types").is_some_and(|t| t.split_whitespace().any(|t| t == "deb")) {
-            continue;
-        }
-        let components: Vec<String> = get("components")
-            .unwrap_or("")
-            .split_whitespace()
-            .map(str::to_string)
-            .collect();
-        let signed_by = get("signed-by")
-            .filter(|s| s.starts_with('/'))
-            .map(str::to_string);
-        for uri in get("uris").unwrap_or("").split_whitespace() {
-            for suite in get("suites").unwrap_or("").split_whitespace() {
-                out.push(AptRepo {
-                    uri: uri.to_string(),
-                    suite: suite.to_string(),
-                    components: components.clone(),
-                    signed_by: signed_by.clone(),
-                });
-            }
-        }
-    }
-    out
 }
 
 /// Writes the private apt tree and runs `apt-get update` in it; returns the apt options to reuse.
@@ -430,22 +341,42 @@ mod tests {
     }
 
     #[test]
-    fn parses_both_apt_formats_and_print_uris() {
-        let deb822 = "Types: deb\n# comment\nURIs: http://mirror.invalid/debian\n\
-                      Suites: bookworm bookworm-updates\nComponents: main\n\
-                      Signed-By: /usr/share/keyrings/debian-archive-keyring.gpg\n\n\
-                      Types: deb-src\nURIs: http://x.invalid\nSuites: s\nComponents: c\n";
-        let r = parse_deb822(deb822);
-        assert_eq!(r.len(), 2);
-        assert_eq!(r[1].suite, "bookworm-updates");
-        let one = parse_one_line(
-            "deb [arch=amd64 signed-by=/k.gpg] http://m.invalid/d bookworm main contrib\n",
-        );
-        assert_eq!(one[0].components, vec!["main", "contrib"]);
-        assert_eq!(one[0].signed_by.as_deref(), Some("/k.gpg"));
+    fn parses_print_uris() {
         let out = "'http://m.invalid/p/libotr_4.1.1.orig.tar.gz' libotr_4.1.1.orig.tar.gz 655791 SHA256:AB\n";
         let (u, h) = parse_print_uris(out, "libotr_4.1.1.orig.tar.gz").unwrap();
         assert_eq!(u, "http://m.invalid/p/libotr_4.1.1.orig.tar.gz");
         assert_eq!(h.as_deref(), Some("ab"));
+        assert!(parse_print_uris(out, "other.tar.gz").is_none());
+    }
+
+    #[test]
+    fn only_debian_archives_serve_pinned_sources() {
+        let etc = scratch("etc");
+        fs::write(
+            etc.join("sources.list"),
+            "deb [signed-by=/usr/share/keyrings/vendor.gpg] http://vendor.invalid/apt stable main\n\
+             deb [signed-by=/usr/share/keyrings/debian-archive-keyring.gpg] http://deb.invalid/debian bookworm main\n\
+             deb http://unsigned.invalid/debian bookworm main\n",
+        )
+        .unwrap();
+        let uris: Vec<String> = debian_repos(&etc)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.uri)
+            .collect();
+        assert_eq!(
+            uris,
+            [
+                "http://deb.invalid/debian",
+                "http://unsigned.invalid/debian"
+            ]
+        );
+        fs::write(
+            etc.join("sources.list"),
+            "deb [signed-by=/usr/share/keyrings/vendor.gpg] http://vendor.invalid/apt stable main\n",
+        )
+        .unwrap();
+        assert!(debian_repos(&etc).is_err());
+        fs::remove_dir_all(&etc).unwrap();
     }
 }

@@ -275,6 +275,15 @@ mod tests {
     use super::*;
     use timb_release::{SignatureKind, SourceCommit, Target};
 
+    fn repo_root() -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../..")
+    }
+
+    fn sha256_file(p: &Path) -> String {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(std::fs::read(p).unwrap()))
+    }
+
     fn scratch(name: &str) -> PathBuf {
         let p = std::env::temp_dir().join(format!("xtask-sign-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
@@ -305,7 +314,7 @@ mod tests {
             file.file_name().unwrap().to_str().unwrap(),
             "0.1.0".parse().unwrap(),
             Target::LinuxX86_64,
-            crate::util::sha256_file(file).unwrap().parse().unwrap(),
+            sha256_file(file).parse().unwrap(),
             SourceCommit::Unknown,
             dev,
         )
@@ -314,7 +323,7 @@ mod tests {
 
     #[test]
     fn the_repository_policy_and_keys_agree() {
-        let (policy, keys) = repository_trust(&crate::util::repo_root()).unwrap();
+        let (policy, keys) = repository_trust(&repo_root()).unwrap();
         policy.check_keys(&keys).unwrap();
     }
 
@@ -336,7 +345,7 @@ mod tests {
             "{e}"
         );
         // The repository's own policy lists no release key yet: refused there too.
-        let (repo_policy, repo_keys) = repository_trust(&crate::util::repo_root()).unwrap();
+        let (repo_policy, repo_keys) = repository_trust(&repo_root()).unwrap();
         assert!(release_signer_with(&sk, Some("pw".into()), &repo_policy, &repo_keys).is_err());
         // Listed, and in signing/keys/: accepted.
         let s = release_signer_with(&sk, Some("pw".into()), &policy(&[id]), &keys).unwrap();

@@ -1,10 +1,7 @@
-//! Installing what builds and tests need from Debian, and fetching pinned
-//! source archives.
+//! Installing what builds and tests need from Debian.
 
-use crate::rbm;
 use crate::util;
 use anyhow::{bail, Context, Result};
-use std::path::Path;
 use std::process::Command;
 
 fn installed(pkg: &str) -> bool {
@@ -47,26 +44,4 @@ pub fn ensure(packages: &[&str]) -> Result<()> {
     let mut args = vec!["install", "-y", "-qq", "--no-install-recommends"];
     args.extend(&missing);
     apt(&args).with_context(|| format!("installing {}", missing.join(" ")))
-}
-
-/// Makes every `file` input of every project available in the sources
-/// folder, its sha256 checked; one private apt update serves them all.
-pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
-    let dir = std::env::var_os("TIMB_SOURCES_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| root.join("out").join("sources"));
-    let mut all = Vec::new();
-    for name in rbm::list_projects(root)? {
-        // Parsed strictly first, so a malformed definition is reported as such.
-        let project = rbm::load_project(root, &name)?;
-        for input in &project.def.input {
-            if let pins::InputKind::File(pin) = input.kind()? {
-                all.push(pin.to_owned());
-            }
-        }
-    }
-    all.sort();
-    all.dedup();
-    crate::sources::fetch_many(&all, &dir)?;
-    Ok(())
 }

@@ -1,0 +1,131 @@
+//! Deterministic archives: the same entries give the same bytes, whatever order they come
+//! in and whoever builds them. (zip and dmg join here with their targets.)
+
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// One file or folder in the archive.
+pub struct Entry {
+    pub path: String,
+    pub mode: u32,
+    /// `None` for a folder.
+    pub data: Option<Vec<u8>>,
+}
+
+/// Sorted entries, fixed owner/mtime/modes, xz preset 9 single-threaded with
+/// CRC64: the same entries always give the same bytes.
+pub fn write_tar_xz(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<()> {
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    for w in entries.windows(2) {
+        if w[0].path == w[1].path {
+            bail!("two bundle entries named {}", w[0].path);
+        }
+    }
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let xz = xz2::write::XzEncoder::new(std::io::BufWriter::new(file), 9);
+    let mut tar = tar::Builder::new(xz);
+    for e in &entries {
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(e.mode);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_username("root")?;
+        h.set_groupname("root")?;
+        h.set_mtime(mtime);
+        match &e.data {
+            None => {
+                h.set_entry_type(tar::EntryType::Directory);
+                h.set_size(0);
+                tar.append_data(&mut h, &e.path, std::io::empty())?;
+            }
+            Some(d) => {
+                h.set_entry_type(tar::EntryType::Regular);
+                h.set_size(d.len() as u64);
+                tar.append_data(&mut h, &e.path, d.as_slice())?;
+            }
+        }
+    }
+    let xz = tar.into_inner()?;
+    let mut w = xz.finish()?;
+    w.flush()?;
+    Ok(())
+}
+
+/// Reads every regular file of a `.tar.xz` into memory (bundles are small).
+pub fn read_tar_xz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut ar = tar::Archive::new(xz2::read::XzDecoder::new(std::io::BufReader::new(f)));
+    let mut files = BTreeMap::new();
+    for e in ar.entries().context("reading the archive")? {
+        let mut e = e.context("reading an archive entry")?;
+        let p = e.path()?.to_string_lossy().into_owned();
+        if e.header().entry_type().is_file() {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf)
+                .with_context(|| format!("reading {p} from the archive"))?;
+            files.insert(p, buf);
+        }
+    }
+    Ok(files)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample() -> Vec<Entry> {
+        vec![
+            Entry {
+                path: "t/b".into(),
+                mode: 0o644,
+                data: Some(b"bee".to_vec()),
+            },
+            Entry {
+                path: "t/".into(),
+                mode: 0o755,
+                data: None,
+            },
+            Entry {
+                path: "t/a".into(),
+                mode: 0o755,
+                data: Some(vec![0u8; 70_000]),
+            },
+        ]
+    }
+
+    #[test]
+    fn the_same_entries_give_the_same_bytes_in_any_order() {
+        let dir = std::env::temp_dir().join(format!("timb-tar-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.tar.xz");
+        let b = dir.join("b.tar.xz");
+        write_tar_xz(sample(), &a, 1_700_000_000).unwrap();
+        let mut rev = sample();
+        rev.reverse();
+        write_tar_xz(rev, &b, 1_700_000_000).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let files = read_tar_xz(&a).unwrap();
+        assert_eq!(files["t/b"], b"bee");
+        assert_eq!(files["t/a"].len(), 70_000);
+        // A different mtime must change the bytes: the test above is not vacuous.
+        write_tar_xz(sample(), &b, 1_700_000_001).unwrap();
+        assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn duplicate_entries_are_refused() {
+        let dir = std::env::temp_dir().join(format!("timb-tar-dup-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut e = sample();
+        e.push(Entry {
+            path: "t/b".into(),
+            mode: 0o644,
+            data: Some(vec![]),
+        });
+        assert!(write_tar_xz(e, &dir.join("x.tar.xz"), 0).is_err());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

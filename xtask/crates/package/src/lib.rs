@@ -1,0 +1,44 @@
+//! timb's packaging: how a built program becomes a bundle. The bundle's layout and one step
+//! per target family ([`linux`]; Windows and macOS join beside it), the licence collection
+//! ([`licences`]) and deterministic archives ([`archive`]). The pipeline core never names
+//! these steps: [`register`] adds them to its step registry.
+
+pub mod archive;
+pub mod licences;
+pub mod linux;
+
+use pipeline::Steps;
+
+/// Adds every packaging step to `steps`, under the names rbm-projects/ definitions use.
+pub fn register(steps: &mut Steps) -> anyhow::Result<()> {
+    steps.register("linux-bundle", Box::new(linux::LinuxBundle))
+}
+
+/// The pipeline's own steps and every packaging step: what xtask builds with.
+pub fn all_steps() -> anyhow::Result<Steps> {
+    let mut steps = Steps::new();
+    register(&mut steps)?;
+    Ok(steps)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipeline::{project, util};
+
+    /// Every step a definition in rbm-projects/ names is one xtask can run.
+    #[test]
+    fn every_definitions_step_is_registered() {
+        let steps = all_steps().unwrap();
+        let root = util::repo_root();
+        let names = project::list_projects(&root).unwrap();
+        assert!(names.iter().any(|n| n == "linux-bundle"));
+        for n in names {
+            let p = project::load_project(&root, &n).unwrap();
+            steps.get(&n, &p.def.build.step).unwrap();
+        }
+        // Registering twice is refused, not a silent replacement.
+        let mut again = all_steps().unwrap();
+        assert!(register(&mut again).is_err());
+    }
+}

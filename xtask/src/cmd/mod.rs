@@ -1,0 +1,10 @@
+//! One module per `cargo xtask` command.
+
+pub mod bench;
+pub mod build;
+pub mod build_unsigned;
+pub mod bundle;
+pub mod fetch;
+pub mod screenshots;
+pub mod test;
+pub mod verify;
