@@ -81,6 +81,10 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
         )
         .context("installing the otr.js interop peer (npm ci)")?;
     }
+    // The TUF reference implementation the updater is checked against; the
+    // tests (run in this process's children) find it through this variable.
+    let python = tuf_python(root)?;
+    std::env::set_var(TUF_PYTHON_ENV, &python);
     util::stage(
         3,
         5,
@@ -185,6 +189,66 @@ fn tools_dir(root: &Path) -> PathBuf {
         Some(p) if !p.starts_with(root) && target.is_absolute() => p.join("timb-tools"),
         _ => target.join("timb-tools"),
     }
+}
+
+/// How the TUF interoperability tests find the Python that has `tuf`.
+const TUF_PYTHON_ENV: &str = "TIMB_TUF_PYTHON";
+
+/// The pinned Python `tuf` (requirements with hashes), in a venv cached in
+/// [`tools_dir`] under the requirements' hash, so a changed pin makes a new one.
+fn tuf_python(root: &Path) -> Result<PathBuf> {
+    let reqs = root.join("app/timb-release/tests/tuf-interop/requirements.txt");
+    let text = std::fs::read(&reqs).with_context(|| format!("reading {}", reqs.display()))?;
+    let sum = timb_release::Sha256::of(&text).to_string();
+    let venv = tools_dir(root).join(format!("tuf-venv-{}", &sum[..16]));
+    let python = venv.join("bin/python");
+    let works = |p: &Path| {
+        Command::new(p)
+            .args(["-c", "import tuf.ngclient"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    };
+    if works(&python) {
+        return Ok(python);
+    }
+    util::remove_dir(&venv)?;
+    std::fs::create_dir_all(tools_dir(root))?;
+    // Debian's python3 needs python3-venv for `-m venv`; another python3 on
+    // PATH (pyenv) has it built in.
+    let has_venv = Command::new("python3")
+        .args(["-c", "import venv, ensurepip"])
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_venv {
+        provision::ensure(&["python3-venv"])?;
+    }
+    eprintln!(
+        "    installing the pinned Python tuf into {} (once)",
+        venv.display()
+    );
+    util::run(Command::new("python3").args(["-m", "venv"]).arg(&venv))
+        .context("making a Python venv for the TUF reference implementation")?;
+    util::run(
+        Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--require-hashes",
+                "-r",
+            ])
+            .arg(&reqs),
+    )
+    .context("installing the pinned Python tuf (pip --require-hashes)")?;
+    if !works(&python) {
+        bail!("{} cannot import tuf after installing it", python.display());
+    }
+    Ok(python)
 }
 
 /// The cargo-deny binary, built once per version into [`tools_dir`].
