@@ -8,10 +8,11 @@
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
 mod config;
+pub mod http;
 mod net;
 
 pub use config::{profile_state_dir, Authority, NetworkFile, NetworkParams, Relay, TorConfig};
-pub use net::{BootstrapProgress, TorStream, Transport};
+pub use net::{BootstrapProgress, Isolation, TorStream, Transport};
 pub use timb_tls::{ConnectOptions, PinSet, TlsError, TlsPolicy, TlsStream, TofuStore};
 
 /// Failures a user (or the GUI) can act on.

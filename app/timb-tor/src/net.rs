@@ -311,3 +311,7 @@ fn connect_error(host: &str, port: u16, e: &arti_client::Error) -> TorError {
         _ => TorError::Connect { target, detail },
     }
 }
+
+// Connections for the update check, on circuits of their own.
+mod isolated;
+pub use isolated::Isolation;
