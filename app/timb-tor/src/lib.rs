@@ -9,11 +9,12 @@
 
 mod config;
 mod connector;
+pub mod http;
 mod net;
 
 pub use config::{profile_state_dir, Authority, NetworkFile, NetworkParams, Relay, TorConfig};
 pub use connector::{boxed, AsyncStream, BoxFuture, BoxStream, Connector, TorConnector};
-pub use net::{BootstrapProgress, TorStream, Transport};
+pub use net::{BootstrapProgress, Isolation, TorStream, Transport};
 pub use timb_core::ConnectError;
 pub use timb_tls::{ConnectOptions, PinSet, TlsError, TlsPolicy, TlsStream, TofuStore};
 

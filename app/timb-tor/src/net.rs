@@ -182,10 +182,20 @@ impl Transport {
         host: &str,
         port: u16,
     ) -> Result<TorStream, ConnectError> {
+        self.connect_prefs(host, port, &self.prefs(account)).await
+    }
+
+    /// The stream under the given isolation, shared by accounts' and the
+    /// update check's streams so both wait for a path the same way.
+    pub(super) async fn connect_prefs(
+        &self,
+        host: &str,
+        port: u16,
+        prefs: &StreamPrefs,
+    ) -> Result<TorStream, ConnectError> {
         let addr = (host, port)
             .into_tor_addr()
             .map_err(|_| ConnectError::BadAddress)?;
-        let prefs = self.prefs(account);
         // Right after bootstrap (or after the consensus changes) arti can
         // briefly lack the descriptors for any usable path; that is local
         // and transient, so wait for directory information a little before
@@ -193,7 +203,7 @@ impl Transport {
         let give_up = tokio::time::Instant::now() + PATH_RETRY_BUDGET;
         let mut pause = Duration::from_millis(500);
         loop {
-            match self.client.connect_with_prefs(addr.clone(), &prefs).await {
+            match self.client.connect_with_prefs(addr.clone(), prefs).await {
                 Ok(stream) => return Ok(stream),
                 Err(e)
                     if matches!(
@@ -363,3 +373,7 @@ mod tests {
         );
     }
 }
+
+// Connections for the update check, on circuits of their own.
+mod isolated;
+pub use isolated::Isolation;

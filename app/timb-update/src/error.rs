@@ -1,0 +1,87 @@
+//! What the user is told when an update check or download fails: which file, on which
+//! mirror (by its place in the list, never its address), and which check refused it, in
+//! the words of [`TufError`], [`FetchError`] or the minisign [`CheckError`].
+
+use crate::fetch::FetchError;
+use crate::store::StoreError;
+use std::fmt;
+use timb_release::tuf::TufError;
+use timb_release::CheckError;
+
+/// Why one mirror could not give a file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Not fetched: the network, the server, a cap or a timeout.
+    Fetch(FetchError),
+    /// Fetched, and refused by a TUF check.
+    Tuf(TufError),
+    /// Fetched and TUF-verified, and its minisign signature was refused.
+    Signature(CheckError),
+    /// No mirror gave the `.minisig` file.
+    SignatureMissing(FetchError),
+    /// A signature that is good but by the development key: never an update.
+    DevelopmentSignature,
+    /// Could not be written to the target folder.
+    Disk(String),
+}
+
+impl fmt::Display for Failure {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Failure::Fetch(e) => write!(f, "download failed: {e}"),
+            Failure::Tuf(e) => write!(f, "refused by the update metadata check: {e}"),
+            Failure::Signature(e) => write!(f, "refused by the minisign signature check: {e}"),
+            Failure::SignatureMissing(e) => write!(
+                f,
+                "refused by the minisign signature check: its .minisig could not be fetched ({e})"
+            ),
+            Failure::DevelopmentSignature => f.write_str(
+                "refused by the minisign signature check: signed with a development key, which is never an update",
+            ),
+            Failure::Disk(e) => write!(f, "could not be saved: {e}"),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum UpdateError {
+    #[error("no mirror gave a valid {file}: {}", list(.failures))]
+    Mirrors {
+        file: String,
+        failures: Vec<(usize, Failure)>,
+    },
+    #[error("the update check failed: {0}")]
+    Tuf(#[from] TufError),
+    #[error("the trusted update metadata in the state folder is not usable: {0}")]
+    LocalRoot(TufError),
+    #[error(
+        "no trusted root yet: the state folder must be initialised with the shipped root.json"
+    )]
+    NotInitialised,
+    #[error("no mirror is configured")]
+    NoMirror,
+    #[error("target name {0:?} is not a plain relative path; refused")]
+    BadTargetName(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the shipped bundle signing policy cannot be read: {0}")]
+    Policy(String),
+}
+
+fn list(failures: &[(usize, Failure)]) -> String {
+    failures
+        .iter()
+        .map(|(i, f)| format!("mirror {}: {f}", i + 1))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+impl UpdateError {
+    /// The failures by mirror, if this is a per-mirror error.
+    pub fn failures(&self) -> &[(usize, Failure)] {
+        match self {
+            UpdateError::Mirrors { failures, .. } => failures,
+            _ => &[],
+        }
+    }
+}

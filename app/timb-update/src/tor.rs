@@ -1,0 +1,88 @@
+//! The app's transport: every request through arti on circuits of the update check's own
+//! isolation, HTTPS (timb-tls, web PKI) to clearnet mirrors, and plain HTTP only to
+//! `.onion` mirrors — TUF gives integrity, and an onion address authenticates the server, so
+//! only there may TLS be left out.
+
+use crate::fetch::{Body, Fetch, FetchError, Scheme, Url};
+use timb_tor::http::{self, Response};
+use timb_tor::{Isolation, TlsPolicy, TorError, Transport};
+
+pub struct TorFetcher {
+    transport: Transport,
+    isolation: Isolation,
+}
+
+impl std::fmt::Debug for TorFetcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TorFetcher")
+    }
+}
+
+impl TorFetcher {
+    /// Fetches through `transport`, on circuits no chat account uses.
+    pub fn new(transport: Transport) -> TorFetcher {
+        TorFetcher {
+            transport,
+            isolation: Isolation::new(),
+        }
+    }
+}
+
+/// A body from timb-tor's HTTP client.
+pub struct HttpBody(Response);
+
+impl Body for HttpBody {
+    async fn chunk(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
+        self.0
+            .chunk()
+            .await
+            .map(|c| c.map(|b| b.to_vec()))
+            .map_err(|e| FetchError::Http(e.to_string()))
+    }
+}
+
+impl HttpBody {
+    /// A response as the updater takes it: 200 is a body, 403/404/410 "not there".
+    pub fn from_response(r: Response) -> Result<HttpBody, FetchError> {
+        match r.status() {
+            200 => Ok(HttpBody(r)),
+            403 | 404 | 410 => Err(FetchError::NotFound),
+            s => Err(FetchError::Status(s)),
+        }
+    }
+}
+
+fn tor_error(e: TorError) -> FetchError {
+    FetchError::Connect(e.to_string())
+}
+
+impl Fetch for TorFetcher {
+    type Body = HttpBody;
+
+    async fn open(&self, url: &Url) -> Result<HttpBody, FetchError> {
+        let response = match url.scheme {
+            Scheme::Http if !url.is_onion() => {
+                return Err(FetchError::Refused(
+                    "plain HTTP is used only for .onion mirrors; this mirror needs https://".into(),
+                ))
+            }
+            Scheme::Http => {
+                let s = self
+                    .transport
+                    .connect_isolated(&self.isolation, &url.host, url.port)
+                    .await
+                    .map_err(tor_error)?;
+                http::get(s, &url.authority(), &url.path).await
+            }
+            Scheme::Https => {
+                let s = self
+                    .transport
+                    .connect_tls_isolated(&self.isolation, &url.host, url.port, &TlsPolicy::WebPki)
+                    .await
+                    .map_err(tor_error)?;
+                http::get(s, &url.authority(), &url.path).await
+            }
+        };
+        HttpBody::from_response(response.map_err(|e| FetchError::Http(e.to_string()))?)
+    }
+}

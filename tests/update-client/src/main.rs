@@ -1,0 +1,272 @@
+//! `timb-update`: the updater's command-line test client, for tests and conformance suites.
+//!
+//! ```text
+//! timb-update --metadata-dir D init ROOT
+//! timb-update --metadata-dir D --metadata-url U [--metadata-url U2 …] refresh
+//! timb-update --metadata-dir D [--metadata-url U …] --target-name T --target-base-url B
+//!             --target-dir O [--running-version V --running-target T --channel C
+//!             --bundle-key PUB … --signing-policy TOML] download
+//! ```
+//!
+//! Exit 0 on success, 1 with the reason on stderr. Unlike the app, it speaks plain HTTP to
+//! `127.0.0.1` (a loopback test server); anything else goes through arti (`--tor-network`,
+//! the private test network's file) under the app's own rules, or is refused.
+//! `TIMB_UPDATE_CRASH_AT=N` aborts the process at the Nth step of the store's writes (the
+//! crash-safety tests); the app has no such hook.
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use timb_release::tuf::{Channel, TrustedSet};
+use timb_release::{Keyring, Policy, PublicKey};
+use timb_tor::http;
+use timb_update::{
+    Body, BundleTrust, Fetch, FetchError, Running, Scheme, Store, Timeouts, TorFetcher, Updater,
+    Url,
+};
+
+#[derive(Parser)]
+#[command(name = "timb-update", about = "timb's updater test client")]
+struct Cli {
+    /// The trusted metadata folder.
+    #[arg(long)]
+    metadata_dir: PathBuf,
+    /// A metadata mirror (repeat: tried in order).
+    #[arg(long)]
+    metadata_url: Vec<String>,
+    #[arg(long)]
+    target_name: Option<String>,
+    /// A target mirror (repeat: tried in order).
+    #[arg(long)]
+    target_base_url: Vec<String>,
+    #[arg(long)]
+    target_dir: Option<PathBuf>,
+    /// With --running-target and --channel: download as this bundle's update (timb fields
+    /// and minisign checked too); without, TUF's checks alone.
+    #[arg(long)]
+    running_version: Option<String>,
+    #[arg(long)]
+    running_target: Option<String>,
+    #[arg(long)]
+    channel: Option<String>,
+    /// A bundle key (minisign .pub) instead of the shipped ones (repeat).
+    #[arg(long)]
+    bundle_key: Vec<PathBuf>,
+    /// A signing policy instead of the shipped signing/policy.toml.
+    #[arg(long)]
+    signing_policy: Option<PathBuf>,
+    /// The private Tor network's file: non-loopback URLs go through arti.
+    #[arg(long)]
+    tor_network: Option<PathBuf>,
+    /// arti's state folder (with --tor-network).
+    #[arg(long)]
+    tor_state: Option<PathBuf>,
+    /// Per-read timeout in seconds.
+    #[arg(long, default_value_t = 60)]
+    read_timeout: u64,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Trust ROOT (a root.json, checked to be self-signed) as the initial root.
+    Init { root: PathBuf },
+    /// Refresh the trusted metadata from the metadata mirrors.
+    Refresh,
+    /// Download --target-name into --target-dir.
+    Download,
+}
+
+/// Loopback plain HTTP, else arti under the app's rules.
+struct TestFetcher {
+    tor: Option<TorFetcher>,
+}
+
+enum TestBody {
+    Loopback(http::Response),
+    Tor(<TorFetcher as Fetch>::Body),
+}
+
+impl Body for TestBody {
+    async fn chunk(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
+        match self {
+            TestBody::Loopback(r) => r
+                .chunk()
+                .await
+                .map(|c| c.map(|b| b.to_vec()))
+                .map_err(|e| FetchError::Http(e.to_string())),
+            TestBody::Tor(b) => b.chunk().await,
+        }
+    }
+}
+
+impl Fetch for TestFetcher {
+    type Body = TestBody;
+
+    async fn open(&self, url: &Url) -> Result<TestBody, FetchError> {
+        if url.scheme == Scheme::Http && url.host == "127.0.0.1" {
+            // Only loopback, only in this test client (never in the app).
+            #[allow(clippy::disallowed_methods)]
+            let s = tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, url.port))
+                .await
+                .map_err(|e| FetchError::Connect(e.to_string()))?;
+            let r = http::get(s, &url.authority(), &url.path)
+                .await
+                .map_err(|e| FetchError::Http(e.to_string()))?;
+            return match r.status() {
+                200 => Ok(TestBody::Loopback(r)),
+                403 | 404 | 410 => Err(FetchError::NotFound),
+                s => Err(FetchError::Status(s)),
+            };
+        }
+        match &self.tor {
+            Some(t) => t.open(url).await.map(TestBody::Tor),
+            None => Err(FetchError::Refused(
+                "only http://127.0.0.1 without --tor-network".into(),
+            )),
+        }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("timb-update: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match rt.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("timb-update: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn urls(list: &[String]) -> Result<Vec<Url>, String> {
+    list.iter()
+        .map(|u| Url::parse(u).map_err(|e| e.to_string()))
+        .collect()
+}
+
+async fn run(cli: Cli) -> Result<(), String> {
+    let mut store = Store::open(&cli.metadata_dir).map_err(|e| e.to_string())?;
+    if let Some(n) = std::env::var("TIMB_UPDATE_CRASH_AT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok())
+    {
+        let count = Arc::new(AtomicUsize::new(0));
+        store.set_write_hook(Box::new(move |_step| {
+            if count.fetch_add(1, Ordering::SeqCst) + 1 == n {
+                std::process::abort();
+            }
+        }));
+    }
+    if let Command::Init { root } = &cli.command {
+        let bytes = std::fs::read(root).map_err(|e| format!("{}: {e}", root.display()))?;
+        let now = i64::try_from(unix_now()).unwrap_or(i64::MAX);
+        TrustedSet::new(&bytes, now).map_err(|e| format!("the root is not valid: {e}"))?;
+        return store
+            .write(timb_release::tuf::RoleName::Root, &bytes)
+            .map_err(|e| e.to_string());
+    }
+    let tor = match &cli.tor_network {
+        Some(file) => {
+            let state = cli
+                .tor_state
+                .clone()
+                .unwrap_or_else(|| cli.metadata_dir.join("arti"));
+            let config =
+                timb_tor::TorConfig::private_network(file, &state).map_err(|e| e.to_string())?;
+            let (tx, _rx) = tokio::sync::watch::channel(Default::default());
+            let t = timb_tor::Transport::bootstrap(config, tx)
+                .await
+                .map_err(|e| e.to_string())?;
+            Some(TorFetcher::new(t))
+        }
+        None => None,
+    };
+    let mirrors = urls(&cli.metadata_url)?;
+    let refresh = !mirrors.is_empty();
+    let updater = Updater::new(store, TestFetcher { tor }, mirrors).with_timeouts(Timeouts {
+        per_read: std::time::Duration::from_secs(cli.read_timeout),
+        ..Timeouts::default()
+    });
+    let set = if refresh {
+        updater.refresh().await.map_err(|e| e.to_string())?
+    } else if matches!(cli.command, Command::Refresh) {
+        return Err("refresh needs --metadata-url".into());
+    } else {
+        updater.trusted().map_err(|e| e.to_string())?
+    };
+    if matches!(cli.command, Command::Refresh) {
+        return Ok(());
+    }
+    let name = cli
+        .target_name
+        .as_deref()
+        .ok_or("download needs --target-name")?;
+    let dir = cli
+        .target_dir
+        .as_deref()
+        .ok_or("download needs --target-dir")?;
+    let target_mirrors = urls(&cli.target_base_url)?;
+    let running = match (&cli.running_version, &cli.running_target, &cli.channel) {
+        (None, None, None) => None,
+        (Some(v), Some(t), Some(c)) => Some(Running {
+            version: v.parse().map_err(|e| format!("--running-version: {e}"))?,
+            target: t.parse().map_err(|e| format!("--running-target: {e}"))?,
+            channel: Channel::new(c).ok_or("--channel: 1 to 32 of a-z 0-9 -")?,
+        }),
+        _ => return Err("--running-version, --running-target and --channel go together".into()),
+    };
+    let path = match running {
+        None => updater.download(&set, name, &target_mirrors, dir).await,
+        Some(r) => {
+            let trust = bundle_trust(&cli)?;
+            updater
+                .download_update(&set, name, &r, &trust, &target_mirrors, dir)
+                .await
+        }
+    }
+    .map_err(|e| e.to_string())?;
+    println!("{}", path.display());
+    Ok(())
+}
+
+fn bundle_trust(cli: &Cli) -> Result<BundleTrust, String> {
+    if cli.bundle_key.is_empty() && cli.signing_policy.is_none() {
+        return BundleTrust::shipped();
+    }
+    let mut keys = Keyring::new();
+    for p in &cli.bundle_key {
+        let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+        keys.add(
+            PublicKey::parse(&text).map_err(|e| format!("{}: {e}", p.display()))?,
+            p.display().to_string(),
+        );
+    }
+    let p = cli
+        .signing_policy
+        .as_ref()
+        .ok_or("--bundle-key needs --signing-policy")?;
+    let text = std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()))?;
+    let policy = Policy::parse(&text).map_err(|e| e.to_string())?;
+    BundleTrust::new(keys, policy)
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}

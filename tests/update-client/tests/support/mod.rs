@@ -1,0 +1,253 @@
+//! What the updater's tests share: a real HTTP/1.1 server on loopback over a folder (with
+//! endless and stalling files on demand), repositories written from timb-release's test
+//! builder with minisign-signed bundles, the test client, and store snapshots.
+#![allow(dead_code)]
+
+#[path = "../../../../app/timb-release/tests/common/tuf_repo.rs"]
+pub mod tuf_repo;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+use timb_release::tuf::{names, TrustedSet};
+use timb_release::{PublicKey, Sha256, SourceCommit, Target, TrustedComment};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tuf_repo::{Files, Repo};
+
+/// A loopback HTTP server over `root`. Paths in `endless` stream zeros forever; paths in
+/// `stall` send headers and then nothing.
+pub struct Server {
+    pub port: u16,
+    pub root: PathBuf,
+    pub endless: Arc<Mutex<HashSet<String>>>,
+    pub stall: Arc<Mutex<HashSet<String>>>,
+}
+
+impl Server {
+    pub fn start(root: &Path) -> Server {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let endless = Arc::new(Mutex::new(HashSet::new()));
+        let stall = Arc::new(Mutex::new(HashSet::new()));
+        let (r, e, s) = (root.to_path_buf(), endless.clone(), stall.clone());
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (sock, _) = l.accept().await.unwrap();
+                    tokio::spawn(serve(sock, r.clone(), e.clone(), s.clone()));
+                }
+            });
+        });
+        Server {
+            port,
+            root: root.to_path_buf(),
+            endless,
+            stall,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+fn decode(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&path[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn serve(
+    mut sock: tokio::net::TcpStream,
+    root: PathBuf,
+    endless: Arc<Mutex<HashSet<String>>>,
+    stall: Arc<Mutex<HashSet<String>>>,
+) {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16384 {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&req);
+    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+    let path = decode(&path);
+    if endless.lock().unwrap().contains(&path) {
+        let _ = sock
+            .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .await;
+        let zeros = vec![b'0'; 65536];
+        while sock.write_all(&zeros).await.is_ok() {}
+        return;
+    }
+    if stall.lock().unwrap().contains(&path) {
+        let _ = sock
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            .await;
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        return;
+    }
+    let file = root.join(path.trim_start_matches('/'));
+    let body = if path.contains("..") {
+        None
+    } else {
+        std::fs::read(&file).ok()
+    };
+    let _ = match body {
+        Some(b) => {
+            let head = format!(
+                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                b.len()
+            );
+            let _ = sock.write_all(head.as_bytes()).await;
+            sock.write_all(&b).await
+        }
+        None => {
+            sock.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await
+        }
+    };
+    let _ = sock.shutdown().await;
+}
+
+/// A minisign key pair for bundles, with its public file and a policy listing it.
+pub struct BundleKey {
+    kp: minisign::KeyPair,
+    pub pub_file: PathBuf,
+    pub policy_file: PathBuf,
+}
+
+impl BundleKey {
+    pub fn new(dir: &Path, name: &str) -> BundleKey {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let text = kp.pk.to_box().unwrap().to_string();
+        let id = PublicKey::parse(&text).unwrap().id();
+        let pub_file = dir.join(format!("{name}.pub"));
+        std::fs::write(&pub_file, &text).unwrap();
+        let policy_file = dir.join(format!("{name}-policy.toml"));
+        std::fs::write(
+            &policy_file,
+            format!("[bundle]\nkeys = [\"{id}\"]\n[update-metadata]\nkeys = []\nthreshold = 2\n"),
+        )
+        .unwrap();
+        BundleKey {
+            kp,
+            pub_file,
+            policy_file,
+        }
+    }
+
+    /// The `.minisig` text of a release signature over archive `name`.
+    pub fn sign(&self, name: &str, data: &[u8]) -> String {
+        let (version, target) = Target::parse_archive_name(name).unwrap();
+        let comment = TrustedComment::new(
+            name,
+            version,
+            target,
+            Sha256::of(data),
+            SourceCommit::Unknown,
+            false,
+        )
+        .unwrap()
+        .to_string();
+        minisign::sign(Some(&self.kp.pk), &self.kp.sk, data, Some(&comment), None)
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Writes `files` as the repository at `dir`: `metadata/` (root by version, timestamp,
+/// snapshot and targets by consistent name) and `targets/` (each of `bundles` under its
+/// hash, with `NAME.minisig` beside it by `key`).
+pub fn publish(dir: &Path, repo: &Repo, files: &Files, bundles: &[(&str, &[u8])], key: &BundleKey) {
+    let meta = dir.join("metadata");
+    let targets = dir.join("targets");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::create_dir_all(&targets).unwrap();
+    std::fs::write(meta.join(names::root(repo.root_version)), &files.root).unwrap();
+    std::fs::write(meta.join(names::TIMESTAMP), &files.timestamp).unwrap();
+    std::fs::write(
+        meta.join(names::snapshot(true, repo.snapshot_version)),
+        &files.snapshot,
+    )
+    .unwrap();
+    std::fs::write(
+        meta.join(names::targets(true, repo.targets_version)),
+        &files.targets,
+    )
+    .unwrap();
+    let set: TrustedSet = files.trusted();
+    for (name, data) in bundles {
+        let info = set.target(name).unwrap();
+        for p in names::target(true, &info) {
+            std::fs::write(targets.join(p), data).unwrap();
+        }
+        let file = name.rsplit('/').next().unwrap();
+        std::fs::write(
+            targets.join(format!("{name}.minisig")),
+            key.sign(file, data),
+        )
+        .unwrap();
+    }
+}
+
+pub fn client() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_timb-update"))
+}
+
+pub struct Run {
+    pub ok: bool,
+    pub stderr: String,
+    pub out: Output,
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    let out = cmd.output().unwrap();
+    Run {
+        ok: out.status.success(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        out,
+    }
+}
+
+/// Every file of the store folder and its bytes.
+pub fn store_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
+    std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap())
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| {
+            (
+                e.file_name().to_string_lossy().into_owned(),
+                std::fs::read(e.path()).unwrap(),
+            )
+        })
+        .collect()
+}
