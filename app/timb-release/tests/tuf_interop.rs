@@ -3,9 +3,8 @@
 //! signs at test time (`tuf-interop/make_repos.py`): ed25519, ECDSA and RSA roles, and a root
 //! rotated twice.
 //!
-//! The interpreter is `$TIMB_TUF_PYTHON`, else `/var/tmp/timb-tuf-venv/bin/python` if it
-//! exists (provisioned from `tuf-interop/requirements.txt`). Without one the repository tests
-//! are skipped loudly, or fail when `TIMB_REQUIRE_INTEROP=1`.
+//! The interpreter is `$TIMB_TUF_PYTHON` (see `tuf_repo::python`). Without one the repository
+//! tests are skipped loudly, or fail when `TIMB_REQUIRE_INTEROP=1`.
 
 #[path = "common/tuf_repo.rs"]
 mod tuf_repo;
@@ -16,8 +15,6 @@ use std::process::Command;
 use std::sync::OnceLock;
 use timb_release::tuf::{canonical_json, names, TrustedSet, MAX_ROOT_ROTATIONS};
 use timb_release::{Target, Version};
-
-const DEFAULT_PYTHON: &str = "/var/tmp/timb-tuf-venv/bin/python";
 
 #[test]
 fn canonical_json_matches_securesystemslib_byte_for_byte() {
@@ -40,27 +37,7 @@ fn canonical_json_matches_securesystemslib_byte_for_byte() {
 }
 
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("TIMB_TUF_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(DEFAULT_PYTHON));
-    if p.exists() {
-        return Some(p);
-    }
-    let why = format!(
-        "no Python with `tuf` at {} (set TIMB_TUF_PYTHON, or install \
-         app/timb-release/tests/tuf-interop/requirements.txt into a venv at /var/tmp/timb-tuf-venv)",
-        p.display()
-    );
-    if std::env::var("TIMB_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("TIMB_REQUIRE_INTEROP=1 and {why}");
-    }
-    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: interoperability with Python tuf not tested: {why}"
-    );
-    None
+    tuf_repo::python("interoperability with Python tuf")
 }
 
 /// The repositories Python `tuf` wrote, made once per test run.

@@ -1,8 +1,8 @@
 //! The test client against repositories that the reference implementation (Python `tuf`)
 //! wrote and signed (`app/timb-release/tests/tuf-interop/make_repos.py`), served over
 //! loopback HTTP: ed25519, ECDSA/RSA roles, a root rotated twice, and a frozen timestamp.
-//! The interpreter is `$TIMB_TUF_PYTHON`, else `/var/tmp/timb-tuf-venv/bin/python`; without
-//! it the tests are skipped loudly, or fail when `TIMB_REQUIRE_INTEROP=1`.
+//! The interpreter is `$TIMB_TUF_PYTHON` (see `tuf_repo::python`); without it the tests are
+//! skipped loudly, or fail when `TIMB_REQUIRE_INTEROP=1`.
 
 mod support;
 
@@ -12,22 +12,7 @@ use std::process::Command;
 use support::{client, run, Server};
 
 fn python() -> Option<PathBuf> {
-    let p = std::env::var_os("TIMB_TUF_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("/var/tmp/timb-tuf-venv/bin/python"));
-    if p.exists() {
-        return Some(p);
-    }
-    let why = format!("no Python with `tuf` at {}", p.display());
-    if std::env::var("TIMB_REQUIRE_INTEROP").as_deref() == Ok("1") {
-        panic!("TIMB_REQUIRE_INTEROP=1 and {why}");
-    }
-    use std::io::Write;
-    let _ = writeln!(
-        std::io::stderr(),
-        "SKIPPED: the updater against Python tuf repositories: {why} (set TIMB_TUF_PYTHON)"
-    );
-    None
+    support::tuf_repo::python("the updater against Python tuf repositories")
 }
 
 /// The repositories, served; their manifest.

@@ -2,6 +2,7 @@
 //! that every attack variant can be written and re-signed. (The crate holds no secret key;
 //! ring signs here only.) Canonical JSON comes from the crate itself, which
 //! `tuf_interop.rs` checks against the reference implementation.
+// Included by several test binaries (`#[path]`), each using part of it.
 #![allow(dead_code)]
 
 use ring::rand::SystemRandom;
@@ -276,4 +277,25 @@ pub fn state(set: &TrustedSet) -> (u64, Option<u64>, Option<u64>, Option<u64>) {
         set.snapshot().map(|s| s.version),
         set.targets().map(|t| t.version),
     )
+}
+
+/// The Python that has the reference implementation: `$TIMB_TUF_PYTHON`, which
+/// `cargo xtask test` sets to the venv it provisions from
+/// `tuf-interop/requirements.txt`. Without it, `None` and a loud skip, or a failure
+/// when `TIMB_REQUIRE_INTEROP=1`. `what` names what goes untested.
+pub fn python(what: &str) -> Option<std::path::PathBuf> {
+    let why = match std::env::var_os("TIMB_TUF_PYTHON").map(std::path::PathBuf::from) {
+        Some(p) if p.exists() => return Some(p),
+        Some(p) => format!("no Python at TIMB_TUF_PYTHON={}", p.display()),
+        None => "TIMB_TUF_PYTHON is not set (cargo xtask test provisions Python tuf from \
+                 app/timb-release/tests/tuf-interop/requirements.txt and sets it)"
+            .to_string(),
+    };
+    if std::env::var("TIMB_REQUIRE_INTEROP").as_deref() == Ok("1") {
+        panic!("TIMB_REQUIRE_INTEROP=1 and {why}");
+    }
+    // Straight to stderr: the test harness captures `eprintln!` of passing tests.
+    use std::io::Write;
+    let _ = writeln!(std::io::stderr(), "SKIPPED: {what} not tested: {why}");
+    None
 }

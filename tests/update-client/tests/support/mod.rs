@@ -1,6 +1,7 @@
 //! What the updater's tests share: a real HTTP/1.1 server on loopback over a folder (with
 //! endless and stalling files on demand), repositories written from timb-release's test
 //! builder with minisign-signed bundles, the test client, and store snapshots.
+// Shared by several test binaries, each using part of it.
 #![allow(dead_code)]
 
 #[path = "../../../../app/timb-release/tests/common/tuf_repo.rs"]
