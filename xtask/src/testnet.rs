@@ -7,10 +7,6 @@ use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
 pub struct TestNetProcess {
     child: Child,
     pub config: PathBuf,
@@ -37,7 +33,7 @@ pub fn start_testnet(root: &Path) -> Result<Option<TestNetProcess>> {
     if !root.join("tests/testnet/Cargo.toml").is_file() {
         return Ok(None);
     }
-    util::run(cargo().current_dir(root).args([
+    util::run(util::cargo().current_dir(root).args([
         "build",
         "--locked",
         "--quiet",

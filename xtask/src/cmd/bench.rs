@@ -135,7 +135,7 @@ fn bench_app(root: &Path) -> Result<String> {
 /// table; they get the shared private Tor network like the tests do.
 fn example(root: &Path, package: &str, name: &str) -> Result<String> {
     let net = crate::testnet::start_testnet(root)?;
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut c = util::cargo();
     c.current_dir(root).args([
         "run",
         "--release",

@@ -4,12 +4,11 @@
 use anyhow::{Context, Result};
 use pipeline::util;
 use std::path::Path;
-use std::process::Command;
 
 /// Crates for every platform in Cargo.lock, then every pinned source archive.
 pub fn run(root: &Path) -> Result<()> {
     util::run(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+        util::cargo()
             .current_dir(root)
             .args(["fetch", "--locked", "--quiet"]),
     )

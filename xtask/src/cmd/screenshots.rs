@@ -3,14 +3,13 @@
 use anyhow::Result;
 use pipeline::{provision, util};
 use std::path::Path;
-use std::process::Command;
 
 /// The real window and network backend against the private Tor network and
 /// prosody (app/timb/examples/screenshots.rs), pictures into docs/screenshots/.
 pub fn run(root: &Path) -> Result<()> {
     provision::ensure(&["tor", "prosody"])?;
     let net = crate::testnet::start_testnet(root)?;
-    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    let mut c = util::cargo();
     c.current_dir(root)
         .args([
             "run",

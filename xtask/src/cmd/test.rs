@@ -43,10 +43,6 @@ pub const TEST_PACKAGES: &[&str] = &[
 /// The slow bundle tests run alone, after everything else.
 const BUNDLE_TESTS: &str = "timb-bundle-tests";
 
-fn cargo() -> Command {
-    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-}
-
 /// `inside_netns`: the second half, run by the first inside the namespace it made.
 pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     if inside_netns {
@@ -88,15 +84,21 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     util::stage(
         3,
         5,
-        "formatting, lints (cargo fmt --check, cargo clippy -D warnings, cargo deny), building the tests",
+        "the bundle tests start in the background; formatting, lints (cargo fmt --check, \
+         cargo clippy -D warnings, cargo deny), building the tests",
     );
+    // The bundle's release builds (the bundle, then its rebuild elsewhere)
+    // run in their own sandboxes and target directories, so they need nothing
+    // from the stages below: started now, they overlap the debug builds and
+    // the namespace suite instead of following them.
+    let bundle_tests = BundleTests::start(root)?;
     util::run(
-        cargo()
+        util::cargo()
             .current_dir(root)
             .args(["fmt", "--all", "--", "--check"]),
     )
     .context("code is not formatted: run `cargo fmt --all`")?;
-    util::run(cargo().current_dir(root).args([
+    util::run(util::cargo().current_dir(root).args([
         "clippy",
         "--workspace",
         "--all-targets",
@@ -106,7 +108,7 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
         "warnings",
     ]))?;
     deny(root)?;
-    util::run(cargo().current_dir(root).args([
+    util::run(util::cargo().current_dir(root).args([
         "test",
         "--workspace",
         "--locked",
@@ -146,30 +148,119 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     if !status.success() {
         bail!("the test suite failed");
     }
-    // The bundle tests start no servers; they run outside the namespace
-    // because the independent rebuild fetches its pinned sources and makes
-    // its own build container from the Debian mirror, as any rebuilder does.
-    // The builds themselves still run in the sandbox, without network.
     util::stage(
         5,
         5,
-        "the bundle: built, rebuilt elsewhere and compared, signatures, running it",
+        "the bundle: built, rebuilt elsewhere and compared, signatures, running it (waiting for it)",
     );
-    util::run(
-        cargo()
-            .current_dir(root)
-            .args([
-                "test",
-                "--locked",
-                "--package",
-                BUNDLE_TESTS,
-                "--",
-                "--test-threads=1",
-            ])
-            .env("TIMB_XTASK_BIN", std::env::current_exe()?),
-    )?;
+    bundle_tests.finish()?;
     eprintln!("all passed in {:.0} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// The bundle tests, run in the background from the start of stage 3.
+///
+/// They start no servers and run outside the network namespace, because the
+/// independent rebuild fetches its pinned sources and makes its own build
+/// container from the Debian mirror, as any rebuilder does; the builds
+/// themselves still run in the sandbox, without network. Their output goes to
+/// a log that stage 5 prints. Dropped before [`BundleTests::finish`] (an
+/// earlier stage failed), it stops the whole process group.
+struct BundleTests {
+    child: Option<std::process::Child>,
+    log: PathBuf,
+    started: std::time::Instant,
+}
+
+impl BundleTests {
+    fn start(root: &Path) -> Result<Self> {
+        // Building the test binary takes seconds (it depends on sha2 and hex);
+        // it is then run directly, so it holds no cargo lock on the target
+        // directory while the builds below use it.
+        let out = util::output(util::cargo().current_dir(root).args([
+            "test",
+            "--locked",
+            "--quiet",
+            "--package",
+            BUNDLE_TESTS,
+            "--no-run",
+            "--message-format=json",
+        ]))
+        .context("building the bundle tests")?;
+        let exe =
+            test_executable(&out).context("cargo did not name the bundle tests' executable")?;
+        let log = util::cargo_target_dir(root).join("bundle-tests.log");
+        let file =
+            std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
+        use std::os::unix::process::CommandExt;
+        let child = Command::new(&exe)
+            .arg("--test-threads=1")
+            .current_dir(root.join("tests/bundle"))
+            .env("TIMB_XTASK_BIN", std::env::current_exe()?)
+            .stdin(Stdio::null())
+            .stdout(file.try_clone()?)
+            .stderr(file)
+            // Its own process group, so stopping it stops its builds too.
+            .process_group(0)
+            .spawn()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        eprintln!(
+            "    bundle tests started in the background (pid {}), log: {}",
+            child.id(),
+            log.display()
+        );
+        Ok(Self {
+            child: Some(child),
+            log,
+            started: std::time::Instant::now(),
+        })
+    }
+
+    fn finish(mut self) -> Result<()> {
+        let mut child = self.child.take().context("bundle tests already finished")?;
+        let status = child.wait()?;
+        let text = std::fs::read_to_string(&self.log).unwrap_or_default();
+        eprintln!(
+            "    bundle tests took {:.0} s in the background:",
+            self.started.elapsed().as_secs_f64()
+        );
+        eprintln!("{text}");
+        if !status.success() {
+            bail!("the bundle tests failed (log: {})", self.log.display());
+        }
+        Ok(())
+    }
+}
+
+impl Drop for BundleTests {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            eprintln!(
+                "    stopping the bundle tests (log: {})",
+                self.log.display()
+            );
+            let _ = Command::new("kill")
+                .args(["-TERM", "--"])
+                .arg(format!("-{}", child.id()))
+                .status();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The integration test's executable (`tests/bundle.rs`, target kind "test")
+/// in `cargo test --no-run --message-format=json` output.
+fn test_executable(json_lines: &str) -> Option<PathBuf> {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| {
+            m["reason"] == "compiler-artifact"
+                && m["target"]["kind"]
+                    .as_array()
+                    .is_some_and(|k| k.iter().any(|x| x == "test"))
+        })
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
 }
 
 /// cargo-deny, built from crates.io by `cargo install --locked` when missing.
@@ -180,14 +271,23 @@ pub const CARGO_DENY_VERSION: &str = "0.20.2";
 /// fails the advisories check loudly ("cannot change to ...").
 const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
-/// Tools built for the test run, cached outside the clone next to the target
-/// directory (`$CARGO_TARGET_DIR/../timb-tools`), or inside `target/` when
-/// the target directory is the clone's own.
+/// Tools the test run installs (cargo-deny, the Python tuf venv), each under
+/// a name that carries its version or pin: `$TIMB_TOOLS_DIR`, else the user's
+/// cache (`$XDG_CACHE_HOME/timb/tools`, `~/.cache/timb/tools`), which outlives
+/// target directories the way an installed package would; without a home,
+/// inside the target directory.
 fn tools_dir(root: &Path) -> PathBuf {
-    let target = util::cargo_target_dir(root);
-    match target.parent() {
-        Some(p) if !p.starts_with(root) && target.is_absolute() => p.join("timb-tools"),
-        _ => target.join("timb-tools"),
+    let env = |k: &str| {
+        std::env::var_os(k)
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+    };
+    if let Some(d) = env("TIMB_TOOLS_DIR") {
+        return d;
+    }
+    match env("XDG_CACHE_HOME").or_else(|| env("HOME").map(|h| h.join(".cache"))) {
+        Some(cache) if cache.is_absolute() => cache.join("timb/tools"),
+        _ => util::cargo_target_dir(root).join("timb-tools"),
     }
 }
 
@@ -264,7 +364,7 @@ fn cargo_deny(root: &Path) -> Result<PathBuf> {
     );
     let build = tools_dir(root).join("cargo-deny-build");
     util::run(
-        cargo()
+        util::cargo()
             .args(["install", "--locked", "--quiet", "cargo-deny", "--version"])
             .arg(CARGO_DENY_VERSION)
             .arg("--root")
@@ -421,7 +521,7 @@ fn inside(root: &Path) -> Result<()> {
     if let Some(t) = &testnet {
         env.push(("TIMB_TESTNET".into(), t.config.display().to_string()));
     }
-    let mut c = cargo();
+    let mut c = util::cargo();
     c.current_dir(root)
         .args(["test", "--workspace", "--locked", "--exclude", BUNDLE_TESTS])
         .envs(env.iter().map(|(k, v)| (k, v)))
@@ -430,4 +530,27 @@ fn inside(root: &Path) -> Result<()> {
     let unit = util::run(&mut c);
     drop(testnet);
     unit
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_integration_test_is_run_not_the_library_harness() {
+        let lines = [
+            r#"{"reason":"compiler-artifact","target":{"kind":["lib"]},"profile":{"test":true},"executable":"/t/deps/timb_bundle_tests-1"}"#,
+            r#"{"reason":"compiler-artifact","target":{"kind":["test"]},"profile":{"test":true},"executable":"/t/deps/bundle-2"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            test_executable(&lines),
+            Some(PathBuf::from("/t/deps/bundle-2"))
+        );
+        assert_eq!(
+            test_executable(&lines.replace("[\"test\"]", "[\"lib\"]")),
+            None
+        );
+    }
 }

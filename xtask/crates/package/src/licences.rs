@@ -162,19 +162,15 @@ pub fn c_library_licences(root: &Path) -> Result<String> {
 /// The licence texts of every crate compiled into `package` for `triple`,
 /// identical texts printed once with the list of crates they cover.
 pub fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<String> {
-    let json = util::output(
-        Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-            .current_dir(root)
-            .args([
-                "metadata",
-                "--format-version",
-                "1",
-                "--locked",
-                "--offline",
-                "--filter-platform",
-                triple,
-            ]),
-    )?;
+    let json = util::output(util::cargo().current_dir(root).args([
+        "metadata",
+        "--format-version",
+        "1",
+        "--locked",
+        "--offline",
+        "--filter-platform",
+        triple,
+    ]))?;
     let meta: serde_json::Value = serde_json::from_str(&json).context("parsing cargo metadata")?;
     let packages: BTreeMap<&str, &serde_json::Value> = meta["packages"]
         .as_array()

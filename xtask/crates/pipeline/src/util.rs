@@ -26,6 +26,11 @@ pub fn sources_dir(root: &Path) -> PathBuf {
         .unwrap_or_else(|| root.join("out").join("sources"))
 }
 
+/// The cargo that runs us (`$CARGO`), for the commands xtask hands to cargo.
+pub fn cargo() -> Command {
+    Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()))
+}
+
 /// Cargo's target directory as the user configured it (CI keeps it outside the clone).
 pub fn cargo_target_dir(root: &Path) -> PathBuf {
     std::env::var_os("CARGO_TARGET_DIR")
