@@ -2,7 +2,7 @@
 //!
 //! A thin command line: the flags are parsed here (clap), each command is one module under
 //! `cmd/`, and the work is done by the library crates under `xtask/crates/` (`pipeline`,
-//! `package`, `sign`, `pins`).
+//! `package`, `sign`, `pins`, `publish`).
 
 mod cmd;
 mod testnet;
@@ -64,6 +64,9 @@ enum Cmd {
     },
     /// Download crates and pinned source archives (checked by sha256)
     Fetch,
+    /// The TUF update repository: keys, a root, bundles, timestamps, rotations
+    #[command(subcommand)]
+    Release(cmd::release::Release),
 }
 
 fn main() -> ExitCode {
@@ -96,6 +99,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::Build { project, target } => cmd::build::run(&root, &project, &target),
         Cmd::BuildUnsigned { out } => cmd::build_unsigned::run(&root, &out, 1, 3).map(drop),
         Cmd::Fetch => cmd::fetch::run(&root),
+        Cmd::Release(r) => cmd::release::run(r),
     }
 }
 

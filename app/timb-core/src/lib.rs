@@ -245,7 +245,7 @@ pub enum AccountError {
     #[error("could not reach the server through Tor: {0}")]
     Transport(String),
     #[error("the server's certificate was refused: {0}")]
-    Certificate(String),
+    Certificate(CertProblem),
     #[error("authentication failed: {0}")]
     Auth(String),
     #[error("the server broke the protocol: {0}")]
@@ -254,6 +254,31 @@ pub enum AccountError {
     Closed(String),
     #[error("{0}")]
     Refused(String),
+    /// This computer could not set the account up (its pin, its profile
+    /// folder, its OTR key): nothing was sent, and the server said nothing.
+    #[error("timb could not prepare the connection: {0}")]
+    Local(String),
+}
+
+/// Why the server's identity was refused, typed so that the window can say it
+/// in the user's language and show the keys a user compares out of band.
+/// Keys are SHA-256 fingerprints of the server's public key, in hex.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CertProblem {
+    #[error("the server's key {got} matches none of the pinned keys")]
+    PinMismatch { got: String },
+    #[error("the server's key changed from {old} to {new}; this can mean an attack")]
+    KeyChanged { old: String, new: String },
+    #[error("the server's certificate has expired")]
+    Expired,
+    #[error("the server's certificate is not valid yet (check the computer's clock)")]
+    NotYetValid,
+    #[error("the server's certificate is not valid for its name")]
+    WrongName,
+    #[error("the server's certificate is not signed by a trusted authority")]
+    UntrustedIssuer,
+    #[error("the server's certificate could not be used")]
+    Unusable,
 }
 
 impl AccountError {
@@ -269,7 +294,8 @@ impl AccountError {
             | AccountError::Auth(_)
             | AccountError::Protocol(_)
             | AccountError::Closed(_)
-            | AccountError::Refused(_) => false,
+            | AccountError::Refused(_)
+            | AccountError::Local(_) => false,
         }
     }
 }
@@ -359,7 +385,7 @@ mod tests {
         ] {
             assert!(!AccountError::Connect(e).is_transient(), "{e:?}");
         }
-        assert!(!AccountError::Certificate("pin".into()).is_transient());
+        assert!(!AccountError::Certificate(CertProblem::Expired).is_transient());
         assert!(!AccountError::Auth("no".into()).is_transient());
         assert!(!AccountError::Closed("banned".into()).is_transient());
         assert!(AccountError::Transport("dropped".into()).is_transient());

@@ -10,8 +10,8 @@ use std::time::{Duration, SystemTime};
 
 use irc_proto::{Command as Irc, Message, Prefix, Response};
 use timb_core::{
-    AccountError, AccountHandle, AccountId, Command, ConnectionState, Event, MessageKind, Protocol,
-    Target,
+    AccountError, AccountHandle, AccountId, Command, ConnectionState, Event, MessageKind, Presence,
+    Protocol, Target,
 };
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader, WriteHalf};
 use tokio::sync::mpsc;
@@ -145,10 +145,10 @@ impl From<&IrcError> for AccountError {
     fn from(e: &IrcError) -> Self {
         match e {
             IrcError::Connect(c) => AccountError::Connect(*c),
-            IrcError::Tls(t) if t.is_certificate_error() => {
-                AccountError::Certificate(t.to_string())
-            }
-            IrcError::Tls(t) => AccountError::Transport(t.to_string()),
+            IrcError::Tls(t) => match timb_tor::certificate_problem(t) {
+                Some(p) => AccountError::Certificate(p),
+                None => AccountError::Transport(t.to_string()),
+            },
             IrcError::Dropped => AccountError::Transport(e.to_string()),
             IrcError::Io(e) => AccountError::Transport(e.to_string()),
             IrcError::ClosedDuringRegistration => AccountError::Closed(e.to_string()),
@@ -493,10 +493,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Some(Prefix::Nickname(n, _, _)) => Some(n.clone()),
             _ => None,
         };
-        let server_name = match &msg.prefix {
-            Some(Prefix::ServerName(s)) => Some(s.clone()),
-            _ => None,
-        };
         match msg.command {
             Irc::PING(token, _) => self.send_now(Irc::PONG(token, None)).await?,
             Irc::PONG(..) => {}
@@ -509,20 +505,19 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Irc::CAP(_, sub, a, b) => self.handle_cap(sub, a, b).await?,
             Irc::AUTHENTICATE(data) => self.handle_authenticate(&data).await?,
             Irc::Response(resp, args) => self.handle_numeric(resp, args).await?,
-            // Servers have no CTCP: only nicks get a reply.
-            Irc::PRIVMSG(target, body) => {
-                let answerable = source.is_some();
-                self.handle_privmsg(source.or(server_name), answerable, &target, &body, false)
-                    .await
-            }
-            Irc::NOTICE(target, body) => {
-                self.handle_privmsg(source.or(server_name), false, &target, &body, true)
-                    .await
-            }
+            // Only people's messages are shown: text from the server itself
+            // (connection notices, MOTD-like chatter) is not a person, and
+            // showing it made a "contact" named after the server. Failures the
+            // user must see arrive as numerics and ERROR, handled above.
+            Irc::PRIVMSG(target, body) => self.handle_privmsg(source, &target, &body, false).await,
+            Irc::NOTICE(target, body) => self.handle_privmsg(source, &target, &body, true).await,
             Irc::JOIN(chans, _, _) => {
                 if let Some(n) = source {
                     for c in chans.split(',') {
                         self.on_join(c, &n).await;
+                    }
+                    if !self.is_me(&n) {
+                        self.presence(&n, Presence::Available).await;
                     }
                 }
             }
@@ -821,12 +816,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
     async fn handle_privmsg(
         &mut self,
         from: Option<String>,
-        answerable: bool,
         target: &str,
         body: &str,
         is_notice: bool,
     ) {
-        // Before registration only servers talk to us; nothing to show yet.
+        // The server itself, or before registration: nothing to show.
         let Some(from) = from else { return };
         if !self.registered {
             return;
@@ -844,7 +838,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Incoming::Text => (strip_formatting(body), MessageKind::Normal),
             Incoming::Action(t) => (strip_formatting(&t), MessageKind::Action),
             Incoming::Reply(r) => {
-                if answerable && valid_target(&from) {
+                // (A NOTICE never gets here: CTCP in one is never answered.)
+                if valid_target(&from) {
                     self.enqueue(Irc::NOTICE(from, r)).await;
                 }
                 return;
@@ -938,7 +933,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         }
     }
 
+    /// IRC has no presence; a nick is known gone when it quits or changes
+    /// name, and back when it joins or speaks, so a query with it shows that.
+    async fn presence(&mut self, nick: &str, presence: Presence) {
+        self.emit(Event::Presence {
+            contact: nick.to_owned(),
+            presence,
+        })
+        .await;
+    }
+
     async fn on_quit(&mut self, nick: &str) {
+        self.presence(nick, Presence::Offline).await;
         let f = fold(nick);
         let mut left = Vec::new();
         for ch in self.channels.values_mut() {
@@ -960,6 +966,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             self.nick = new.to_owned();
             return;
         }
+        self.presence(old, Presence::Offline).await;
+        self.presence(new, Presence::Available).await;
         let (fo, fnew) = (fold(old), fold(new));
         let mut renamed = Vec::new();
         for ch in self.channels.values_mut() {

@@ -467,6 +467,54 @@ async fn invented_members_are_capped() {
 }
 
 #[tokio::test]
+async fn server_text_makes_no_contact_and_quits_show_offline() {
+    let (port, server) = fake_server(|mut c| async move {
+        c.register_plain("me").await;
+        // The server's own chatter: no person sent it.
+        c.send(":fake.test NOTICE me :*** You are connected").await;
+        c.send(":fake.test PRIVMSG me :\x01VERSION\x01").await;
+        c.send(":bob!b@h PRIVMSG me :hi").await;
+        c.send(":bob!b@h QUIT :gone").await;
+        c.send(":bob!b@h JOIN #c").await;
+        c.send(":bob!b@h NICK robert").await;
+        c.send(":robert!b@h PRIVMSG me :end").await;
+        let _ = c.line_within(Duration::from_secs(10)).await;
+    })
+    .await;
+    let mut h = account(1, port, IrcConfig::new("me")).await;
+    wait_connected(&mut h).await;
+    let mut seen = Vec::new();
+    loop {
+        let e = wait_for(&mut h, "messages and presence", |e| {
+            matches!(e, Event::Message { .. } | Event::Presence { .. })
+        })
+        .await;
+        let done = message_body(&e) == Some("end");
+        seen.push(match e {
+            Event::Message { from, body, .. } => format!("{} says {body}", from.name()),
+            Event::Presence { contact, presence } => format!("{contact} {presence:?}"),
+            _ => unreachable!(),
+        });
+        if done {
+            break;
+        }
+    }
+    assert_eq!(
+        seen,
+        [
+            "bob says hi",
+            "bob Offline",
+            "bob Available",
+            "bob Offline",
+            "robert Available",
+            "robert says end"
+        ]
+    );
+    drop(h);
+    server.abort();
+}
+
+#[tokio::test]
 async fn an_oversized_paste_is_refused_whole() {
     let (port, server) = fake_server(|mut c| async move {
         c.register_plain("me").await;

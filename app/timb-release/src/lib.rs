@@ -28,6 +28,6 @@ pub use check::{CheckError, Checked, SignatureKind, SignedBody, Subject, Unverif
 pub use comment::{CommentError, SourceCommit, TrustedComment, DEVELOPMENT_KEY_MARK};
 pub use keys::{KeyError, KeyId, Keyring, PublicKey};
 pub use policy::{Policy, PolicyError, Role, RolePolicy};
-pub use sha::{Sha256, Sha256Error};
+pub use sha::{is_plain_file_name, Sha256, Sha256Error};
 pub use sums::{Sums, SumsError, SUMS_FILE};
 pub use target::{ArchiveFormat, Target, TargetError, Version, VersionError};

@@ -58,7 +58,7 @@ impl fmt::Debug for Sha256 {
 /// A file name a signed comment or sums file may name: a plain name in one
 /// folder (no path, no `.`/`..`), printable, no spaces, at most 255 bytes
 /// (what file systems allow), so that what is signed is what gets opened.
-pub(crate) fn is_plain_file_name(name: &str) -> bool {
+pub fn is_plain_file_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 255
         && name != "."

@@ -14,7 +14,7 @@ mod net;
 
 pub use config::{profile_state_dir, Authority, NetworkFile, NetworkParams, Relay, TorConfig};
 pub use connector::{boxed, AsyncStream, BoxFuture, BoxStream, Connector, TorConnector};
-pub use net::{BootstrapProgress, Isolation, TorStream, Transport};
+pub use net::{BootstrapProgress, Isolation, TorPhase, TorStream, Transport};
 pub use timb_core::ConnectError;
 pub use timb_tls::{ConnectOptions, PinSet, TlsError, TlsPolicy, TlsStream, TofuStore};
 
@@ -38,12 +38,33 @@ pub enum TorError {
     Tls(#[from] TlsError),
 }
 
+/// The typed refusal behind a TLS certificate error, `None` for any other
+/// TLS failure (shared by both protocols).
+pub fn certificate_problem(e: &TlsError) -> Option<timb_core::CertProblem> {
+    use timb_core::CertProblem;
+    Some(match e {
+        TlsError::PinMismatch { got, .. } => CertProblem::PinMismatch { got: got.clone() },
+        TlsError::TofuChanged { old, new, .. } => CertProblem::KeyChanged {
+            old: old.clone(),
+            new: new.clone(),
+        },
+        TlsError::Expired => CertProblem::Expired,
+        TlsError::NotYetValid => CertProblem::NotYetValid,
+        TlsError::WrongName { .. } => CertProblem::WrongName,
+        TlsError::UntrustedIssuer => CertProblem::UntrustedIssuer,
+        TlsError::BadCertificate(_) => CertProblem::Unusable,
+        _ => return None,
+    })
+}
+
 impl From<TorError> for timb_core::AccountError {
     fn from(e: TorError) -> Self {
-        match e {
-            TorError::Tls(t) if t.is_certificate_error() => {
-                timb_core::AccountError::Certificate(t.to_string())
+        if let TorError::Tls(t) = &e {
+            if let Some(p) = certificate_problem(t) {
+                return timb_core::AccountError::Certificate(p);
             }
+        }
+        match e {
             TorError::Connect(c) => timb_core::AccountError::Connect(c),
             // Tor did not start: nothing to retry until the user asks again.
             TorError::Config(_)

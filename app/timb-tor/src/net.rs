@@ -35,12 +35,37 @@ const NO_RELAY: &str = "Tor could not reach any relay. Check the network connect
 /// A stream through Tor: tokio `AsyncRead + AsyncWrite`.
 pub type TorStream = arti_client::DataStream;
 
+/// What a bootstrap is doing, coarse enough for one plain sentence each (the
+/// window words them; arti's own text names consensuses and handshakes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TorPhase {
+    /// Reaching the first relays (arti's connection share of the progress).
+    #[default]
+    Reaching,
+    /// Fetching and checking the directory: what relays exist.
+    Directory,
+    /// The directory is nearly complete; the first paths are being built.
+    Finishing,
+}
+
+impl TorPhase {
+    /// arti gives 15% of its progress to reaching relays and 85% to the
+    /// directory; its phases overlap, so the bands are approximate by design.
+    pub fn from_percent(percent: u8) -> Self {
+        match percent {
+            0..=14 => TorPhase::Reaching,
+            15..=89 => TorPhase::Directory,
+            _ => TorPhase::Finishing,
+        }
+    }
+}
+
 /// Bootstrap state for a progress bar.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct BootstrapProgress {
     pub percent: u8,
-    /// What arti is doing, in its own words (safe to show, never logged).
-    pub phase: String,
+    /// What it is doing, for one plain sentence.
+    pub phase: TorPhase,
     /// Why it is stuck, in words a user can act on, if it is.
     pub blocked: Option<String>,
     pub ready: bool,
@@ -49,9 +74,10 @@ pub struct BootstrapProgress {
 impl BootstrapProgress {
     fn from_status(s: &BootstrapStatus) -> Self {
         let frac = s.as_frac().clamp(0.0, 1.0);
+        let percent = (frac * 100.0).round() as u8;
         BootstrapProgress {
-            percent: (frac * 100.0).round() as u8,
-            phase: s.to_string(),
+            percent,
+            phase: TorPhase::from_percent(percent),
             blocked: s
                 .blocked()
                 .map(|b| readable_blockage(&b.kind(), &b.to_string())),

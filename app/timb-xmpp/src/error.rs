@@ -29,7 +29,7 @@ pub enum XmppError {
     #[error("TLS failed: {0}")]
     Tls(String),
     #[error("the server's certificate was refused: {0}")]
-    Certificate(String),
+    Certificate(timb_core::CertProblem),
     #[error("authentication failed: {0}")]
     Auth(AuthError),
     #[error("the server broke the protocol: {0}")]

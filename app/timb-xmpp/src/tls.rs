@@ -45,8 +45,10 @@ impl TlsUpgrade for PolicyTls {
                 .map_err(|e| match e {
                     // The stream died under the handshake: worth a retry.
                     timb_tls::TlsError::Io(io) => XmppError::Io(io.to_string()),
-                    e if e.is_certificate_error() => XmppError::Certificate(e.to_string()),
-                    e => XmppError::Tls(e.to_string()),
+                    e => match timb_tor::certificate_problem(&e) {
+                        Some(p) => XmppError::Certificate(p),
+                        None => XmppError::Tls(e.to_string()),
+                    },
                 })?;
             // RFC 9266 defines tls-exporter for TLS 1.3 only; on 1.2 we use
             // SCRAM without -PLUS.

@@ -461,7 +461,12 @@ async fn pin_mismatch_is_a_certificate_error() {
             .wait("certificate error", |e| matches!(e, Event::Error(_)))
             .await;
         assert!(
-            matches!(e, Event::Error(AccountError::Certificate(ref m)) if m.contains("pinned")),
+            matches!(
+                e,
+                Event::Error(AccountError::Certificate(
+                    timb_core::CertProblem::PinMismatch { .. }
+                ))
+            ),
             "{e:?}"
         );
     }

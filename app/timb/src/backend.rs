@@ -22,10 +22,10 @@ pub enum TorFailureKind {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum TorStatus {
-    /// Bootstrapping: fraction done (0..=1) and arti's description of the phase.
+    /// Bootstrapping: fraction done (0..=1) and what Tor is doing.
     Starting {
         fraction: f32,
-        phase: String,
+        phase: timb_tor::TorPhase,
     },
     Ready,
     Failed {

@@ -182,7 +182,7 @@ impl App {
     fn start_connect(&mut self, id: AccountId, password: Option<String>) {
         let Some(e) = self.entry(id) else { return };
         e.state = ConnState::Connecting;
-        e.error.clear();
+        e.error = None;
         let account = e.account.clone();
         if self.model.tor.state != TorState::Ready {
             self.show_tor_starting();

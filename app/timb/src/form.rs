@@ -72,6 +72,8 @@ impl App {
             Some(id) => {
                 if let Some(e) = self.entry(id) {
                     e.account = account;
+                    // Another server, or another way to trust it.
+                    e.server_key = None;
                 }
                 id
             }

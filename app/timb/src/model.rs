@@ -6,7 +6,7 @@
 //! redraw. So every privacy transition can be tested without a display, and
 //! the window cannot show a state the model does not hold.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use timb_core::{AccountError, AccountId, ConnectionState, Event, MessageKind, Presence, Target};
 
@@ -30,12 +30,19 @@ pub struct Entry {
     pub id: AccountId,
     pub account: Account,
     pub state: ConnState,
-    pub error: String,
+    /// Why the account last failed, until it connects or the user retries.
+    pub error: Option<AccountError>,
     pub roster: BTreeMap<String, Contact>,
     pub requests: Vec<String>,
     /// Our nick in each joined group.
     pub groups: BTreeMap<String, String>,
     pub conversations: HashMap<Target, Conversation>,
+    /// IRC nicks we talk to outside the roster that quit (or renamed), until
+    /// they are seen again: IRC has no presence, so this is all there is.
+    pub gone: BTreeSet<String>,
+    /// A trust-on-first-use server's key (SHA-256 of its public key, hex),
+    /// while connected, for the user to compare out of band.
+    pub server_key: Option<String>,
     pub my_fingerprint: Option<String>,
 }
 
@@ -45,11 +52,13 @@ impl Entry {
             id,
             account,
             state: ConnState::Disconnected,
-            error: String::new(),
+            error: None,
             roster: BTreeMap::new(),
             requests: Vec::new(),
             groups: BTreeMap::new(),
             conversations: HashMap::new(),
+            gone: BTreeSet::new(),
+            server_key: None,
             my_fingerprint: None,
         }
     }
@@ -86,7 +95,7 @@ impl Entry {
 pub struct TorView {
     pub state: TorState,
     pub progress: f32,
-    pub phase: String,
+    pub phase: timb_tor::TorPhase,
     pub failure: Option<(TorFailureKind, String)>,
 }
 
@@ -110,7 +119,7 @@ impl Default for Model {
             tor: TorView {
                 state: TorState::Idle,
                 progress: 0.0,
-                phase: String::new(),
+                phase: timb_tor::TorPhase::default(),
                 failure: None,
             },
             keygen: None,
@@ -306,7 +315,7 @@ pub fn apply(m: &mut Model, ev: UiEvent) -> Changes {
 pub fn starting_tor(m: &mut Model) -> Changes {
     m.set_tor(TorStatus::Starting {
         fraction: 0.0,
-        phase: String::new(),
+        phase: timb_tor::TorPhase::default(),
     })
 }
 
@@ -317,6 +326,17 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
     };
     match ev {
         Event::State(s) => {
+            // A trust-on-first-use server's key, as this connection met it
+            // (the TLS layer refused it had it differed from the first).
+            e.server_key = match &s {
+                ConnectionState::Connected { spki_sha256 }
+                    if e.account.settings.tls == accounts::TlsMode::Tofu =>
+                {
+                    spki_sha256.clone()
+                }
+                ConnectionState::Reconnecting => e.server_key.take(),
+                _ => None,
+            };
             e.state = match s {
                 ConnectionState::Disconnected if e.state == ConnState::Failed => ConnState::Failed,
                 ConnectionState::Disconnected => ConnState::Disconnected,
@@ -326,12 +346,13 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
             };
             let connected = e.state == ConnState::Connected;
             if connected {
-                e.error.clear();
+                e.error = None;
             }
             if matches!(e.state, ConnState::Disconnected | ConnState::Failed) {
                 for c in e.roster.values_mut() {
                     c.online = false;
                 }
+                e.gone.clear();
                 ch.contacts = true;
             }
             ch.accounts = true;
@@ -345,7 +366,7 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
             if !(e.state == ConnState::Connected && matches!(err, AccountError::Refused(_))) {
                 e.state = ConnState::Failed;
             }
-            e.error = err.to_string();
+            e.error = Some(err);
             ch.accounts = true;
         }
         Event::Message {
@@ -360,6 +381,8 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
                 (Target::Group(_), None) => String::new(),
                 (Target::Direct(_), _) => {
                     let k = e.key(&from).name().to_owned();
+                    // Someone who speaks is there.
+                    ch.contacts |= e.gone.remove(&k);
                     e.roster.get(&k).and_then(|c| c.name.clone()).unwrap_or(k)
                 }
             };
@@ -383,6 +406,12 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
             if let Some(c) = e.roster.get_mut(&bare) {
                 c.online = presence == Presence::Available;
                 ch.contacts = true;
+            } else if presence == Presence::Available {
+                ch.contacts |= e.gone.remove(&bare);
+            } else if e.conversations.contains_key(&Target::Direct(bare.clone())) {
+                // Only nicks with a conversation: a busy channel's quits
+                // would otherwise grow this without bound.
+                ch.contacts |= e.gone.insert(bare);
             }
         }
         Event::RosterSet(item) => {
@@ -501,6 +530,7 @@ fn otr_note(m: &mut Model, n: OtrNote) -> Changes {
                 };
                 c.their_fingerprint = Some(state::human_fingerprint(&fingerprint));
                 c.release_waiting();
+                c.unanswered = false;
             });
             m.conv_changed(account, &peer, true)
         }
@@ -549,7 +579,10 @@ fn otr_note(m: &mut Model, n: OtrNote) -> Changes {
             peer,
             count,
         } => {
-            m.with_conv(account, &peer, |c| c.mark_undelivered(count));
+            m.with_conv(account, &peer, |c| {
+                c.mark_undelivered(count);
+                c.unanswered = true;
+            });
             m.conv_changed(account, &peer, true)
         }
         OtrNote::Unencrypted {
@@ -810,6 +843,58 @@ mod tests {
     }
 
     #[test]
+    fn an_irc_nick_that_quits_is_gone_until_seen_again() {
+        let mut m = Model::default();
+        let account = validate(&FormInput {
+            irc: true,
+            server: "irc.example.org".into(),
+            port: String::new(),
+            tls: 2,
+            pin: String::new(),
+            identity: "alice".into(),
+            password_mode: 0,
+            password: String::new(),
+            remember: false,
+        })
+        .unwrap();
+        let id = m.add_entry(account);
+        let ev = |m: &mut Model, e: Event| apply(m, UiEvent::Account(id, e));
+        let presence = |contact: &str, presence| Event::Presence {
+            contact: contact.into(),
+            presence,
+        };
+        ev(&mut m, Event::State(ConnectionState::Connected { spki_sha256: None }));
+        ev(
+            &mut m,
+            Event::Message {
+                from: Target::Direct("bob".into()),
+                sender: None,
+                body: "hi".into(),
+                kind: MessageKind::Normal,
+                received_at: 0,
+            },
+        );
+        // A quit of someone we never talked to is not kept.
+        ev(&mut m, presence("carol", Presence::Offline));
+        let ch = ev(&mut m, presence("bob", Presence::Offline));
+        assert!(ch.contacts);
+        let gone = |m: &Model| {
+            m.entry(id)
+                .unwrap()
+                .gone
+                .iter()
+                .cloned()
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(gone(&m), ["bob"]);
+        ev(&mut m, presence("bob", Presence::Available));
+        assert!(gone(&m).is_empty());
+        ev(&mut m, presence("bob", Presence::Offline));
+        ev(&mut m, Event::State(ConnectionState::Disconnected));
+        assert!(gone(&m).is_empty(), "a new connection starts afresh");
+    }
+
+    #[test]
     fn connect_errors_are_shown_in_plain_words_and_fail_the_account() {
         let mut m = model();
         apply(
@@ -824,8 +909,10 @@ mod tests {
         );
         let e = m.entry(A).unwrap();
         assert_eq!(e.state, ConnState::Failed);
-        assert!(e.error.contains("could not find"), "{}", e.error);
-        assert!(!e.error.contains("example.org"), "{}", e.error);
+        assert_eq!(
+            e.error,
+            Some(AccountError::Connect(timb_core::ConnectError::HostNotFound))
+        );
     }
 
     #[test]

@@ -311,7 +311,7 @@ async fn open_account(
     password: Option<String>,
 ) -> Result<AccountHandle, AccountError> {
     let s = &account.settings;
-    let policy = tls_policy(shared, id, account).map_err(AccountError::Certificate)?;
+    let policy = tls_policy(shared, id, account).map_err(AccountError::Local)?;
     match s.protocol {
         SavedProtocol::Xmpp => {
             let password = password.ok_or_else(|| AccountError::Auth("no password".into()))?;
@@ -420,7 +420,7 @@ async fn account_task(
     };
     let (mut handle, control) = match wrap_otr(&shared.profile, &account, handle) {
         Ok(v) => v,
-        Err(e) => return fail(AccountError::Refused(format!("OTR could not start: {e}"))),
+        Err(e) => return fail(AccountError::Local(format!("OTR: {e}"))),
     };
     let mut control = control;
     let mut otr_events = std::mem::replace(&mut control.events, mpsc::channel(1).1);

@@ -63,6 +63,9 @@ pub struct Conversation {
     pub smp: Option<SmpEvent>,
     pub members: Vec<String>,
     pub unread: u32,
+    /// Held messages were given up on because the contact never answered
+    /// the request for encryption: the window says why and what to do.
+    pub unanswered: bool,
 }
 
 impl Conversation {
@@ -75,6 +78,7 @@ impl Conversation {
             smp: None,
             members: Vec::new(),
             unread: 0,
+            unanswered: false,
         }
     }
 

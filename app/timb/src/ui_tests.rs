@@ -188,7 +188,7 @@ fn connecting_asks_for_the_password_and_starts_tor_only_then() {
         .borrow_mut()
         .handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
             fraction: 0.4,
-            phase: "loading directory".into(),
+            phase: timb_tor::TorPhase::Directory,
         }));
     u.w.invoke_password_submit();
     assert!(!u.w.get_password_open());
@@ -198,6 +198,44 @@ fn connecting_asks_for_the_password_and_starts_tor_only_then() {
         other => panic!("unexpected requests {other:?}"),
     }
     assert_eq!(u.w.get_tor_state(), crate::TorState::Starting);
+}
+
+#[test]
+fn tor_progress_is_one_plain_sentence_with_the_number_once() {
+    let u = ui();
+    for (fraction, phase, words) in [
+        (
+            0.0,
+            timb_tor::TorPhase::Reaching,
+            "Reaching the Tor network… 0%",
+        ),
+        (
+            0.08,
+            timb_tor::TorPhase::Reaching,
+            "Reaching the Tor network… 8%",
+        ),
+        (
+            0.4,
+            timb_tor::TorPhase::Directory,
+            "Learning which Tor relays exist… 40%",
+        ),
+        (
+            0.95,
+            timb_tor::TorPhase::Finishing,
+            "Almost ready: preparing private paths through Tor… 95%",
+        ),
+    ] {
+        u.handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
+            fraction,
+            phase,
+        }));
+        let shown: Vec<String> = u
+            .texts_containing("%")
+            .iter()
+            .filter_map(|e| e.accessible_label().map(|l| l.to_string()))
+            .collect();
+        assert_eq!(shown, [words], "at {fraction}");
+    }
 }
 
 #[test]
@@ -246,6 +284,43 @@ fn banner_follows_otr_events() {
 }
 
 #[test]
+fn an_unanswered_request_for_encryption_says_why_and_what_to_do() {
+    let u = ui();
+    let id = u.with_chat();
+    let peer = "bob@example.org".to_owned();
+    u.w.invoke_send("are you there?".into());
+    u.handle(UiEvent::Otr(OtrNote::Waiting {
+        account: id,
+        peer: peer.clone(),
+        held: 1,
+    }));
+    let hint = "bob@example.org did not answer the request for a private conversation";
+    assert!(
+        u.texts_containing(hint).is_empty(),
+        "not while still waiting"
+    );
+    u.handle(UiEvent::Otr(OtrNote::Undelivered {
+        account: id,
+        peer: peer.clone(),
+        count: 1,
+    }));
+    assert_eq!(u.texts_containing(hint).len(), 1);
+    let rows = u.w.get_messages();
+    assert_eq!(
+        rows.row_data(rows.row_count() - 1).unwrap().status,
+        MsgStatus::Undelivered
+    );
+    // Once private, the hint goes.
+    u.handle(UiEvent::Otr(OtrNote::Secure {
+        account: id,
+        peer,
+        fingerprint: "ab".repeat(20),
+        verified: false,
+    }));
+    assert!(u.texts_containing(hint).is_empty());
+}
+
+#[test]
 fn ending_the_private_conversation_shows_at_once_and_holds_messages() {
     let u = ui();
     let id = u.with_chat();
@@ -274,6 +349,15 @@ fn ending_the_private_conversation_shows_at_once_and_holds_messages() {
         .try_find("End private conversation", AccessibleRole::Button)
         .is_none());
     u.find("Start private conversation", AccessibleRole::Button);
+    // The reason stays on screen while the user types.
+    let hint = "Private conversation ended. Start a new one to send.";
+    assert_eq!(u.texts_containing(hint).len(), 1);
+    u.w.set_draft("typing".into());
+    assert_eq!(
+        u.texts_containing(hint).len(),
+        1,
+        "the hint must not vanish"
+    );
 
     // The OTR layer confirms, then holds what the user types: shown waiting, still ended.
     u.handle(UiEvent::Otr(OtrNote::Ended {
@@ -504,6 +588,129 @@ fn arabic_mirrors_the_layout() {
 }
 
 #[test]
+fn account_errors_come_from_the_catalogue_and_show_the_keys_to_compare() {
+    let u = ui();
+    let id = u.with_chat();
+    let (old, new) = ("ab".repeat(32), "cd".repeat(32));
+    u.handle(UiEvent::Account(
+        id,
+        Event::Error(timb_core::AccountError::Certificate(
+            timb_core::CertProblem::KeyChanged {
+                old: old.clone(),
+                new: new.clone(),
+            },
+        )),
+    ));
+    let english = format!("It was {old} and is now {new}.");
+    assert_eq!(u.texts_containing(&english).len(), 1);
+    assert_eq!(
+        u.w.get_accounts().row_data(0).unwrap().state,
+        crate::ConnState::Failed
+    );
+
+    // Every kind has its own sentence, and none is arti's or rustls's English.
+    u.handle(UiEvent::Account(
+        id,
+        Event::Error(timb_core::AccountError::Connect(
+            timb_core::ConnectError::OnionUnreachable,
+        )),
+    ));
+    assert!(u.texts_containing(&english).is_empty());
+    assert_eq!(
+        u.texts_containing("The onion service could not be reached.")
+            .len(),
+        1
+    );
+    u.app.borrow_mut().set_language("ar");
+    assert_eq!(u.texts_containing("تعذّر الوصول إلى خدمة onion.").len(), 1);
+    assert!(u
+        .texts_containing("The onion service could not be reached.")
+        .is_empty());
+    u.app.borrow_mut().set_language("en");
+
+    // Connecting again clears it.
+    u.click("Connect alice@example.org");
+    u.type_into("Password", "pw");
+    u.w.invoke_password_submit();
+    assert!(u
+        .texts_containing("The onion service could not be reached.")
+        .is_empty());
+}
+
+#[test]
+fn a_trust_on_first_use_server_shows_its_key_while_connected() {
+    let u = ui();
+    let id = u.with_chat();
+    let key = "5e".repeat(32);
+    let connected = || {
+        UiEvent::Account(
+            id,
+            Event::State(timb_core::ConnectionState::Connected {
+                spki_sha256: Some(key.clone()),
+            }),
+        )
+    };
+    // with_chat's account checks web PKI: its key is not the point there.
+    u.handle(connected());
+    assert!(u.texts_containing(&key).is_empty());
+    u.handle(UiEvent::Account(
+        id,
+        Event::State(timb_core::ConnectionState::Disconnected),
+    ));
+    u.click("Edit alice@example.org");
+    let mut form = u.w.get_account_form();
+    form.tls = 1; // "Trust on first use"
+    u.w.set_account_form(form);
+    u.click("Save account");
+    assert!(!u.w.get_account_dialog_open());
+    u.handle(connected());
+    assert_eq!(u.texts_containing(&key).len(), 1);
+    // A new connection must prove its key again.
+    u.handle(UiEvent::Account(
+        id,
+        Event::State(timb_core::ConnectionState::Connecting),
+    ));
+    assert!(u.texts_containing(&key).is_empty());
+}
+
+#[test]
+fn the_remember_box_sits_at_the_reading_start() {
+    let u = ui();
+    u.click("Add account");
+    let box_x = || {
+        u.find(
+            "Remember this account on this computer",
+            AccessibleRole::Checkbox,
+        )
+        .absolute_position()
+        .x
+    };
+    let text_x = || {
+        u.texts_containing("(never the password)")
+            .iter()
+            .find(|e| e.accessible_role() == Some(AccessibleRole::Text))
+            .map(|e| e.absolute_position().x)
+            .unwrap_or_default()
+    };
+    assert!(box_x() < text_x(), "left of its text in English");
+    u.app.borrow_mut().set_language("ar");
+    let label = "تذكّر هذا الحساب على هذا الحاسوب";
+    let (b, t) = (
+        u.find(label, AccessibleRole::Checkbox)
+            .absolute_position()
+            .x,
+        u.texts_containing("دون كلمة المرور أبدًا")
+            .iter()
+            .find(|e| e.accessible_role() == Some(AccessibleRole::Text))
+            .map(|e| e.absolute_position().x),
+    );
+    assert!(
+        t.is_some_and(|t| b > t),
+        "right of its text in Arabic: {b} vs {t:?}"
+    );
+}
+
+#[test]
 fn group_chat_says_it_is_not_encrypted() {
     let u = ui();
     let id = u.with_chat();
@@ -537,6 +744,30 @@ fn group_chat_says_it_is_not_encrypted() {
             ..
         }]
     ));
+}
+
+#[test]
+fn enter_in_the_account_form_saves_it() {
+    let u = ui();
+    u.click("Add account");
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Your address (user@server)", "alice@example.org");
+    // Focus the field with a real click, then press Enter in it.
+    u.find("Your address (user@server)", AccessibleRole::TextInput)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    u.key(Key::Return);
+    assert!(!u.w.get_account_dialog_open(), "Enter must save the form");
+    assert_eq!(u.w.get_accounts().row_count(), 1);
+
+    // With an error, Enter shows it and keeps what was typed.
+    u.click("Add account");
+    u.type_into("Server or .onion address", "bad host!");
+    u.find("Server or .onion address", AccessibleRole::TextInput)
+        .mock_single_click(slint::platform::PointerEventButton::Left);
+    u.key(Key::Return);
+    assert!(u.w.get_account_dialog_open());
+    assert_eq!(u.w.get_form_error(), FormError::ServerInvalid);
+    assert_eq!(u.w.get_accounts().row_count(), 1);
 }
 
 #[test]

@@ -70,7 +70,11 @@ impl App {
         let Some(w) = self.win() else { return };
         let t = &self.model.tor;
         w.set_tor_progress(t.progress);
-        w.set_tor_phase(t.phase.clone().into());
+        w.set_tor_phase(match t.phase {
+            timb_tor::TorPhase::Reaching => ui::TorPhase::Reaching,
+            timb_tor::TorPhase::Directory => ui::TorPhase::Directory,
+            timb_tor::TorPhase::Finishing => ui::TorPhase::Finishing,
+        });
         if let Some((kind, detail)) = &t.failure {
             w.set_tor_failure(match kind {
                 TorFailureKind::NoNetwork => TorFailure::NoNetwork,
@@ -88,12 +92,18 @@ impl App {
             .model
             .entries
             .iter()
-            .map(|e| AccountRow {
-                id: e.id.0 as i32,
-                irc: e.is_irc(),
-                label: e.account.label().into(),
-                state: e.state,
-                error: e.error.clone().into(),
+            .map(|e| {
+                let (problem, detail, new_key) = problem(e.error.as_ref());
+                AccountRow {
+                    id: e.id.0 as i32,
+                    irc: e.is_irc(),
+                    label: e.account.label().into(),
+                    state: e.state,
+                    problem,
+                    detail: state::sanitize(&detail).into(),
+                    new_key: new_key.into(),
+                    server_key: e.server_key.clone().unwrap_or_default().into(),
+                }
             })
             .collect();
         self.accounts_model.set_vec(rows);
@@ -123,6 +133,7 @@ impl App {
                     account: acc,
                     id: room.into(),
                     name: room.into(),
+                    mark: group_mark(room).into(),
                     online: true,
                     is_group: true,
                     unread: unread(&t),
@@ -138,6 +149,7 @@ impl App {
                     name: name.into(),
                     online: c.online && e.state == ConnState::Connected,
                     is_group: false,
+                    mark: SharedString::new(),
                     unread: unread(&Target::Direct(jid.clone())),
                 });
             }
@@ -149,8 +161,9 @@ impl App {
                             account: acc,
                             id: n.into(),
                             name: n.into(),
-                            online: e.state == ConnState::Connected,
+                            online: e.state == ConnState::Connected && !e.gone.contains(n),
                             is_group: false,
+                            mark: SharedString::new(),
                             unread: c.unread as i32,
                             rtl: state::is_rtl_text(n),
                         });
@@ -195,11 +208,12 @@ impl App {
                 .get(n)
                 .and_then(|r| r.name.clone())
                 .unwrap_or_else(|| n.clone()),
-            Target::Group(r) => r.clone(),
+            Target::Group(r) => format!("{}{r}", group_mark(r)),
         };
         w.set_conv_title(title.into());
         w.set_conv_account_label(e.account.label().into());
         w.set_conv_is_group(c.target.is_group());
+        w.set_conv_unanswered(c.unanswered);
         w.set_otr_state(match c.privacy {
             Privacy::NotPrivate => OtrState::NotPrivate,
             Privacy::PrivateUnverified => OtrState::PrivateUnverified,
@@ -249,4 +263,57 @@ fn message_row(m: &Message) -> MessageRow {
         outgoing: m.outgoing,
         links: ModelRc::new(VecModel::from(links)),
     }
+}
+
+/// The mark shown before a group's name: IRC channel names carry their own
+/// (`#`, `&`, `+`, `!`), so "# " is added only to names without one (XMPP rooms).
+fn group_mark(room: &str) -> &'static str {
+    if room.starts_with(['#', '&', '+', '!']) {
+        ""
+    } else {
+        "# "
+    }
+}
+
+/// What the window says about an account's failure: the sentence's kind (the
+/// window words it from the catalogue), then what it quotes: the server's own
+/// words, or the server's keys for a user to compare out of band.
+fn problem(err: Option<&timb_core::AccountError>) -> (ui::AccountProblem, String, String) {
+    use timb_core::{AccountError as E, CertProblem as C, ConnectError as K};
+    use ui::AccountProblem as P;
+    let Some(err) = err else {
+        return (P::None, String::new(), String::new());
+    };
+    let kind = match err {
+        E::Connect(k) => match k {
+            K::Timeout => P::Timeout,
+            K::Circuit => P::Circuit,
+            K::NoNetwork => P::NoNetwork,
+            K::Refused => P::Refused,
+            K::OnionUnreachable => P::OnionUnreachable,
+            K::HostNotFound => P::HostNotFound,
+            K::Forbidden => P::Forbidden,
+            K::BadAddress => P::BadAddress,
+            K::OnionAuth => P::OnionAuth,
+            K::ClockSkew => P::ClockSkew,
+            K::NoTor => P::NoTor,
+            K::Other => P::Unreachable,
+        },
+        E::Transport(_) => P::Lost,
+        E::Certificate(c) => match c {
+            C::PinMismatch { got } => return (P::PinMismatch, got.clone(), String::new()),
+            C::KeyChanged { old, new } => return (P::KeyChanged, old.clone(), new.clone()),
+            C::Expired => P::Expired,
+            C::NotYetValid => P::NotYetValid,
+            C::WrongName => P::WrongName,
+            C::UntrustedIssuer => P::Untrusted,
+            C::Unusable => P::BadCertificate,
+        },
+        E::Auth(_) => P::Auth,
+        E::Protocol(_) => P::Protocol,
+        E::Closed(why) => return (P::Closed, why.clone(), String::new()),
+        E::Refused(why) => return (P::ServerRefused, why.clone(), String::new()),
+        E::Local(why) => return (P::Local, why.clone(), String::new()),
+    };
+    (kind, String::new(), String::new())
 }

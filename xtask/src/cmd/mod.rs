@@ -5,6 +5,7 @@ pub mod build;
 pub mod build_unsigned;
 pub mod bundle;
 pub mod fetch;
+pub mod release;
 pub mod screenshots;
 pub mod test;
 pub mod verify;

@@ -84,41 +84,26 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     util::stage(
         3,
         5,
-        "the bundle tests start in the background; formatting, lints (cargo fmt --check, \
-         cargo clippy -D warnings, cargo deny), building the tests",
+        "cargo fmt --check, cargo deny, then clippy -D warnings and the test build in one pass",
     );
-    // The bundle's release builds (the bundle, then its rebuild elsewhere)
-    // run in their own sandboxes and target directories, so they need nothing
-    // from the stages below: started now, they overlap the debug builds and
-    // the namespace suite instead of following them.
-    let bundle_tests = BundleTests::start(root)?;
     util::run(
         util::cargo()
             .current_dir(root)
             .args(["fmt", "--all", "--", "--check"]),
     )
     .context("code is not formatted: run `cargo fmt --all`")?;
-    util::run(util::cargo().current_dir(root).args([
-        "clippy",
-        "--workspace",
-        "--all-targets",
-        "--locked",
-        "--",
-        "-D",
-        "warnings",
-    ]))?;
     deny(root)?;
-    util::run(util::cargo().current_dir(root).args([
-        "test",
-        "--workspace",
-        "--locked",
-        "--no-run",
-        "--quiet",
-    ]))?;
+    lint_and_build_tests(root)?;
+    // The bundle's release builds (the bundle, then its rebuild elsewhere) run in their
+    // own sandboxes and target directories and need nothing from the suite, so they start
+    // now and overlap it (its Tor and server waits leave the cores idle). Not earlier: on
+    // this 2-core machine, overlapping them with the debug build made both slower than
+    // one after the other (measured: 36 min for a cold clippy that takes 13 alone).
+    let bundle_tests = BundleTests::start(root)?;
     util::stage(
         4,
         5,
-        "running the suite in a network namespace with only loopback",
+        "running the suite in a network namespace with only loopback (the bundle tests run beside it)",
     );
     let exe = std::env::current_exe()?;
     let mut inner = Command::new(&exe);
@@ -158,7 +143,95 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     Ok(())
 }
 
-/// The bundle tests, run in the background from the start of stage 3.
+/// `cargo clippy --workspace --all-targets -D warnings` and the test build in one pass:
+/// clippy-driver (clippy's rustc) compiles the workspace's own crates, linting them as it
+/// goes, so the dependencies are compiled once instead of checked for clippy and then
+/// built for the tests (on 2 cores, a cold clippy alone took ~13 of the budget's 60
+/// minutes). It is what `cargo clippy` itself does (`RUSTC_WORKSPACE_WRAPPER`, with the
+/// lint flags in `CLIPPY_ARGS`), driving a build instead of a check; the namespace suite
+/// inherits the same variables, so it finds everything built. Without clippy-driver in
+/// the toolchain: `cargo clippy`, then the build.
+fn lint_and_build_tests(root: &Path) -> Result<()> {
+    let test_build = || {
+        util::run(util::cargo().current_dir(root).args([
+            "test",
+            "--workspace",
+            "--all-targets",
+            "--locked",
+            "--no-run",
+            "--quiet",
+        ]))
+    };
+    let sysroot = util::output(
+        Command::new("rustc")
+            .args(["--print", "sysroot"])
+            .current_dir(root),
+    )
+    .ok()
+    .map(|s| PathBuf::from(s.trim()));
+    match sysroot
+        .map(|s| s.join("bin/clippy-driver"))
+        .filter(|d| d.is_file())
+    {
+        Some(driver) => {
+            // Line tables are enough for the tests' backtraces, and the ~70 test binaries
+            // link faster without full debug info (developers' own builds keep theirs).
+            std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
+            lints_fail_the_build(&driver)?;
+            std::env::set_var("RUSTC_WORKSPACE_WRAPPER", driver);
+            std::env::set_var("CLIPPY_ARGS", CLIPPY_ARGS);
+            test_build().context("clippy (-D warnings) or the test build failed")
+        }
+        None => {
+            util::run(util::cargo().current_dir(root).args([
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ]))?;
+            test_build()
+        }
+    }
+}
+
+/// `-D warnings`, in the form cargo-clippy hands it to clippy-driver.
+const CLIPPY_ARGS: &str = "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__";
+
+/// The one-pass lint is only worth something if it fails: a throwaway crate with a
+/// warn-level clippy finding (`needless_return`) must fail to build through it.
+fn lints_fail_the_build(driver: &Path) -> Result<()> {
+    let dir = std::env::temp_dir().join(format!("timb-clippy-canary-{}", std::process::id()));
+    util::remove_dir(&dir)?;
+    std::fs::create_dir_all(dir.join("src"))?;
+    std::fs::write(
+        dir.join("Cargo.toml"),
+        "[package]\nname = \"canary\"\nversion = \"0.1.0\"\nedition = \"2021\"\n[workspace]\n",
+    )?;
+    std::fs::write(
+        dir.join("src/lib.rs"),
+        "pub fn one() -> u32 {\n    return 1;\n}\n",
+    )?;
+    let out = util::cargo()
+        .args(["build", "--offline", "--quiet"])
+        .current_dir(&dir)
+        .env("CARGO_TARGET_DIR", dir.join("target"))
+        .env("RUSTC_WORKSPACE_WRAPPER", driver)
+        .env("CLIPPY_ARGS", CLIPPY_ARGS)
+        .output()
+        .context("building the clippy canary")?;
+    util::remove_dir(&dir)?;
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    if out.status.success() || !stderr.contains("needless_return") {
+        bail!("the lint pass let a clippy warning through (needless_return):\n{stderr}");
+    }
+    eprintln!("    clippy-driver fails the build on a clippy warning (needless_return canary): ok");
+    Ok(())
+}
+
+/// The bundle tests, run in the background from the end of stage 3.
 ///
 /// They start no servers and run outside the network namespace, because the
 /// independent rebuild fetches its pinned sources and makes its own build
@@ -197,6 +270,10 @@ impl BundleTests {
             .arg("--test-threads=1")
             .current_dir(root.join("tests/bundle"))
             .env("TIMB_XTASK_BIN", std::env::current_exe()?)
+            // The lint pass's wrapper is for the debug builds here; the rebuild compiles
+            // xtask again with plain rustc, as a rebuilder would.
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CLIPPY_ARGS")
             .stdin(Stdio::null())
             .stdout(file.try_clone()?)
             .stderr(file)

@@ -70,7 +70,7 @@ pub fn state(w: &MainWindow) -> String {
     let accounts: Vec<String> = w
         .get_accounts()
         .iter()
-        .map(|a| format!("{} {:?} {}", a.label, a.state, a.error))
+        .map(|a| format!("{} {:?} {:?} {}", a.label, a.state, a.problem, a.detail))
         .collect();
     let messages: Vec<String> = w
         .get_messages()
@@ -78,7 +78,7 @@ pub fn state(w: &MainWindow) -> String {
         .map(|m| format!("{}: {} ({:?})", m.sender, m.body, m.status))
         .collect();
     format!(
-        "tor {:?} {} {}; accounts {accounts:?}; otr {:?}; smp {:?}; messages {messages:?}",
+        "tor {:?} {:?} {}; accounts {accounts:?}; otr {:?}; smp {:?}; messages {messages:?}",
         w.get_tor_state(),
         w.get_tor_phase(),
         w.get_tor_detail(),

@@ -1,0 +1,307 @@
+//! `cargo xtask release …`: the TUF repository the updater trusts (see
+//! `xtask/crates/publish`). Role keys are files made by `release keygen`, sealed under a
+//! password that comes from `$TIMB_RELEASE_KEY_PASSWORD` or, on a terminal, a prompt;
+//! they are never committed (signing/ holds public halves only).
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, Subcommand};
+use publish::keyfile::{self, RoleKey};
+use publish::repo::{self, Bundle, Expiry, RoleSpec, Roles, Signers};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+#[derive(Subcommand)]
+pub enum Release {
+    /// Make a role key: FILE (sealed, owner-only) and FILE.pub.json (its public half)
+    Keygen {
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+        /// scrypt cost as log2(N) (tests use a low one; releases keep the default)
+        #[arg(long, value_name = "N", default_value_t = keyfile::DEFAULT_LOG_N)]
+        kdf_log_n: u8,
+    },
+    /// Start a repository: root version 1 from a roles file, no bundles yet
+    Init {
+        #[command(flatten)]
+        repo: RepoArgs,
+        /// Which keys sign each role, and how many must (TOML; see signing/tuf-roles.toml)
+        #[arg(long, value_name = "FILE")]
+        roles: PathBuf,
+    },
+    /// Publish bundles (each with its .minisig beside it) on a channel
+    Add {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        #[arg(value_name = "ARCHIVE", required = true)]
+        archives: Vec<PathBuf>,
+    },
+    /// Sign a new timestamp over the current snapshot (the routine, online-key job)
+    Timestamp {
+        #[command(flatten)]
+        repo: RepoArgs,
+    },
+    /// A new root naming a new roles file, signed by the old and the new root keys
+    Rotate {
+        #[command(flatten)]
+        repo: RepoArgs,
+        #[arg(long, value_name = "FILE")]
+        roles: PathBuf,
+    },
+    /// Read the repository back as a client would
+    Check {
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+    },
+}
+
+#[derive(Args)]
+pub struct RepoArgs {
+    /// The repository folder (what a mirror serves)
+    #[arg(long, value_name = "DIR")]
+    repo: PathBuf,
+    /// A role key file to sign with; repeat for each key needed
+    #[arg(long = "key", value_name = "FILE")]
+    keys: Vec<PathBuf>,
+    /// Sign as if it were this Unix time (tests; expiry counts from it)
+    #[arg(long, value_name = "SECONDS", hide = true)]
+    now: Option<i64>,
+}
+
+pub fn run(cmd: Release) -> Result<()> {
+    match cmd {
+        Release::Keygen { out, kdf_log_n } => keygen(&out, kdf_log_n),
+        Release::Init { repo: a, roles } => {
+            let roles = read_roles(&roles)?;
+            let keys = open_keys(&a.keys)?;
+            let root = pick(&keys, &[&roles.root]);
+            repo::init(
+                &a.repo,
+                &roles,
+                &root,
+                &signers(&keys, &roles),
+                now(&a)?,
+                Expiry::default(),
+            )?;
+            eprintln!(
+                "a repository with root version 1 is in {}",
+                a.repo.display()
+            );
+            Ok(())
+        }
+        Release::Add {
+            repo: a,
+            channel,
+            archives,
+        } => {
+            if timb_release::tuf::Channel::new(&channel).is_none() {
+                bail!("{channel:?} is not a channel name");
+            }
+            let bundles = archives
+                .iter()
+                .map(|p| bundle(p, &channel))
+                .collect::<Result<Vec<_>>>()?;
+            let keys = open_keys(&a.keys)?;
+            let (_, roles) = repo::current_roles(&a.repo)?;
+            repo::add(
+                &a.repo,
+                &bundles,
+                &signers(&keys, &roles),
+                now(&a)?,
+                Expiry::default(),
+            )?;
+            eprintln!("published {} bundle(s) on {channel}", bundles.len());
+            Ok(())
+        }
+        Release::Timestamp { repo: a } => {
+            let keys = open_keys(&a.keys)?;
+            let (_, roles) = repo::current_roles(&a.repo)?;
+            let ts = pick(&keys, &[&roles.timestamp]);
+            repo::resign_timestamp(&a.repo, &ts, now(&a)?, Expiry::default())
+        }
+        Release::Rotate { repo: a, roles } => {
+            let new = read_roles(&roles)?;
+            let keys = open_keys(&a.keys)?;
+            let (_, old) = repo::current_roles(&a.repo)?;
+            let root = pick(&keys, &[&old.root, &new.root]);
+            repo::rotate(
+                &a.repo,
+                &new,
+                &root,
+                &signers(&keys, &new),
+                now(&a)?,
+                Expiry::default(),
+            )?;
+            eprintln!("root rotated in {}", a.repo.display());
+            Ok(())
+        }
+        Release::Check { repo: dir } => {
+            repo::check(&dir, unix_now())?;
+            eprintln!(
+                "{}: every role verifies, every target matches",
+                dir.display()
+            );
+            Ok(())
+        }
+    }
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64)
+}
+
+fn now(a: &RepoArgs) -> Result<i64> {
+    Ok(a.now.unwrap_or_else(unix_now))
+}
+
+fn keygen(out: &Path, log_n: u8) -> Result<()> {
+    let public = pub_path(out);
+    for p in [out, public.as_path()] {
+        if p.exists() {
+            bail!("{} exists; a key file is never overwritten", p.display());
+        }
+    }
+    let password = password(&format!("password for the new key {}: ", out.display()))?;
+    let (text, key) = keyfile::generate(&password, log_n)?;
+    write_private(out, &text)?;
+    let pub_text = serde_json::to_string_pretty(&json!({
+        "format": keyfile::PUBLIC_FORMAT, "keyid": key.keyid, "public": key.public(),
+    }))? + "\n";
+    std::fs::write(&public, pub_text)?;
+    println!("{}", key.keyid);
+    eprintln!(
+        "key {} in {} (sealed) and {} (public; list it in a roles file)",
+        key.keyid,
+        out.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+fn pub_path(key: &Path) -> PathBuf {
+    let mut p = key.as_os_str().to_owned();
+    p.push(".pub.json");
+    PathBuf::from(p)
+}
+
+/// Created owner-only from the start (never world-readable, not even briefly).
+fn write_private(path: &Path, text: &str) -> Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// `$TIMB_RELEASE_KEY_PASSWORD` (scripts, tests), else a prompt on the terminal.
+fn password(prompt: &str) -> Result<String> {
+    if let Some(p) = std::env::var_os("TIMB_RELEASE_KEY_PASSWORD") {
+        return p
+            .into_string()
+            .map_err(|_| anyhow::anyhow!("TIMB_RELEASE_KEY_PASSWORD is not UTF-8"));
+    }
+    rpassword::prompt_password(prompt).context("reading the key password from the terminal")
+}
+
+fn open_keys(paths: &[PathBuf]) -> Result<Vec<RoleKey>> {
+    paths
+        .iter()
+        .map(|p| {
+            let text =
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?;
+            let pw = password(&format!("password for {}: ", p.display()))?;
+            keyfile::open(&text, &pw).with_context(|| p.display().to_string())
+        })
+        .collect()
+}
+
+/// The opened keys that belong to any of `specs`.
+fn pick<'a>(keys: &'a [RoleKey], specs: &[&RoleSpec]) -> Vec<&'a RoleKey> {
+    keys.iter()
+        .filter(|k| {
+            specs
+                .iter()
+                .any(|s| s.keys.iter().any(|(id, _)| *id == k.keyid))
+        })
+        .collect()
+}
+
+fn signers<'a>(keys: &'a [RoleKey], roles: &Roles) -> Signers<'a> {
+    Signers {
+        targets: pick(keys, &[&roles.targets]),
+        snapshot: pick(keys, &[&roles.snapshot]),
+        timestamp: pick(keys, &[&roles.timestamp]),
+    }
+}
+
+/// A roles file: for each of root, targets, snapshot and timestamp, `threshold` and `keys`
+/// (public key files, relative to the roles file).
+fn read_roles(path: &Path) -> Result<Roles> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let doc: toml::Table = text
+        .parse()
+        .with_context(|| format!("{} is not TOML", path.display()))?;
+    let base = path.parent().unwrap_or(Path::new("."));
+    let spec = |role: &str| -> Result<RoleSpec> {
+        let t = doc
+            .get(role)
+            .and_then(|v| v.as_table())
+            .with_context(|| format!("{}: no [{role}] table", path.display()))?;
+        let threshold = t
+            .get("threshold")
+            .and_then(|v| v.as_integer())
+            .and_then(|n| u64::try_from(n).ok())
+            .with_context(|| format!("[{role}] threshold"))?;
+        let files = t
+            .get("keys")
+            .and_then(|v| v.as_array())
+            .with_context(|| format!("[{role}] keys"))?;
+        let keys = files
+            .iter()
+            .map(|f| {
+                let f = base.join(f.as_str().context("a key file name")?);
+                let text = std::fs::read_to_string(&f)
+                    .with_context(|| format!("reading {}", f.display()))?;
+                keyfile::read_public(&text).with_context(|| f.display().to_string())
+            })
+            .collect::<Result<Vec<_>>>()?;
+        if keys.is_empty() {
+            bail!("[{role}] in {} lists no keys", path.display());
+        }
+        Ok(RoleSpec { keys, threshold })
+    };
+    Ok(Roles {
+        root: spec("root")?,
+        targets: spec("targets")?,
+        snapshot: spec("snapshot")?,
+        timestamp: spec("timestamp")?,
+    })
+}
+
+/// A bundle archive and its target's `custom.timb` fields, from its name.
+fn bundle(archive: &Path, channel: &str) -> Result<Bundle> {
+    let name = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .with_context(|| format!("{}: no file name", archive.display()))?;
+    let (version, target) = timb_release::Target::parse_archive_name(name).with_context(|| {
+        format!("{name} is not a bundle archive name (timb-VERSION-TARGET.EXT)")
+    })?;
+    let custom: Value = json!({"timb": {
+        "version": version.as_str(), "target": target.name(), "channel": channel,
+    }});
+    Ok(Bundle {
+        archive: archive.to_path_buf(),
+        custom,
+    })
+}
