@@ -863,7 +863,10 @@ mod tests {
             contact: contact.into(),
             presence,
         };
-        ev(&mut m, Event::State(ConnectionState::Connected { spki_sha256: None }));
+        ev(
+            &mut m,
+            Event::State(ConnectionState::Connected { spki_sha256: None }),
+        );
         ev(
             &mut m,
             Event::Message {

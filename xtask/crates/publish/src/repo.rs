@@ -499,8 +499,7 @@ pub fn check(dir: &Path, now: i64) -> Result<()> {
     let mut set = TrustedSet::new(&first, now).context("1.root.json")?;
     let mut v = 2;
     while let Ok(next) = std::fs::read(m.join(names::root(v))) {
-        set.update_root(&next)
-            .with_context(|| names::root(v))?;
+        set.update_root(&next).with_context(|| names::root(v))?;
         v += 1;
     }
     set.check_root_current().context("the newest root")?;
