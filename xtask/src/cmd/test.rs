@@ -49,6 +49,10 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
         return inside(root);
     }
     let started = std::time::Instant::now();
+    // Taken now: the test build below rebuilds this very binary (xtask has integration
+    // tests), and afterwards /proc/self/exe names the replaced file, "… (deleted)". The
+    // path itself then holds the new build of the same source.
+    let exe = std::env::current_exe()?;
     util::stage(1, 5, "installing missing Debian packages");
     provision::ensure(TEST_PACKAGES)?;
     // The OTR interoperability peer runs on Node; a machine that has Node
@@ -61,11 +65,7 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
         5,
         "fetching crates, pinned sources and test peers (the last step with network)",
     );
-    util::run(
-        Command::new(std::env::current_exe()?)
-            .arg("fetch")
-            .current_dir(root),
-    )?;
+    util::run(Command::new(&exe).arg("fetch").current_dir(root))?;
     // The independent OTR implementation the interop tests talk to, pinned by
     // its package-lock.json (integrity hashes).
     let interop = root.join("app/timb-otr/tests/interop");
@@ -99,13 +99,12 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     // now and overlap it (its Tor and server waits leave the cores idle). Not earlier: on
     // this 2-core machine, overlapping them with the debug build made both slower than
     // one after the other (measured: 36 min for a cold clippy that takes 13 alone).
-    let bundle_tests = BundleTests::start(root)?;
+    let bundle_tests = BundleTests::start(root, &exe)?;
     util::stage(
         4,
         5,
         "running the suite in a network namespace with only loopback (the bundle tests run beside it)",
     );
-    let exe = std::env::current_exe()?;
     let mut inner = Command::new(&exe);
     inner.args(["test", "--inside-netns"]).current_dir(root);
     let status = match netns_prefix() {
@@ -246,7 +245,7 @@ struct BundleTests {
 }
 
 impl BundleTests {
-    fn start(root: &Path) -> Result<Self> {
+    fn start(root: &Path, xtask: &Path) -> Result<Self> {
         // Building the test binary takes seconds (it depends on sha2 and hex);
         // it is then run directly, so it holds no cargo lock on the target
         // directory while the builds below use it.
@@ -269,7 +268,7 @@ impl BundleTests {
         let child = Command::new(&exe)
             .arg("--test-threads=1")
             .current_dir(root.join("tests/bundle"))
-            .env("TIMB_XTASK_BIN", std::env::current_exe()?)
+            .env("TIMB_XTASK_BIN", xtask)
             // The lint pass's wrapper is for the debug builds here; the rebuild compiles
             // xtask again with plain rustc, as a rebuilder would.
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
