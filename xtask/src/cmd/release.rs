@@ -166,7 +166,7 @@ fn keygen(out: &Path, log_n: u8) -> Result<()> {
     }
     let password = password(&format!("password for the new key {}: ", out.display()))?;
     let (text, key) = keyfile::generate(&password, log_n)?;
-    write_private(out, &text)?;
+    sign::write_private(out, text.as_bytes())?;
     let pub_text = serde_json::to_string_pretty(&json!({
         "format": keyfile::PUBLIC_FORMAT, "keyid": key.keyid, "public": key.public(),
     }))? + "\n";
@@ -185,21 +185,6 @@ fn pub_path(key: &Path) -> PathBuf {
     let mut p = key.as_os_str().to_owned();
     p.push(".pub.json");
     PathBuf::from(p)
-}
-
-/// Created owner-only from the start (never world-readable, not even briefly).
-fn write_private(path: &Path, text: &str) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(text.as_bytes())?;
-    f.sync_all()?;
-    Ok(())
 }
 
 /// `$TIMB_RELEASE_KEY_PASSWORD` (scripts, tests), else a prompt on the terminal.

@@ -257,7 +257,9 @@ pub fn check_signature(
         .with_context(|| format!("checking {}", file.display()))
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+/// Creates a secret key file owner-only from the start (never world-readable, not even
+/// briefly) and syncs it; refuses to replace an existing file.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let mut f = std::fs::OpenOptions::new()
@@ -267,6 +269,7 @@ fn write_private(path: &Path, data: &[u8]) -> Result<()> {
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
     f.write_all(data)?;
+    f.sync_all()?;
     Ok(())
 }
 
