@@ -5,6 +5,7 @@
 //!
 //! | module | what |
 //! |---|---|
+//! | `apply.rs` | [`install`]: a verified archive becomes the bundle's new version |
 //! | `store.rs` | [`Store`]: the trusted metadata files, each write crash-safe |
 //! | `fetch.rs` | [`Fetch`]: the transport seam; [`Url`]; byte caps and timeouts while reading |
 //! | `tor.rs` | [`TorFetcher`]: the app's transport, HTTPS or `.onion` HTTP through arti |
@@ -14,6 +15,7 @@
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+mod apply;
 mod error;
 mod fetch;
 mod minisig;
@@ -21,6 +23,7 @@ mod store;
 mod tor;
 mod updater;
 
+pub use apply::{install, ApplyError, Limits};
 pub use error::{Failure, UpdateError};
 pub use fetch::{Body, Fetch, FetchError, Scheme, Timeouts, Url};
 pub use minisig::BundleTrust;

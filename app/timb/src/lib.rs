@@ -81,6 +81,33 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     let window = MainWindow::new()?;
     window.set_version(VERSION.into());
     let _app = attach(&window, profile.root(), remembered)?;
+    let bundle = std::env::current_exe()
+        .ok()
+        .and_then(|e| timb_launcher::Layout::of_exe(&e));
+    if let Some(bundle) = bundle {
+        // Runs once the event loop has shown the window: the launcher's "it started".
+        let weak = window.as_weak();
+        slint::Timer::single_shot(std::time::Duration::ZERO, move || {
+            if let Some(w) = weak.upgrade() {
+                started(&w, &bundle);
+            }
+        });
+    }
     window.run()?;
     Ok(())
+}
+
+/// Tells the bundle this version's window appeared (so the launcher stops counting tries),
+/// shows what the update did, and removes versions no longer needed.
+pub(crate) fn started(window: &MainWindow, bundle: &timb_launcher::Layout) {
+    match bundle.confirm_started(VERSION) {
+        Ok(notes) => {
+            window.set_updated_from(notes.updated_from.unwrap_or_default().into());
+            window.set_fell_back_from(notes.fell_back_from.unwrap_or_default().into());
+            if let Err(e) = bundle.remove_old(VERSION) {
+                eprintln!("timb: old versions were not removed: {e}");
+            }
+        }
+        Err(e) => eprintln!("timb: the bundle's start record was not written: {e}"),
+    }
 }

@@ -16,12 +16,16 @@ pub struct Profile {
 }
 
 impl Profile {
-    /// `$TIMB_PROFILE`, else `profile/` beside the executable.
+    /// `$TIMB_PROFILE`, else the bundle's `profile/` (beside `app/`, where the launcher
+    /// starts `app/VERSION/timb`), else `profile/` beside the executable.
     pub fn locate() -> io::Result<Profile> {
         if let Some(p) = std::env::var_os(PROFILE_ENV) {
             return Profile::open(PathBuf::from(p));
         }
         let exe = std::env::current_exe()?;
+        if let Some(bundle) = timb_launcher::Layout::of_exe(&exe) {
+            return Profile::open(bundle.profile_dir());
+        }
         let dir = exe
             .parent()
             .ok_or_else(|| io::Error::other("the executable has no parent folder"))?;

@@ -936,3 +936,43 @@ fn tab_reaches_the_send_button() {
     assert_eq!(u.log.borrow().len(), 1, "Tab then Space on Send sends");
     assert_eq!(u.w.get_draft(), "");
 }
+
+/// The first start of a new version, and a start after the launcher went back: the window
+/// says so once, and the bundle records that this version's window appeared.
+#[test]
+fn an_update_and_a_fallback_are_each_told_once_after_the_window_appears() {
+    let u = ui();
+    let tmp = tempfile::tempdir().unwrap();
+    let bundle = timb_launcher::Layout::at(tmp.path());
+    for v in ["0.0.9", crate::VERSION] {
+        std::fs::create_dir_all(bundle.version_dir(v)).unwrap();
+        std::fs::write(bundle.version_dir(v).join(timb_launcher::APP_EXE), "").unwrap();
+    }
+    std::fs::write(tmp.path().join("app/current"), "0.0.9\n").unwrap();
+    bundle.confirm_started("0.0.9").unwrap();
+    bundle.switch_to(crate::VERSION, None).unwrap();
+    assert!(u.texts_containing("was updated from").is_empty());
+    crate::started(&u.w, &bundle);
+    assert_eq!(u.texts_containing("updated from version 0.0.9 to").len(), 1);
+    assert_eq!(bundle.started().as_deref(), Some(crate::VERSION));
+    // The next start says nothing.
+    let again = ui();
+    crate::started(&again.w, &bundle);
+    assert!(again.texts_containing("was updated from").is_empty());
+    assert!(
+        bundle.installed("0.0.9"),
+        "the fallback version was removed"
+    );
+
+    // A version that never started: the launcher went back to this one.
+    std::fs::create_dir_all(bundle.version_dir("9.9.9")).unwrap();
+    std::fs::write(bundle.version_dir("9.9.9").join(timb_launcher::APP_EXE), "").unwrap();
+    bundle.switch_to("9.9.9", None).unwrap();
+    for _ in 0..=timb_launcher::MAX_TRIES {
+        bundle.choose().unwrap();
+    }
+    assert_eq!(bundle.current().unwrap().as_deref(), Some(crate::VERSION));
+    let back = ui();
+    crate::started(&back.w, &bundle);
+    assert_eq!(back.texts_containing("timb 9.9.9 did not start").len(), 1);
+}

@@ -62,6 +62,8 @@ pub enum Select {
     /// only when that feature is asked for (directly) or enabled (through a
     /// path); `tokio[net]` also matches tokio's `full`.
     Named(&'static [&'static str]),
+    /// Every crate, in the workspace or not.
+    AnyCrate,
 }
 
 /// How far a forbidden edge reaches.
@@ -185,6 +187,13 @@ pub const RULES: &[Rule] = &[
         reach: Reach::Transitive,
         kinds: ALL,
     },
+    Rule {
+        text: "`timb-launcher` (the bundle's `timb`, which starts every version and is almost never replaced) depends on nothing but the standard library.",
+        from: Select::Exactly("timb-launcher"),
+        to: Select::AnyCrate,
+        reach: Reach::Direct,
+        kinds: SHIPPED,
+    },
 ];
 
 /// The prefix of each rule's line in ARCHITECTURE.md.
@@ -210,6 +219,7 @@ impl Select {
                 c.workspace && c.path.starts_with(dir) && !except.contains(&c.name.as_str())
             }
             Select::AllMembers => c.workspace,
+            Select::AnyCrate => true,
             Select::Named(names) => names.iter().any(|e| split_feature(e).0 == c.name),
         }
     }
@@ -438,6 +448,7 @@ mod tests {
         ("timb-tor", "app/timb-tor/"),
         ("timb-xmpp", "app/timb-xmpp/"),
         ("timb-e2e", "tests/e2e/"),
+        ("timb-launcher", "app/timb-launcher/"),
         ("tokio", ""),
         ("arti-client", ""),
         ("sha2", ""),
@@ -464,6 +475,7 @@ mod tests {
             ("timb-tor", "tokio", Kind::Normal, &["net"]),
             ("timb-e2e", "tokio", Kind::Normal, &["full"]),
             ("timb-e2e", "hyper", Kind::Normal, &[]),
+            ("timb-launcher", "sha2", Kind::Dev, &[]),
         ]
     }
 
@@ -576,6 +588,15 @@ mod tests {
                 &[],
                 3,
                 "timb-tor -> arti-client -> native-tls",
+            ),
+            // The launcher: any shipped dependency at all.
+            (
+                "timb-launcher",
+                "sha2",
+                Kind::Normal,
+                &[],
+                4,
+                "timb-launcher -> sha2",
             ),
         ];
         for (from, to, kind, features, rule, path) in cases {

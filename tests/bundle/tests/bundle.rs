@@ -216,7 +216,7 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     let (x, y) = (work.join("x"), work.join("y"));
     extract(&b.archive, &x);
     extract(&rebuilt, &y);
-    let bin = format!("timb-{}-linux-x86_64/timb", b.version);
+    let bin = format!("timb-{v}-linux-x86_64/app/{v}/timb", v = b.version);
     assert_eq!(
         sha256(&x.join(&bin)),
         sha256(&y.join(&bin)),
@@ -359,7 +359,9 @@ fn the_bundle_runs_from_any_folder() {
         "LICENSE",
         "timb.desktop",
         "BUILDINFO",
-        "LICENSES/THIRD-PARTY.txt",
+        "app/current",
+        &format!("app/{}/timb", b.version),
+        &format!("app/{}/LICENSES/THIRD-PARTY.txt", b.version),
     ] {
         assert!(top.join(f).is_file(), "{f} missing from the bundle");
     }
@@ -379,7 +381,8 @@ fn the_bundle_runs_from_any_folder() {
 
     // Direct library dependencies: glibc's, and fontconfig, which every
     // desktop with fonts has. Nothing else (no OpenSSL, no sqlite, no libotr).
-    let readelf = run_ok(Command::new("readelf").arg("-d").arg(top.join("timb")));
+    let messenger = top.join("app").join(&b.version).join("timb");
+    let readelf = run_ok(Command::new("readelf").arg("-d").arg(&messenger));
     let allowed = [
         "libc.so.6",
         "libm.so.6",
@@ -453,6 +456,14 @@ fn the_bundle_runs_from_any_folder() {
     let _ = xvfb.kill();
     let _ = xvfb.wait();
     assert!(found, "no window titled 'timb' appeared");
+    // The messenger told the launcher its window appeared (no fallback will be counted).
+    assert_eq!(
+        std::fs::read_to_string(top.join("update/started"))
+            .unwrap_or_default()
+            .trim(),
+        b.version,
+        "the window appeared but the bundle did not record the start"
+    );
     assert!(capture.unwrap().success(), "screenshot failed");
     let colours: u32 = String::from_utf8_lossy(&colours.unwrap().stdout)
         .trim()

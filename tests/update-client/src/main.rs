@@ -12,7 +12,9 @@
 //! `127.0.0.1` (a loopback test server); anything else goes through arti (`--tor-network`,
 //! the private test network's file) under the app's own rules, or is refused.
 //! `TIMB_UPDATE_CRASH_AT=N` aborts the process at the Nth step of the store's writes (the
-//! crash-safety tests); the app has no such hook.
+//! crash-safety tests); `TIMB_APPLY_STOP_AT=N` kills it (SIGKILL) at the Nth write, rename
+//! or fsync of `apply`, and `TIMB_APPLY_STOPS=1` prints each such step; the app has no such
+//! hooks. `launch` is the bundle launcher's code, on a test bundle.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -32,7 +34,7 @@ use timb_update::{
 struct Cli {
     /// The trusted metadata folder.
     #[arg(long)]
-    metadata_dir: PathBuf,
+    metadata_dir: Option<PathBuf>,
     /// A metadata mirror (repeat: tried in order).
     #[arg(long)]
     metadata_url: Vec<String>,
@@ -78,6 +80,24 @@ enum Command {
     Refresh,
     /// Download --target-name into --target-dir.
     Download,
+    /// Install ARCHIVE (already verified) as version V of the bundle at ROOT.
+    Apply {
+        #[arg(long)]
+        bundle: PathBuf,
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long)]
+        version: String,
+        /// At most this many files (the default is the app's).
+        #[arg(long)]
+        max_files: Option<u64>,
+    },
+    /// Start the bundle at ROOT as its launcher does.
+    Launch {
+        #[arg(long)]
+        bundle: PathBuf,
+        args: Vec<std::ffi::OsString>,
+    },
 }
 
 /// Loopback plain HTTP, else arti under the app's rules.
@@ -133,6 +153,28 @@ impl Fetch for TestFetcher {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    match &cli.command {
+        Command::Launch { bundle, args } => return timb_launcher::launch(bundle, args.clone()),
+        Command::Apply {
+            bundle,
+            archive,
+            version,
+            max_files,
+        } => {
+            let mut limits = timb_update::Limits::default();
+            if let Some(n) = max_files {
+                limits.max_files = *n;
+            }
+            return match apply(bundle, archive, version, limits) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("timb-update: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -158,8 +200,38 @@ fn urls(list: &[String]) -> Result<Vec<Url>, String> {
         .collect()
 }
 
+/// `apply`, with the test-only stop points.
+fn apply(
+    bundle: &std::path::Path,
+    archive: &std::path::Path,
+    version: &str,
+    limits: timb_update::Limits,
+) -> Result<(), String> {
+    let stop_at = std::env::var("TIMB_APPLY_STOP_AT")
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let print = std::env::var_os("TIMB_APPLY_STOPS").is_some();
+    let count = AtomicUsize::new(0);
+    let hook = |what: &str| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        if print {
+            eprintln!("stop {n}: {what}");
+        }
+        if stop_at == Some(n) {
+            // kill -9 of ourselves: no destructor, no flush, like a power cut for the files.
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &std::process::id().to_string()])
+                .status();
+            std::process::abort();
+        }
+    };
+    let layout = timb_launcher::Layout::at(bundle);
+    timb_update::install(&layout, archive, version, limits, Some(&hook)).map_err(|e| e.to_string())
+}
+
 async fn run(cli: Cli) -> Result<(), String> {
-    let mut store = Store::open(&cli.metadata_dir).map_err(|e| e.to_string())?;
+    let metadata_dir = cli.metadata_dir.clone().ok_or("--metadata-dir is needed")?;
+    let mut store = Store::open(&metadata_dir).map_err(|e| e.to_string())?;
     if let Some(n) = std::env::var("TIMB_UPDATE_CRASH_AT")
         .ok()
         .and_then(|v| v.parse::<usize>().ok())
@@ -184,7 +256,7 @@ async fn run(cli: Cli) -> Result<(), String> {
             let state = cli
                 .tor_state
                 .clone()
-                .unwrap_or_else(|| cli.metadata_dir.join("arti"));
+                .unwrap_or_else(|| metadata_dir.join("arti"));
             let config =
                 timb_tor::TorConfig::private_network(file, &state).map_err(|e| e.to_string())?;
             let (tx, _rx) = tokio::sync::watch::channel(Default::default());
@@ -208,7 +280,7 @@ async fn run(cli: Cli) -> Result<(), String> {
     } else {
         updater.trusted().map_err(|e| e.to_string())?
     };
-    if matches!(cli.command, Command::Refresh) {
+    if !matches!(cli.command, Command::Download) {
         return Ok(());
     }
     let name = cli

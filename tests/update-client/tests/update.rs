@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::tuf_repo::{self, Repo, BUNDLE, BUNDLE_DATA, PAST};
 use support::{client, publish, run, store_bytes, BundleKey, Run, Server};
@@ -404,4 +405,444 @@ fn a_crash_at_any_step_of_any_write_leaves_a_store_the_next_refresh_succeeds_fro
     }
     // root (3 steps) + 2 deletes + timestamp, snapshot, targets (3 steps each).
     assert_eq!(crashed, 14);
+}
+
+// ---- Applying an update to a bundle (timb-launcher's layout) ----------------------------
+
+/// One entry of a test archive, written with raw header bytes so that hostile names and
+/// types (which `tar::Builder` refuses to write) can be made.
+#[derive(Clone, Copy)]
+struct Ent<'a> {
+    path: &'a str,
+    kind: tar::EntryType,
+    data: &'a [u8],
+    /// The size the header announces (defaults to the data's).
+    size: Option<u64>,
+    link: &'a str,
+}
+
+fn ent<'a>(path: &'a str, data: &'a [u8]) -> Ent<'a> {
+    Ent {
+        path,
+        kind: tar::EntryType::Regular,
+        data,
+        size: None,
+        link: "",
+    }
+}
+
+fn dir(path: &str) -> Ent<'_> {
+    Ent {
+        kind: tar::EntryType::Directory,
+        ..ent(path, b"")
+    }
+}
+
+fn tar_xz(entries: &[Ent]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..e.path.len()].copy_from_slice(e.path.as_bytes());
+            gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+            if e.kind == tar::EntryType::GNUSparse {
+                // A 10 GB file whose one stored byte sits at its end.
+                let octal = |v: u64, f: &mut [u8; 12]| {
+                    f.copy_from_slice(format!("{v:012o}").as_bytes());
+                };
+                octal(10 << 30, &mut gnu.realsize);
+                octal((10 << 30) - 1, &mut gnu.sparse[0].offset);
+                octal(e.data.len() as u64, &mut gnu.sparse[0].numbytes);
+            }
+        }
+        h.set_entry_type(e.kind);
+        h.set_mode(if e.path.ends_with("/timb") {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(e.size.unwrap_or(e.data.len() as u64));
+        h.set_mtime(1);
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(e.data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+    raw.resize(raw.len() + 1024, 0);
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    std::io::Write::write_all(&mut xz, &raw).unwrap();
+    xz.finish().unwrap()
+}
+
+fn script(version: &str) -> String {
+    format!("#!/bin/sh\necho \"timb {version} $*\"\n")
+}
+
+/// A real bundle's shape for `version`, plus `extra` entries.
+fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
+    let top = format!("timb-{version}-linux-x86_64");
+    let exe = script(version);
+    let names = [
+        format!("{top}/"),
+        format!("{top}/timb"),
+        format!("{top}/app/"),
+        format!("{top}/app/current"),
+        format!("{top}/app/{version}/"),
+        format!("{top}/app/{version}/timb"),
+        format!("{top}/app/{version}/LICENSES/THIRD-PARTY.txt"),
+        format!("{top}/profile/"),
+    ];
+    let current = format!("{version}\n");
+    let mut e = vec![
+        dir(&names[0]),
+        ent(&names[1], b"launcher"),
+        dir(&names[2]),
+        ent(&names[3], current.as_bytes()),
+        dir(&names[4]),
+        ent(&names[5], exe.as_bytes()),
+        ent(&names[6], b"licences"),
+        dir(&names[7]),
+    ];
+    e.extend(extra.iter().copied());
+    tar_xz(&e)
+}
+
+/// An unpacked 0.1.0 bundle in the new layout, with a profile the updater must not touch.
+fn old_bundle(at: &Path) -> PathBuf {
+    let root = at.join("timb-0.1.0-linux-x86_64");
+    std::fs::create_dir_all(root.join("app/0.1.0")).unwrap();
+    std::fs::create_dir_all(root.join("profile/otr")).unwrap();
+    let exe = root.join("app/0.1.0/timb");
+    std::fs::write(&exe, script("0.1.0")).unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::write(root.join("app/current"), "0.1.0\n").unwrap();
+    std::fs::write(root.join("profile/accounts.toml"), "remembered").unwrap();
+    std::fs::write(root.join("profile/otr/keys"), "otr key").unwrap();
+    root
+}
+
+fn apply_cmd(root: &Path, archive: &Path, version: &str) -> std::process::Command {
+    let mut c = client();
+    c.arg("apply")
+        .arg("--bundle")
+        .arg(root)
+        .arg("--archive")
+        .arg(archive)
+        .arg("--version")
+        .arg(version);
+    c
+}
+
+/// What the bundle's launcher starts (`--version`, so no start is counted).
+fn launched(root: &Path) -> String {
+    let r = run(client()
+        .arg("launch")
+        .arg("--bundle")
+        .arg(root)
+        .arg("--")
+        .arg("--version"));
+    assert!(r.ok, "the bundle does not start: {}", r.stderr);
+    String::from_utf8_lossy(&r.out.stdout).trim().to_string()
+}
+
+/// Everything under `root` except the profile, as (path, bytes).
+fn tree(root: &Path) -> BTreeMap<String, Vec<u8>> {
+    let mut out = BTreeMap::new();
+    let mut todo = vec![root.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap().flatten() {
+            let p = e.path();
+            let rel = p.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            if p.is_dir() {
+                out.insert(format!("{rel}/"), Vec::new());
+                todo.push(p);
+            } else {
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    out
+}
+
+fn profile_intact(root: &Path) {
+    assert_eq!(
+        std::fs::read(root.join("profile/accounts.toml")).unwrap(),
+        b"remembered"
+    );
+    assert_eq!(
+        std::fs::read(root.join("profile/otr/keys")).unwrap(),
+        b"otr key"
+    );
+}
+
+#[test]
+fn an_update_is_applied_beside_the_old_version_and_the_launcher_starts_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = old_bundle(tmp.path());
+    let archive = tmp.path().join("timb-0.2.0-linux-x86_64.tar.xz");
+    std::fs::write(&archive, bundle_archive("0.2.0", &[])).unwrap();
+    assert_eq!(launched(&root), "timb 0.1.0 --version");
+    let r = run(&mut apply_cmd(&root, &archive, "0.2.0"));
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(launched(&root), "timb 0.2.0 --version");
+    assert_eq!(
+        std::fs::read_to_string(root.join("app/previous")).unwrap(),
+        "0.1.0\n"
+    );
+    assert!(
+        root.join("app/0.1.0/timb").is_file(),
+        "the fallback was removed"
+    );
+    assert_eq!(
+        std::fs::read(root.join("app/0.2.0/LICENSES/THIRD-PARTY.txt")).unwrap(),
+        b"licences"
+    );
+    // Only app/0.2.0/ came from the archive: not its launcher, pointer or profile.
+    assert!(!root.join("timb").exists());
+    profile_intact(&root);
+    // Applying again is a no-op; a version the archive does not hold is an error.
+    assert!(run(&mut apply_cmd(&root, &archive, "0.2.0")).ok);
+    let r = run(&mut apply_cmd(&root, &archive, "0.3.0"));
+    assert!(
+        !r.ok && r.stderr.contains("holds no app/0.3.0/timb"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(launched(&root), "timb 0.2.0 --version");
+}
+
+#[test]
+fn kill_9_at_every_write_rename_and_fsync_of_an_apply_leaves_old_or_new_and_a_retry_completes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let initial = old_bundle(&tmp.path().join("initial"));
+    let archive = tmp.path().join("timb-0.2.0-linux-x86_64.tar.xz");
+    std::fs::write(&archive, bundle_archive("0.2.0", &[])).unwrap();
+    let root = tmp.path().join("b");
+    let fresh = || {
+        let _ = std::fs::remove_dir_all(&root);
+        let r = run(std::process::Command::new("cp")
+            .arg("-a")
+            .arg(&initial)
+            .arg(&root));
+        assert!(r.ok, "{}", r.stderr);
+    };
+    fresh();
+    let r = run(apply_cmd(&root, &archive, "0.2.0").env("TIMB_APPLY_STOPS", "1"));
+    assert!(r.ok, "{}", r.stderr);
+    let steps: Vec<String> = r.stderr.lines().map(str::to_string).collect();
+    // staging (4), folder rename and sync (2), previous and current pointers (5 each).
+    assert_eq!(steps.len(), 16, "{steps:#?}");
+    let commit = steps
+        .iter()
+        .position(|s| s.ends_with("current: renamed"))
+        .unwrap()
+        + 1;
+    for n in 1..=steps.len() {
+        fresh();
+        let r = run(apply_cmd(&root, &archive, "0.2.0").env("TIMB_APPLY_STOP_AT", n.to_string()));
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            r.out.status.signal(),
+            Some(9),
+            "{}: not killed: {}",
+            steps[n - 1],
+            r.stderr
+        );
+        let expect = if n >= commit { "0.2.0" } else { "0.1.0" };
+        assert_eq!(
+            launched(&root),
+            format!("timb {expect} --version"),
+            "after kill -9 at {}",
+            steps[n - 1]
+        );
+        profile_intact(&root);
+        let r = run(&mut apply_cmd(&root, &archive, "0.2.0"));
+        assert!(
+            r.ok,
+            "the retry after {} failed: {}",
+            steps[n - 1],
+            r.stderr
+        );
+        assert_eq!(
+            launched(&root),
+            "timb 0.2.0 --version",
+            "after {}",
+            steps[n - 1]
+        );
+        assert!(
+            std::fs::read_dir(root.join("app"))
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with(".staging") || n < commit),
+            "a staging folder outlived the retry after {}",
+            steps[n - 1]
+        );
+    }
+}
+
+/// `apply` fails mentioning `words`, and the bundle is byte for byte what it was.
+fn refused(name: &str, archive: Vec<u8>, words: &str) {
+    let tmp = tempfile::tempdir().unwrap();
+    let root = old_bundle(&tmp.path().join("in"));
+    let before = tree(tmp.path());
+    let file = tmp.path().join("in/update.tar.xz");
+    std::fs::write(&file, archive).unwrap();
+    let r = run(&mut apply_cmd(&root, &file, "0.2.0"));
+    assert!(!r.ok, "{name}: applied");
+    assert!(
+        r.out.status.code() == Some(1),
+        "{name}: crashed: {}",
+        r.stderr
+    );
+    assert!(r.stderr.contains(words), "{name}: {}", r.stderr);
+    std::fs::remove_file(&file).unwrap();
+    assert_eq!(tree(tmp.path()), before, "{name}: files changed");
+    assert_eq!(launched(&root), "timb 0.1.0 --version", "{name}");
+}
+
+#[test]
+fn hostile_archives_are_refused_before_anything_outside_staging_changes() {
+    let top = "timb-0.2.0-linux-x86_64";
+    let p = |s: &str| format!("{top}/{s}");
+    let (esc, abs, dotdot, lnk, hard, dev) = (
+        "timb-0.2.0-linux-x86_64/app/0.2.0/../../../../evil".to_string(),
+        "/tmp/timb-evil-absolute".to_string(),
+        p("app/0.2.0/a/../../../../evil"),
+        p("app/0.2.0/lib"),
+        p("app/0.2.0/hard"),
+        p("app/0.2.0/tty"),
+    );
+    refused(
+        "escape",
+        bundle_archive("0.2.0", &[ent(&esc, b"x")]),
+        "(..)",
+    );
+    refused(
+        "absolute",
+        bundle_archive("0.2.0", &[ent(&abs, b"x")]),
+        "an absolute path",
+    );
+    refused(
+        "dotdot",
+        bundle_archive("0.2.0", &[ent(&dotdot, b"x")]),
+        "(..)",
+    );
+    let link_then_write = p("app/0.2.0/lib/evil");
+    refused(
+        "symlink",
+        bundle_archive(
+            "0.2.0",
+            &[
+                Ent {
+                    kind: tar::EntryType::Symlink,
+                    link: "/tmp",
+                    ..ent(&lnk, b"")
+                },
+                ent(&link_then_write, b"x"),
+            ],
+        ),
+        "a symbolic link",
+    );
+    refused(
+        "hard link",
+        bundle_archive(
+            "0.2.0",
+            &[Ent {
+                kind: tar::EntryType::Link,
+                link: "/etc/passwd",
+                ..ent(&hard, b"")
+            }],
+        ),
+        "a hard link",
+    );
+    refused(
+        "device",
+        bundle_archive(
+            "0.2.0",
+            &[Ent {
+                kind: tar::EntryType::Char,
+                ..ent(&dev, b"")
+            }],
+        ),
+        "a device file",
+    );
+    let sparse = p("app/0.2.0/sparse");
+    refused(
+        "sparse 10 GB announced as 10 MB",
+        bundle_archive(
+            "0.2.0",
+            &[Ent {
+                kind: tar::EntryType::GNUSparse,
+                ..ent(&sparse, b"x")
+            }],
+        ),
+        "a sparse file",
+    );
+    let big = p("app/0.2.0/big");
+    refused(
+        "a 10 GB file in a small archive",
+        bundle_archive(
+            "0.2.0",
+            &[Ent {
+                size: Some(10 << 30),
+                ..ent(&big, b"")
+            }],
+        ),
+        "more than 1024 MB",
+    );
+    let other = "another-folder/timb".to_string();
+    refused(
+        "two folders",
+        bundle_archive("0.2.0", &[ent(&other, b"x")]),
+        "outside the bundle's folder",
+    );
+    let names: Vec<String> = (0..100_000)
+        .map(|i| p(&format!("app/0.2.0/f/{i}")))
+        .collect();
+    let many: Vec<Ent> = names.iter().map(|n| ent(n, b"")).collect();
+    refused(
+        "100,000 tiny files",
+        bundle_archive("0.2.0", &many),
+        "more than 10000 files",
+    );
+    refused("not an archive", b"not xz".to_vec(), "damaged");
+    assert!(!Path::new("/tmp/timb-evil-absolute").exists());
+}
+
+#[test]
+fn a_full_disk_during_extraction_is_a_clear_error_and_the_old_version_still_starts() {
+    let tmp = tempfile::tempdir().unwrap();
+    old_bundle(&tmp.path().join("src"));
+    let big = vec![7u8; 6 << 20];
+    let name = "timb-0.2.0-linux-x86_64/app/0.2.0/big.dat";
+    let archive = tmp.path().join("update.tar.xz");
+    std::fs::write(&archive, bundle_archive("0.2.0", &[ent(name, &big)])).unwrap();
+    let small = tmp.path().join("small");
+    std::fs::create_dir_all(&small).unwrap();
+    // A 4 MB tmpfs in a mount namespace of our own: the bundle fits, the update does not.
+    let script = r#"set -e
+mount -t tmpfs -o size=4m tmpfs "$1"
+cp -a "$2/timb-0.1.0-linux-x86_64" "$1/b"
+if "$3" apply --bundle "$1/b" --archive "$4" --version 0.2.0 2>"$1/err"; then echo applied; fi
+cat "$1/err"
+ls -a "$1/b/app"
+"$3" launch --bundle "$1/b" -- --version
+"#;
+    let r = run(std::process::Command::new("unshare")
+        .args(["-rm", "sh", "-c", script, "sh"])
+        .arg(&small)
+        .arg(tmp.path().join("src"))
+        .arg(client().get_program())
+        .arg(&archive));
+    assert!(r.ok, "{}", r.stderr);
+    let out = String::from_utf8_lossy(&r.out.stdout).into_owned();
+    assert!(!out.contains("applied"), "{out}");
+    assert!(out.contains("not enough free space"), "{out}");
+    assert!(
+        !out.contains(".staging") && !out.contains("0.2.0\n"),
+        "a half version left: {out}"
+    );
+    assert!(out.trim_end().ends_with("timb 0.1.0 --version"), "{out}");
 }

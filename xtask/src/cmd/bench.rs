@@ -94,10 +94,10 @@ fn bench_build(root: &Path) -> Result<String> {
     let archive = out.join(target.archive_name(&version));
     let size = std::fs::metadata(&archive).context("no archive")?.len();
     let files = package::archive::read_tar_xz(&archive)?;
-    let bin = files
-        .get(&format!("{}/timb", target.bundle_folder(&version)))
-        .map(|b| b.len())
-        .unwrap_or(0);
+    let top = target.bundle_folder(&version);
+    let size_of = |rel: &str| files.get(&format!("{top}/{rel}")).map_or(0, |b| b.len());
+    let bin = size_of(&format!("app/{version}/timb"));
+    let launcher = size_of("timb");
     let _ = util::remove_dir(&scratch);
     let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     let load = load
@@ -106,11 +106,12 @@ fn bench_build(root: &Path) -> Result<String> {
         .collect::<Vec<_>>()
         .join(" ");
     Ok(format!(
-        "| measurement (clean, {} cores) | value |\n|---|---|\n| `cargo build --release -p timb` | {t_plain:.0} s |\n| `cargo xtask bundle` (sandboxed release build + bundle + sign) | {t_bundle:.0} s |\n| `cargo xtask bundle` again, nothing changed (cache hit) | {t_again:.1} s |\n| archive `{}` | {:.2} MiB |\n| `timb` binary inside | {:.2} MiB |\n| load average at the end (1/5/15 min) | {load} |\n",
+        "| measurement (clean, {} cores) | value |\n|---|---|\n| `cargo build --release -p timb` | {t_plain:.0} s |\n| `cargo xtask bundle` (sandboxed release build + bundle + sign) | {t_bundle:.0} s |\n| `cargo xtask bundle` again, nothing changed (cache hit) | {t_again:.1} s |\n| archive `{}` | {:.2} MiB |\n| `timb` binary inside (`app/VERSION/timb`) | {:.2} MiB |\n| launcher `timb` | {:.0} KiB |\n| load average at the end (1/5/15 min) | {load} |\n",
         std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1),
         archive.file_name().and_then(|n| n.to_str()).unwrap_or_default(),
         size as f64 / 1048576.0,
         bin as f64 / 1048576.0,
+        launcher as f64 / 1024.0,
     ))
 }
 

@@ -1,5 +1,7 @@
 //! The `linux-bundle` step: the portable folder, written straight into a
-//! deterministic `.tar.xz`, and the sums file.
+//! deterministic `.tar.xz`, and the sums file. The folder is timb-launcher's layout: the
+//! launcher `timb` at the top, the version's files in `app/VERSION/` (what an update
+//! installs), `app/current` naming it, an empty `profile/`.
 
 use crate::archive::{write_tar_xz, Entry};
 use crate::licences::{c_library_licences, third_party_licences};
@@ -25,6 +27,8 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .parse()?;
     let version: Version = s.version.parse()?;
     let top = target.bundle_folder(&version);
+    // Licences travel with the code they describe, so an update brings its own.
+    let vdir = format!("{top}/app/{version}");
     let timb = s
         .deps
         .get("timb")
@@ -44,6 +48,29 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         Entry {
             path: format!("{top}/timb"),
             mode: 0o755,
+            data: Some(
+                std::fs::read(timb.dir.join("timb-launcher"))
+                    .context("reading the timb-launcher binary")?,
+            ),
+        },
+        Entry {
+            path: format!("{top}/app/"),
+            mode: 0o755,
+            data: None,
+        },
+        Entry {
+            path: format!("{top}/app/current"),
+            mode: 0o644,
+            data: Some(format!("{version}\n").into_bytes()),
+        },
+        Entry {
+            path: format!("{vdir}/"),
+            mode: 0o755,
+            data: None,
+        },
+        Entry {
+            path: format!("{vdir}/timb"),
+            mode: 0o755,
             data: Some(std::fs::read(timb.dir.join("timb")).context("reading the timb binary")?),
         },
     ];
@@ -61,12 +88,12 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         }
     }
     entries.push(Entry {
-        path: format!("{top}/LICENSES/"),
+        path: format!("{vdir}/LICENSES/"),
         mode: 0o755,
         data: None,
     });
     entries.push(Entry {
-        path: format!("{top}/LICENSES/THIRD-PARTY.txt"),
+        path: format!("{vdir}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
         data: Some(
             (third_party_licences(&env.root, "timb", target.rust_triple())?

@@ -1,0 +1,15 @@
+//! The bundle's `timb`: starts the version `app/current` names (lib.rs: the layout, the
+//! fallback, [`timb_launcher::launch`]). No network, no dependencies.
+#![deny(clippy::unwrap_used, clippy::expect_used)]
+
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    match std::env::current_exe() {
+        Ok(exe) => match exe.parent() {
+            Some(root) => timb_launcher::launch(root, std::env::args_os().skip(1).collect()),
+            None => timb_launcher::fail("the launcher has no folder"),
+        },
+        Err(e) => timb_launcher::fail(&format!("cannot find the launcher's folder: {e}")),
+    }
+}

@@ -1,0 +1,308 @@
+//! Installing a verified bundle archive as a new version of the running bundle
+//! (timb-launcher's layout): extract `app/VERSION/` from the archive into a staging folder
+//! beside the versions (same file system), fsync, rename it into place, switch the pointer.
+//!
+//! Call it only with an archive [`Updater::download_update`](crate::Updater::download_update)
+//! returned: TUF and minisign vouched for its bytes. The checks here are against archives
+//! that are signed but still wrong (a release tool's bug, a compromised build) or damaged on
+//! disk: nothing outside the staging folder is written until the archive has been read to
+//! its end and every entry passed.
+
+use std::io::{self, Read, Write};
+use std::path::{Path, PathBuf};
+use timb_launcher::{sync_dir, valid_version, Layout, LayoutError, StopHook, APP_DIR, APP_EXE};
+
+/// What an update archive may hold at most. A bundle today is ~30 files and ~60 MB.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_files: u64,
+    pub max_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            max_files: 10_000,
+            max_bytes: 1 << 30,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApplyError {
+    #[error("the update is damaged ({0}); nothing was installed, this version is unchanged")]
+    Damaged(String),
+    #[error("the update contains {0}, which an update may never contain; nothing was installed")]
+    Refused(String),
+    #[error("the update unpacks to more than an update may ({0}); nothing was installed")]
+    TooBig(String),
+    #[error("there is not enough free space to unpack the update; this version is unchanged")]
+    DiskFull,
+    #[error("the update could not be written ({0}); this version is unchanged")]
+    Disk(String),
+    #[error("version {0} did not start on this computer before, so it is not installed again; a later version will be")]
+    FailedBefore(String),
+    #[error("{0}")]
+    Layout(#[from] LayoutError),
+}
+
+fn disk(e: io::Error) -> ApplyError {
+    if e.kind() == io::ErrorKind::StorageFull || e.kind() == io::ErrorKind::QuotaExceeded {
+        ApplyError::DiskFull
+    } else {
+        ApplyError::Disk(e.to_string())
+    }
+}
+
+fn stop_at(stop: StopHook, what: &str) {
+    if let Some(h) = stop {
+        h(what);
+    }
+}
+
+/// Installs `version` from `archive` into `layout` and makes it the one that starts (the old
+/// one stays as the fallback). Already installed (a crash after the rename): only the
+/// switch. Any failure removes the staging folder and leaves the pointer as it was.
+pub fn install(
+    layout: &Layout,
+    archive: &Path,
+    version: &str,
+    limits: Limits,
+    stop: StopHook,
+) -> Result<(), ApplyError> {
+    if !valid_version(version) {
+        return Err(ApplyError::Refused(format!(
+            "a version name that is not one ({:?})",
+            version.chars().take(40).collect::<String>()
+        )));
+    }
+    if layout.failed_version().as_deref() == Some(version) {
+        return Err(ApplyError::FailedBefore(version.to_string()));
+    }
+    if !layout.installed(version) {
+        let app = layout.app_dir();
+        let staging = app.join(format!("{}{version}", timb_launcher::STAGING_PREFIX));
+        if staging.exists() {
+            std::fs::remove_dir_all(&staging).map_err(disk)?;
+        }
+        stop_at(stop, "staging: creating");
+        std::fs::create_dir(&staging).map_err(disk)?;
+        if let Err(e) = extract(archive, version, &staging, limits, stop) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(e);
+        }
+        stop_at(stop, "staging: complete, renaming into place");
+        let dest = layout.version_dir(version);
+        if let Err(e) = std::fs::rename(&staging, &dest) {
+            let _ = std::fs::remove_dir_all(&staging);
+            return Err(disk(e));
+        }
+        stop_at(stop, "version folder: renamed");
+        sync_dir(&app).map_err(disk)?;
+        stop_at(stop, "app folder: synced");
+    }
+    layout.switch_to(version, stop)?;
+    Ok(())
+}
+
+/// One checked archive entry.
+enum Kind {
+    Dir,
+    File,
+}
+
+/// Reads the whole archive: entries under `TOP/app/VERSION/` are written below `staging`,
+/// the others (launcher, README, empty profile) only checked.
+fn extract(
+    archive: &Path,
+    version: &str,
+    staging: &Path,
+    limits: Limits,
+    stop: StopHook,
+) -> Result<(), ApplyError> {
+    let f = std::fs::File::open(archive).map_err(|e| ApplyError::Damaged(e.to_string()))?;
+    let mut ar = tar::Archive::new(xz2::read::XzDecoder::new(io::BufReader::new(f)));
+    let entries = ar
+        .entries()
+        .map_err(|e| ApplyError::Damaged(e.to_string()))?;
+    let mut top: Option<String> = None;
+    let (mut files, mut bytes) = (0u64, 0u64);
+    let mut dirs: Vec<PathBuf> = vec![staging.to_path_buf()];
+    let mut wrote_any = false;
+    for entry in entries {
+        let mut entry = entry.map_err(|e| ApplyError::Damaged(e.to_string()))?;
+        let kind = match entry.header().entry_type() {
+            tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
+            tar::EntryType::Directory => Kind::Dir,
+            tar::EntryType::Symlink => return Err(ApplyError::Refused("a symbolic link".into())),
+            tar::EntryType::Link => return Err(ApplyError::Refused("a hard link".into())),
+            tar::EntryType::Char | tar::EntryType::Block => {
+                return Err(ApplyError::Refused("a device file".into()))
+            }
+            tar::EntryType::Fifo => return Err(ApplyError::Refused("a named pipe".into())),
+            tar::EntryType::GNUSparse => return Err(ApplyError::Refused("a sparse file".into())),
+            other => {
+                return Err(ApplyError::Refused(format!(
+                    "an entry of an unknown type ({other:?})"
+                )))
+            }
+        };
+        let raw = entry.path_bytes().into_owned();
+        let parts = plain_parts(&raw)?;
+        match &top {
+            None => top = Some(parts[0].clone()),
+            Some(t) if *t != parts[0] => {
+                return Err(ApplyError::Refused(
+                    "files outside the bundle's folder".into(),
+                ))
+            }
+            Some(_) => {}
+        }
+        files += 1;
+        if files > limits.max_files {
+            return Err(ApplyError::TooBig(format!(
+                "more than {} files",
+                limits.max_files
+            )));
+        }
+        let size = entry
+            .header()
+            .size()
+            .map_err(|e| ApplyError::Damaged(e.to_string()))?;
+        bytes = bytes.saturating_add(size);
+        if bytes > limits.max_bytes {
+            return Err(ApplyError::TooBig(format!(
+                "more than {} MB",
+                limits.max_bytes >> 20
+            )));
+        }
+        // TOP/app/VERSION/rest…: the only part that is installed.
+        let rest = match parts.get(1..3) {
+            Some([a, v]) if a == APP_DIR && v == version => &parts[3..],
+            _ => continue,
+        };
+        let mut out = staging.to_path_buf();
+        out.extend(rest);
+        match kind {
+            Kind::Dir => {
+                if !rest.is_empty() {
+                    std::fs::create_dir_all(&out).map_err(disk)?;
+                    dirs.push(out);
+                }
+            }
+            Kind::File => {
+                if rest.is_empty() {
+                    return Err(ApplyError::Damaged("a file named like a version".into()));
+                }
+                if let Some(p) = out.parent() {
+                    std::fs::create_dir_all(p).map_err(disk)?;
+                }
+                let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
+                let mut file = create_new(&out, exec).map_err(disk)?;
+                if !wrote_any {
+                    stop_at(stop, "staging: first file created");
+                    wrote_any = true;
+                }
+                let copied = copy_exact(&mut entry, &mut file, size)?;
+                if copied != size {
+                    return Err(ApplyError::Damaged(
+                        "a file is shorter than its header".into(),
+                    ));
+                }
+                file.sync_all().map_err(disk)?;
+            }
+        }
+    }
+    if !staging.join(APP_EXE).is_file() {
+        return Err(ApplyError::Damaged(format!(
+            "it holds no app/{version}/{APP_EXE}"
+        )));
+    }
+    stop_at(stop, "staging: files synced");
+    dirs.sort();
+    dirs.dedup();
+    for d in dirs.iter().rev() {
+        sync_dir(d).map_err(disk)?;
+    }
+    Ok(())
+}
+
+/// Never more than the header's size; a write error is reported as the disk's.
+fn copy_exact(from: &mut impl Read, to: &mut std::fs::File, size: u64) -> Result<u64, ApplyError> {
+    let mut limited = from.take(size);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut n = 0u64;
+    loop {
+        let k = limited
+            .read(&mut buf)
+            .map_err(|e| ApplyError::Damaged(e.to_string()))?;
+        if k == 0 {
+            return Ok(n);
+        }
+        to.write_all(&buf[..k]).map_err(disk)?;
+        n += k as u64;
+    }
+}
+
+fn create_new(path: &Path, exec: bool) -> io::Result<std::fs::File> {
+    let mut o = std::fs::OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut o, if exec { 0o755 } else { 0o644 });
+    #[cfg(not(unix))]
+    let _ = exec;
+    o.open(path)
+}
+
+/// An entry's path as plain names: relative, no `.`/`..`/empty parts, no `\` or `:`, no
+/// control characters, UTF-8. A trailing `/` (a folder) is dropped.
+fn plain_parts(raw: &[u8]) -> Result<Vec<String>, ApplyError> {
+    let text = std::str::from_utf8(raw)
+        .map_err(|_| ApplyError::Refused("a file name that is not UTF-8".into()))?;
+    if text.starts_with('/') {
+        return Err(ApplyError::Refused("an absolute path".into()));
+    }
+    let text = text.strip_suffix('/').unwrap_or(text);
+    let parts: Vec<String> = text.split('/').map(str::to_string).collect();
+    for p in &parts {
+        if p == ".." {
+            return Err(ApplyError::Refused(
+                "a path that leaves its folder (..)".into(),
+            ));
+        }
+        if p.is_empty()
+            || p == "."
+            || p.contains('\\')
+            || p.contains(':')
+            || p.bytes().any(|b| b < 0x20 || b == 0x7f)
+        {
+            return Err(ApplyError::Refused(format!(
+                "a file name timb does not accept ({:?})",
+                text.chars().take(60).collect::<String>()
+            )));
+        }
+    }
+    Ok(parts)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_paths_are_plain() {
+        assert_eq!(plain_parts(b"t/app/0.2.0/").unwrap(), ["t", "app", "0.2.0"]);
+        for bad in [
+            &b"/etc/passwd"[..],
+            b"t/../x",
+            b"t//x",
+            b"t/./x",
+            b"t/a\\b",
+            b"c:x",
+            b"t/\x01",
+            b"\xff",
+        ] {
+            assert!(plain_parts(bad).is_err(), "{bad:?}");
+        }
+    }
+}
