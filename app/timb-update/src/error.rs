@@ -85,3 +85,82 @@ impl UpdateError {
         }
     }
 }
+
+/// What a person is told about a failed update, by what they can do about it. Ordered from
+/// least to most alarming: when mirrors failed differently, the most alarming is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Problem {
+    /// Anything not below (a bug, a local state that cannot be read).
+    Other,
+    /// No mirror could be reached (network, timeouts, not found).
+    Unreachable,
+    /// The bundle's folder could not be written.
+    Disk,
+    /// Not enough space.
+    DiskFull,
+    /// A download was longer or shorter than signed, or metadata above its cap.
+    Size,
+    /// The update's contents are not allowed (links, paths out, too many files).
+    Refused,
+    /// A signature or hash check failed: tampering, or a broken mirror.
+    Tampered,
+    /// Signed metadata that expired: someone may be holding updates back.
+    HeldBack,
+    /// Older metadata than already trusted: someone may be pushing an old version.
+    Rollback,
+}
+
+impl Problem {
+    fn of_tuf(e: &TufError) -> Problem {
+        match e {
+            TufError::Expired { .. } => Problem::HeldBack,
+            TufError::Rollback { .. }
+            | TufError::SnapshotMetaRollback { .. }
+            | TufError::TargetsMetaRollback { .. } => Problem::Rollback,
+            TufError::TooLarge { .. }
+            | TufError::TargetTooLong { .. }
+            | TufError::TargetTooShort { .. } => Problem::Size,
+            _ => Problem::Tampered,
+        }
+    }
+
+    fn of_failure(f: &Failure) -> Problem {
+        match f {
+            Failure::Fetch(FetchError::TooLarge { .. }) => Problem::Size,
+            Failure::Fetch(_) => Problem::Unreachable,
+            Failure::Tuf(e) => Problem::of_tuf(e),
+            Failure::Signature(_)
+            | Failure::SignatureMissing(_)
+            | Failure::DevelopmentSignature => Problem::Tampered,
+            Failure::Disk(_) => Problem::Disk,
+        }
+    }
+
+    pub fn of_update(e: &UpdateError) -> Problem {
+        match e {
+            UpdateError::Mirrors { failures, .. } => failures
+                .iter()
+                .map(|(_, f)| Problem::of_failure(f))
+                .max()
+                .unwrap_or(Problem::Unreachable),
+            UpdateError::Tuf(t) => Problem::of_tuf(t),
+            UpdateError::BadTargetName(_) => Problem::Tampered,
+            UpdateError::Store(_) => Problem::Disk,
+            UpdateError::LocalRoot(_)
+            | UpdateError::NotInitialised
+            | UpdateError::NoMirror
+            | UpdateError::Policy(_) => Problem::Other,
+        }
+    }
+
+    pub fn of_apply(e: &crate::ApplyError) -> Problem {
+        use crate::ApplyError as A;
+        match e {
+            A::DiskFull => Problem::DiskFull,
+            A::Disk(_) | A::Layout(_) => Problem::Disk,
+            A::Refused(_) | A::TooBig(_) => Problem::Refused,
+            A::Damaged(_) => Problem::Tampered,
+            A::FailedBefore(_) => Problem::Other,
+        }
+    }
+}

@@ -24,9 +24,9 @@ mod tor;
 mod updater;
 
 pub use apply::{install, ApplyError, Limits};
-pub use error::{Failure, UpdateError};
+pub use error::{Failure, Problem, UpdateError};
 pub use fetch::{Body, Fetch, FetchError, Scheme, Timeouts, Url};
 pub use minisig::BundleTrust;
 pub use store::{Store, StoreError, WriteHook, WriteStep};
 pub use tor::TorFetcher;
-pub use updater::{Running, Updater};
+pub use updater::{newest_update, Progress, Running, Updater};

@@ -28,12 +28,32 @@ pub struct Running {
     pub channel: Channel,
 }
 
+/// Told the bytes of a target received so far (the window's progress bar).
+pub type Progress = std::sync::Arc<dyn Fn(u64) + Send + Sync>;
+
 pub struct Updater<F> {
     store: Store,
     fetch: F,
     metadata_mirrors: Vec<Url>,
     timeouts: Timeouts,
     now: i64,
+    progress: Option<Progress>,
+}
+
+/// The newest bundle in `set` that `running` may update to (its platform and channel, a
+/// higher version); targets that are not such a bundle are passed over.
+pub fn newest_update(set: &TrustedSet, running: &Running) -> Option<(TargetInfo, TimbFields)> {
+    let targets = set.targets()?;
+    targets
+        .targets
+        .keys()
+        .filter_map(|name| set.target(name).ok())
+        .filter_map(|info| {
+            TimbFields::check_update(&info, &running.version, running.target, &running.channel)
+                .ok()
+                .map(|f| (info, f))
+        })
+        .max_by(|a, b| a.1.version.cmp_release(&b.1.version))
 }
 
 impl<F> std::fmt::Debug for Updater<F> {
@@ -67,7 +87,14 @@ impl<F: Fetch> Updater<F> {
             metadata_mirrors,
             timeouts: Timeouts::default(),
             now: unix_now(),
+            progress: None,
         }
+    }
+
+    /// Reports each target download's progress to `p`.
+    pub fn with_progress(mut self, p: Progress) -> Updater<F> {
+        self.progress = Some(p);
+        self
     }
 
     pub fn with_timeouts(mut self, t: Timeouts) -> Updater<F> {
@@ -334,8 +361,14 @@ impl<F: Fetch> Updater<F> {
     ) -> Result<(), Failure> {
         let mut verifier = info.verifier().map_err(Failure::Tuf)?;
         let mut file = create_private_file(tmp).map_err(|e| Failure::Disk(e.to_string()))?;
+        let mut received = 0u64;
+        let progress = self.progress.clone();
         let sink = |chunk: &[u8]| -> Result<(), Failure> {
             verifier.update(chunk).map_err(Failure::Tuf)?;
+            received += chunk.len() as u64;
+            if let Some(p) = &progress {
+                p(received);
+            }
             file.write_all(chunk)
                 .map_err(|e| Failure::Disk(e.to_string()))
         };

@@ -262,13 +262,35 @@ struct AccountsFile {
     /// Interface language chosen in the settings ("" follows the system).
     #[serde(default)]
     language: String,
+    /// "Check for updates" (on unless the user turned it off).
+    #[serde(default = "on", skip_serializing_if = "is_on")]
+    check_updates: bool,
 }
 
-/// What the profile remembers: accounts without passwords, and the language.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+fn on() -> bool {
+    true
+}
+
+fn is_on(b: &bool) -> bool {
+    *b
+}
+
+/// What the profile remembers: accounts without passwords, the language, the update setting.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Remembered {
     pub accounts: Vec<SavedAccount>,
     pub language: String,
+    pub check_updates: bool,
+}
+
+impl Default for Remembered {
+    fn default() -> Remembered {
+        Remembered {
+            accounts: Vec::new(),
+            language: String::new(),
+            check_updates: true,
+        }
+    }
 }
 
 pub fn file_path(profile_root: &Path) -> PathBuf {
@@ -310,6 +332,7 @@ pub fn load(profile_root: &Path) -> io::Result<Remembered> {
     Ok(Remembered {
         accounts: f.account,
         language: f.language,
+        check_updates: f.check_updates,
     })
 }
 
@@ -317,7 +340,7 @@ pub fn load(profile_root: &Path) -> io::Result<Remembered> {
 /// With nothing to remember the file is removed rather than left empty.
 pub fn save(profile_root: &Path, r: &Remembered) -> io::Result<()> {
     let path = file_path(profile_root);
-    if r.accounts.is_empty() && r.language.is_empty() {
+    if r.accounts.is_empty() && r.language.is_empty() && r.check_updates {
         return match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -326,6 +349,7 @@ pub fn save(profile_root: &Path, r: &Remembered) -> io::Result<()> {
     let body = toml::to_string(&AccountsFile {
         account: r.accounts.clone(),
         language: r.language.clone(),
+        check_updates: r.check_updates,
     })
     .map_err(io::Error::other)?;
     let tmp = profile_root.join(".accounts.toml.tmp");
@@ -410,11 +434,19 @@ mod tests {
         let r = Remembered {
             accounts: vec![acc.settings.clone()],
             language: "fa".into(),
+            check_updates: true,
         };
         save(&dir, &r).unwrap();
         let text = std::fs::read_to_string(file_path(&dir)).unwrap();
         assert!(!text.contains("hunter2"));
         assert_eq!(load(&dir).unwrap(), r);
+        // Turning update checks off is remembered, even with nothing else to remember.
+        let off = Remembered {
+            check_updates: false,
+            ..Remembered::default()
+        };
+        save(&dir, &off).unwrap();
+        assert_eq!(load(&dir).unwrap(), off);
         save(&dir, &Remembered::default()).unwrap();
         assert!(!file_path(&dir).exists());
         std::fs::remove_dir_all(dir).unwrap();

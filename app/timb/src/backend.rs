@@ -98,9 +98,38 @@ pub enum OtrNote {
     },
 }
 
+/// Where the update check is, as the window shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpdateStatus {
+    Checking,
+    UpToDate,
+    /// A newer bundle, being downloaded: bytes so far of the signed length.
+    Downloading {
+        version: String,
+        done: u64,
+        total: u64,
+    },
+    /// Installed beside this version; starts at the next start ("Restart to update").
+    Ready {
+        version: String,
+    },
+    Failed(UpdateProblem),
+}
+
+/// Why an update did not happen, in the terms the user can act on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpdateProblem {
+    /// The bundle ships no update channel (a local build).
+    NotConfigured,
+    /// Not running from a bundle's folders (a build tree, a 0.1.0 bundle).
+    NotInPlace,
+    Check(timb_update::Problem),
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub enum UiEvent {
     Tor(TorStatus),
+    Update(UpdateStatus),
     Account(AccountId, Event),
     Otr(OtrNote),
 }
@@ -159,6 +188,11 @@ pub enum Request {
         id: AccountId,
     },
     RetryTor,
+    /// "Check now": starts Tor if needed (with its progress), then checks.
+    CheckUpdate,
+    /// The "Check for updates" setting: when on, the first time Tor runs because the user
+    /// connected, an update check follows.
+    AutoUpdateCheck(bool),
 }
 
 impl std::fmt::Debug for Request {
@@ -183,6 +217,8 @@ impl std::fmt::Debug for Request {
             Request::AbortSmp { id, peer } => write!(f, "AbortSmp({id}, {peer})"),
             Request::Forget { id } => write!(f, "Forget({id})"),
             Request::RetryTor => write!(f, "RetryTor"),
+            Request::CheckUpdate => write!(f, "CheckUpdate"),
+            Request::AutoUpdateCheck(on) => write!(f, "AutoUpdateCheck({on})"),
         }
     }
 }

@@ -22,6 +22,7 @@ pub struct App {
     pub(crate) backend: Box<dyn Backend>,
     pub(crate) profile_root: Option<PathBuf>,
     pub(crate) language: String,
+    pub(crate) check_updates: bool,
     /// What the window shows; changed by [`model::apply`] and the user's actions.
     pub(crate) model: Model,
     pub(crate) editing: Option<AccountId>,
@@ -49,6 +50,7 @@ impl App {
             backend,
             profile_root,
             language: String::new(),
+            check_updates: remembered.check_updates,
             model: Model::default(),
             editing: None,
             password_for: None,
@@ -63,6 +65,7 @@ impl App {
         window.set_requests(app.requests_model.clone().into());
         window.set_messages(app.messages_model.clone().into());
         window.set_members(app.members_model.clone().into());
+        window.set_check_updates(app.check_updates);
         let shared = Rc::new(RefCell::new(app));
         {
             let mut a = shared.borrow_mut();
@@ -127,6 +130,7 @@ impl App {
                 .map(|e| e.account.settings.clone())
                 .collect(),
             language: self.language.clone(),
+            check_updates: self.check_updates,
         };
         if let Err(e) = accounts::save(root, &r) {
             // The path is the user's own profile folder; no conversation content.
@@ -294,6 +298,38 @@ impl App {
         self.render(ch);
     }
 
+    /// "Check now": Tor's panel shows it starting if it is not running yet.
+    fn check_update_now(&mut self) {
+        if self.model.tor.state != TorState::Ready {
+            self.show_tor_starting();
+        }
+        self.handle(UiEvent::Update(crate::backend::UpdateStatus::Checking));
+        self.backend.request(Request::CheckUpdate);
+    }
+
+    /// Starts the bundle's launcher (which picks the installed update) and closes this
+    /// window; the new one opens no connection until the user asks.
+    fn restart_to_update(&mut self) {
+        use crate::backend::{UpdateProblem, UpdateStatus};
+        let bundle = std::env::current_exe()
+            .ok()
+            .and_then(|e| timb_launcher::Layout::of_exe(&e));
+        let Some(bundle) = bundle else {
+            self.handle(UiEvent::Update(UpdateStatus::Failed(
+                UpdateProblem::NotInPlace,
+            )));
+            return;
+        };
+        match crate::update::restart(&bundle) {
+            Ok(()) => {
+                let _ = slint::quit_event_loop();
+            }
+            Err(_) => self.handle(UiEvent::Update(UpdateStatus::Failed(UpdateProblem::Check(
+                timb_update::Problem::Disk,
+            )))),
+        }
+    }
+
     fn show_tor_starting(&mut self) {
         let ch = model::starting_tor(&mut self.model);
         self.render(ch);
@@ -381,6 +417,13 @@ fn bind(w: &MainWindow, app: &Shared) {
     on!(on_language_changed, |a, i| {
         a.set_language(i18n::code_for_index(i))
     });
+    on!(on_check_now, |a| { a.check_update_now() });
+    on!(on_check_updates_changed, |a, on| {
+        a.check_updates = on;
+        a.save_remembered();
+        a.backend.request(Request::AutoUpdateCheck(on));
+    });
+    on!(on_restart_to_update, |a| { a.restart_to_update() });
     on!(on_tor_retry, |a| {
         a.show_tor_starting();
         a.backend.request(Request::RetryTor);

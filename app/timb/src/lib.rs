@@ -29,6 +29,7 @@ pub mod profile;
 mod state;
 #[cfg(test)]
 mod ui_tests;
+pub mod update;
 mod view;
 
 use std::cell::RefCell;
@@ -62,7 +63,13 @@ pub fn attach(
     profile_root: &Path,
     remembered: accounts::Remembered,
 ) -> std::io::Result<controller::Shared> {
-    let backend = Box::new(net::Net::new(ui_sink(), profile_root)?);
+    let update = update::UpdateSetup::of_running(VERSION);
+    let backend = Box::new(net::Net::with_update(
+        ui_sink(),
+        profile_root,
+        update,
+        remembered.check_updates,
+    )?);
     let app = controller::App::attach(window, backend, Some(profile_root.to_owned()), remembered);
     APP.with(|a| *a.borrow_mut() = Some(std::rc::Rc::downgrade(&app)));
     Ok(app)

@@ -108,6 +108,8 @@ pub struct Model {
     pub current: Option<(AccountId, Target)>,
     pub tor: TorView,
     pub keygen: Option<KeyGen>,
+    /// The update check, once one ran this session.
+    pub update: Option<crate::backend::UpdateStatus>,
 }
 
 impl Default for Model {
@@ -123,6 +125,7 @@ impl Default for Model {
                 failure: None,
             },
             keygen: None,
+            update: None,
         }
     }
 }
@@ -142,6 +145,7 @@ pub struct Changes {
     pub dropped: usize,
     pub tor: bool,
     pub keygen: bool,
+    pub update: bool,
     /// A conversation was opened (the view focuses the message field).
     pub opened: bool,
     /// The open conversation was closed.
@@ -305,6 +309,13 @@ impl Model {
 pub fn apply(m: &mut Model, ev: UiEvent) -> Changes {
     match ev {
         UiEvent::Tor(s) => m.set_tor(s),
+        UiEvent::Update(s) => {
+            m.update = Some(s);
+            Changes {
+                update: true,
+                ..Changes::default()
+            }
+        }
         UiEvent::Account(id, e) => account_event(m, id, e),
         UiEvent::Otr(n) => otr_note(m, n),
     }

@@ -12,7 +12,7 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 
 use timb_core::{AccountError, AccountHandle, AccountId, Command, ConnectionState, Event};
@@ -44,6 +44,11 @@ struct Shared {
     tor_failures: AtomicU64,
     /// TOFU pins of accounts not remembered: kept for the session, never on disk.
     tofu_in_memory: std::sync::Mutex<HashMap<AccountId, TofuStore>>,
+    update: Arc<crate::update::UpdateSetup>,
+    /// The "Check for updates" setting.
+    auto_update_check: AtomicBool,
+    /// An update check ran (or runs) in this session: the automatic one happens once.
+    update_checked: AtomicBool,
 }
 
 /// What the window asks of one account, in order.
@@ -59,7 +64,24 @@ pub struct Net {
 }
 
 impl Net {
+    /// A backend with no update channel (tests, examples).
     pub fn new(sink: Sink, profile: &Path) -> std::io::Result<Net> {
+        let none = crate::update::UpdateSetup {
+            layout: None,
+            channel: None,
+            running: None,
+        };
+        Net::with_update(sink, profile, none, false)
+    }
+
+    /// The program's backend: `update` says where updates come from and go; `auto_check`
+    /// is the user's "Check for updates" setting.
+    pub fn with_update(
+        sink: Sink,
+        profile: &Path,
+        update: crate::update::UpdateSetup,
+        auto_check: bool,
+    ) -> std::io::Result<Net> {
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .thread_name("timb-net")
@@ -81,6 +103,9 @@ impl Net {
                 tor: Mutex::new(None),
                 tor_failures: AtomicU64::new(0),
                 tofu_in_memory: std::sync::Mutex::new(HashMap::new()),
+                update: Arc::new(update),
+                auto_update_check: AtomicBool::new(auto_check),
+                update_checked: AtomicBool::new(false),
             }),
             accounts: HashMap::new(),
         })
@@ -149,6 +174,31 @@ impl Backend for Net {
                 self.rt.spawn(async move {
                     let _ = ensure_tor(&shared).await;
                 });
+            }
+            Request::CheckUpdate => {
+                let shared = self.shared.clone();
+                shared.update_checked.store(true, Ordering::SeqCst);
+                self.rt.spawn(async move {
+                    match ensure_tor(&shared).await {
+                        Ok(tor) => {
+                            crate::update::check(tor, shared.update.clone(), shared.sink.clone())
+                                .await
+                        }
+                        // The Tor panel says why; the update line says it did not happen.
+                        Err(_) => {
+                            shared
+                                .sink
+                                .send(UiEvent::Update(crate::backend::UpdateStatus::Failed(
+                                    crate::backend::UpdateProblem::Check(
+                                        timb_update::Problem::Unreachable,
+                                    ),
+                                )))
+                        }
+                    }
+                });
+            }
+            Request::AutoUpdateCheck(on) => {
+                self.shared.auto_update_check.store(on, Ordering::SeqCst);
             }
             Request::Command { id, command } => self.send(id, Op::Command(command)),
             other => {
@@ -226,6 +276,21 @@ async fn ensure_tor(shared: &Shared) -> Result<Transport, String> {
             }));
             Err(e.to_string())
         }
+    }
+}
+
+/// The automatic check: once per session, after Tor started because the user connected, if
+/// the setting is on and the bundle has a channel.
+fn auto_update_check(shared: &Arc<Shared>, tor: &Transport) {
+    let wanted = shared.auto_update_check.load(Ordering::SeqCst)
+        && shared.update.channel.is_some()
+        && shared.update.layout.is_some();
+    if wanted && !shared.update_checked.swap(true, Ordering::SeqCst) {
+        tokio::spawn(crate::update::check(
+            tor.clone(),
+            shared.update.clone(),
+            shared.sink.clone(),
+        ));
     }
 }
 
@@ -392,7 +457,10 @@ async fn account_task(
     };
     let opening = async {
         let tor = match tor_task.await {
-            Ok(Ok(t)) => t,
+            Ok(Ok(t)) => {
+                auto_update_check(&shared, &t);
+                t
+            }
             // The window shows why Tor failed (TorStatus); the account only says so, typed.
             Ok(Err(_)) | Err(_) => return Err(AccountError::Connect(ConnectError::NoTor)),
         };
@@ -635,6 +703,13 @@ mod tests {
             tor: Mutex::new(None),
             tor_failures: AtomicU64::new(0),
             tofu_in_memory: std::sync::Mutex::new(HashMap::new()),
+            update: Arc::new(crate::update::UpdateSetup {
+                layout: None,
+                channel: None,
+                running: None,
+            }),
+            auto_update_check: AtomicBool::new(true),
+            update_checked: AtomicBool::new(false),
         }
     }
 

@@ -976,3 +976,69 @@ fn an_update_and_a_fallback_are_each_told_once_after_the_window_appears() {
     crate::started(&back.w, &bundle);
     assert_eq!(back.texts_containing("timb 9.9.9 did not start").len(), 1);
 }
+
+/// The update check through the window: "Check now" in About asks the backend (and shows
+/// Tor starting), then each state the backend reports is one sentence, the download has a
+/// progress bar, a ready update offers "Restart to update", a failure is worded for a person.
+#[test]
+fn check_now_then_each_update_state_is_shown_in_words() {
+    use crate::backend::{UpdateProblem, UpdateStatus};
+    let u = ui();
+    assert!(u.texts_containing("Checking for updates").is_empty());
+    u.click("About timb");
+    let auto = u.find(
+        "Check for updates when Tor is running",
+        AccessibleRole::Checkbox,
+    );
+    assert_eq!(auto.accessible_checked(), Some(true), "on by default");
+    auto.invoke_accessible_default_action();
+    assert!(!u.w.get_check_updates());
+    u.click("Check for updates now");
+    assert!(!u.w.get_about_open());
+    {
+        let log = u.log.borrow();
+        assert!(log.contains(&Request::AutoUpdateCheck(false)), "{log:?}");
+        assert_eq!(log.last(), Some(&Request::CheckUpdate), "{log:?}");
+    }
+    assert_eq!(u.texts_containing("Checking for updates over Tor").len(), 1);
+    assert_eq!(u.w.get_tor_state(), crate::TorState::Starting);
+
+    u.handle(UiEvent::Update(UpdateStatus::Downloading {
+        version: "0.2.0".into(),
+        done: 2_500_000,
+        total: 10_000_000,
+    }));
+    assert_eq!(
+        u.texts_containing("timb 0.2.0 is available (10.0 MB)")
+            .len(),
+        1
+    );
+    assert!((u.w.get_update_progress() - 0.25).abs() < 1e-6);
+    assert!(u
+        .try_find("Restart to update", AccessibleRole::Button)
+        .is_none());
+
+    u.handle(UiEvent::Update(UpdateStatus::Ready {
+        version: "0.2.0".into(),
+    }));
+    assert_eq!(u.texts_containing("timb 0.2.0 is ready").len(), 1);
+    // Not in a bundle's folders (the test binary): restarting says so instead.
+    u.click("Restart to update");
+    assert_eq!(
+        u.texts_containing("download the new version by hand").len(),
+        1
+    );
+
+    u.handle(UiEvent::Update(UpdateStatus::Failed(UpdateProblem::Check(
+        timb_update::Problem::HeldBack,
+    ))));
+    assert_eq!(
+        u.texts_containing("someone may be holding updates back from you")
+            .len(),
+        1
+    );
+    assert!(
+        u.texts_containing("timb 0.2.0").is_empty(),
+        "a stale state stayed"
+    );
+}

@@ -22,6 +22,9 @@ impl App {
         if ch.tor {
             self.show_tor();
         }
+        if ch.update {
+            self.show_update();
+        }
         if let (true, Some(w), Some(k)) = (ch.keygen, &w, self.model.keygen) {
             w.set_keygen(match k {
                 KeyGen::Working => KeyGenState::Working,
@@ -64,6 +67,49 @@ impl App {
                 w.set_otr_open(true);
             }
         }
+    }
+
+    fn show_update(&self) {
+        use crate::backend::{UpdateProblem as P, UpdateStatus as S};
+        use timb_update::Problem as C;
+        let Some(w) = self.win() else { return };
+        let Some(u) = &self.model.update else { return };
+        let (state, version) = match u {
+            S::Checking => (ui::UpdateState::Checking, String::new()),
+            S::UpToDate => (ui::UpdateState::UpToDate, crate::VERSION.to_string()),
+            S::Downloading {
+                version,
+                done,
+                total,
+            } => {
+                w.set_update_size(megabytes(*total).into());
+                w.set_update_progress(if *total == 0 {
+                    0.0
+                } else {
+                    (*done as f64 / *total as f64).clamp(0.0, 1.0) as f32
+                });
+                (ui::UpdateState::Downloading, version.clone())
+            }
+            S::Ready { version } => (ui::UpdateState::Ready, version.clone()),
+            S::Failed(p) => {
+                w.set_update_problem(match p {
+                    P::NotConfigured => ui::UpdateProblem::NotConfigured,
+                    P::NotInPlace => ui::UpdateProblem::NotInPlace,
+                    P::Check(C::Unreachable) => ui::UpdateProblem::Unreachable,
+                    P::Check(C::HeldBack) => ui::UpdateProblem::HeldBack,
+                    P::Check(C::Rollback) => ui::UpdateProblem::Rollback,
+                    P::Check(C::Tampered) => ui::UpdateProblem::Tampered,
+                    P::Check(C::Size) => ui::UpdateProblem::Size,
+                    P::Check(C::DiskFull) => ui::UpdateProblem::DiskFull,
+                    P::Check(C::Disk) => ui::UpdateProblem::Disk,
+                    P::Check(C::Refused) => ui::UpdateProblem::Refused,
+                    P::Check(C::Other) => ui::UpdateProblem::Other,
+                });
+                (ui::UpdateState::Failed, String::new())
+            }
+        };
+        w.set_update_version(version.into());
+        w.set_update_state(state);
     }
 
     fn show_tor(&self) {
@@ -316,4 +362,9 @@ fn problem(err: Option<&timb_core::AccountError>) -> (ui::AccountProblem, String
         E::Local(why) => return (P::Local, why.clone(), String::new()),
     };
     (kind, String::new(), String::new())
+}
+
+/// "12.3 MB" (decimal megabytes, as download sizes are usually given).
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }

@@ -1,0 +1,208 @@
+//! The update check as the app runs it: over the chats' Tor client on circuits of its own
+//! (timb-update's `TorFetcher`), only once Tor runs because the user asked for something,
+//! and applied beside the running version (timb-launcher's layout) so that the next start
+//! runs it. Every failure reaches the window as an [`UpdateProblem`], never a raw error.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use timb_launcher::Layout;
+use timb_release::tuf::{Channel, RoleName};
+use timb_release::{Target, Version};
+use timb_tor::Transport;
+use timb_update::{
+    install, newest_update, BundleTrust, Limits, Problem, Running, Store, TorFetcher, Updater, Url,
+};
+
+use crate::backend::{Sink, UiEvent, UpdateProblem, UpdateStatus};
+
+/// Where a bundle ships its update channel: `app/VERSION/update-channel/` holds `root.json`
+/// (the initial trusted TUF root) and `channel.toml` (`channel = "stable"`, `mirrors = [..]`,
+/// each mirror the base of a repository `cargo xtask release` wrote).
+pub const CHANNEL_DIR: &str = "update-channel";
+
+/// What the updater needs; built once at start.
+pub struct UpdateSetup {
+    /// `None` outside a bundle's folders.
+    pub layout: Option<Layout>,
+    /// `None` when the bundle ships no channel.
+    pub channel: Option<ChannelConfig>,
+    /// `None` only if this binary's own version does not parse (then nothing is checked).
+    pub running: Option<Version>,
+}
+
+pub struct ChannelConfig {
+    pub root: Vec<u8>,
+    pub mirrors: Vec<Url>,
+    pub channel: Channel,
+    pub trust: BundleTrust,
+}
+
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChannelFile {
+    channel: String,
+    mirrors: Vec<String>,
+}
+
+impl ChannelConfig {
+    /// Reads `dir/root.json` and `dir/channel.toml`, with the bundle keys and policy built
+    /// into this binary. A missing folder is `Ok(None)`; a broken one an error.
+    pub fn read(dir: &Path, trust: BundleTrust) -> Result<Option<ChannelConfig>, String> {
+        if !dir.is_dir() {
+            return Ok(None);
+        }
+        let root = std::fs::read(dir.join("root.json")).map_err(|e| format!("root.json: {e}"))?;
+        let text = std::fs::read_to_string(dir.join("channel.toml"))
+            .map_err(|e| format!("channel.toml: {e}"))?;
+        let f: ChannelFile = toml::from_str(&text).map_err(|_| "channel.toml is not valid")?;
+        let channel = Channel::new(&f.channel).ok_or("channel.toml: not a channel name")?;
+        let mirrors = f
+            .mirrors
+            .iter()
+            .map(|m| Url::parse(m).map_err(|e| format!("channel.toml: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Some(ChannelConfig {
+            root,
+            mirrors,
+            channel,
+            trust,
+        }))
+    }
+}
+
+impl UpdateSetup {
+    /// The running binary's: its bundle (if it is in one) and the channel shipped there.
+    pub fn of_running(version: &str) -> UpdateSetup {
+        let layout = std::env::current_exe()
+            .ok()
+            .and_then(|e| Layout::of_exe(&e));
+        let channel = layout.as_ref().and_then(|l| {
+            let dir = l.version_dir(version).join(CHANNEL_DIR);
+            let trust = BundleTrust::shipped().ok()?;
+            ChannelConfig::read(&dir, trust).unwrap_or_else(|e| {
+                eprintln!("timb: the bundle's update channel is not usable: {e}");
+                None
+            })
+        });
+        UpdateSetup {
+            layout,
+            channel,
+            running: version.parse().ok(),
+        }
+    }
+}
+
+/// The platform this binary was built for.
+fn this_target() -> Target {
+    Target::LinuxX86_64
+}
+
+/// One check: refresh, and if there is a newer bundle, download, verify and install it.
+/// Reports each step to the window.
+pub async fn check(tor: Transport, setup: Arc<UpdateSetup>, sink: Sink) {
+    sink.send(UiEvent::Update(UpdateStatus::Checking));
+    let status = match check_inner(tor, &setup, &sink).await {
+        Ok(s) => s,
+        Err(p) => UpdateStatus::Failed(p),
+    };
+    sink.send(UiEvent::Update(status));
+}
+
+async fn check_inner(
+    tor: Transport,
+    setup: &UpdateSetup,
+    sink: &Sink,
+) -> Result<UpdateStatus, UpdateProblem> {
+    let layout = setup.layout.clone().ok_or(UpdateProblem::NotInPlace)?;
+    let ch = setup.channel.as_ref().ok_or(UpdateProblem::NotConfigured)?;
+    let disk = |_| UpdateProblem::Check(Problem::Disk);
+    let state = layout.state_dir();
+    timb_launcher::create_private_dir(&state).map_err(disk)?;
+    let store =
+        Store::open(&state.join("metadata")).map_err(|_| UpdateProblem::Check(Problem::Disk))?;
+    if store
+        .read(RoleName::Root)
+        .map_err(|_| UpdateProblem::Check(Problem::Disk))?
+        .is_none()
+    {
+        store
+            .write(RoleName::Root, &ch.root)
+            .map_err(|_| UpdateProblem::Check(Problem::Disk))?;
+    }
+    let metadata: Vec<Url> = ch.mirrors.iter().map(|m| m.join("metadata/")).collect();
+    let targets: Vec<Url> = ch.mirrors.iter().map(|m| m.join("targets/")).collect();
+    let updater = Updater::new(store, TorFetcher::new(tor), metadata);
+    let set = updater
+        .refresh()
+        .await
+        .map_err(|e| UpdateProblem::Check(Problem::of_update(&e)))?;
+    let running = Running {
+        version: setup.running.clone().ok_or(UpdateProblem::NotConfigured)?,
+        target: this_target(),
+        channel: ch.channel.clone(),
+    };
+    let Some((info, fields)) = newest_update(&set, &running) else {
+        return Ok(UpdateStatus::UpToDate);
+    };
+    let version = fields.version.to_string();
+    if layout.failed_version().as_deref() == Some(version.as_str()) {
+        // It never started here; the window said so at the fallback. Wait for a later one.
+        return Ok(UpdateStatus::UpToDate);
+    }
+    if layout.installed(&version)
+        && layout.current().ok().flatten().as_deref() == Some(version.as_str())
+    {
+        return Ok(UpdateStatus::Ready { version });
+    }
+    let total = info.length;
+    sink.send(UiEvent::Update(UpdateStatus::Downloading {
+        version: version.clone(),
+        done: 0,
+        total,
+    }));
+    // At most ~100 progress events per download.
+    let step = (total / 100).max(64 * 1024);
+    let last = Arc::new(AtomicU64::new(0));
+    let (psink, pversion) = (sink.clone(), version.clone());
+    let updater = updater.with_progress(Arc::new(move |done| {
+        let before = last.load(Ordering::Relaxed);
+        if done >= before + step || done == total {
+            last.store(done, Ordering::Relaxed);
+            psink.send(UiEvent::Update(UpdateStatus::Downloading {
+                version: pversion.clone(),
+                done,
+                total,
+            }));
+        }
+    }));
+    let downloads = state.join("downloads");
+    let archive: PathBuf = updater
+        .download_update(&set, &info.name, &running, &ch.trust, &targets, &downloads)
+        .await
+        .map_err(|e| UpdateProblem::Check(Problem::of_update(&e)))?;
+    let v = version.clone();
+    let installed = tokio::task::spawn_blocking(move || {
+        let r = install(&layout, &archive, &v, Limits::default(), None);
+        // The archive is not needed once unpacked (and is fetched again after a failure).
+        let _ = std::fs::remove_file(&archive);
+        r
+    })
+    .await
+    .map_err(|_| UpdateProblem::Check(Problem::Other))?;
+    installed.map_err(|e| UpdateProblem::Check(Problem::of_apply(&e)))?;
+    Ok(UpdateStatus::Ready { version })
+}
+
+/// "Restart to update": starts the bundle's launcher (which now picks the new version) and
+/// ends this process's window. The new one opens no connection until the user asks.
+pub fn restart(layout: &Layout) -> std::io::Result<()> {
+    let launcher = layout
+        .root()
+        .join(if cfg!(windows) { "timb.exe" } else { "timb" });
+    std::process::Command::new(launcher)
+        .stdin(std::process::Stdio::null())
+        .spawn()
+        .map(drop)
+}
