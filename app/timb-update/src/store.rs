@@ -58,7 +58,7 @@ impl Store {
     /// Opens (creating it owner-only if needed) the state folder; temp files a crash left
     /// are removed, they were never trusted.
     pub fn open(dir: &Path) -> Result<Store, StoreError> {
-        create_private_dir(dir).map_err(io("creating the folder"))?;
+        timb_launcher::create_private_dir(dir).map_err(io("creating the folder"))?;
         for role in RoleName::ALL {
             let tmp = dir.join(format!(".{}.tmp", file_name(role)));
             if let Err(e) = std::fs::remove_file(&tmp) {
@@ -136,21 +136,10 @@ impl Store {
     }
 }
 
-/// Makes a rename or delete in `dir` durable.
+/// Makes a rename or delete in `dir` durable (timb-launcher's, which the bundle layout
+/// uses too; a no-op on Windows, whose renames are durable once they return).
 pub(crate) fn sync_dir(dir: &Path) -> Result<(), StoreError> {
-    #[cfg(unix)]
-    {
-        File::open(dir)
-            .and_then(|d| d.sync_all())
-            .map_err(io("syncing the folder"))
-    }
-    // Windows cannot open a folder as a file; its renames are durable once they return
-    // (MoveFileEx with write-through is what std uses for a replace).
-    #[cfg(not(unix))]
-    {
-        let _ = dir;
-        Ok(())
-    }
+    timb_launcher::sync_dir(dir).map_err(io("syncing the folder"))
 }
 
 pub(crate) fn create_private_file(path: &Path) -> std::io::Result<File> {
@@ -159,14 +148,6 @@ pub(crate) fn create_private_file(path: &Path) -> std::io::Result<File> {
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut o, 0o600);
     o.open(path)
-}
-
-fn create_private_dir(dir: &Path) -> std::io::Result<()> {
-    let mut b = std::fs::DirBuilder::new();
-    b.recursive(true);
-    #[cfg(unix)]
-    std::os::unix::fs::DirBuilderExt::mode(&mut b, 0o700);
-    b.create(dir)
 }
 
 #[cfg(test)]

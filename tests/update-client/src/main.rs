@@ -92,6 +92,13 @@ enum Command {
         #[arg(long)]
         max_files: Option<u64>,
     },
+    /// Measures `apply` of ARCHIVE (a real bundle) into fresh bundles: a Markdown table.
+    BenchApply {
+        #[arg(long)]
+        archive: PathBuf,
+        #[arg(long, default_value_t = 5)]
+        runs: usize,
+    },
     /// Start the bundle at ROOT as its launcher does.
     Launch {
         #[arg(long)]
@@ -155,6 +162,18 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match &cli.command {
         Command::Launch { bundle, args } => return timb_launcher::launch(bundle, args.clone()),
+        Command::BenchApply { archive, runs } => {
+            return match bench_apply(archive, *runs) {
+                Ok(table) => {
+                    println!("{table}");
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("timb-update: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         Command::Apply {
             bundle,
             archive,
@@ -198,6 +217,67 @@ fn urls(list: &[String]) -> Result<Vec<Url>, String> {
     list.iter()
         .map(|u| Url::parse(u).map_err(|e| e.to_string()))
         .collect()
+}
+
+/// Installs `archive` (named `timb-VERSION-TARGET.tar.xz`) into `runs` fresh bundles that
+/// hold only an older version, timing each `install` (unpack, fsync every file, rename,
+/// pointer switch).
+fn bench_apply(archive: &std::path::Path, runs: usize) -> Result<String, String> {
+    let name = archive
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or("the archive has no file name")?;
+    let (version, target) =
+        timb_release::Target::parse_archive_name(name).ok_or("not a bundle archive name")?;
+    let version = version.to_string();
+    let scratch = std::env::temp_dir().join(format!("timb-bench-apply-{}", std::process::id()));
+    let mut times = Vec::new();
+    let (mut files, mut bytes) = (0u64, 0u64);
+    for i in 0..runs.max(1) {
+        let root = scratch.join(i.to_string());
+        let _ = std::fs::remove_dir_all(&root);
+        let old = root.join("app/0.0.1");
+        std::fs::create_dir_all(&old).map_err(|e| e.to_string())?;
+        std::fs::write(old.join(timb_launcher::APP_EXE), b"").map_err(|e| e.to_string())?;
+        std::fs::write(root.join("app/current"), "0.0.1\n").map_err(|e| e.to_string())?;
+        let layout = timb_launcher::Layout::at(&root);
+        let t = std::time::Instant::now();
+        timb_update::install(
+            &layout,
+            archive,
+            &version,
+            timb_update::Limits::default(),
+            None,
+        )
+        .map_err(|e| e.to_string())?;
+        times.push(t.elapsed().as_secs_f64());
+        if i == 0 {
+            let mut todo = vec![layout.version_dir(&version)];
+            while let Some(d) = todo.pop() {
+                for e in std::fs::read_dir(&d).map_err(|e| e.to_string())?.flatten() {
+                    let m = e.metadata().map_err(|e| e.to_string())?;
+                    if m.is_dir() {
+                        todo.push(e.path());
+                    } else {
+                        files += 1;
+                        bytes += m.len();
+                    }
+                }
+            }
+        }
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+    times.sort_by(f64::total_cmp);
+    let median = times[times.len() / 2];
+    let archive_len = std::fs::metadata(archive).map_err(|e| e.to_string())?.len();
+    Ok(format!(
+        "| measurement ({target} {version}, {} runs) | value |\n|---|---|\n| bytes downloaded per update (the whole signed archive; no deltas) | {archive_len} ({:.2} MiB) |\n| unpacked into app/{version}/ | {files} files, {:.2} MiB |\n| apply (unpack + fsync each file + rename + pointer switch), median | {:.0} ms |\n| apply, slowest | {:.0} ms |\n",
+        times.len(),
+        archive_len as f64 / 1048576.0,
+        bytes as f64 / 1048576.0,
+        median * 1000.0,
+        times[times.len() - 1] * 1000.0,
+    ))
 }
 
 /// `apply`, with the test-only stop points.

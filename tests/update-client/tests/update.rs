@@ -17,23 +17,51 @@ struct World {
     repo: Repo,
     server: Server,
     key: BundleKey,
+    /// Reached as `http://ONION` through arti on the private Tor network, not on loopback.
+    onion: Option<(String, PathBuf)>,
 }
 
 impl World {
     fn new() -> World {
+        World::build(None, BUNDLE_DATA)
+    }
+
+    /// The repository behind the private Tor network's "update" onion service, its bundle
+    /// `bundle` (what a release publishes as timb-0.2.0-linux-x86_64.tar.xz).
+    fn over_tor(bundle: &[u8]) -> World {
+        let net = timb_testnet::TestNet::shared();
+        let svc = net
+            .info()
+            .onion_service("update")
+            .expect("the network's update onion service")
+            .clone();
+        let onion = (
+            format!("http://{}", svc.onion),
+            net.config_path().to_path_buf(),
+        );
+        World::build(Some((svc.target_port, onion)), bundle)
+    }
+
+    fn build(onion: Option<(u16, (String, PathBuf))>, bundle: &[u8]) -> World {
         let tmp = tempfile::tempdir().unwrap();
         let www = tmp.path().join("www");
         std::fs::create_dir_all(&www).unwrap();
-        let repo = Repo::new();
+        let mut repo = Repo::new();
+        repo.add_target(
+            BUNDLE,
+            bundle,
+            tuf_repo::timb("0.2.0", "linux-x86_64", "stable"),
+        );
         let key = BundleKey::new(tmp.path(), "bundle");
-        let server = Server::start(&www);
+        let server = Server::start_on(&www, onion.as_ref().map_or(0, |o| o.0));
         let w = World {
             tmp,
             repo,
             server,
             key,
+            onion: onion.map(|o| o.1),
         };
-        w.publish("m1");
+        w.publish_with("m1", &[(BUNDLE, bundle)]);
         std::fs::write(w.tmp.path().join("root.json"), w.repo.root_bytes()).unwrap();
         let r = run(w.cmd().arg("init").arg(w.tmp.path().join("root.json")));
         assert!(r.ok, "{}", r.stderr);
@@ -71,14 +99,28 @@ impl World {
     fn cmd(&self) -> std::process::Command {
         let mut c = client();
         c.arg("--metadata-dir").arg(self.store());
+        if let Some((_, network)) = &self.onion {
+            c.arg("--tor-network")
+                .arg(network)
+                .arg("--tor-state")
+                .arg(self.tmp.path().join("arti"));
+        }
         c
+    }
+
+    /// A path on the repository's server, as the client reaches it.
+    fn url(&self, path: &str) -> String {
+        match &self.onion {
+            Some((base, _)) => format!("{base}/{}", path.trim_start_matches('/')),
+            None => self.server.url(path),
+        }
     }
 
     fn refresh_from(&self, mirrors: &[&str]) -> Run {
         let mut c = self.cmd();
         for m in mirrors {
             c.arg("--metadata-url")
-                .arg(self.server.url(&format!("{m}/metadata")));
+                .arg(self.url(&format!("{m}/metadata")));
         }
         run(c.arg("refresh"))
     }
@@ -92,7 +134,7 @@ impl World {
         let mut c = self.cmd();
         for m in mirrors {
             c.arg("--target-base-url")
-                .arg(self.server.url(&format!("{m}/targets")));
+                .arg(self.url(&format!("{m}/targets")));
         }
         run(c
             .arg("--target-name")
@@ -675,7 +717,7 @@ fn kill_9_at_every_write_rename_and_fsync_of_an_apply_leaves_old_or_new_and_a_re
             std::fs::read_dir(root.join("app"))
                 .unwrap()
                 .flatten()
-                .all(|e| !e.file_name().to_string_lossy().starts_with(".staging") || n < commit),
+                .all(|e| !e.file_name().to_string_lossy().starts_with(".staging")),
             "a staging folder outlived the retry after {}",
             steps[n - 1]
         );
@@ -845,4 +887,45 @@ ls -a "$1/b/app"
         "a half version left: {out}"
     );
     assert!(out.trim_end().ends_with("timb 0.1.0 --version"), "{out}");
+}
+
+/// The whole update over the private Tor network: the repository on an onion service, the
+/// client through arti (the app's `TorFetcher`, its own isolation), then applied to a bundle
+/// that starts the new version with its profile; and the attacks that matter most over a
+/// real network path (freeze, tampered target), refused with the store unchanged.
+#[test]
+fn over_an_onion_service_an_update_downloads_applies_and_starts_and_attacks_are_refused() {
+    let archive = bundle_archive("0.2.0", &[]);
+    let mut w = World::over_tor(&archive);
+    let r = w.refresh();
+    assert!(r.ok, "refresh over Tor: {}", r.stderr);
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(r.ok, "download over Tor: {}", r.stderr);
+    let got = w.out().join(BUNDLE);
+    assert_eq!(std::fs::read(&got).unwrap(), archive);
+    let root = old_bundle(&w.tmp.path().join("bundle"));
+    let r = run(&mut apply_cmd(&root, &got, "0.2.0"));
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(launched(&root), "timb 0.2.0 --version");
+    profile_intact(&root);
+
+    // Tampered: the mirror's copy of the bundle changed after signing.
+    let f = w.target_file("m1", BUNDLE);
+    let mut bad = archive.clone();
+    let last = bad.len() - 1;
+    bad[last] ^= 1;
+    std::fs::write(&f, &bad).unwrap();
+    std::fs::remove_dir_all(w.out()).unwrap();
+    refused_unchanged(&w, || w.download(BUNDLE, &["m1"]), "arbitrary software");
+    assert!(w.nothing_downloaded());
+
+    // Freeze: the mirror serves a timestamp that has expired.
+    w.repo.timestamp_version = 2;
+    w.repo.timestamp_expires = PAST.into();
+    std::fs::write(
+        w.www().join("m1/metadata/timestamp.json"),
+        w.repo.files().timestamp,
+    )
+    .unwrap();
+    refused_unchanged(&w, || w.refresh(), "expired");
 }

@@ -16,6 +16,8 @@ pub enum Which {
     Irc,
     Otr,
     App,
+    /// Applying an update: time and bytes, on the bundle `cargo xtask bundle` built.
+    Update,
 }
 
 impl Which {
@@ -27,6 +29,7 @@ impl Which {
             Which::Irc => "irc",
             Which::Otr => "otr",
             Which::App => "app",
+            Which::Update => "update",
         }
     }
 }
@@ -39,6 +42,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Irc => example(root, "timb-irc", "bench_irc")?,
         Which::Otr => example(root, "timb-otr", "bench_otr")?,
         Which::App => bench_app(root)?,
+        Which::Update => bench_update(root)?,
     };
     let which = which.name();
     println!("{table}");
@@ -134,6 +138,37 @@ fn bench_app(root: &Path) -> Result<String> {
 
 /// The protocol benchmarks live beside their crates as examples that print a
 /// table; they get the shared private Tor network like the tests do.
+/// The update client's `bench-apply` on the bundle in `out/bundle/` (build it first with
+/// `cargo xtask bundle`).
+fn bench_update(root: &Path) -> Result<String> {
+    let version: timb_release::Version = util::workspace_version(root)?.parse()?;
+    let archive = root
+        .join("out")
+        .join("bundle")
+        .join(timb_release::Target::LinuxX86_64.archive_name(&version));
+    if !archive.is_file() {
+        anyhow::bail!(
+            "{} is missing: run `cargo xtask bundle` first",
+            archive.display()
+        );
+    }
+    let mut c = util::cargo();
+    c.current_dir(root)
+        .args([
+            "run",
+            "--release",
+            "--locked",
+            "--quiet",
+            "--package",
+            "timb-update-client",
+            "--",
+            "bench-apply",
+            "--archive",
+        ])
+        .arg(&archive);
+    util::output(&mut c)
+}
+
 fn example(root: &Path, package: &str, name: &str) -> Result<String> {
     let net = crate::testnet::start_testnet(root)?;
     let mut c = util::cargo();

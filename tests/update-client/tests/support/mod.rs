@@ -27,7 +27,12 @@ pub struct Server {
 
 impl Server {
     pub fn start(root: &Path) -> Server {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        Server::start_on(root, 0)
+    }
+
+    /// On a given loopback port (an onion service's target); 0 picks a free one.
+    pub fn start_on(root: &Path, port: u16) -> Server {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let endless = Arc::new(Mutex::new(HashSet::new()));
