@@ -298,11 +298,8 @@ impl App {
         self.render(ch);
     }
 
-    /// "Check now": Tor's panel shows it starting if it is not running yet.
+    /// "Check now": the backend starts Tor if it must (its panel shows the progress).
     fn check_update_now(&mut self) {
-        if self.model.tor.state != TorState::Ready {
-            self.show_tor_starting();
-        }
         self.handle(UiEvent::Update(crate::backend::UpdateStatus::Checking));
         self.backend.request(Request::CheckUpdate);
     }

@@ -176,7 +176,20 @@ impl Backend for Net {
                 });
             }
             Request::CheckUpdate => {
+                use crate::backend::{UpdateProblem, UpdateStatus};
                 let shared = self.shared.clone();
+                // Nothing to check against: say so without starting Tor for nothing.
+                let missing = if shared.update.layout.is_none() {
+                    Some(UpdateProblem::NotInPlace)
+                } else if shared.update.channel.is_none() {
+                    Some(UpdateProblem::NotConfigured)
+                } else {
+                    None
+                };
+                if let Some(p) = missing {
+                    shared.sink.send(UiEvent::Update(UpdateStatus::Failed(p)));
+                    return;
+                }
                 shared.update_checked.store(true, Ordering::SeqCst);
                 self.rt.spawn(async move {
                     match ensure_tor(&shared).await {
@@ -788,5 +801,28 @@ mod tests {
                 );
             }
         }
+    }
+
+    /// "Check now" in a copy that cannot update (no bundle folders, no channel) is answered
+    /// at once, and Tor is not started for it.
+    #[test]
+    fn check_now_without_a_bundle_says_so_and_starts_no_tor() {
+        use crate::backend::{UpdateProblem, UpdateStatus};
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = Sink::new(move |e| {
+            let _ = tx.send(e);
+        });
+        let dir = tempfile::tempdir().unwrap();
+        let mut net = Net::new(sink, dir.path()).unwrap();
+        net.request(Request::CheckUpdate);
+        assert_eq!(
+            rx.try_recv().unwrap(),
+            UiEvent::Update(UpdateStatus::Failed(UpdateProblem::NotInPlace))
+        );
+        assert!(
+            net.shared.tor.try_lock().unwrap().is_none(),
+            "Tor was started"
+        );
+        assert!(rx.try_recv().is_err(), "more than one answer");
     }
 }

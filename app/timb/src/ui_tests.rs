@@ -1001,7 +1001,6 @@ fn check_now_then_each_update_state_is_shown_in_words() {
         assert_eq!(log.last(), Some(&Request::CheckUpdate), "{log:?}");
     }
     assert_eq!(u.texts_containing("Checking for updates over Tor").len(), 1);
-    assert_eq!(u.w.get_tor_state(), crate::TorState::Starting);
 
     u.handle(UiEvent::Update(UpdateStatus::Downloading {
         version: "0.2.0".into(),
