@@ -29,4 +29,4 @@ pub use fetch::{Body, Fetch, FetchError, Scheme, Timeouts, Url};
 pub use minisig::BundleTrust;
 pub use store::{Store, StoreError, WriteHook, WriteStep};
 pub use tor::TorFetcher;
-pub use updater::{newest_update, Progress, Running, Updater};
+pub use updater::{newest_update, Progress, Running, StopPoint, Updater};

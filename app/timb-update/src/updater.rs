@@ -38,7 +38,12 @@ pub struct Updater<F> {
     timeouts: Timeouts,
     now: i64,
     progress: Option<Progress>,
+    stop: Option<StopPoint>,
 }
+
+/// Called before each write, fsync and rename of a download with what is about to happen;
+/// only the test client sets one (to kill itself there).
+pub type StopPoint = std::sync::Arc<dyn Fn(&str) + Send + Sync>;
 
 /// The newest bundle in `set` that `running` may update to (its platform and channel, a
 /// higher version); targets that are not such a bundle are passed over.
@@ -88,6 +93,19 @@ impl<F: Fetch> Updater<F> {
             timeouts: Timeouts::default(),
             now: unix_now(),
             progress: None,
+            stop: None,
+        }
+    }
+
+    /// Test builds only: `p` is told each step of a download (see [`StopPoint`]).
+    pub fn with_stop_points(mut self, p: StopPoint) -> Updater<F> {
+        self.stop = Some(p);
+        self
+    }
+
+    fn stop_at(&self, what: &str) {
+        if let Some(s) = &self.stop {
+            s(what);
         }
     }
 
@@ -330,9 +348,12 @@ impl<F: Fetch> Updater<F> {
                 .await;
             match r {
                 Ok(()) => {
+                    self.stop_at("download: checked, renaming into place");
                     std::fs::rename(&tmp, &dest)
                         .map_err(|e| failure_disk(&info.name, &e.to_string()))?;
+                    self.stop_at("download: renamed");
                     sync_dir(&out_dir)?;
+                    self.stop_at("download: folder synced");
                     return Ok(dest);
                 }
                 Err(f) => {
@@ -360,11 +381,18 @@ impl<F: Fetch> Updater<F> {
         trust: Option<&BundleTrust>,
     ) -> Result<(), Failure> {
         let mut verifier = info.verifier().map_err(Failure::Tuf)?;
+        self.stop_at("download: creating the .part file");
         let mut file = create_private_file(tmp).map_err(|e| Failure::Disk(e.to_string()))?;
         let mut received = 0u64;
+        let stop = self.stop.clone();
         let progress = self.progress.clone();
         let sink = |chunk: &[u8]| -> Result<(), Failure> {
             verifier.update(chunk).map_err(Failure::Tuf)?;
+            if received == 0 {
+                if let Some(s) = &stop {
+                    s("download: writing the first bytes");
+                }
+            }
             received += chunk.len() as u64;
             if let Some(p) = &progress {
                 p(received);
@@ -376,6 +404,7 @@ impl<F: Fetch> Updater<F> {
             .await
             .map_err(Failure::Fetch)??;
         verifier.finish().map_err(Failure::Tuf)?;
+        self.stop_at("download: syncing the .part file");
         file.sync_all().map_err(|e| Failure::Disk(e.to_string()))?;
         drop(file);
         let Some(trust) = trust else {

@@ -13,8 +13,8 @@
 //! the private test network's file) under the app's own rules, or is refused.
 //! `TIMB_UPDATE_CRASH_AT=N` aborts the process at the Nth step of the store's writes (the
 //! crash-safety tests); `TIMB_APPLY_STOP_AT=N` kills it (SIGKILL) at the Nth write, rename
-//! or fsync of `apply`, and `TIMB_APPLY_STOPS=1` prints each such step; the app has no such
-//! hooks. `launch` is the bundle launcher's code, on a test bundle.
+//! or fsync of `apply`, and `TIMB_APPLY_STOPS=1` prints each such step (`TIMB_DOWNLOAD_…`
+//! the same for `download`); the app has no such hooks. `launch` is the bundle launcher's code, on a test bundle.
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -280,6 +280,36 @@ fn bench_apply(archive: &std::path::Path, runs: usize) -> Result<String, String>
     ))
 }
 
+/// `PREFIX_STOP_AT=N` kills this process (SIGKILL) at the Nth stop point, `PREFIX_STOPS=1`
+/// prints each; `None` when neither is set.
+fn stop_points(prefix: &str) -> Option<timb_update::StopPoint> {
+    let stop_at = std::env::var(format!("{prefix}_STOP_AT"))
+        .ok()
+        .and_then(|v| v.parse::<usize>().ok());
+    let print = std::env::var_os(format!("{prefix}_STOPS")).is_some();
+    if stop_at.is_none() && !print {
+        return None;
+    }
+    let count = Arc::new(AtomicUsize::new(0));
+    Some(Arc::new(move |what: &str| {
+        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
+        if print {
+            eprintln!("stop {n}: {what}");
+        }
+        if stop_at == Some(n) {
+            kill_self();
+        }
+    }))
+}
+
+/// kill -9 of ourselves: no destructor, no flush, like a power cut for the files.
+fn kill_self() {
+    let _ = std::process::Command::new("kill")
+        .args(["-KILL", &std::process::id().to_string()])
+        .status();
+    std::process::abort();
+}
+
 /// `apply`, with the test-only stop points.
 fn apply(
     bundle: &std::path::Path,
@@ -287,26 +317,13 @@ fn apply(
     version: &str,
     limits: timb_update::Limits,
 ) -> Result<(), String> {
-    let stop_at = std::env::var("TIMB_APPLY_STOP_AT")
-        .ok()
-        .and_then(|v| v.parse::<usize>().ok());
-    let print = std::env::var_os("TIMB_APPLY_STOPS").is_some();
-    let count = AtomicUsize::new(0);
-    let hook = |what: &str| {
-        let n = count.fetch_add(1, Ordering::SeqCst) + 1;
-        if print {
-            eprintln!("stop {n}: {what}");
-        }
-        if stop_at == Some(n) {
-            // kill -9 of ourselves: no destructor, no flush, like a power cut for the files.
-            let _ = std::process::Command::new("kill")
-                .args(["-KILL", &std::process::id().to_string()])
-                .status();
-            std::process::abort();
-        }
+    let hook = stop_points("TIMB_APPLY");
+    let hook: Option<&(dyn Fn(&str) + Sync)> = match &hook {
+        Some(h) => Some(h.as_ref()),
+        None => None,
     };
     let layout = timb_launcher::Layout::at(bundle);
-    timb_update::install(&layout, archive, version, limits, Some(&hook)).map_err(|e| e.to_string())
+    timb_update::install(&layout, archive, version, limits, hook).map_err(|e| e.to_string())
 }
 
 async fn run(cli: Cli) -> Result<(), String> {
@@ -353,6 +370,10 @@ async fn run(cli: Cli) -> Result<(), String> {
         per_read: std::time::Duration::from_secs(cli.read_timeout),
         ..Timeouts::default()
     });
+    let updater = match stop_points("TIMB_DOWNLOAD") {
+        Some(p) => updater.with_stop_points(p),
+        None => updater,
+    };
     let set = if refresh {
         updater.refresh().await.map_err(|e| e.to_string())?
     } else if matches!(cli.command, Command::Refresh) {

@@ -131,7 +131,11 @@ impl World {
 
     /// Downloads `name` as an update of 0.1.0 linux-x86_64 stable, from the trusted store.
     fn download(&self, name: &str, mirrors: &[&str]) -> Run {
-        let mut c = self.cmd();
+        self.download_with(self.cmd(), name, mirrors)
+    }
+
+    /// [`download`](Self::download) with the client command `c` (extra environment).
+    fn download_with(&self, mut c: std::process::Command, name: &str, mirrors: &[&str]) -> Run {
         for m in mirrors {
             c.arg("--target-base-url")
                 .arg(self.url(&format!("{m}/targets")));
@@ -928,4 +932,50 @@ fn over_an_onion_service_an_update_downloads_applies_and_starts_and_attacks_are_
     )
     .unwrap();
     refused_unchanged(&w, || w.refresh(), "expired");
+}
+
+/// kill -9 before each write, fsync and rename of a download: the bundle's final name is
+/// either absent or the whole verified file, and the next download completes.
+#[test]
+fn kill_9_at_every_step_of_a_download_leaves_nothing_or_the_whole_file_and_a_retry_completes() {
+    let w = World::new();
+    assert!(w.refresh().ok);
+    let mut c = w.cmd();
+    c.env("TIMB_DOWNLOAD_STOPS", "1");
+    let listed = w.download_with(c, BUNDLE, &["m1"]);
+    assert!(listed.ok, "{}", listed.stderr);
+    let steps: Vec<String> = listed.stderr.lines().map(str::to_string).collect();
+    // create, first bytes, sync, rename, renamed, folder synced.
+    assert_eq!(steps.len(), 6, "{steps:#?}");
+    for n in 1..=steps.len() {
+        std::fs::remove_dir_all(w.out()).unwrap();
+        let mut c = w.cmd();
+        c.env("TIMB_DOWNLOAD_STOP_AT", n.to_string());
+        let r = w.download_with(c, BUNDLE, &["m1"]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(
+            r.out.status.signal(),
+            Some(9),
+            "{}: not killed: {}",
+            steps[n - 1],
+            r.stderr
+        );
+        let got = w.out().join(BUNDLE);
+        if got.exists() {
+            assert_eq!(
+                std::fs::read(&got).unwrap(),
+                BUNDLE_DATA,
+                "after {}",
+                steps[n - 1]
+            );
+        }
+        let r = w.download(BUNDLE, &["m1"]);
+        assert!(
+            r.ok,
+            "the retry after {} failed: {}",
+            steps[n - 1],
+            r.stderr
+        );
+        assert_eq!(std::fs::read(&got).unwrap(), BUNDLE_DATA);
+    }
 }
