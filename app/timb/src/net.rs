@@ -49,6 +49,8 @@ struct Shared {
     auto_update_check: AtomicBool,
     /// An update check ran (or runs) in this session: the automatic one happens once.
     update_checked: AtomicBool,
+    /// A check runs now. One at a time: two would write the same download file.
+    update_running: AtomicBool,
 }
 
 /// What the window asks of one account, in order.
@@ -106,6 +108,7 @@ impl Net {
                 update: Arc::new(update),
                 auto_update_check: AtomicBool::new(auto_check),
                 update_checked: AtomicBool::new(false),
+                update_running: AtomicBool::new(false),
             }),
             accounts: HashMap::new(),
         })
@@ -191,6 +194,10 @@ impl Backend for Net {
                     return;
                 }
                 shared.update_checked.store(true, Ordering::SeqCst);
+                if shared.update_running.swap(true, Ordering::SeqCst) {
+                    // The running check reports to the window; a second would race it.
+                    return;
+                }
                 self.rt.spawn(async move {
                     match ensure_tor(&shared).await {
                         Ok(tor) => {
@@ -208,6 +215,7 @@ impl Backend for Net {
                                 )))
                         }
                     }
+                    shared.update_running.store(false, Ordering::SeqCst);
                 });
             }
             Request::AutoUpdateCheck(on) => {
@@ -298,12 +306,15 @@ fn auto_update_check(shared: &Arc<Shared>, tor: &Transport) {
     let wanted = shared.auto_update_check.load(Ordering::SeqCst)
         && shared.update.channel.is_some()
         && shared.update.layout.is_some();
-    if wanted && !shared.update_checked.swap(true, Ordering::SeqCst) {
-        tokio::spawn(crate::update::check(
-            tor.clone(),
-            shared.update.clone(),
-            shared.sink.clone(),
-        ));
+    if wanted
+        && !shared.update_checked.swap(true, Ordering::SeqCst)
+        && !shared.update_running.swap(true, Ordering::SeqCst)
+    {
+        let (shared, tor) = (shared.clone(), tor.clone());
+        tokio::spawn(async move {
+            crate::update::check(tor, shared.update.clone(), shared.sink.clone()).await;
+            shared.update_running.store(false, Ordering::SeqCst);
+        });
     }
 }
 
@@ -723,6 +734,7 @@ mod tests {
             }),
             auto_update_check: AtomicBool::new(true),
             update_checked: AtomicBool::new(false),
+            update_running: AtomicBool::new(false),
         }
     }
 
