@@ -159,6 +159,17 @@ impl World {
             .arg("download"))
     }
 
+    /// The freeze attack: `mirror` serves a newer timestamp that has already expired.
+    fn serve_expired_timestamp(&mut self, mirror: &str) {
+        self.repo.timestamp_version = 2;
+        self.repo.timestamp_expires = PAST.into();
+        std::fs::write(
+            self.www().join(mirror).join("metadata/timestamp.json"),
+            self.repo.files().timestamp,
+        )
+        .unwrap();
+    }
+
     fn target_file(&self, mirror: &str, name: &str) -> PathBuf {
         let set = self.repo.files().trusted();
         let info = set.target(name).unwrap();
@@ -267,13 +278,7 @@ fn attack_slow_retrieval_is_given_up() {
 fn attack_freeze_an_expired_timestamp_is_refused() {
     let mut w = World::new();
     assert!(w.refresh().ok);
-    w.repo.timestamp_version = 2;
-    w.repo.timestamp_expires = PAST.into();
-    std::fs::write(
-        w.www().join("m1/metadata/timestamp.json"),
-        w.repo.files().timestamp,
-    )
-    .unwrap();
+    w.serve_expired_timestamp("m1");
     refused_unchanged(&w, || w.refresh(), "expired");
 }
 
@@ -924,13 +929,7 @@ fn over_an_onion_service_an_update_downloads_applies_and_starts_and_attacks_are_
     assert!(w.nothing_downloaded());
 
     // Freeze: the mirror serves a timestamp that has expired.
-    w.repo.timestamp_version = 2;
-    w.repo.timestamp_expires = PAST.into();
-    std::fs::write(
-        w.www().join("m1/metadata/timestamp.json"),
-        w.repo.files().timestamp,
-    )
-    .unwrap();
+    w.serve_expired_timestamp("m1");
     refused_unchanged(&w, || w.refresh(), "expired");
 }
 

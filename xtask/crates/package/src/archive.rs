@@ -14,6 +14,25 @@ pub struct Entry {
     pub data: Option<Vec<u8>>,
 }
 
+impl Entry {
+    /// A folder (`path` ends in `/`).
+    pub fn dir(path: String, mode: u32) -> Entry {
+        Entry {
+            path,
+            mode,
+            data: None,
+        }
+    }
+
+    pub fn file(path: String, mode: u32, data: Vec<u8>) -> Entry {
+        Entry {
+            path,
+            mode,
+            data: Some(data),
+        }
+    }
+}
+
 /// Sorted entries, fixed owner/mtime/modes, xz preset 9 single-threaded with
 /// CRC64: the same entries always give the same bytes.
 pub fn write_tar_xz(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<()> {

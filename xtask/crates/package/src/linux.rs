@@ -33,46 +33,22 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .deps
         .get("timb")
         .context("linux-bundle needs the timb project")?;
+    let read = |name: &str| {
+        std::fs::read(timb.dir.join(name)).with_context(|| format!("reading the {name} binary"))
+    };
     let mut entries = vec![
-        Entry {
-            path: format!("{top}/"),
-            mode: 0o755,
-            data: None,
-        },
+        Entry::dir(format!("{top}/"), 0o755),
         // The portable profile: the app keeps its state here, never in $HOME.
-        Entry {
-            path: format!("{top}/profile/"),
-            mode: 0o700,
-            data: None,
-        },
-        Entry {
-            path: format!("{top}/timb"),
-            mode: 0o755,
-            data: Some(
-                std::fs::read(timb.dir.join("timb-launcher"))
-                    .context("reading the timb-launcher binary")?,
-            ),
-        },
-        Entry {
-            path: format!("{top}/app/"),
-            mode: 0o755,
-            data: None,
-        },
-        Entry {
-            path: format!("{top}/app/current"),
-            mode: 0o644,
-            data: Some(format!("{version}\n").into_bytes()),
-        },
-        Entry {
-            path: format!("{vdir}/"),
-            mode: 0o755,
-            data: None,
-        },
-        Entry {
-            path: format!("{vdir}/timb"),
-            mode: 0o755,
-            data: Some(std::fs::read(timb.dir.join("timb")).context("reading the timb binary")?),
-        },
+        Entry::dir(format!("{top}/profile/"), 0o700),
+        Entry::file(format!("{top}/timb"), 0o755, read("timb-launcher")?),
+        Entry::dir(format!("{top}/app/"), 0o755),
+        Entry::file(
+            format!("{top}/app/current"),
+            0o644,
+            format!("{version}\n").into_bytes(),
+        ),
+        Entry::dir(format!("{vdir}/"), 0o755),
+        Entry::file(format!("{vdir}/timb"), 0o755, read("timb")?),
     ];
     // Files from the repository: LICENSE and bundle/ (README, .desktop).
     for input in &s.project.def.input {
@@ -87,11 +63,7 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
             }
         }
     }
-    entries.push(Entry {
-        path: format!("{vdir}/LICENSES/"),
-        mode: 0o755,
-        data: None,
-    });
+    entries.push(Entry::dir(format!("{vdir}/LICENSES/"), 0o755));
     entries.push(Entry {
         path: format!("{vdir}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
