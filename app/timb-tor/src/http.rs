@@ -25,6 +25,8 @@ pub enum HttpError {
 /// connection.
 pub struct Response {
     status: u16,
+    /// Where a `206 Partial Content` body starts (its `Content-Range`), if it is one.
+    range_start: Option<u64>,
     body: hyper::body::Incoming,
     connection: tokio::task::JoinHandle<()>,
 }
@@ -38,6 +40,11 @@ impl std::fmt::Debug for Response {
 impl Response {
     pub fn status(&self) -> u16 {
         self.status
+    }
+
+    /// For a `206` answer: the offset its `Content-Range: bytes START-END/LEN` names.
+    pub fn range_start(&self) -> Option<u64> {
+        self.range_start
     }
 
     /// The next piece of the body, `None` at its end.
@@ -63,17 +70,22 @@ impl Drop for Response {
     }
 }
 
-/// `GET path` on `io` with `Host: authority` (`host` or `host:port`). Asks for the bytes as
-/// they are (`Accept-Encoding: identity`, so lengths and hashes are of what is sent) and for
-/// the connection to close after. Must run inside a tokio runtime.
-pub async fn get<S>(io: S, authority: &str, path: &str) -> Result<Response, HttpError>
+/// `GET path` on `io` with `Host: authority` (`host` or `host:port`), from byte `from` on
+/// (`Range: bytes=FROM-` when it is not 0: a resumed download). Asks for the bytes as they
+/// are (`Accept-Encoding: identity`, so lengths and hashes are of what is sent) and for the
+/// connection to close after. Must run inside a tokio runtime.
+pub async fn get<S>(io: S, authority: &str, path: &str, from: u64) -> Result<Response, HttpError>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let request = hyper::Request::get(path)
+    let mut request = hyper::Request::get(path)
         .header(hyper::header::HOST, authority)
         .header(hyper::header::ACCEPT_ENCODING, "identity")
-        .header(hyper::header::CONNECTION, "close")
+        .header(hyper::header::CONNECTION, "close");
+    if from > 0 {
+        request = request.header(hyper::header::RANGE, format!("bytes={from}-"));
+    }
+    let request = request
         .body(Empty)
         .map_err(|e| HttpError::Request(e.to_string()))?;
     let (mut sender, conn) = hyper::client::conn::http1::handshake(Io(io))
@@ -90,11 +102,25 @@ where
             return Err(HttpError::Protocol(e.to_string()));
         }
     };
+    let range_start = response
+        .headers()
+        .get(hyper::header::CONTENT_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(content_range_start);
     Ok(Response {
         status: response.status().as_u16(),
+        range_start,
         body: response.into_body(),
         connection,
     })
+}
+
+/// `START` of `bytes START-END/LEN` (or `…/*`); anything else is no range.
+fn content_range_start(v: &str) -> Option<u64> {
+    let (start, rest) = v.trim().strip_prefix("bytes ")?.split_once('-')?;
+    let (end, _) = rest.split_once('/')?;
+    let (start, end) = (start.parse::<u64>().ok()?, end.parse::<u64>().ok()?);
+    (start <= end).then_some(start)
 }
 
 /// A request body with nothing in it.
@@ -154,5 +180,24 @@ impl<S: AsyncWrite + Unpin> hyper::rt::Write for Io<S> {
 
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn content_ranges_are_read_strictly() {
+        use super::content_range_start as start;
+        assert_eq!(start("bytes 100-199/200"), Some(100));
+        assert_eq!(start("bytes 0-0/*"), Some(0));
+        for bad in [
+            "bytes */200",
+            "bytes 5-1/9",
+            "items 1-2/3",
+            "bytes -2/3",
+            "bytes 1-2",
+        ] {
+            assert_eq!(start(bad), None, "{bad}");
+        }
     }
 }

@@ -37,8 +37,14 @@ pub trait Body: Send {
 /// Something that can `GET` a URL: the app's [`crate::TorFetcher`], or a test's.
 pub trait Fetch: Sync {
     type Body: Body;
-    /// Opens `url`: a body for HTTP 200, [`FetchError::NotFound`] for 403/404/410.
-    fn open(&self, url: &Url) -> impl Future<Output = Result<Self::Body, FetchError>> + Send;
+    /// Opens `url` from byte `from` on (0: the whole file; more: a resumed download). Gives the
+    /// body and the offset it really starts at: `from` when the mirror sent that range (206),
+    /// 0 when it sent the whole file (200). [`FetchError::NotFound`] for 403/404/410.
+    fn open(
+        &self,
+        url: &Url,
+        from: u64,
+    ) -> impl Future<Output = Result<(Self::Body, u64), FetchError>> + Send;
 }
 
 /// How long a mirror may make the updater wait.
@@ -182,7 +188,7 @@ pub(crate) async fn get_capped<F: Fetch>(
     t: &Timeouts,
 ) -> Result<Vec<u8>, FetchError> {
     let all = async {
-        let mut body = timed(t, f.open(url)).await?;
+        let (mut body, _) = timed(t, f.open(url, 0)).await?;
         let mut out = Vec::new();
         while let Some(chunk) = timed(t, body.chunk()).await? {
             let total = u64::try_from(out.len() + chunk.len()).unwrap_or(u64::MAX);
@@ -198,18 +204,29 @@ pub(crate) async fn get_capped<F: Fetch>(
         .map_err(|_| FetchError::RequestTimeout(secs(t.per_request)))?
 }
 
-/// Streams `url` into `sink` chunk by chunk under the timeouts; `sink` stops the download by
-/// returning an error (a target past its listed length, a disk error).
+/// What a streaming download hands its sink: first where the body really starts (0 when the
+/// mirror ignored the range), then its chunks.
+pub(crate) enum Piece<'a> {
+    Start(u64),
+    Chunk(&'a [u8]),
+}
+
+/// Streams `url` from byte `from` on into `sink` under the timeouts; `sink` stops the
+/// download by returning an error (a target past its listed length, a disk error).
 pub(crate) async fn get_streaming<F: Fetch, E>(
     f: &F,
     url: &Url,
+    from: u64,
     t: &Timeouts,
-    mut sink: impl FnMut(&[u8]) -> Result<(), E> + Send,
+    mut sink: impl FnMut(Piece<'_>) -> Result<(), E> + Send,
 ) -> Result<Result<(), E>, FetchError> {
     let all = async {
-        let mut body = timed(t, f.open(url)).await?;
+        let (mut body, at) = timed(t, f.open(url, from)).await?;
+        if let Err(e) = sink(Piece::Start(at)) {
+            return Ok(Err(e));
+        }
         while let Some(chunk) = timed(t, body.chunk()).await? {
-            if let Err(e) = sink(&chunk) {
+            if let Err(e) = sink(Piece::Chunk(&chunk)) {
                 return Ok(Err(e));
             }
         }
@@ -256,8 +273,8 @@ mod tests {
     }
     impl Fetch for Endless {
         type Body = Zeros;
-        async fn open(&self, _: &Url) -> Result<Zeros, FetchError> {
-            Ok(Zeros)
+        async fn open(&self, _: &Url, _: u64) -> Result<(Zeros, u64), FetchError> {
+            Ok((Zeros, 0))
         }
     }
 
@@ -270,8 +287,8 @@ mod tests {
     struct Slow;
     impl Fetch for Slow {
         type Body = Stall;
-        async fn open(&self, _: &Url) -> Result<Stall, FetchError> {
-            Ok(Stall)
+        async fn open(&self, _: &Url, _: u64) -> Result<(Stall, u64), FetchError> {
+            Ok((Stall, 0))
         }
     }
 

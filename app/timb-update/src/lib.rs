@@ -28,5 +28,5 @@ pub use error::{Failure, Problem, UpdateError};
 pub use fetch::{Body, Fetch, FetchError, Scheme, Timeouts, Url};
 pub use minisig::BundleTrust;
 pub use store::{Store, StoreError, WriteHook, WriteStep};
-pub use tor::TorFetcher;
+pub use tor::{HttpBody, TorFetcher};
 pub use updater::{newest_update, Progress, Running, StopPoint, Updater};

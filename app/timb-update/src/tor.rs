@@ -42,10 +42,15 @@ impl Body for HttpBody {
 }
 
 impl HttpBody {
-    /// A response as the updater takes it: 200 is a body, 403/404/410 "not there".
-    pub fn from_response(r: Response) -> Result<HttpBody, FetchError> {
+    /// A response to a `GET` from byte `from` as the updater takes it: 200 is the whole
+    /// file, 206 the asked-for rest (its range must start at `from`), 403/404/410 "not there".
+    pub fn from_response(r: Response, from: u64) -> Result<(HttpBody, u64), FetchError> {
         match r.status() {
-            200 => Ok(HttpBody(r)),
+            200 => Ok((HttpBody(r), 0)),
+            206 if from > 0 && r.range_start() == Some(from) => Ok((HttpBody(r), from)),
+            206 => Err(FetchError::Http(
+                "the mirror sent a part of the file that was not asked for".into(),
+            )),
             403 | 404 | 410 => Err(FetchError::NotFound),
             s => Err(FetchError::Status(s)),
         }
@@ -59,7 +64,7 @@ fn tor_error(e: TorError) -> FetchError {
 impl Fetch for TorFetcher {
     type Body = HttpBody;
 
-    async fn open(&self, url: &Url) -> Result<HttpBody, FetchError> {
+    async fn open(&self, url: &Url, from: u64) -> Result<(HttpBody, u64), FetchError> {
         let response = match url.scheme {
             Scheme::Http if !url.is_onion() => {
                 return Err(FetchError::Refused(
@@ -72,7 +77,7 @@ impl Fetch for TorFetcher {
                     .connect_isolated(&self.isolation, &url.host, url.port)
                     .await
                     .map_err(tor_error)?;
-                http::get(s, &url.authority(), &url.path).await
+                http::get(s, &url.authority(), &url.path, from).await
             }
             Scheme::Https => {
                 let s = self
@@ -80,9 +85,9 @@ impl Fetch for TorFetcher {
                     .connect_tls_isolated(&self.isolation, &url.host, url.port, &TlsPolicy::WebPki)
                     .await
                     .map_err(tor_error)?;
-                http::get(s, &url.authority(), &url.path).await
+                http::get(s, &url.authority(), &url.path, from).await
             }
         };
-        HttpBody::from_response(response.map_err(|e| FetchError::Http(e.to_string()))?)
+        HttpBody::from_response(response.map_err(|e| FetchError::Http(e.to_string()))?, from)
     }
 }

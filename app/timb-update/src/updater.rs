@@ -6,10 +6,10 @@
 //! is fetched), and nothing else is: a refused file changes nothing on disk.
 
 use crate::error::{Failure, UpdateError};
-use crate::fetch::{get_capped, get_streaming, Fetch, FetchError, Timeouts, Url};
+use crate::fetch::{get_capped, get_streaming, Fetch, FetchError, Piece, Timeouts, Url};
 use crate::minisig::BundleTrust;
 use crate::store::{create_private_file, sync_dir, Store};
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use timb_release::tuf::{
     names, Channel, RoleName, TargetInfo, TimbFields, TimestampUpdate, TrustedSet,
@@ -357,7 +357,10 @@ impl<F: Fetch> Updater<F> {
                     return Ok(dest);
                 }
                 Err(f) => {
-                    let _ = std::fs::remove_file(&tmp);
+                    let empty = std::fs::metadata(&tmp).is_ok_and(|m| m.len() == 0);
+                    if empty || !keeps_part(&f) {
+                        let _ = std::fs::remove_file(&tmp);
+                    }
                     failures.push((i, f));
                 }
             }
@@ -368,7 +371,8 @@ impl<F: Fetch> Updater<F> {
         })
     }
 
-    /// One mirror's attempt: stream into `tmp` through the verifier, then the signature.
+    /// One mirror's attempt: stream into `tmp` through the verifier (resuming a `.part` an
+    /// earlier attempt left), then the signature.
     #[allow(clippy::too_many_arguments)]
     async fn one_target(
         &self,
@@ -380,33 +384,18 @@ impl<F: Fetch> Updater<F> {
         file_name: &str,
         trust: Option<&BundleTrust>,
     ) -> Result<(), Failure> {
-        let mut verifier = info.verifier().map_err(Failure::Tuf)?;
-        self.stop_at("download: creating the .part file");
-        let mut file = create_private_file(tmp).map_err(|e| Failure::Disk(e.to_string()))?;
-        let mut received = 0u64;
-        let stop = self.stop.clone();
-        let progress = self.progress.clone();
-        let sink = |chunk: &[u8]| -> Result<(), Failure> {
-            verifier.update(chunk).map_err(Failure::Tuf)?;
-            if received == 0 {
-                if let Some(s) = &stop {
-                    s("download: writing the first bytes");
-                }
+        let part = self.open_part(info, tmp)?;
+        let resumed = part.len > 0;
+        match self.fetch_into(info, url, part).await {
+            // The kept bytes were not the signed file's (another mirror's, or damaged): they
+            // are dropped and this mirror is asked for the whole file once.
+            Err(Failure::Tuf(_)) if resumed => {
+                remove_part(tmp)?;
+                let part = self.open_part(info, tmp)?;
+                self.fetch_into(info, url, part).await?;
             }
-            received += chunk.len() as u64;
-            if let Some(p) = &progress {
-                p(received);
-            }
-            file.write_all(chunk)
-                .map_err(|e| Failure::Disk(e.to_string()))
-        };
-        get_streaming(&self.fetch, url, &self.timeouts, sink)
-            .await
-            .map_err(Failure::Fetch)??;
-        verifier.finish().map_err(Failure::Tuf)?;
-        self.stop_at("download: syncing the .part file");
-        file.sync_all().map_err(|e| Failure::Disk(e.to_string()))?;
-        drop(file);
+            r => r?,
+        }
         let Some(trust) = trust else {
             return Ok(());
         };
@@ -439,6 +428,123 @@ impl<F: Fetch> Updater<F> {
         }
         Err(last)
     }
+}
+
+impl<F: Fetch> Updater<F> {
+    /// The `.part` to write into: one an interrupted download left (no longer than the
+    /// signed length) is kept and its bytes fed to the verifier, anything else is replaced
+    /// by an empty file.
+    fn open_part(&self, info: &TargetInfo, tmp: &Path) -> Result<Part, Failure> {
+        let disk = |e: std::io::Error| Failure::Disk(e.to_string());
+        let mut verifier = info.verifier().map_err(Failure::Tuf)?;
+        if let Ok(m) = std::fs::symlink_metadata(tmp) {
+            if m.is_file() && m.len() > 0 && m.len() <= info.length {
+                self.stop_at("download: resuming the .part file");
+                let mut file = std::fs::OpenOptions::new()
+                    .read(true)
+                    .append(true)
+                    .open(tmp)
+                    .map_err(disk)?;
+                let mut buf = vec![0u8; 1 << 16];
+                let mut len = 0u64;
+                loop {
+                    let n = file.read(&mut buf).map_err(disk)?;
+                    if n == 0 {
+                        break;
+                    }
+                    verifier.update(&buf[..n]).map_err(Failure::Tuf)?;
+                    len += n as u64;
+                }
+                return Ok(Part {
+                    file,
+                    verifier,
+                    len,
+                });
+            }
+            remove_part(tmp)?;
+        }
+        self.stop_at("download: creating the .part file");
+        let file = create_private_file(tmp).map_err(disk)?;
+        Ok(Part {
+            file,
+            verifier,
+            len: 0,
+        })
+    }
+
+    /// Fetches what `part` lacks from `url` (nothing when it is already complete), checks
+    /// the whole against TUF's length and hashes, and fsyncs it.
+    async fn fetch_into(&self, info: &TargetInfo, url: &Url, part: Part) -> Result<(), Failure> {
+        let disk = |e: std::io::Error| Failure::Disk(e.to_string());
+        let Part {
+            mut file,
+            mut verifier,
+            len,
+        } = part;
+        if len < info.length {
+            let mut received = len;
+            let mut started = false;
+            let sink = |piece: Piece<'_>| -> Result<(), Failure> {
+                let chunk = match piece {
+                    Piece::Start(at) => {
+                        if at != len {
+                            // The mirror sent the whole file: start again from its first byte.
+                            file.set_len(0).map_err(disk)?;
+                            verifier = info.verifier().map_err(Failure::Tuf)?;
+                            received = 0;
+                        }
+                        return Ok(());
+                    }
+                    Piece::Chunk(c) => c,
+                };
+                if !started {
+                    started = true;
+                    self.stop_at("download: writing the first bytes");
+                }
+                verifier.update(chunk).map_err(Failure::Tuf)?;
+                received += chunk.len() as u64;
+                if let Some(p) = &self.progress {
+                    p(received);
+                }
+                file.write_all(chunk).map_err(disk)
+            };
+            get_streaming(&self.fetch, url, len, &self.timeouts, sink)
+                .await
+                .map_err(Failure::Fetch)??;
+        }
+        verifier.finish().map_err(Failure::Tuf)?;
+        self.stop_at("download: syncing the .part file");
+        file.sync_all().map_err(disk)
+    }
+}
+
+/// A download's `.part` file, open for appending, and the verifier fed with what it holds.
+struct Part {
+    file: std::fs::File,
+    verifier: timb_release::tuf::TargetVerifier,
+    len: u64,
+}
+
+fn remove_part(tmp: &Path) -> Result<(), Failure> {
+    match std::fs::remove_file(tmp) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Failure::Disk(e.to_string())),
+        _ => Ok(()),
+    }
+}
+
+/// A failure after which the bytes already in the `.part` are still worth keeping: the
+/// connection broke or stalled, which says nothing against them.
+fn keeps_part(f: &Failure) -> bool {
+    matches!(
+        f,
+        Failure::Fetch(
+            FetchError::Connect(_)
+                | FetchError::Http(_)
+                | FetchError::ReadTimeout(_)
+                | FetchError::RequestTimeout(_)
+                | FetchError::Status(500..=599)
+        )
+    )
 }
 
 fn failure_disk(name: &str, e: &str) -> UpdateError {

@@ -25,8 +25,8 @@ use timb_release::tuf::{Channel, TrustedSet};
 use timb_release::{Keyring, Policy, PublicKey};
 use timb_tor::http;
 use timb_update::{
-    Body, BundleTrust, Fetch, FetchError, Running, Scheme, Store, Timeouts, TorFetcher, Updater,
-    Url,
+    BundleTrust, Fetch, FetchError, HttpBody, Running, Scheme, Store, Timeouts, TorFetcher,
+    Updater, Url,
 };
 
 #[derive(Parser)]
@@ -112,45 +112,23 @@ struct TestFetcher {
     tor: Option<TorFetcher>,
 }
 
-enum TestBody {
-    Loopback(http::Response),
-    Tor(<TorFetcher as Fetch>::Body),
-}
-
-impl Body for TestBody {
-    async fn chunk(&mut self) -> Result<Option<Vec<u8>>, FetchError> {
-        match self {
-            TestBody::Loopback(r) => r
-                .chunk()
-                .await
-                .map(|c| c.map(|b| b.to_vec()))
-                .map_err(|e| FetchError::Http(e.to_string())),
-            TestBody::Tor(b) => b.chunk().await,
-        }
-    }
-}
-
 impl Fetch for TestFetcher {
-    type Body = TestBody;
+    type Body = HttpBody;
 
-    async fn open(&self, url: &Url) -> Result<TestBody, FetchError> {
+    async fn open(&self, url: &Url, from: u64) -> Result<(HttpBody, u64), FetchError> {
         if url.scheme == Scheme::Http && url.host == "127.0.0.1" {
             // Only loopback, only in this test client (never in the app).
             #[allow(clippy::disallowed_methods)]
             let s = tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, url.port))
                 .await
                 .map_err(|e| FetchError::Connect(e.to_string()))?;
-            let r = http::get(s, &url.authority(), &url.path)
+            let r = http::get(s, &url.authority(), &url.path, from)
                 .await
                 .map_err(|e| FetchError::Http(e.to_string()))?;
-            return match r.status() {
-                200 => Ok(TestBody::Loopback(r)),
-                403 | 404 | 410 => Err(FetchError::NotFound),
-                s => Err(FetchError::Status(s)),
-            };
+            return HttpBody::from_response(r, from);
         }
         match &self.tor {
-            Some(t) => t.open(url).await.map(TestBody::Tor),
+            Some(t) => t.open(url, from).await,
             None => Err(FetchError::Refused(
                 "only http://127.0.0.1 without --tor-network".into(),
             )),

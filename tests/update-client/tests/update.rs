@@ -177,6 +177,17 @@ impl World {
         self.www().join(mirror).join("targets").join(p)
     }
 
+    /// The server path of `name`'s file on `mirror` (what the server's switches and log use).
+    fn target_path(&self, mirror: &str, name: &str) -> String {
+        let f = self.target_file(mirror, name);
+        format!("/{}", f.strip_prefix(self.www()).unwrap().display())
+    }
+
+    /// The `.part` file a download of `name` writes into.
+    fn part(&self, name: &str) -> PathBuf {
+        self.out().join(format!(".{name}.part"))
+    }
+
     fn nothing_downloaded(&self) -> bool {
         !self.out().exists() || std::fs::read_dir(self.out()).unwrap().next().is_none()
     }
@@ -968,6 +979,7 @@ fn kill_9_at_every_step_of_a_download_leaves_nothing_or_the_whole_file_and_a_ret
                 steps[n - 1]
             );
         }
+        w.server.take_log(BUNDLE);
         let r = w.download(BUNDLE, &["m1"]);
         assert!(
             r.ok,
@@ -976,5 +988,104 @@ fn kill_9_at_every_step_of_a_download_leaves_nothing_or_the_whole_file_and_a_ret
             r.stderr
         );
         assert_eq!(std::fs::read(&got).unwrap(), BUNDLE_DATA);
+        if steps[n - 1].contains("renaming into place") {
+            // The whole .part was kept: the retry checks it and fetches nothing.
+            assert_eq!(target_requests(&w), Vec::<usize>::new());
+        }
     }
+}
+
+/// 1 MiB that no two offsets share much of: a prefix from the wrong place cannot pass.
+fn big_bundle() -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..1 << 20)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
+
+/// The target requests the server saw, as `from N` offsets (0 for a whole-file request).
+fn target_requests(w: &World) -> Vec<usize> {
+    w.server
+        .take_log(BUNDLE)
+        .iter()
+        .map(|l| {
+            l.split_once(" from ")
+                .map_or(0, |(_, n)| n.parse().unwrap())
+        })
+        .collect()
+}
+
+/// A connection that breaks halfway keeps what arrived; the next download asks only for
+/// the rest (`Range`), and the whole still passes TUF's hashes and the minisign signature.
+#[test]
+fn a_download_cut_off_halfway_resumes_from_where_it_stopped() {
+    let data = big_bundle();
+    let w = World::build(None, &data);
+    assert!(w.refresh().ok);
+    let half = data.len() / 2;
+    w.server
+        .switches
+        .cut
+        .lock()
+        .unwrap()
+        .insert(w.target_path("m1", BUNDLE), half);
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(!r.ok, "a cut download was accepted");
+    assert!(r.stderr.contains("download failed"), "{}", r.stderr);
+    assert!(!w.out().join(BUNDLE).exists());
+    let kept = std::fs::read(w.part(BUNDLE)).unwrap();
+    assert!(!kept.is_empty() && kept.len() <= half, "{}", kept.len());
+    assert_eq!(kept[..], data[..kept.len()]);
+    assert_eq!(target_requests(&w), [0]);
+
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(target_requests(&w), [kept.len()], "not resumed");
+    assert_eq!(std::fs::read(w.out().join(BUNDLE)).unwrap(), data);
+    assert!(!w.part(BUNDLE).exists());
+}
+
+/// Kept bytes that are not the signed file's (another mirror's, or damaged) fail the hash
+/// once the rest arrives: they are dropped and the file fetched whole, once. A server that
+/// ignores the range and sends everything is written from its first byte.
+#[test]
+fn a_kept_part_that_is_not_the_signed_file_is_dropped_and_a_server_without_ranges_still_works() {
+    let data = big_bundle();
+    let w = World::build(None, &data);
+    assert!(w.refresh().ok);
+    let half = data.len() / 2;
+    std::fs::create_dir_all(w.out()).unwrap();
+    std::fs::write(w.part(BUNDLE), vec![0x55; half]).unwrap();
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(target_requests(&w), [half, 0]);
+    assert_eq!(std::fs::read(w.out().join(BUNDLE)).unwrap(), data);
+
+    std::fs::remove_dir_all(w.out()).unwrap();
+    std::fs::create_dir_all(w.out()).unwrap();
+    std::fs::write(w.part(BUNDLE), &data[..half]).unwrap();
+    w.server
+        .switches
+        .ignore_ranges
+        .store(true, std::sync::atomic::Ordering::SeqCst);
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(target_requests(&w), [half]);
+    assert_eq!(std::fs::read(w.out().join(BUNDLE)).unwrap(), data);
+
+    // A kept file longer than the signed length is never resumed.
+    std::fs::remove_dir_all(w.out()).unwrap();
+    std::fs::create_dir_all(w.out()).unwrap();
+    let mut long = data.clone();
+    long.push(0);
+    std::fs::write(w.part(BUNDLE), &long).unwrap();
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(r.ok, "{}", r.stderr);
+    assert_eq!(target_requests(&w), [0]);
+    assert_eq!(std::fs::read(w.out().join(BUNDLE)).unwrap(), data);
 }

@@ -16,13 +16,36 @@ use timb_release::{PublicKey, Sha256, SourceCommit, Target, TrustedComment};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tuf_repo::{Files, Repo};
 
-/// A loopback HTTP server over `root`. Paths in `endless` stream zeros forever; paths in
-/// `stall` send headers and then nothing.
+/// A loopback HTTP server over `root`, answering `Range: bytes=N-` with 206. Paths in
+/// `endless` stream zeros forever; paths in `stall` send headers and then nothing; a path in
+/// `cut` has its connection closed after that many body bytes (once, then it is removed).
+/// Every request is logged as `PATH` or `PATH from N`.
 pub struct Server {
     pub port: u16,
     pub root: PathBuf,
     pub endless: Arc<Mutex<HashSet<String>>>,
     pub stall: Arc<Mutex<HashSet<String>>>,
+    pub switches: Arc<Switches>,
+}
+
+/// What the tests change on a running [`Server`].
+#[derive(Default)]
+pub struct Switches {
+    pub cut: Mutex<BTreeMap<String, usize>>,
+    pub log: Mutex<Vec<String>>,
+    /// Answer every request with the whole file (200), as a server without ranges does.
+    pub ignore_ranges: std::sync::atomic::AtomicBool,
+}
+
+impl Server {
+    /// The requests logged for paths ending in `suffix`, and the log cleared.
+    pub fn take_log(&self, suffix: &str) -> Vec<String> {
+        let mut log = self.switches.log.lock().unwrap();
+        let all = std::mem::take(&mut *log);
+        all.into_iter()
+            .filter(|l| l.split(' ').next().is_some_and(|p| p.ends_with(suffix)))
+            .collect()
+    }
 }
 
 impl Server {
@@ -37,7 +60,9 @@ impl Server {
         let port = listener.local_addr().unwrap().port();
         let endless = Arc::new(Mutex::new(HashSet::new()));
         let stall = Arc::new(Mutex::new(HashSet::new()));
+        let switches = Arc::new(Switches::default());
         let (r, e, s) = (root.to_path_buf(), endless.clone(), stall.clone());
+        let sw = switches.clone();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
@@ -47,7 +72,7 @@ impl Server {
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
                 loop {
                     let (sock, _) = l.accept().await.unwrap();
-                    tokio::spawn(serve(sock, r.clone(), e.clone(), s.clone()));
+                    tokio::spawn(serve(sock, r.clone(), e.clone(), s.clone(), sw.clone()));
                 }
             });
         });
@@ -56,6 +81,7 @@ impl Server {
             root: root.to_path_buf(),
             endless,
             stall,
+            switches,
         }
     }
 
@@ -91,6 +117,7 @@ async fn serve(
     root: PathBuf,
     endless: Arc<Mutex<HashSet<String>>>,
     stall: Arc<Mutex<HashSet<String>>>,
+    switches: Arc<Switches>,
 ) {
     let mut req = Vec::new();
     let mut buf = [0u8; 1024];
@@ -118,20 +145,72 @@ async fn serve(
         tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         return;
     }
+    let from = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("range")
+                .then(|| v.trim().to_string())
+        })
+        .and_then(|v| {
+            v.strip_prefix("bytes=")?
+                .strip_suffix('-')?
+                .parse::<usize>()
+                .ok()
+        });
+    switches.log.lock().unwrap().push(match from {
+        Some(n) => format!("{path} from {n}"),
+        None => path.clone(),
+    });
+    let from = from.filter(|_| {
+        !switches
+            .ignore_ranges
+            .load(std::sync::atomic::Ordering::SeqCst)
+    });
     let file = root.join(path.trim_start_matches('/'));
     let body = if path.contains("..") {
         None
     } else {
         std::fs::read(&file).ok()
     };
+    let cut = switches.cut.lock().unwrap().remove(&path);
     let _ = match body {
-        Some(b) => {
+        Some(b) if from.is_some_and(|n| n >= b.len()) => {
             let head = format!(
-                "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
                 b.len()
             );
+            sock.write_all(head.as_bytes()).await
+        }
+        Some(b) => {
+            let (head, part) = match from {
+                Some(n) => (
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {n}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len() - 1,
+                        b.len(),
+                        b.len() - n
+                    ),
+                    &b[n..],
+                ),
+                None => (
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    ),
+                    &b[..],
+                ),
+            };
             let _ = sock.write_all(head.as_bytes()).await;
-            sock.write_all(&b).await
+            match cut {
+                // The connection breaks after `k` bytes of a body announced whole.
+                Some(k) => {
+                    let _ = sock.write_all(&part[..k.min(part.len())]).await;
+                    let _ = sock.flush().await;
+                    return;
+                }
+                None => sock.write_all(part).await,
+            }
         }
         None => {
             sock.write_all(
