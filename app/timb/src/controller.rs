@@ -23,6 +23,8 @@ pub struct App {
     pub(crate) profile_root: Option<PathBuf>,
     pub(crate) language: String,
     pub(crate) check_updates: bool,
+    /// The bundle "Restart to update" starts (the running program's, unless set).
+    pub(crate) bundle: Option<timb_launcher::Layout>,
     /// What the window shows; changed by [`model::apply`] and the user's actions.
     pub(crate) model: Model,
     pub(crate) editing: Option<AccountId>,
@@ -51,6 +53,9 @@ impl App {
             profile_root,
             language: String::new(),
             check_updates: remembered.check_updates,
+            bundle: std::env::current_exe()
+                .ok()
+                .and_then(|e| timb_launcher::Layout::of_exe(&e)),
             model: Model::default(),
             editing: None,
             password_for: None,
@@ -308,10 +313,7 @@ impl App {
     /// window; the new one opens no connection until the user asks.
     fn restart_to_update(&mut self) {
         use crate::backend::{UpdateProblem, UpdateStatus};
-        let bundle = std::env::current_exe()
-            .ok()
-            .and_then(|e| timb_launcher::Layout::of_exe(&e));
-        let Some(bundle) = bundle else {
+        let Some(bundle) = self.bundle.clone() else {
             self.handle(UiEvent::Update(UpdateStatus::Failed(
                 UpdateProblem::NotInPlace,
             )));

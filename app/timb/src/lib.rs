@@ -63,7 +63,23 @@ pub fn attach(
     profile_root: &Path,
     remembered: accounts::Remembered,
 ) -> std::io::Result<controller::Shared> {
-    let update = update::UpdateSetup::of_running(VERSION);
+    attach_with_update(
+        window,
+        profile_root,
+        remembered,
+        update::UpdateSetup::of_running(VERSION),
+    )
+}
+
+/// [`attach`] with the update setup given (a test's bundle and channel) rather than read
+/// from the folders of the running program.
+pub fn attach_with_update(
+    window: &MainWindow,
+    profile_root: &Path,
+    remembered: accounts::Remembered,
+    update: update::UpdateSetup,
+) -> std::io::Result<controller::Shared> {
+    let bundle = update.layout.clone();
     let backend = Box::new(net::Net::with_update(
         ui_sink(),
         profile_root,
@@ -71,6 +87,7 @@ pub fn attach(
         remembered.check_updates,
     )?);
     let app = controller::App::attach(window, backend, Some(profile_root.to_owned()), remembered);
+    app.borrow_mut().bundle = bundle;
     APP.with(|a| *a.borrow_mut() = Some(std::rc::Rc::downgrade(&app)));
     Ok(app)
 }

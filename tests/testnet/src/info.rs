@@ -24,8 +24,16 @@ pub mod exit_port_index {
 /// The well-known onion service names, each hosted by the c-tor service
 /// instance and forwarded to its own loopback `target_port`. "testnet" is
 /// this crate's own, so its tests never bind a port another suite uses.
-pub const ONION_SERVICE_NAMES: [&str; 7] =
-    ["echo", "xmpp", "irc", "gui", "bench", "testnet", "update"];
+pub const ONION_SERVICE_NAMES: [&str; 8] = [
+    "echo",
+    "xmpp",
+    "irc",
+    "gui",
+    "bench",
+    "testnet",
+    "update",
+    "app-update",
+];
 
 /// The parsed network file.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

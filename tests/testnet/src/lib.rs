@@ -65,8 +65,9 @@ const _: () = assert!(OFF_ONION_TARGETS + ONION_SERVICE_NAMES.len() as u16 <= po
 const _: () = assert!(N_EXIT_PORTS as usize >= exit_port_index::TESTNET.end);
 
 /// Virtual ports of the well-known onion services, in [`ONION_SERVICE_NAMES`] order.
-/// "update" is the updater's repository mirror (tests/update-client).
-const ONION_VIRTUAL_PORTS: [u16; 7] = [80, 5222, 6667, 5222, 9000, 80, 80];
+/// "update" is the updater's repository mirror (tests/update-client), "app-update" the one
+/// the window's update check reaches (app/timb/tests/gui_update.rs).
+const ONION_VIRTUAL_PORTS: [u16; 8] = [80, 5222, 6667, 5222, 9000, 80, 80, 80];
 
 /// A harness failure, with the relevant daemons' log tails when there are any.
 #[derive(Debug, Clone)]

@@ -8,7 +8,9 @@ mod support;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::tuf_repo::{self, Repo, BUNDLE, BUNDLE_DATA, PAST};
-use support::{client, publish, run, store_bytes, BundleKey, Run, Server};
+use support::{
+    bundle_archive, client, ent, publish, run, script, store_bytes, BundleKey, Ent, Run, Server,
+};
 use tempfile::TempDir;
 
 /// A repository served on loopback, a store initialised with its root, and a bundle key.
@@ -470,105 +472,6 @@ fn a_crash_at_any_step_of_any_write_leaves_a_store_the_next_refresh_succeeds_fro
 }
 
 // ---- Applying an update to a bundle (timb-launcher's layout) ----------------------------
-
-/// One entry of a test archive, written with raw header bytes so that hostile names and
-/// types (which `tar::Builder` refuses to write) can be made.
-#[derive(Clone, Copy)]
-struct Ent<'a> {
-    path: &'a str,
-    kind: tar::EntryType,
-    data: &'a [u8],
-    /// The size the header announces (defaults to the data's).
-    size: Option<u64>,
-    link: &'a str,
-}
-
-fn ent<'a>(path: &'a str, data: &'a [u8]) -> Ent<'a> {
-    Ent {
-        path,
-        kind: tar::EntryType::Regular,
-        data,
-        size: None,
-        link: "",
-    }
-}
-
-fn dir(path: &str) -> Ent<'_> {
-    Ent {
-        kind: tar::EntryType::Directory,
-        ..ent(path, b"")
-    }
-}
-
-fn tar_xz(entries: &[Ent]) -> Vec<u8> {
-    let mut raw = Vec::new();
-    for e in entries {
-        let mut h = tar::Header::new_gnu();
-        {
-            let gnu = h.as_gnu_mut().unwrap();
-            gnu.name[..e.path.len()].copy_from_slice(e.path.as_bytes());
-            gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
-            if e.kind == tar::EntryType::GNUSparse {
-                // A 10 GB file whose one stored byte sits at its end.
-                let octal = |v: u64, f: &mut [u8; 12]| {
-                    f.copy_from_slice(format!("{v:012o}").as_bytes());
-                };
-                octal(10 << 30, &mut gnu.realsize);
-                octal((10 << 30) - 1, &mut gnu.sparse[0].offset);
-                octal(e.data.len() as u64, &mut gnu.sparse[0].numbytes);
-            }
-        }
-        h.set_entry_type(e.kind);
-        h.set_mode(if e.path.ends_with("/timb") {
-            0o755
-        } else {
-            0o644
-        });
-        h.set_size(e.size.unwrap_or(e.data.len() as u64));
-        h.set_mtime(1);
-        h.set_cksum();
-        raw.extend_from_slice(h.as_bytes());
-        raw.extend_from_slice(e.data);
-        raw.resize(raw.len().div_ceil(512) * 512, 0);
-    }
-    raw.resize(raw.len() + 1024, 0);
-    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
-    std::io::Write::write_all(&mut xz, &raw).unwrap();
-    xz.finish().unwrap()
-}
-
-fn script(version: &str) -> String {
-    format!("#!/bin/sh\necho \"timb {version} $*\"\n")
-}
-
-/// A real bundle's shape for `version`, plus `extra` entries.
-fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
-    let top = format!("timb-{version}-linux-x86_64");
-    let exe = script(version);
-    let names = [
-        format!("{top}/"),
-        format!("{top}/timb"),
-        format!("{top}/app/"),
-        format!("{top}/app/current"),
-        format!("{top}/app/{version}/"),
-        format!("{top}/app/{version}/timb"),
-        format!("{top}/app/{version}/LICENSES/THIRD-PARTY.txt"),
-        format!("{top}/profile/"),
-    ];
-    let current = format!("{version}\n");
-    let mut e = vec![
-        dir(&names[0]),
-        ent(&names[1], b"launcher"),
-        dir(&names[2]),
-        ent(&names[3], current.as_bytes()),
-        dir(&names[4]),
-        ent(&names[5], exe.as_bytes()),
-        ent(&names[6], b"licences"),
-        dir(&names[7]),
-    ];
-    e.extend(extra.iter().copied());
-    tar_xz(&e)
-}
 
 /// An unpacked 0.1.0 bundle in the new layout, with a profile the updater must not touch.
 fn old_bundle(at: &Path) -> PathBuf {

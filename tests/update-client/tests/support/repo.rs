@@ -1,0 +1,403 @@
+//! A TUF repository the updater's tests serve: a real HTTP/1.1 server on loopback over a
+//! folder (ranges, endless, stalling and cut files on demand), minisign-signed bundles, and
+//! archives in a bundle's shape. Included by the update-client tests and the window's update
+//! test (app/timb/tests/gui_update.rs), so it names no binary of either.
+// Each includer uses part of it.
+#![allow(dead_code)]
+
+#[path = "../../../../app/timb-release/tests/common/tuf_repo.rs"]
+pub mod tuf_repo;
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use timb_release::tuf::{names, TrustedSet};
+use timb_release::{PublicKey, Sha256, SourceCommit, Target, TrustedComment};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tuf_repo::{Files, Repo};
+
+/// A loopback HTTP server over `root`, answering `Range: bytes=N-` with 206. Paths in
+/// `endless` stream zeros forever; paths in `stall` send headers and then nothing; a path in
+/// `cut` has its connection closed after that many body bytes (once, then it is removed).
+/// Every request is logged as `PATH` or `PATH from N`.
+pub struct Server {
+    pub port: u16,
+    pub root: PathBuf,
+    pub endless: Arc<Mutex<HashSet<String>>>,
+    pub stall: Arc<Mutex<HashSet<String>>>,
+    pub switches: Arc<Switches>,
+}
+
+/// What the tests change on a running [`Server`].
+#[derive(Default)]
+pub struct Switches {
+    pub cut: Mutex<BTreeMap<String, usize>>,
+    pub log: Mutex<Vec<String>>,
+    /// Answer every request with the whole file (200), as a server without ranges does.
+    pub ignore_ranges: std::sync::atomic::AtomicBool,
+}
+
+impl Server {
+    /// The requests logged for paths ending in `suffix`, and the log cleared.
+    pub fn take_log(&self, suffix: &str) -> Vec<String> {
+        let mut log = self.switches.log.lock().unwrap();
+        let all = std::mem::take(&mut *log);
+        all.into_iter()
+            .filter(|l| l.split(' ').next().is_some_and(|p| p.ends_with(suffix)))
+            .collect()
+    }
+}
+
+impl Server {
+    pub fn start(root: &Path) -> Server {
+        Server::start_on(root, 0)
+    }
+
+    /// On a given loopback port (an onion service's target); 0 picks a free one.
+    pub fn start_on(root: &Path, port: u16) -> Server {
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let endless = Arc::new(Mutex::new(HashSet::new()));
+        let stall = Arc::new(Mutex::new(HashSet::new()));
+        let switches = Arc::new(Switches::default());
+        let (r, e, s) = (root.to_path_buf(), endless.clone(), stall.clone());
+        let sw = switches.clone();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::from_std(listener).unwrap();
+                loop {
+                    let (sock, _) = l.accept().await.unwrap();
+                    tokio::spawn(serve(sock, r.clone(), e.clone(), s.clone(), sw.clone()));
+                }
+            });
+        });
+        Server {
+            port,
+            root: root.to_path_buf(),
+            endless,
+            stall,
+            switches,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!(
+            "http://127.0.0.1:{}/{}",
+            self.port,
+            path.trim_start_matches('/')
+        )
+    }
+}
+
+fn decode(path: &str) -> String {
+    let b = path.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' && i + 2 < b.len() {
+            if let Ok(v) = u8::from_str_radix(&path[i + 1..i + 3], 16) {
+                out.push(v);
+                i += 3;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+async fn serve(
+    mut sock: tokio::net::TcpStream,
+    root: PathBuf,
+    endless: Arc<Mutex<HashSet<String>>>,
+    stall: Arc<Mutex<HashSet<String>>>,
+    switches: Arc<Switches>,
+) {
+    let mut req = Vec::new();
+    let mut buf = [0u8; 1024];
+    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16384 {
+        match sock.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => req.extend_from_slice(&buf[..n]),
+        }
+    }
+    let text = String::from_utf8_lossy(&req);
+    let path = text.split(' ').nth(1).unwrap_or("/").to_string();
+    let path = decode(&path);
+    if endless.lock().unwrap().contains(&path) {
+        let _ = sock
+            .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n")
+            .await;
+        let zeros = vec![b'0'; 65536];
+        while sock.write_all(&zeros).await.is_ok() {}
+        return;
+    }
+    if stall.lock().unwrap().contains(&path) {
+        let _ = sock
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n")
+            .await;
+        tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
+        return;
+    }
+    let from = text
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("range")
+                .then(|| v.trim().to_string())
+        })
+        .and_then(|v| {
+            v.strip_prefix("bytes=")?
+                .strip_suffix('-')?
+                .parse::<usize>()
+                .ok()
+        });
+    switches.log.lock().unwrap().push(match from {
+        Some(n) => format!("{path} from {n}"),
+        None => path.clone(),
+    });
+    let from = from.filter(|_| {
+        !switches
+            .ignore_ranges
+            .load(std::sync::atomic::Ordering::SeqCst)
+    });
+    let file = root.join(path.trim_start_matches('/'));
+    let body = if path.contains("..") {
+        None
+    } else {
+        std::fs::read(&file).ok()
+    };
+    let cut = switches.cut.lock().unwrap().remove(&path);
+    let _ = match body {
+        Some(b) if from.is_some_and(|n| n >= b.len()) => {
+            let head = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                b.len()
+            );
+            sock.write_all(head.as_bytes()).await
+        }
+        Some(b) => {
+            let (head, part) = match from {
+                Some(n) => (
+                    format!(
+                        "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {n}-{}/{}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len() - 1,
+                        b.len(),
+                        b.len() - n
+                    ),
+                    &b[n..],
+                ),
+                None => (
+                    format!(
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        b.len()
+                    ),
+                    &b[..],
+                ),
+            };
+            let _ = sock.write_all(head.as_bytes()).await;
+            match cut {
+                // The connection breaks after `k` bytes of a body announced whole.
+                Some(k) => {
+                    let _ = sock.write_all(&part[..k.min(part.len())]).await;
+                    let _ = sock.flush().await;
+                    return;
+                }
+                None => sock.write_all(part).await,
+            }
+        }
+        None => {
+            sock.write_all(
+                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+            )
+            .await
+        }
+    };
+    let _ = sock.shutdown().await;
+}
+
+/// A minisign key pair for bundles, with its public file and a policy listing it.
+pub struct BundleKey {
+    kp: minisign::KeyPair,
+    pub pub_file: PathBuf,
+    pub policy_file: PathBuf,
+}
+
+impl BundleKey {
+    pub fn new(dir: &Path, name: &str) -> BundleKey {
+        let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+        let text = kp.pk.to_box().unwrap().to_string();
+        let id = PublicKey::parse(&text).unwrap().id();
+        let pub_file = dir.join(format!("{name}.pub"));
+        std::fs::write(&pub_file, &text).unwrap();
+        let policy_file = dir.join(format!("{name}-policy.toml"));
+        std::fs::write(
+            &policy_file,
+            format!("[bundle]\nkeys = [\"{id}\"]\n[update-metadata]\nkeys = []\nthreshold = 2\n"),
+        )
+        .unwrap();
+        BundleKey {
+            kp,
+            pub_file,
+            policy_file,
+        }
+    }
+
+    /// The `.minisig` text of a release signature over archive `name`.
+    pub fn sign(&self, name: &str, data: &[u8]) -> String {
+        let (version, target) = Target::parse_archive_name(name).unwrap();
+        let comment = TrustedComment::new(
+            name,
+            version,
+            target,
+            Sha256::of(data),
+            SourceCommit::Unknown,
+            false,
+        )
+        .unwrap()
+        .to_string();
+        minisign::sign(Some(&self.kp.pk), &self.kp.sk, data, Some(&comment), None)
+            .unwrap()
+            .to_string()
+    }
+}
+
+/// Writes `files` as the repository at `dir`: `metadata/` (root by version, timestamp,
+/// snapshot and targets by consistent name) and `targets/` (each of `bundles` under its
+/// hash, with `NAME.minisig` beside it by `key`).
+pub fn publish(dir: &Path, repo: &Repo, files: &Files, bundles: &[(&str, &[u8])], key: &BundleKey) {
+    let meta = dir.join("metadata");
+    let targets = dir.join("targets");
+    std::fs::create_dir_all(&meta).unwrap();
+    std::fs::create_dir_all(&targets).unwrap();
+    std::fs::write(meta.join(names::root(repo.root_version)), &files.root).unwrap();
+    std::fs::write(meta.join(names::TIMESTAMP), &files.timestamp).unwrap();
+    std::fs::write(
+        meta.join(names::snapshot(true, repo.snapshot_version)),
+        &files.snapshot,
+    )
+    .unwrap();
+    std::fs::write(
+        meta.join(names::targets(true, repo.targets_version)),
+        &files.targets,
+    )
+    .unwrap();
+    let set: TrustedSet = files.trusted();
+    for (name, data) in bundles {
+        let info = set.target(name).unwrap();
+        for p in names::target(true, &info) {
+            std::fs::write(targets.join(p), data).unwrap();
+        }
+        let file = name.rsplit('/').next().unwrap();
+        std::fs::write(
+            targets.join(format!("{name}.minisig")),
+            key.sign(file, data),
+        )
+        .unwrap();
+    }
+}
+
+/// One entry of a test archive, written with raw header bytes so that hostile names and
+/// types (which `tar::Builder` refuses to write) can be made.
+#[derive(Clone, Copy)]
+pub struct Ent<'a> {
+    pub path: &'a str,
+    pub kind: tar::EntryType,
+    pub data: &'a [u8],
+    /// The size the header announces (defaults to the data's).
+    pub size: Option<u64>,
+    pub link: &'a str,
+}
+
+pub fn ent<'a>(path: &'a str, data: &'a [u8]) -> Ent<'a> {
+    Ent {
+        path,
+        kind: tar::EntryType::Regular,
+        data,
+        size: None,
+        link: "",
+    }
+}
+
+pub fn dir(path: &str) -> Ent<'_> {
+    Ent {
+        kind: tar::EntryType::Directory,
+        ..ent(path, b"")
+    }
+}
+
+pub fn tar_xz(entries: &[Ent]) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for e in entries {
+        let mut h = tar::Header::new_gnu();
+        {
+            let gnu = h.as_gnu_mut().unwrap();
+            gnu.name[..e.path.len()].copy_from_slice(e.path.as_bytes());
+            gnu.linkname[..e.link.len()].copy_from_slice(e.link.as_bytes());
+            if e.kind == tar::EntryType::GNUSparse {
+                // A 10 GB file whose one stored byte sits at its end.
+                let octal = |v: u64, f: &mut [u8; 12]| {
+                    f.copy_from_slice(format!("{v:012o}").as_bytes());
+                };
+                octal(10 << 30, &mut gnu.realsize);
+                octal((10 << 30) - 1, &mut gnu.sparse[0].offset);
+                octal(e.data.len() as u64, &mut gnu.sparse[0].numbytes);
+            }
+        }
+        h.set_entry_type(e.kind);
+        h.set_mode(if e.path.ends_with("/timb") {
+            0o755
+        } else {
+            0o644
+        });
+        h.set_size(e.size.unwrap_or(e.data.len() as u64));
+        h.set_mtime(1);
+        h.set_cksum();
+        raw.extend_from_slice(h.as_bytes());
+        raw.extend_from_slice(e.data);
+        raw.resize(raw.len().div_ceil(512) * 512, 0);
+    }
+    raw.resize(raw.len() + 1024, 0);
+    let mut xz = xz2::write::XzEncoder::new(Vec::new(), 1);
+    std::io::Write::write_all(&mut xz, &raw).unwrap();
+    xz.finish().unwrap()
+}
+
+pub fn script(version: &str) -> String {
+    format!("#!/bin/sh\necho \"timb {version} $*\"\n")
+}
+
+/// A real bundle's shape for `version`, plus `extra` entries.
+pub fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
+    let top = format!("timb-{version}-linux-x86_64");
+    let exe = script(version);
+    let names = [
+        format!("{top}/"),
+        format!("{top}/timb"),
+        format!("{top}/app/"),
+        format!("{top}/app/current"),
+        format!("{top}/app/{version}/"),
+        format!("{top}/app/{version}/timb"),
+        format!("{top}/app/{version}/LICENSES/THIRD-PARTY.txt"),
+        format!("{top}/profile/"),
+    ];
+    let current = format!("{version}\n");
+    let mut e = vec![
+        dir(&names[0]),
+        ent(&names[1], b"launcher"),
+        dir(&names[2]),
+        ent(&names[3], current.as_bytes()),
+        dir(&names[4]),
+        ent(&names[5], exe.as_bytes()),
+        ent(&names[6], b"licences"),
+        dir(&names[7]),
+    ];
+    e.extend(extra.iter().copied());
+    tar_xz(&e)
+}
