@@ -171,6 +171,61 @@ fn publish_resign_rotate_and_the_reference_client_follows() {
         assert_eq!(got, serde_json::json!({}));
     }
 
+    // The channel bundles ship: the current root and the mirrors, onion first.
+    let onion = "http://timbupdatexxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx.onion/";
+    let clearnet = "https://updates.example.org/timb/";
+    let ch = d.join("channel");
+    fails(
+        &[
+            "channel",
+            "--repo",
+            s(&repo),
+            "--out",
+            s(&ch),
+            "--mirror",
+            clearnet,
+            "--mirror",
+            onion,
+        ],
+        "onion mirrors go first",
+    );
+    assert!(!ch.exists());
+    ok(&[
+        "channel",
+        "--repo",
+        s(&repo),
+        "--out",
+        s(&ch),
+        "--mirror",
+        onion,
+        "--mirror",
+        clearnet,
+    ]);
+    assert_eq!(
+        std::fs::read(ch.join("root.json")).unwrap(),
+        std::fs::read(repo.join("metadata/root.json")).unwrap()
+    );
+    let shipped = timb_release::tuf::ShippedChannel::parse(
+        &std::fs::read_to_string(ch.join("channel.toml")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(
+        (shipped.channel.as_str(), &shipped.mirrors[..]),
+        ("stable", &[onion.to_string(), clearnet.to_string()][..])
+    );
+    fails(
+        &[
+            "channel",
+            "--repo",
+            s(&d.join("nothing")),
+            "--out",
+            s(&ch),
+            "--mirror",
+            onion,
+        ],
+        "is it a repository?",
+    );
+
     // A release: two bundles with their signatures.
     let rel = d.join("release");
     std::fs::create_dir_all(&rel).unwrap();

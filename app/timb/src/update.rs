@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use timb_launcher::Layout;
-use timb_release::tuf::{Channel, RoleName};
+use timb_release::tuf::{Channel, RoleName, ShippedChannel, CHANNEL_FILE, ROOT_FILE};
 use timb_release::{Target, Version};
 use timb_tor::Transport;
 use timb_update::{
@@ -39,13 +39,6 @@ pub struct ChannelConfig {
     pub trust: BundleTrust,
 }
 
-#[derive(serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChannelFile {
-    channel: String,
-    mirrors: Vec<String>,
-}
-
 impl ChannelConfig {
     /// Reads `dir/root.json` and `dir/channel.toml`, with the bundle keys and policy built
     /// into this binary. A missing folder is `Ok(None)`; a broken one an error.
@@ -53,20 +46,19 @@ impl ChannelConfig {
         if !dir.is_dir() {
             return Ok(None);
         }
-        let root = std::fs::read(dir.join("root.json")).map_err(|e| format!("root.json: {e}"))?;
-        let text = std::fs::read_to_string(dir.join("channel.toml"))
-            .map_err(|e| format!("channel.toml: {e}"))?;
-        let f: ChannelFile = toml::from_str(&text).map_err(|_| "channel.toml is not valid")?;
-        let channel = Channel::new(&f.channel).ok_or("channel.toml: not a channel name")?;
+        let root = std::fs::read(dir.join(ROOT_FILE)).map_err(|e| format!("{ROOT_FILE}: {e}"))?;
+        let text = std::fs::read_to_string(dir.join(CHANNEL_FILE))
+            .map_err(|e| format!("{CHANNEL_FILE}: {e}"))?;
+        let f = ShippedChannel::parse(&text).map_err(|e| e.to_string())?;
         let mirrors = f
             .mirrors
             .iter()
-            .map(|m| Url::parse(m).map_err(|e| format!("channel.toml: {e}")))
+            .map(|m| Url::parse(m).map_err(|e| format!("{CHANNEL_FILE}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Some(ChannelConfig {
             root,
             mirrors,
-            channel,
+            channel: f.channel,
             trust,
         }))
     }
@@ -205,4 +197,40 @@ pub fn restart(layout: &Layout) -> std::io::Result<()> {
         .stdin(std::process::Stdio::null())
         .spawn()
         .map(drop)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_shipped_channel_is_read_and_a_broken_one_is_an_error_not_a_silent_none() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join(CHANNEL_DIR);
+        let trust = || BundleTrust::shipped().unwrap();
+        assert!(ChannelConfig::read(&dir, trust()).unwrap().is_none());
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join(ROOT_FILE), b"root bytes").unwrap();
+        let e = ChannelConfig::read(&dir, trust()).err().unwrap();
+        assert!(e.contains(CHANNEL_FILE), "{e}");
+        let onion = "http://abc.onion/";
+        let shipped = ShippedChannel::new(
+            Channel::new("alpha").unwrap(),
+            vec![onion.into(), "https://example.org/timb/".into()],
+        )
+        .unwrap();
+        std::fs::write(dir.join(CHANNEL_FILE), shipped.to_toml()).unwrap();
+        let c = ChannelConfig::read(&dir, trust()).unwrap().unwrap();
+        assert_eq!(c.root, b"root bytes");
+        assert_eq!(c.channel.as_str(), "alpha");
+        assert_eq!(c.mirrors[0], Url::parse(onion).unwrap());
+        assert_eq!(c.mirrors[1].host, "example.org");
+        std::fs::write(
+            dir.join(CHANNEL_FILE),
+            "channel = \"alpha\"\nmirrors = [\"http://example.org/\"]\n",
+        )
+        .unwrap();
+        let e = ChannelConfig::read(&dir, trust()).err().unwrap();
+        assert!(e.contains("plain HTTP is only for onion mirrors"), "{e}");
+    }
 }

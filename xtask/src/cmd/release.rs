@@ -49,6 +49,20 @@ pub enum Release {
         #[arg(long, value_name = "FILE")]
         roles: PathBuf,
     },
+    /// Write the channel every bundle ships (release/CHANNEL/): the repository's current
+    /// root and the mirror list, onion mirrors first
+    Channel {
+        #[arg(long, value_name = "DIR")]
+        repo: PathBuf,
+        #[arg(long, default_value = "stable")]
+        channel: String,
+        /// A mirror's base address (the folder holding metadata/ and targets/); repeat
+        #[arg(long = "mirror", value_name = "URL", required = true)]
+        mirrors: Vec<String>,
+        /// Where to write (default: release/CHANNEL in this repository)
+        #[arg(long, value_name = "DIR")]
+        out: Option<PathBuf>,
+    },
     /// Read the repository back as a client would
     Check {
         #[arg(long, value_name = "DIR")]
@@ -136,6 +150,12 @@ pub fn run(cmd: Release) -> Result<()> {
             eprintln!("root rotated in {}", a.repo.display());
             Ok(())
         }
+        Release::Channel {
+            repo: dir,
+            channel,
+            mirrors,
+            out,
+        } => write_channel(&dir, &channel, mirrors, out),
         Release::Check { repo: dir } => {
             repo::check(&dir, unix_now())?;
             eprintln!(
@@ -145,6 +165,37 @@ pub fn run(cmd: Release) -> Result<()> {
             Ok(())
         }
     }
+}
+
+/// `release channel`: checks what a bundle would ship exactly as the bundle step and the
+/// app do, then writes it.
+fn write_channel(
+    dir: &Path,
+    channel: &str,
+    mirrors: Vec<String>,
+    out: Option<PathBuf>,
+) -> Result<()> {
+    use timb_release::tuf::{check_shipped_root, ShippedChannel, CHANNEL_FILE, ROOT_FILE};
+    let name = timb_release::tuf::Channel::new(channel)
+        .with_context(|| format!("{channel:?} is not a channel name"))?;
+    let shipped = ShippedChannel::new(name, mirrors)?;
+    let root_path = dir.join("metadata").join(ROOT_FILE);
+    let root = std::fs::read(&root_path)
+        .with_context(|| format!("reading {} (is it a repository?)", root_path.display()))?;
+    let version = check_shipped_root(&root, unix_now())?;
+    let out = match out {
+        Some(o) => o,
+        None => pipeline::util::repo_root().join("release").join(channel),
+    };
+    std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+    std::fs::write(out.join(ROOT_FILE), &root)?;
+    std::fs::write(out.join(CHANNEL_FILE), shipped.to_toml())?;
+    eprintln!(
+        "{}: root version {version} and {} mirror(s); bundles built from now on ship them",
+        out.display(),
+        shipped.mirrors.len()
+    );
+    Ok(())
 }
 
 fn unix_now() -> i64 {

@@ -18,6 +18,7 @@
 //! | `target.rs` | [`TargetInfo`], the streaming [`TargetVerifier`], [`names`] on a repository |
 //! | `custom.rs` | timb's `custom.timb` target fields, the wrong-software and downgrade checks |
 //! | `error.rs` | [`TufError`]: one variant per refusal |
+//! | `shipped.rs` | [`ShippedChannel`]: the root and mirror list a bundle ships |
 //!
 //! Delegations are not supported and are refused with [`TufError::DelegationsRefused`].
 
@@ -27,6 +28,7 @@ mod error;
 mod hashes;
 mod keys;
 mod metadata;
+mod shipped;
 mod target;
 mod trusted;
 
@@ -39,5 +41,6 @@ pub use metadata::{
     Targets, Timestamp, Unverified, MAX_ROOT_ROTATIONS, MAX_ROOT_SIZE, MAX_SNAPSHOT_SIZE,
     MAX_TARGETS_SIZE, MAX_TIMESTAMP_SIZE,
 };
+pub use shipped::{check_shipped_root, ShippedChannel, ShippedError, CHANNEL_FILE, ROOT_FILE};
 pub use target::{names, TargetInfo, TargetVerifier};
 pub use trusted::{RootUpdate, TimestampUpdate, TrustedSet};

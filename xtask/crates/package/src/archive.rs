@@ -7,6 +7,7 @@ use std::io::Write;
 use std::path::Path;
 
 /// One file or folder in the archive.
+#[derive(Debug)]
 pub struct Entry {
     pub path: String,
     pub mode: u32,

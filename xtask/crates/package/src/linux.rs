@@ -50,19 +50,37 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         Entry::dir(format!("{vdir}/"), 0o755),
         Entry::file(format!("{vdir}/timb"), 0o755, read("timb")?),
     ];
-    // Files from the repository: LICENSE and bundle/ (README, .desktop).
+    // Files from the repository: LICENSE, bundle/ (README, .desktop) and release/ (the
+    // update channel, if one has been written).
+    let channel = s
+        .vars
+        .get("update_channel")
+        .map_or("stable", String::as_str);
+    let mut release = Vec::new();
     for input in &s.project.def.input {
         if let InputKind::Path(p) = input.kind()? {
             for (rel, mode, _) in env.path_files(p)? {
+                let data = std::fs::read(env.root.join(&rel))?;
+                if let Some(inside) = rel.strip_prefix("release/") {
+                    release.push((inside.to_string(), data));
+                    continue;
+                }
                 let inside = rel.strip_prefix("bundle/").unwrap_or(&rel);
                 entries.push(Entry {
                     path: format!("{top}/{inside}"),
                     mode,
-                    data: Some(std::fs::read(env.root.join(&rel))?),
+                    data: Some(data),
                 });
             }
         }
     }
+    let shipped = update_channel_entries(&release, channel, &vdir, env.source_date_epoch)?;
+    if shipped.is_empty() {
+        eprintln!(
+            "note: release/{channel}/ holds no update channel, so this bundle cannot check for updates (see release/README.md)"
+        );
+    }
+    entries.extend(shipped);
     entries.push(Entry::dir(format!("{vdir}/LICENSES/"), 0o755));
     entries.push(Entry {
         path: format!("{vdir}/LICENSES/THIRD-PARTY.txt"),
@@ -90,4 +108,77 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;
     std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;
     Ok(())
+}
+
+/// The update channel the bundle ships, from `release/CHANNEL/` (`files`: paths inside
+/// `release/` and their bytes): `VDIR/update-channel/{root.json, channel.toml}`, checked as
+/// the app will read them (a root valid at `now`, the channel's own name, onion mirrors
+/// first). None when the folder holds neither file; an error when it holds one, or a bad one.
+fn update_channel_entries(
+    files: &[(String, Vec<u8>)],
+    channel: &str,
+    vdir: &str,
+    now: u64,
+) -> Result<Vec<Entry>> {
+    use timb_release::tuf::{check_shipped_root, ShippedChannel, CHANNEL_FILE, ROOT_FILE};
+    let get = |name: &str| {
+        files
+            .iter()
+            .find(|(p, _)| *p == format!("{channel}/{name}"))
+            .map(|(_, d)| d)
+    };
+    let (root, toml) = match (get(ROOT_FILE), get(CHANNEL_FILE)) {
+        (None, None) => return Ok(Vec::new()),
+        (Some(r), Some(t)) => (r, t),
+        _ => anyhow::bail!(
+            "release/{channel}/ must hold both {ROOT_FILE} and {CHANNEL_FILE} (write them with `cargo xtask release channel`)"
+        ),
+    };
+    let text = std::str::from_utf8(toml).context("release channel.toml is not UTF-8")?;
+    let parsed = ShippedChannel::parse(text).with_context(|| format!("release/{channel}/"))?;
+    if parsed.channel.as_str() != channel {
+        anyhow::bail!(
+            "release/{channel}/{CHANNEL_FILE} names the channel {:?}",
+            parsed.channel.as_str()
+        );
+    }
+    let now = i64::try_from(now).unwrap_or(i64::MAX);
+    check_shipped_root(root, now).with_context(|| format!("release/{channel}/{ROOT_FILE}"))?;
+    let dir = format!("{vdir}/update-channel");
+    Ok(vec![
+        Entry::dir(format!("{dir}/"), 0o755),
+        Entry::file(format!("{dir}/{CHANNEL_FILE}"), 0o644, toml.clone()),
+        Entry::file(format!("{dir}/{ROOT_FILE}"), 0o644, root.clone()),
+    ])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TOML: &str = "channel = \"stable\"\nmirrors = [\"http://abc.onion/\"]\n";
+
+    #[test]
+    fn no_channel_ships_nothing_and_half_or_bad_ones_are_refused() {
+        let none = update_channel_entries(&[("README.md".into(), vec![])], "stable", "v", 0);
+        assert!(none.unwrap().is_empty());
+        let half = [("stable/channel.toml".to_string(), TOML.as_bytes().to_vec())];
+        let e = update_channel_entries(&half, "stable", "v", 0).unwrap_err();
+        assert!(format!("{e:#}").contains("must hold both"), "{e:#}");
+        let bad_root = [
+            half[0].clone(),
+            ("stable/root.json".to_string(), b"{}".to_vec()),
+        ];
+        let e = update_channel_entries(&bad_root, "stable", "v", 0).unwrap_err();
+        assert!(format!("{e:#}").contains("not a valid TUF root"), "{e:#}");
+        let other = [
+            (
+                "stable/channel.toml".to_string(),
+                TOML.replace("stable", "alpha").into_bytes(),
+            ),
+            ("stable/root.json".to_string(), b"{}".to_vec()),
+        ];
+        let e = update_channel_entries(&other, "stable", "v", 0).unwrap_err();
+        assert!(format!("{e:#}").contains("names the channel"), "{e:#}");
+    }
 }
