@@ -7,6 +7,7 @@
 //! Every daemon is killed when the process that started it dies, even on
 //! abort (PR_SET_PDEATHSIG), so a crashed test never leaves tor running.
 
+mod ctor;
 pub mod info;
 mod keys;
 mod ports;
@@ -14,6 +15,7 @@ mod procs;
 mod socks;
 mod torrc;
 
+pub use ctor::CtorClient;
 pub use info::{
     exit_port_index, AuthorityInfo, HarnessInfo, NetInfo, NetworkParams, OnionServiceInfo,
     RelayInfo, ONION_SERVICE_NAMES,

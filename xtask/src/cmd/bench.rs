@@ -16,7 +16,8 @@ pub enum Which {
     Irc,
     Otr,
     App,
-    /// Applying an update: time and bytes, on the bundle `cargo xtask bundle` built.
+    /// The updater: refresh, download and hashing over the private Tor network, and applying
+    /// the bundle `cargo xtask bundle` built.
     Update,
 }
 
@@ -140,17 +141,20 @@ fn bench_app(root: &Path) -> Result<String> {
 /// table; they get the shared private Tor network like the tests do.
 /// The update client's `bench-apply` on the bundle in `out/bundle/` (build it first with
 /// `cargo xtask bundle`).
+/// The updater: refresh, download and verification over the private Tor network (the
+/// `bench_fetch` example), then applying the bundle `cargo xtask bundle` built.
 fn bench_update(root: &Path) -> Result<String> {
+    let fetch = example(root, "timb-update-client", "bench_fetch")?;
     let version: timb_release::Version = util::workspace_version(root)?.parse()?;
     let archive = root
         .join("out")
         .join("bundle")
         .join(timb_release::Target::LinuxX86_64.archive_name(&version));
     if !archive.is_file() {
-        anyhow::bail!(
-            "{} is missing: run `cargo xtask bundle` first",
+        return Ok(format!(
+            "{fetch}\n(no apply measurement: {} is missing; run `cargo xtask bundle` first)\n",
             archive.display()
-        );
+        ));
     }
     let mut c = util::cargo();
     c.current_dir(root)
@@ -166,7 +170,7 @@ fn bench_update(root: &Path) -> Result<String> {
             "--archive",
         ])
         .arg(&archive);
-    util::output(&mut c)
+    Ok(format!("{fetch}\n{}", util::output(&mut c)?))
 }
 
 fn example(root: &Path, package: &str, name: &str) -> Result<String> {
