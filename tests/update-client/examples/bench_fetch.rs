@@ -38,19 +38,6 @@ fn mib_s(bytes: usize, d: Duration) -> String {
     )
 }
 
-/// Deterministic bytes that do not compress (the bundle is xz already).
-fn payload() -> Vec<u8> {
-    let mut x = 0x9e37_79b9_7f4a_7c15u64;
-    (0..SIZE)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
-}
-
 /// `GET path` through c-tor's SOCKS port; the whole response.
 fn ctor_get(socks: u16, host: &str, path: &str) -> Result<(usize, Duration), String> {
     let start = Instant::now();
@@ -77,7 +64,7 @@ fn main() {
     let tmp = tempfile::tempdir().expect("tempdir");
     let www = tmp.path().join("www");
     std::fs::create_dir_all(&www).expect("www");
-    let data = payload();
+    let data = repo::noise(SIZE);
     let mut repo = Repo::new();
     repo.add_target(
         BUNDLE,

@@ -898,17 +898,9 @@ fn kill_9_at_every_step_of_a_download_leaves_nothing_or_the_whole_file_and_a_ret
     }
 }
 
-/// 1 MiB that no two offsets share much of: a prefix from the wrong place cannot pass.
+/// 1 MiB of noise: a prefix from the wrong place cannot pass.
 fn big_bundle() -> Vec<u8> {
-    let mut x = 0x2545_f491_4f6c_dd1du64;
-    (0..1 << 20)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x as u8
-        })
-        .collect()
+    support::noise(1 << 20)
 }
 
 /// The target requests the server saw, as `from N` offsets (0 for a whole-file request).

@@ -401,3 +401,17 @@ pub fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
     e.extend(extra.iter().copied());
     tar_xz(&e)
 }
+
+/// `len` deterministic bytes that neither compress nor repeat (xorshift): a prefix from the
+/// wrong offset cannot pass a hash, and xz-like sizes are kept.
+pub fn noise(len: usize) -> Vec<u8> {
+    let mut x = 0x2545_f491_4f6c_dd1du64;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
+}
