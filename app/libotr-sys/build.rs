@@ -268,10 +268,14 @@ fn build_gcrypt(
             ]);
         c
     };
-    sh(
-        common(&gpg_dir).args(["--disable-nls", "--disable-languages", "--disable-tests"]),
-        "configuring libgpg-error",
-    )?;
+    let mut gpg = common(&gpg_dir);
+    gpg.args(["--disable-nls", "--disable-languages", "--disable-tests"]);
+    if host.ends_with("-mingw32") {
+        // libgpg-error 1.46 installs no gpg-error-config by default, and libgcrypt's
+        // configure finds libgpg-error only through it under a cross compiler.
+        gpg.arg("--enable-install-gpg-error-config");
+    }
+    sh(&mut gpg, "configuring libgpg-error")?;
     sh(
         Command::new("make")
             .arg(format!("-j{jobs}"))

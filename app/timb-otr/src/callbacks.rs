@@ -487,9 +487,10 @@ unsafe extern "C" fn otr_error_message(
             sys::OTRL_ERRCODE_MSG_MALFORMED => "Malformed message.",
             _ => "Error.",
         };
-        CString::new(text)
-            .map(|c| c.into_raw().cast_const())
-            .unwrap_or(ptr::null())
+        match CString::new(text) {
+            Ok(c) => c.into_raw().cast_const(),
+            Err(_) => ptr::null(),
+        }
     })
 }
 
@@ -503,10 +504,9 @@ unsafe extern "C" fn resent_msg_prefix(
     // resends, the prefix is short and neutral.
     // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
     let st = unsafe { shared(op) };
-    with(st, ptr::null(), |_| {
-        CString::new("[resent]")
-            .map(|c| c.into_raw().cast_const())
-            .unwrap_or(ptr::null())
+    with(st, ptr::null(), |_| match CString::new("[resent]") {
+        Ok(c) => c.into_raw().cast_const(),
+        Err(_) => ptr::null(),
     })
 }
 

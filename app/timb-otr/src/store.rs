@@ -3,10 +3,15 @@
 //! libotr opens its files with `fopen`, whose mode depends on the process umask; each file
 //! is therefore created 0600 before libotr writes it (fopen "w" keeps an existing mode) and
 //! re-checked afterwards.
+//!
+//! On Windows there are no modes: files take the ACL of the folder they are in (the user's
+//! own folder where the bundle was unpacked grants only that user, SYSTEM and the
+//! administrators; a FAT-formatted USB stick has no ACLs at all). README says so.
 
 use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
+#[cfg(unix)]
 use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
@@ -25,6 +30,7 @@ pub(crate) struct Paths {
 impl Paths {
     pub fn new(dir: &Path) -> Result<Paths, OtrError> {
         fs::create_dir_all(dir).map_err(storage)?;
+        #[cfg(unix)]
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(storage)?;
         Ok(Paths {
             dir: dir.to_path_buf(),
@@ -38,6 +44,7 @@ impl Paths {
     /// Keys, instance tags and fingerprints in anonymous memory files (Linux `memfd`):
     /// libotr reads and writes them by path like any file, but nothing reaches a disk and
     /// everything is gone when the session (or the process) ends.
+    #[cfg(target_os = "linux")]
     pub fn in_memory() -> Result<Paths, OtrError> {
         use std::os::fd::{AsRawFd, FromRawFd};
         extern "C" {
@@ -69,6 +76,15 @@ impl Paths {
         })
     }
 
+    /// Elsewhere there is no anonymous file libotr could open by path, and a temporary
+    /// file would reach the disk: keys kept only in memory are refused rather than faked.
+    #[cfg(not(target_os = "linux"))]
+    pub fn in_memory() -> Result<Paths, OtrError> {
+        Err(OtrError::Storage(
+            "keeping OTR keys only in memory is available on Linux only".into(),
+        ))
+    }
+
     pub fn in_memory_store(&self) -> bool {
         !self.memory.is_empty()
     }
@@ -93,31 +109,42 @@ pub(crate) fn storage(e: std::io::Error) -> OtrError {
 
 /// Creates `path` 0600 if missing and forces 0600 if present, so libotr's write keeps it.
 pub(crate) fn prepare_private_file(path: &Path) -> Result<CString, OtrError> {
-    OpenOptions::new()
-        .create(true)
-        .append(true)
-        .mode(0o600)
-        .open(path)
-        .map_err(storage)?;
+    let mut o = OpenOptions::new();
+    o.create(true).append(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    o.open(path).map_err(storage)?;
+    #[cfg(unix)]
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(storage)?;
     path_cstring(path)
 }
 
+#[cfg(unix)]
 pub(crate) fn path_cstring(path: &Path) -> Result<CString, OtrError> {
     use std::os::unix::ffi::OsStrExt;
     CString::new(path.as_os_str().as_bytes()).map_err(|_| OtrError::Storage("path".into()))
+}
+
+/// libotr's `fopen` takes the path in the process's ANSI code page, which the Windows
+/// build's manifest sets to UTF-8 (`activeCodePage`), so any Unicode profile path works; a
+/// path that is not Unicode is refused here.
+#[cfg(windows)]
+pub(crate) fn path_cstring(path: &Path) -> Result<CString, OtrError> {
+    let text = path
+        .to_str()
+        .ok_or_else(|| OtrError::Storage("the profile path is not valid Unicode".into()))?;
+    CString::new(text).map_err(|_| OtrError::Storage("path".into()))
 }
 
 /// Replaces `path` atomically with `contents`, owner-only.
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), OtrError> {
     let tmp = path.with_extension("tmp");
     let _ = fs::remove_file(&tmp);
-    let mut f = OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)
-        .map_err(storage)?;
+    let mut o = OpenOptions::new();
+    o.write(true).create_new(true);
+    #[cfg(unix)]
+    o.mode(0o600);
+    let mut f = o.open(&tmp).map_err(storage)?;
     f.write_all(contents).map_err(storage)?;
     f.sync_all().map_err(storage)?;
     fs::rename(&tmp, path).map_err(storage)

@@ -168,13 +168,15 @@ fn write(path: &Path, map: &BTreeMap<String, SpkiSha256>) -> Result<(), TlsError
     fs::rename(&tmp, path).map_err(|e| store_err(path, e))
 }
 
+#[cfg(unix)]
 fn restrict(path: &Path) -> Result<(), TlsError> {
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        fs::set_permissions(path, fs::Permissions::from_mode(0o600))
-            .map_err(|e| store_err(path, e))?;
-    }
+    use std::os::unix::fs::PermissionsExt;
+    fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(|e| store_err(path, e))
+}
+
+/// Windows has no modes: the file takes the ACL of the profile's folder.
+#[cfg(not(unix))]
+fn restrict(_: &Path) -> Result<(), TlsError> {
     Ok(())
 }
 

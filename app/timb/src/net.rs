@@ -320,10 +320,12 @@ fn auto_update_check(shared: &Arc<Shared>, tor: &Transport) {
 
 /// `<profile>/<name>`, created owner-only (every folder on the way too).
 fn private_dir(profile: &Path, name: &str) -> std::io::Result<PathBuf> {
-    use std::os::unix::fs::PermissionsExt;
     let dir = profile.join(name);
     std::fs::create_dir_all(&dir)?;
+    // Windows has no modes: the folders take the ACL of the one the bundle is in.
+    #[cfg(unix)]
     for d in [profile, dir.as_path()] {
+        use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))?;
     }
     Ok(dir)

@@ -74,10 +74,11 @@ pub fn owner_only_files() {
 }
 
 /// Folders deeper than this are not ours; they are left alone rather than walked forever.
+#[cfg(unix)]
 const MAX_DEPTH: usize = 8;
 
+#[cfg(unix)]
 fn restrict_tree(dir: &Path, depth: usize) -> io::Result<()> {
-    #[cfg(unix)]
     {
         use std::os::unix::fs::PermissionsExt;
         if depth > MAX_DEPTH {
@@ -102,6 +103,12 @@ fn restrict_tree(dir: &Path, depth: usize) -> io::Result<()> {
             }
         }
     }
+    Ok(())
+}
+
+/// Windows has no modes: the profile takes the ACL of the folder the bundle is in.
+#[cfg(not(unix))]
+fn restrict_tree(_: &Path, _: usize) -> io::Result<()> {
     Ok(())
 }
 

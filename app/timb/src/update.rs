@@ -86,9 +86,17 @@ impl UpdateSetup {
     }
 }
 
-/// The platform this binary was built for.
+/// The platform this binary was built for: only its own platform's bundles are updates.
 fn this_target() -> Target {
-    Target::LinuxX86_64
+    if cfg!(windows) {
+        Target::WindowsX86_64
+    } else if cfg!(all(target_os = "macos", target_arch = "aarch64")) {
+        Target::MacosAarch64
+    } else if cfg!(target_os = "macos") {
+        Target::MacosX86_64
+    } else {
+        Target::LinuxX86_64
+    }
 }
 
 /// One check: refresh, and if there is a newer bundle, download, verify and install it.
