@@ -48,7 +48,9 @@ impl HttpBody {
         match r.status() {
             200 => Ok((HttpBody(r), 0)),
             206 if from > 0 && r.range_start() == Some(from) => Ok((HttpBody(r), from)),
-            206 => Err(FetchError::Http(
+            // Not kept as a transport hiccup: the kept part is dropped and the file asked for
+            // whole next time, so such a mirror cannot stall an update for ever.
+            206 => Err(FetchError::Refused(
                 "the mirror sent a part of the file that was not asked for".into(),
             )),
             403 | 404 | 410 => Err(FetchError::NotFound),
