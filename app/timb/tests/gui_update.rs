@@ -65,19 +65,6 @@ fn shows(w: &MainWindow, words: &str) -> bool {
         .is_some()
 }
 
-/// Every file of the trusted store and its bytes.
-fn store_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            (name, std::fs::read(e.path()).unwrap())
-        })
-        .collect()
-}
-
 /// Clicks "Check for updates now" in About and waits until the check has ended in `state`
 /// with a sentence containing `words`.
 fn check_now(w: &slint::Weak<MainWindow>, want: UpdateState, words: &'static str) {
@@ -171,7 +158,7 @@ fn from_the_window_attacks_are_told_in_words_then_an_update_installs_and_restart
         std::fs::write(&target, &archive2).unwrap();
 
         // Freeze: a newer timestamp that has already expired.
-        let before = store_files(&store);
+        let before = repo::store_bytes(&store);
         repo.timestamp_version = 2;
         repo.timestamp_expires = PAST.into();
         std::fs::write(
@@ -186,7 +173,7 @@ fn from_the_window_attacks_are_told_in_words_then_an_update_installs_and_restart
             "someone may be holding updates back",
         );
         assert_eq!(
-            store_files(&store),
+            repo::store_bytes(&store),
             before,
             "a frozen timestamp changed the store"
         );
@@ -200,7 +187,7 @@ fn from_the_window_attacks_are_told_in_words_then_an_update_installs_and_restart
         check_now(&w, UpdateState::Failed, "did not match the signed size");
         server.endless.lock().unwrap().clear();
         assert_eq!(
-            store_files(&store),
+            repo::store_bytes(&store),
             before,
             "endless data changed the store"
         );
@@ -217,13 +204,17 @@ fn from_the_window_attacks_are_told_in_words_then_an_update_installs_and_restart
         repo.timestamp_version = 2;
         repo.snapshot_version = 2;
         publish(&mirror2, &repo, &repo.files(), &[(BUNDLE, &archive2)], &key);
-        let before = store_files(&store);
+        let before = repo::store_bytes(&store);
         check_now(
             &w,
             UpdateState::Failed,
             "offered older files than timb already has",
         );
-        assert_eq!(store_files(&store), before, "a rollback changed the store");
+        assert_eq!(
+            repo::store_bytes(&store),
+            before,
+            "a rollback changed the store"
+        );
 
         // Served right again: a later check finds the update ready, and the user restarts.
         repo.timestamp_version = 3;

@@ -9,7 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::tuf_repo::{self, Repo, BUNDLE, BUNDLE_DATA, PAST};
 use support::{
-    bundle_archive, client, ent, publish, run, script, store_bytes, BundleKey, Ent, Run, Server,
+    assert_killed, bundle_archive, client, ent, publish, run, script, store_bytes, BundleKey, Ent,
+    Run, Server,
 };
 use tempfile::TempDir;
 
@@ -607,14 +608,7 @@ fn kill_9_at_every_write_rename_and_fsync_of_an_apply_leaves_old_or_new_and_a_re
     for n in 1..=steps.len() {
         fresh();
         let r = run(apply_cmd(&root, &archive, "0.2.0").env("TIMB_APPLY_STOP_AT", n.to_string()));
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            r.out.status.signal(),
-            Some(9),
-            "{}: not killed: {}",
-            steps[n - 1],
-            r.stderr
-        );
+        assert_killed(&r, &steps[n - 1]);
         let expect = if n >= commit { "0.2.0" } else { "0.1.0" };
         assert_eq!(
             launched(&root),
@@ -865,14 +859,7 @@ fn kill_9_at_every_step_of_a_download_leaves_nothing_or_the_whole_file_and_a_ret
         let mut c = w.cmd();
         c.env("TIMB_DOWNLOAD_STOP_AT", n.to_string());
         let r = w.download_with(c, BUNDLE, &["m1"]);
-        use std::os::unix::process::ExitStatusExt;
-        assert_eq!(
-            r.out.status.signal(),
-            Some(9),
-            "{}: not killed: {}",
-            steps[n - 1],
-            r.stderr
-        );
+        assert_killed(&r, &steps[n - 1]);
         let got = w.out().join(BUNDLE);
         if got.exists() {
             assert_eq!(

@@ -6,8 +6,6 @@
 pub mod repo;
 pub use repo::*;
 
-use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::{Command, Output};
 
 pub fn client() -> Command {
@@ -29,17 +27,13 @@ pub fn run(cmd: &mut Command) -> Run {
     }
 }
 
-/// Every file of the store folder and its bytes.
-pub fn store_bytes(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap())
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| {
-            (
-                e.file_name().to_string_lossy().into_owned(),
-                std::fs::read(e.path()).unwrap(),
-            )
-        })
-        .collect()
+/// `r` ended by SIGKILL (the test client's stop point), at step `step`.
+pub fn assert_killed(r: &Run, step: &str) {
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(
+        r.out.status.signal(),
+        Some(9),
+        "{step}: not killed: {}",
+        r.stderr
+    );
 }
