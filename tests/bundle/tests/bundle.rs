@@ -49,7 +49,18 @@ fn scratch(name: &str) -> PathBuf {
 }
 
 fn run_ok(cmd: &mut Command) -> Output {
+    let started = std::time::Instant::now();
     let out = cmd.output().unwrap_or_else(|e| panic!("{cmd:?}: {e}"));
+    // Where the time goes, for CI's log (`cargo xtask test` runs these with --nocapture).
+    let what: Vec<_> = std::iter::once(cmd.get_program())
+        .chain(cmd.get_args().take(2))
+        .map(|a| Path::new(a).file_name().unwrap_or(a).to_string_lossy())
+        .collect();
+    eprintln!(
+        "    [{:.1} min] {}",
+        started.elapsed().as_secs_f64() / 60.0,
+        what.join(" ")
+    );
     assert!(
         out.status.success(),
         "{cmd:?} failed:\n--- stdout\n{}\n--- stderr\n{}",

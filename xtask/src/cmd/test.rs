@@ -81,6 +81,14 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     // tests (run in this process's children) find it through this variable.
     let python = tuf_python(root)?;
     std::env::set_var(TUF_PYTHON_ENV, &python);
+    // The bundle's release builds (the bundle, then its rebuild elsewhere) run in their
+    // own sandboxes and target directories and need nothing from the suite, so they start
+    // now, beside the lint and test build and then the suite. They run at a lower CPU
+    // priority: started beside the debug build at equal priority, both got slower than one
+    // after the other (a cold clippy took 36 min instead of 13), while niced they take only
+    // the cycles the debug build leaves idle (its links, its serial crates, the suite's
+    // waits for Tor and servers) and their downloads (the build container) overlap it.
+    let bundle_tests = BundleTests::start(root, &exe)?;
     util::stage(
         3,
         5,
@@ -94,12 +102,6 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     .context("code is not formatted: run `cargo fmt --all`")?;
     deny(root)?;
     lint_and_build_tests(root)?;
-    // The bundle's release builds (the bundle, then its rebuild elsewhere) run in their
-    // own sandboxes and target directories and need nothing from the suite, so they start
-    // now and overlap it (its Tor and server waits leave the cores idle). Not earlier: on
-    // this 2-core machine, overlapping them with the debug build made both slower than
-    // one after the other (measured: 36 min for a cold clippy that takes 13 alone).
-    let bundle_tests = BundleTests::start(root, &exe)?;
     util::stage(
         4,
         5,
@@ -230,7 +232,8 @@ fn lints_fail_the_build(driver: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The bundle tests, run in the background from the end of stage 3.
+/// The bundle tests, run in the background from the start of stage 3 at a lower CPU
+/// priority (`nice`, inherited by their builds).
 ///
 /// They start no servers and run outside the network namespace, because the
 /// independent rebuild fetches its pinned sources and makes its own build
@@ -261,14 +264,28 @@ impl BundleTests {
         .context("building the bundle tests")?;
         let exe =
             test_executable(&out).context("cargo did not name the bundle tests' executable")?;
+        // The test build that runs beside them relinks both executables (xtask has tests
+        // of its own, and the lint pass builds with other flags); they run from copies.
+        let own = util::cargo_target_dir(root).join("bundle-tests-bin");
+        std::fs::create_dir_all(&own)?;
+        let copy = |from: &Path, name: &str| -> Result<PathBuf> {
+            let to = own.join(name);
+            std::fs::copy(from, &to)
+                .with_context(|| format!("copying {} to {}", from.display(), to.display()))?;
+            Ok(to)
+        };
+        let (exe, xtask) = (copy(&exe, "bundle-tests")?, copy(xtask, "xtask")?);
         let log = util::cargo_target_dir(root).join("bundle-tests.log");
         let file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         use std::os::unix::process::CommandExt;
-        let child = Command::new(&exe)
-            .arg("--test-threads=1")
+        let child = Command::new("nice")
+            .args(["-n", "19"])
+            .arg(&exe)
+            // Each step prints how long it took (see tests/bundle), into the log.
+            .args(["--test-threads=1", "--nocapture"])
             .current_dir(root.join("tests/bundle"))
-            .env("TIMB_XTASK_BIN", xtask)
+            .env("TIMB_XTASK_BIN", &xtask)
             // The lint pass's wrapper is for the debug builds here; the rebuild compiles
             // xtask again with plain rustc, as a rebuilder would.
             .env_remove("RUSTC_WORKSPACE_WRAPPER")

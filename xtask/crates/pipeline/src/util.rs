@@ -144,9 +144,16 @@ pub fn workspace_version(root: &Path) -> Result<String> {
         .context("Cargo.toml has no [workspace.package] version")
 }
 
-/// A staged progress line; the long build steps print their own progress below it.
+/// A staged progress line, with the minutes since the first one (so a log shows where
+/// the time went); the long build steps print their own progress below it.
 pub fn stage(n: usize, total: usize, what: &str) {
-    eprintln!("\x1b[1m[{n}/{total}]\x1b[0m {what}");
+    static FIRST: std::sync::OnceLock<std::time::Instant> = std::sync::OnceLock::new();
+    let minutes = FIRST
+        .get_or_init(std::time::Instant::now)
+        .elapsed()
+        .as_secs_f64()
+        / 60.0;
+    eprintln!("\x1b[1m[{n}/{total}]\x1b[0m {what} (at {minutes:.1} min)");
 }
 
 /// Removes a directory tree if it exists.
