@@ -63,10 +63,17 @@ enum Cmd {
         out: PathBuf,
     },
     /// Download crates and pinned source archives (checked by sha256)
-    Fetch,
+    Fetch {
+        /// Also fetch the build container's locked packages, and say how each input is pinned
+        #[arg(long)]
+        check: bool,
+    },
     /// The TUF update repository: keys, a root, bundles, timestamps, rotations
     #[command(subcommand)]
     Release(cmd::release::Release),
+    /// The build container: `lock` pins it to exact package files
+    #[command(subcommand)]
+    Container(cmd::container::Container),
 }
 
 fn main() -> ExitCode {
@@ -98,8 +105,9 @@ fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::Screenshots => cmd::screenshots::run(&root),
         Cmd::Build { project, target } => cmd::build::run(&root, &project, &target),
         Cmd::BuildUnsigned { out } => cmd::build_unsigned::run(&root, &out, 1, 3).map(drop),
-        Cmd::Fetch => cmd::fetch::run(&root),
+        Cmd::Fetch { check } => cmd::fetch::run(&root, check),
         Cmd::Release(r) => cmd::release::run(r),
+        Cmd::Container(c) => cmd::container::run(&root, c),
     }
 }
 
@@ -169,6 +177,11 @@ mod tests {
         assert!(matches!(c.cmd, Some(Cmd::Build { target, .. }) if target == "linux-x86_64"));
         assert!(parse(&["build-unsigned", "--out", "d"]).is_ok());
         assert!(parse(&["fetch"]).is_ok());
+        assert!(matches!(
+            parse(&["fetch", "--check"]).unwrap().cmd,
+            Some(Cmd::Fetch { check: true })
+        ));
+        assert!(parse(&["container", "lock", "--out", "x.lock"]).is_ok());
         assert!(parse(&["screenshots"]).is_ok());
         assert!(parse(&[]).unwrap().cmd.is_none());
     }

@@ -257,6 +257,38 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     );
 }
 
+/// The committed lock is what `cargo xtask container lock` makes of the definition and the
+/// mirror today: resolving again on an unchanged mirror gives the same bytes. (When Debian
+/// publishes an update to a locked package, this fails, and so does every build, until the
+/// lock is renewed on purpose; the builds' error says so.)
+#[test]
+fn the_container_lock_is_what_the_mirror_resolves_to() {
+    let dir = scratch("lock");
+    let out = dir.join("again.lock");
+    run_ok(xtask().args(["container", "lock", "--out"]).arg(&out));
+    let committed =
+        std::fs::read_to_string(repo_root().join("containers/bookworm-build.lock")).unwrap();
+    let again = std::fs::read_to_string(&out).unwrap();
+    assert!(
+        again == committed,
+        "the lock resolved today differs from the committed one:\n{}",
+        diff_lines(&committed, &again)
+    );
+}
+
+fn diff_lines(a: &str, b: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
+    let gone = a
+        .iter()
+        .filter(|l| !b.contains(l))
+        .map(|l| format!("- {l}"));
+    let new = b
+        .iter()
+        .filter(|l| !a.contains(l))
+        .map(|l| format!("+ {l}"));
+    gone.chain(new).collect::<Vec<_>>().join("\n")
+}
+
 #[test]
 fn stock_minisign_verifies_our_signatures() {
     let b = bundle();

@@ -22,7 +22,7 @@ pub fn run(root: &Path, out: &Path, first_stage: usize, total: usize) -> Result<
         total,
         "fetching crates and pinned sources (the only step with network)",
     );
-    super::fetch::run(root)?;
+    super::fetch::run(root, false)?;
     util::stage(
         first_stage + 1,
         total,

@@ -4,6 +4,7 @@ pub mod bench;
 pub mod build;
 pub mod build_unsigned;
 pub mod bundle;
+pub mod container;
 pub mod fetch;
 pub mod release;
 pub mod screenshots;

@@ -65,7 +65,13 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
         5,
         "fetching crates, pinned sources and test peers (the last step with network)",
     );
-    util::run(Command::new(&exe).arg("fetch").current_dir(root))?;
+    // --check: the build container's locked packages too, and a line per kind of input
+    // saying how it is pinned.
+    util::run(
+        Command::new(&exe)
+            .args(["fetch", "--check"])
+            .current_dir(root),
+    )?;
     // The independent OTR implementation the interop tests talk to, pinned by
     // its package-lock.json (integrity hashes).
     let interop = root.join("app/timb-otr/tests/interop");

@@ -2,13 +2,14 @@
 //! `containers/bookworm-build.toml`, which the sandbox binds instead of the host's `/usr` and
 //! `/etc`, so a build depends on a declared package list and not on the builder's machine.
 //!
-//! The definition names no mirror: the packages come from the mirror (or proxy, or snapshot)
-//! the builder's apt is configured with, or from the sources file `TIMB_CONTAINER_SOURCES`
-//! names. Because a mirror moves with point releases, the identity of a rootfs is not the
-//! definition but what was actually installed: the sha256 of the tarball together with the
-//! `dpkg-query -W` list (package and version) read inside it.
+//! The definition names packages; the lock beside it (`bookworm-build.lock`, see [`crate::lock`])
+//! names every file installed, by sha256. A build downloads exactly those from whichever
+//! mirror the builder's apt uses (or `TIMB_CONTAINER_SOURCES`), and bootstraps from a local
+//! repository holding nothing else. The rootfs id is derived from the lock, so it is known
+//! before building and the same for every builder with the same lock.
 
 use crate::apt::{self, AptRepo, Format};
+use crate::lock::{self, Lock};
 use crate::util::{self, sha256_bytes, sha256_file};
 use anyhow::{bail, Context, Result};
 use serde::Deserialize;
@@ -18,11 +19,18 @@ use std::process::Command;
 /// The definition every build uses.
 pub const DEFINITION: &str = "containers/bookworm-build.toml";
 
+/// Its lock: what the definition resolved to, file by file.
+pub const LOCK: &str = "containers/bookworm-build.lock";
+
+/// mmdebstrap's hook that makes a `file://` mirror readable inside the chroot (dpkg runs
+/// inside and is given the mirror's paths).
+const FILE_MIRROR_HOOKS: &str = "/usr/share/mmdebstrap/hooks/file-mirror-automount";
+
 /// An extracted root file system and what identifies it in build ids.
 #[derive(Debug, Clone)]
 pub struct Rootfs {
     pub dir: PathBuf,
-    /// sha256 over the tarball's sha256 and the installed package list.
+    /// The lock's id ([`Lock::rootfs_id`]).
     pub id: String,
 }
 
@@ -38,33 +46,33 @@ struct ContainerDef {
     packages: Vec<String>,
 }
 
-/// Returns the rootfs `containers/bookworm-build.toml` describes, building it with mmdebstrap
-/// into `cache_dir` unless a build of the same definition bytes is already there.
-pub fn ensure_rootfs(root: &Path, cache_dir: &Path) -> Result<Rootfs> {
+/// The definition and its lock, checked to be the lock of these definition bytes.
+fn definition_and_lock(root: &Path) -> Result<(ContainerDef, Lock)> {
     let def_path = root.join(DEFINITION);
     let raw =
         std::fs::read(&def_path).with_context(|| format!("reading {}", def_path.display()))?;
     let def = parse_definition(&raw).with_context(|| format!("in {}", def_path.display()))?;
-    let key = &sha256_bytes(&raw)[..16];
-    let entry = format!("{}-{key}", def.name);
-    let base = cache_dir.join(&entry);
-    if let Ok(id) = std::fs::read_to_string(base.join("ID")) {
-        let id = id.trim();
-        let well_formed = id.len() == 64 && id.bytes().all(|b| b.is_ascii_hexdigit());
-        if well_formed && base.join("rootfs/usr").is_dir() {
-            return Ok(Rootfs {
-                dir: base.join("rootfs"),
-                id: id.to_string(),
-            });
-        }
+    let def_sha = sha256_bytes(&raw);
+    let lock_path = root.join(LOCK);
+    let text = std::fs::read_to_string(&lock_path).with_context(|| {
+        format!(
+            "reading {} (make it with `cargo xtask container lock`)",
+            lock_path.display()
+        )
+    })?;
+    let lock = Lock::parse(&text).with_context(|| format!("in {}", lock_path.display()))?;
+    if lock.definition_sha256 != def_sha {
+        bail!(
+            "{LOCK} was made for another version of {DEFINITION} (its sha256 is {def_sha}, the \
+             lock names {}): run `cargo xtask container lock` and commit both",
+            lock.definition_sha256
+        );
     }
+    Ok((def, lock))
+}
 
-    if !util::have_command("mmdebstrap") {
-        crate::provision::ensure(&["mmdebstrap"])?;
-    }
-    if !util::have_command("bwrap") {
-        crate::provision::ensure(&["bubblewrap"])?;
-    }
+/// The mirror lines for the definition's suites: `TIMB_CONTAINER_SOURCES`, else the machine's apt.
+fn builder_mirror_lines(def: &ContainerDef) -> Result<Vec<String>> {
     let mirrors = match std::env::var_os("TIMB_CONTAINER_SOURCES") {
         Some(f) => {
             let f = PathBuf::from(f);
@@ -74,32 +82,124 @@ pub fn ensure_rootfs(root: &Path, cache_dir: &Path) -> Result<Rootfs> {
         }
         None => apt::read_config(Path::new("/etc/apt"))?,
     };
-    let lines = mirror_lines(&def, &mirrors)?;
+    mirror_lines(def, &mirrors)
+}
 
+fn ensure_tools() -> Result<()> {
+    if !util::have_command("mmdebstrap") {
+        crate::provision::ensure(&["mmdebstrap"])?;
+    }
+    if !util::have_command("bwrap") {
+        crate::provision::ensure(&["bubblewrap"])?;
+    }
+    Ok(())
+}
+
+/// Resolves the definition against the builder's mirror as it is today and returns the lock
+/// of what was installed (`cargo xtask container lock`). Nothing is cached or kept: mmdebstrap
+/// runs with the `null` format, and its hooks copy out only the dpkg status and the Packages
+/// indexes apt checked against the archive's signature.
+pub fn resolve_lock(root: &Path, work: &Path) -> Result<Lock> {
+    let def_path = root.join(DEFINITION);
+    let raw =
+        std::fs::read(&def_path).with_context(|| format!("reading {}", def_path.display()))?;
+    let def = parse_definition(&raw).with_context(|| format!("in {}", def_path.display()))?;
+    ensure_tools()?;
+    let lines = builder_mirror_lines(&def)?;
+    let tmp = work.join(format!(".lock-{}", std::process::id()));
+    remove_tree(&tmp)?;
+    std::fs::create_dir_all(tmp.join("lists"))?;
+    let tmp = tmp.canonicalize()?;
+    let mut cmd = mmdebstrap(&def, &lines, Path::new("/dev/null"))?;
+    cmd.arg("--format=null")
+        .arg(format!(
+            "--customize-hook=sync-out /var/lib/apt/lists {}",
+            tmp.join("lists").display()
+        ))
+        .arg(format!(
+            "--customize-hook=copy-out /var/lib/dpkg/status {}",
+            tmp.display()
+        ));
+    let result = (|| {
+        util::run(&mut cmd).context("resolving the container with mmdebstrap")?;
+        let status = std::fs::read_to_string(tmp.join("status"))
+            .context("reading the resolved dpkg status")?;
+        let mut indexes = Vec::new();
+        for e in std::fs::read_dir(tmp.join("lists"))? {
+            let e = e?;
+            if e.file_name().to_string_lossy().ends_with("_Packages") {
+                indexes.push(std::fs::read_to_string(e.path())?);
+            }
+        }
+        if indexes.is_empty() {
+            bail!("mmdebstrap left no (uncompressed) Packages index to look the files up in");
+        }
+        lock::lock_from(&sha256_bytes(&raw), &status, &lock::index(&indexes))
+    })();
+    let _ = remove_tree(&tmp);
+    result
+}
+
+/// Downloads (or finds) every file of the lock into `cache_dir/debs`, checked by sha256, so
+/// a later build needs no mirror (`cargo xtask fetch --check`); returns how many and the id.
+pub fn fetch_locked(root: &Path, cache_dir: &Path) -> Result<(usize, String)> {
+    let (def, lock) = definition_and_lock(root)?;
+    let lines = builder_mirror_lines(&def)?;
+    let debs = lock::fetch_debs(&lock, &lock::mirror_bases(&lines), &cache_dir.join("debs"))?;
+    Ok((debs.len(), lock.rootfs_id()))
+}
+
+/// Returns the rootfs the lock describes, building it into `cache_dir` unless a build of the
+/// same lock is already there.
+pub fn ensure_rootfs(root: &Path, cache_dir: &Path) -> Result<Rootfs> {
+    let (def, lock) = definition_and_lock(root)?;
+    let id = lock.rootfs_id();
+    let entry = format!("{}-{}", def.name, &id[..16]);
+    let base = cache_dir.join(&entry);
+    if let Ok(have) = std::fs::read_to_string(base.join("ID")) {
+        if have.trim() == id && base.join("rootfs/usr").is_dir() {
+            return Ok(Rootfs {
+                dir: base.join("rootfs"),
+                id,
+            });
+        }
+    }
+
+    ensure_tools()?;
+    let lines = builder_mirror_lines(&def)?;
     std::fs::create_dir_all(cache_dir)?;
+    let cache_dir = cache_dir.canonicalize()?;
+    let started = std::time::Instant::now();
+    // By sha256, so kept across lock changes and only ever the locked bytes.
+    let debs = lock::fetch_debs(&lock, &lock::mirror_bases(&lines), &cache_dir.join("debs"))?;
     let tmp = cache_dir.join(format!(".tmp-{entry}-{}", std::process::id()));
     remove_tree(&tmp)?;
     std::fs::create_dir_all(&tmp)?;
-    let started = std::time::Instant::now();
     eprintln!(
-        "    container {}: building the root file system with mmdebstrap (a few minutes, once per definition)",
-        def.name
+        "    container {}: building the root file system from the {} locked packages with mmdebstrap",
+        def.name,
+        debs.len()
     );
-    let (tar_sha, packages, id) = match build_into(&def, &lines, &tmp) {
+    let tar_sha = match build_into(&def, &lock, &debs, &tmp) {
         Ok(v) => v,
         Err(e) => {
             let _ = remove_tree(&tmp);
             return Err(e);
         }
     };
+    std::fs::write(
+        tmp.join("sources.txt"),
+        format!("# the locked files came from\n{}\n", lines.join("\n")),
+    )?;
+    std::fs::write(tmp.join("ID"), format!("{id}\n"))?;
     remove_tree(&base)?;
     std::fs::rename(&tmp, &base)
         .with_context(|| format!("moving the rootfs into {}", base.display()))?;
-    remove_stale(cache_dir, &def.name, &entry);
+    remove_stale(&cache_dir, &def.name, &entry);
     eprintln!(
         "    container {}: {} packages, tarball sha256 {}, id {} ({:.0} s)",
         def.name,
-        packages.lines().count(),
+        debs.len(),
         &tar_sha[..16],
         &id[..16],
         started.elapsed().as_secs_f64()
@@ -110,16 +210,37 @@ pub fn ensure_rootfs(root: &Path, cache_dir: &Path) -> Result<Rootfs> {
     })
 }
 
-/// mmdebstrap into `tmp/rootfs.tar`, extraction into `tmp/rootfs`, and the files beside it;
-/// returns the tarball's sha256, the package list and the rootfs id.
+/// mmdebstrap from a local repository of exactly the locked files into `tmp/rootfs.tar`,
+/// extraction into `tmp/rootfs`, a check that what got installed is the lock, and the files
+/// beside it; returns the tarball's sha256.
 fn build_into(
     def: &ContainerDef,
-    lines: &[String],
+    lock: &Lock,
+    debs: &[(lock::Locked, PathBuf)],
     tmp: &Path,
-) -> Result<(String, String, String)> {
+) -> Result<String> {
+    let repo = tmp.join("repo");
+    lock::local_repo(debs, &def.suite, &def.architecture, &repo)?;
+    let line = format!(
+        "deb [trusted=yes] file://{} {} main",
+        repo.display(),
+        def.suite
+    );
     let tarball = tmp.join("rootfs.tar");
-    util::run(&mut mmdebstrap(def, lines, &tarball)?)
-        .context("building the container root file system")?;
+    let mut cmd = mmdebstrap(def, &[line], &tarball)?;
+    // The hook bind-mounts the repository at its own path inside the chroot and unmounts
+    // it at the end, but leaves the folders it made for the mount point, which would put
+    // this builder's cache path into the tarball. After it (hooks run in command-line
+    // order), they are removed from the deepest up, stopping at the first folder a package
+    // owns or that holds anything else.
+    cmd.arg(format!("--hook-dir={FILE_MIRROR_HOOKS}"))
+        .arg(format!(
+            "--customize-hook=p={}; while [ \"$p\" != / ] && ! grep -qxF \"$p\" \"$1\"/var/lib/dpkg/info/*.list \
+             && rmdir \"$1$p\" 2>/dev/null; do p=$(dirname \"$p\"); done",
+            shell_quote(&repo.to_string_lossy())
+        ));
+    util::run(&mut cmd).context("building the container root file system")?;
+    remove_tree(&repo)?;
     let tar_sha = sha256_file(&tarball)?;
 
     // /dev is left out: the sandbox makes its own, and a non-root user cannot create nodes.
@@ -135,29 +256,45 @@ fn build_into(
     )
     .context("extracting the container root file system")?;
 
-    let packages = installed_packages(&dir)?;
-    std::fs::write(tmp.join("packages.txt"), &packages)?;
+    let status = std::fs::read_to_string(dir.join("var/lib/dpkg/status"))
+        .context("reading the container's dpkg status")?;
+    let installed = installed_list(&status);
+    let locked = lock.package_list();
+    if installed != locked {
+        let (a, b): (Vec<&str>, Vec<&str>) =
+            (installed.lines().collect(), locked.lines().collect());
+        let extra: Vec<&&str> = a.iter().filter(|l| !b.contains(l)).collect();
+        let absent: Vec<&&str> = b.iter().filter(|l| !a.contains(l)).collect();
+        bail!(
+            "the container is not its lock: installed but not locked {extra:?}, locked but not \
+             installed {absent:?}; {LOCK} does not match {DEFINITION}: run `cargo xtask container lock`"
+        );
+    }
+    std::fs::write(tmp.join("packages.txt"), installed_packages(&dir)?)?;
     std::fs::write(
         tmp.join("rootfs.tar.sha256"),
         format!("{tar_sha}  rootfs.tar\n"),
     )?;
-    // Not part of the id: what a rebuilder needs to pick the matching snapshot archive.
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    std::fs::write(
-        tmp.join("sources.txt"),
-        format!("# built at unix time {now}\n{}\n", lines.join("\n")),
-    )?;
-    let id = rootfs_id(&tar_sha, &packages);
-    std::fs::write(tmp.join("ID"), format!("{id}\n"))?;
-    Ok((tar_sha, packages, id))
+    Ok(tar_sha)
 }
 
-fn rootfs_id(tarball_sha256: &str, packages: &str) -> String {
-    sha256_bytes(
-        format!("timb-container v1\ntarball {tarball_sha256}\npackages\n{packages}").as_bytes(),
-    )
+/// `s` as one single-quoted shell word.
+fn shell_quote(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "'\\''"))
+}
+
+/// `package version` per installed package in a dpkg status file, sorted.
+fn installed_list(status: &str) -> String {
+    let mut lines: Vec<String> = lock::stanzas(status)
+        .into_iter()
+        .filter(|s| s.get("Status").is_some_and(|v| v.ends_with(" installed")))
+        .map(|s| {
+            let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+            format!("{} {}\n", get("Package"), get("Version"))
+        })
+        .collect();
+    lines.sort();
+    lines.concat()
 }
 
 fn parse_definition(raw: &[u8]) -> Result<ContainerDef> {
@@ -369,10 +506,20 @@ mod tests {
     }
 
     #[test]
-    fn the_id_covers_tarball_and_package_versions() {
-        let a = rootfs_id("00", "gcc 4:12.2.0-3\n");
-        assert_ne!(a, rootfs_id("01", "gcc 4:12.2.0-3\n"));
-        assert_ne!(a, rootfs_id("00", "gcc 4:12.2.0-4\n"));
-        assert_eq!(a.len(), 64);
+    fn shell_quoting_survives_quotes_and_spaces() {
+        let word = shell_quote("/a b/it's/$x");
+        let out = Command::new("sh")
+            .args(["-c", &format!("printf %s {word}")])
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8(out.stdout).unwrap(), "/a b/it's/$x");
+    }
+
+    #[test]
+    fn the_installed_list_is_what_dpkg_says_is_installed() {
+        let status = "Package: b\nStatus: install ok installed\nVersion: 2\n\n\
+                      Package: a\nStatus: install ok installed\nVersion: 1:1.0\n\n\
+                      Package: c\nStatus: deinstall ok config-files\nVersion: 3\n";
+        assert_eq!(installed_list(status), "a 1:1.0\nb 2\n");
     }
 }

@@ -2,7 +2,8 @@
 //! ([`project`]), build ids and the output cache ([`build`]), what a step may see ([`env`]:
 //! modules import one way, step -> env, build -> step), the registry of build steps
 //! ([`step`]; packaging steps are registered by the `package` crate), the hermetic sandbox
-//! ([`sandbox`]) over the pinned build container ([`container`]), the machine's apt sources
+//! ([`sandbox`]) over the pinned build container ([`container`], locked file by file by
+//! [`lock`]), the machine's apt sources
 //! ([`apt`], one parser for both of its users) and the pinned-source fetcher ([`sources`]).
 //! See rbm-projects/README.md and containers/README.md.
 
@@ -10,6 +11,7 @@ pub mod apt;
 pub mod build;
 pub mod container;
 pub mod env;
+pub mod lock;
 pub mod project;
 pub mod provision;
 pub mod sandbox;
