@@ -193,14 +193,22 @@ impl XmppWorld {
     /// The window and the real network backend, with this world's private
     /// Tor network. Call on the thread that will run slint's event loop.
     pub fn open_window(&self) -> (MainWindow, timb::controller::Shared) {
-        std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, self.net.config_path());
-        let window = MainWindow::new().expect("window");
-        window.show().expect("show");
-        let app = timb::attach(&window, &self.dir("profile"), Default::default())
-            .expect("attach the backend");
-        app.borrow_mut().set_language("en");
-        (window, app)
+        open_window(self.net, &self.dir("profile"))
     }
+}
+
+/// The window and the real network backend on the private Tor network `net`, with its
+/// profile in `profile`. Call on the thread that will run slint's event loop.
+pub fn open_window(
+    net: &timb_testnet::TestNet,
+    profile: &std::path::Path,
+) -> (MainWindow, timb::controller::Shared) {
+    std::env::set_var(timb::net::PRIVATE_NETWORK_ENV, net.config_path());
+    let window = MainWindow::new().expect("window");
+    window.show().expect("show");
+    let app = timb::attach(&window, profile, Default::default()).expect("attach the backend");
+    app.borrow_mut().set_language("en");
+    (window, app)
 }
 
 /// Runs `drive` on another thread while slint's event loop runs on this one,
