@@ -19,7 +19,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
         return Ok(());
     }
     let crates = crates_pinned(root)?;
-    let files = pinned_files(root)?;
+    let files = pipeline::sources::pinned_sources(root)?.len();
     let cache = util::cargo_target_dir(root).join("containers");
     let (debs, id) = pipeline::container::fetch_locked(root, &cache)?;
     let rust = toolchain_pinned(root)?;
@@ -61,20 +61,6 @@ fn crates_pinned(root: &Path) -> Result<usize> {
         n += 1;
     }
     Ok(n)
-}
-
-/// How many distinct pinned source archives the projects name (each parsed with its sha256).
-fn pinned_files(root: &Path) -> Result<usize> {
-    let mut files = std::collections::BTreeSet::new();
-    for name in pipeline::project::list_projects(root)? {
-        let project = pipeline::project::load_project(root, &name)?;
-        for input in &project.def.input {
-            if let pipeline::InputKind::File(pin) = input.kind()? {
-                files.insert(pin.sha256.to_string());
-            }
-        }
-    }
-    Ok(files.len())
 }
 
 /// The toolchain channel is an exact version, never `stable` or a date-less nightly.

@@ -46,13 +46,18 @@ struct ContainerDef {
     packages: Vec<String>,
 }
 
-/// The definition and its lock, checked to be the lock of these definition bytes.
-fn definition_and_lock(root: &Path) -> Result<(ContainerDef, Lock)> {
+/// The definition and the sha256 of its bytes.
+fn read_definition(root: &Path) -> Result<(ContainerDef, String)> {
     let def_path = root.join(DEFINITION);
     let raw =
         std::fs::read(&def_path).with_context(|| format!("reading {}", def_path.display()))?;
     let def = parse_definition(&raw).with_context(|| format!("in {}", def_path.display()))?;
-    let def_sha = sha256_bytes(&raw);
+    Ok((def, sha256_bytes(&raw)))
+}
+
+/// The definition and its lock, checked to be the lock of these definition bytes.
+fn definition_and_lock(root: &Path) -> Result<(ContainerDef, Lock)> {
+    let (def, def_sha) = read_definition(root)?;
     let lock_path = root.join(LOCK);
     let text = std::fs::read_to_string(&lock_path).with_context(|| {
         format!(
@@ -100,10 +105,7 @@ fn ensure_tools() -> Result<()> {
 /// runs with the `null` format, and its hooks copy out only the dpkg status and the Packages
 /// indexes apt checked against the archive's signature.
 pub fn resolve_lock(root: &Path, work: &Path) -> Result<Lock> {
-    let def_path = root.join(DEFINITION);
-    let raw =
-        std::fs::read(&def_path).with_context(|| format!("reading {}", def_path.display()))?;
-    let def = parse_definition(&raw).with_context(|| format!("in {}", def_path.display()))?;
+    let (def, def_sha) = read_definition(root)?;
     ensure_tools()?;
     let lines = builder_mirror_lines(&def)?;
     let tmp = work.join(format!(".lock-{}", std::process::id()));
@@ -134,7 +136,7 @@ pub fn resolve_lock(root: &Path, work: &Path) -> Result<Lock> {
         if indexes.is_empty() {
             bail!("mmdebstrap left no (uncompressed) Packages index to look the files up in");
         }
-        lock::lock_from(&sha256_bytes(&raw), &status, &lock::index(&indexes))
+        lock::lock_from(&def_sha, &status, &lock::index(&indexes))
     })();
     let _ = remove_tree(&tmp);
     result
@@ -285,13 +287,9 @@ fn shell_quote(s: &str) -> String {
 
 /// `package version` per installed package in a dpkg status file, sorted.
 fn installed_list(status: &str) -> String {
-    let mut lines: Vec<String> = lock::stanzas(status)
+    let mut lines: Vec<String> = lock::installed(status)
         .into_iter()
-        .filter(|s| s.get("Status").is_some_and(|v| v.ends_with(" installed")))
-        .map(|s| {
-            let get = |k: &str| s.get(k).cloned().unwrap_or_default();
-            format!("{} {}\n", get("Package"), get("Version"))
-        })
+        .map(|(package, version, _)| format!("{package} {version}\n"))
         .collect();
     lines.sort();
     lines.concat()

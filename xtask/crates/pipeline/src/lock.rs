@@ -229,6 +229,18 @@ pub fn index(texts: &[String]) -> BTreeMap<(String, String, String), IndexEntry>
     map
 }
 
+/// `(package, version, architecture)` of every package a dpkg status file says is installed.
+pub fn installed(status: &str) -> Vec<(String, String, String)> {
+    stanzas(status)
+        .into_iter()
+        .filter(|s| s.get("Status").is_some_and(|v| v.ends_with(" installed")))
+        .map(|s| {
+            let get = |k: &str| s.get(k).cloned().unwrap_or_default();
+            (get("Package"), get("Version"), get("Architecture"))
+        })
+        .collect()
+}
+
 /// The lock of a resolved rootfs: its dpkg status (what was installed) looked up in the
 /// Packages indexes it was installed from.
 pub fn lock_from(
@@ -237,12 +249,7 @@ pub fn lock_from(
     index: &BTreeMap<(String, String, String), IndexEntry>,
 ) -> Result<Lock> {
     let mut packages = Vec::new();
-    for s in stanzas(status) {
-        if !s.get("Status").is_some_and(|v| v.ends_with(" installed")) {
-            continue;
-        }
-        let get = |k: &str| s.get(k).cloned().unwrap_or_default();
-        let key = (get("Package"), get("Version"), get("Architecture"));
+    for key in installed(status) {
         let e = index.get(&key).with_context(|| {
             format!(
                 "{} {} ({}) is installed but in no Packages index the bootstrap used",

@@ -83,7 +83,12 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
 /// Makes every `file` input of every project available in the sources
 /// folder, its sha256 checked; one private apt update serves them all.
 pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
-    let dir = crate::util::sources_dir(root);
+    fetch_many(&pinned_sources(root)?, &crate::util::sources_dir(root))?;
+    Ok(())
+}
+
+/// Every `file` input of every project, each once.
+pub fn pinned_sources(root: &Path) -> Result<Vec<Pinned>> {
     let mut all = Vec::new();
     for name in crate::project::list_projects(root)? {
         // Parsed strictly first, so a malformed definition is reported as such.
@@ -96,8 +101,7 @@ pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
     }
     all.sort();
     all.dedup();
-    fetch_many(&all, &dir)?;
-    Ok(())
+    Ok(all)
 }
 
 /// Moves `partial` to `dest` only if its hash matches; otherwise deletes it and errors.
