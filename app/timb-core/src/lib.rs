@@ -167,6 +167,9 @@ pub enum Event {
         room: String,
         topic: String,
     },
+    /// The account was created on the server (XEP-0077 in-band registration) and
+    /// logged in; later connections log in without creating it again.
+    AccountCreated,
     Error(AccountError),
 }
 
@@ -258,6 +261,88 @@ pub enum AccountError {
     /// folder, its OTR key): nothing was sent, and the server said nothing.
     #[error("timb could not prepare the connection: {0}")]
     Local(String),
+    /// Creating the account on the server did not work.
+    #[error("the account could not be created: {0}")]
+    Registration(RegistrationProblem),
+    /// timb's own answer to a request it could not carry out (never the
+    /// server's words, which travel in [`AccountError::Refused`]); typed so
+    /// that the window says it in the user's language.
+    #[error("{0}")]
+    Notice(Notice),
+    /// A group could not be joined (or opened): the group, and the server's words.
+    #[error("could not join {room}: {why}")]
+    GroupRefused { room: String, why: String },
+    /// The server bounced a message: to whom, and the server's words.
+    #[error("a message to {to} was not delivered: {why}")]
+    NotDelivered { to: String, why: String },
+}
+
+/// Why in-band registration (XEP-0077) did not create the account.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RegistrationProblem {
+    /// The server does not let clients create accounts.
+    #[error("the server does not allow creating accounts from a client")]
+    NotOffered,
+    /// Someone already has that name.
+    #[error("that name is already taken on this server")]
+    Taken,
+    /// The server asks for more than a name and a password (a CAPTCHA, an
+    /// e-mail address, ...): timb shows its instructions and the fields it
+    /// asks for, and creates nothing.
+    #[error("the server asks for more than a name and password: {instructions} [{fields}]")]
+    NeedsMore {
+        /// The server's own instructions, clipped.
+        instructions: String,
+        /// The labels of the fields it requires beyond name and password.
+        fields: String,
+        /// The form is a CAPTCHA (XEP-0158).
+        captcha: bool,
+    },
+    /// The server refused the name or password; its own words, clipped.
+    #[error("the server refused: {0}")]
+    Refused(String),
+}
+
+/// timb's own sentences about a request it did not carry out. Numbers are
+/// counts, never content.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum Notice {
+    #[error("not connected")]
+    NotConnected,
+    /// Too many requests arrived while (re)connecting; this one was dropped.
+    #[error("too many requests waiting for the connection; this one was dropped")]
+    TooManyWaiting,
+    /// Messages the server may not have received when the connection ended.
+    #[error("{0} message(s) may not have reached the server")]
+    MaybeUndelivered(usize),
+    /// Messages never sent when the connection ended.
+    #[error("{0} message(s) were not sent")]
+    NotSent(usize),
+    /// Too much is waiting for the server already; the message was not sent.
+    #[error("too many messages waiting for the server; not sent")]
+    Backlog,
+    #[error("not in that group")]
+    NotInGroup,
+    #[error("that is not a valid nick or channel name")]
+    InvalidTarget,
+    #[error("that is not a valid channel name")]
+    InvalidChannel,
+    /// A group address needs a room part: room@conference.example.org.
+    #[error("a group address looks like room@conference.example.org")]
+    NotAGroupAddress,
+    #[error("that is your own address, not a group")]
+    OwnAddress,
+    /// A contact's address, or one seen online: a person, not a group.
+    #[error("that is a contact's address, not a group")]
+    ContactAddress,
+    /// The server accepted none of the nicknames timb tried.
+    #[error("the server accepted none of the nicknames tried")]
+    NickUnavailable,
+    #[error("that nickname cannot be used")]
+    InvalidNick,
+    /// The server offers no TLS: timb does not continue in plain text.
+    #[error("the server does not offer TLS; refusing to continue in plaintext")]
+    NoTls,
 }
 
 /// Why the server's identity was refused, typed so that the window can say it
@@ -295,7 +380,11 @@ impl AccountError {
             | AccountError::Protocol(_)
             | AccountError::Closed(_)
             | AccountError::Refused(_)
-            | AccountError::Local(_) => false,
+            | AccountError::Local(_)
+            | AccountError::Registration(_)
+            | AccountError::Notice(_)
+            | AccountError::GroupRefused { .. }
+            | AccountError::NotDelivered { .. } => false,
         }
     }
 }

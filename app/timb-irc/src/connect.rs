@@ -98,9 +98,7 @@ async fn cancellable<T>(
                 Some(Command::Connect) => {}
                 Some(c) if deferred.len() < MAX_DEFERRED => deferred.push_back(c),
                 Some(_) => {
-                    let e = AccountError::Refused(
-                        "connecting; too many commands waiting, this one was dropped".into(),
-                    );
+                    let e = AccountError::Notice(timb_core::Notice::TooManyWaiting);
                     let _ = events.send(Event::Error(e)).await;
                 }
             },
@@ -116,11 +114,11 @@ async fn open(
     connector: &dyn Connector,
 ) -> Result<(BoxStream, Option<String>), IrcError> {
     let security =
-        choose_security(&server.host, server.allow_plaintext).map_err(IrcError::Refused)?;
+        choose_security(&server.host, server.allow_plaintext).map_err(IrcError::Local)?;
     if config.auth == IrcAuth::External
         && (security != Security::Tls || server.client_identity.is_none())
     {
-        return Err(IrcError::Refused(
+        return Err(IrcError::Local(
             "SASL EXTERNAL needs TLS with a client certificate".into(),
         ));
     }
@@ -161,7 +159,11 @@ async fn account_task(
             Some(Command::Connect) => {}
             Some(Command::Disconnect) => continue,
             Some(_) => {
-                if !send(Event::Error(AccountError::Refused("not connected".into()))).await {
+                if !send(Event::Error(AccountError::Notice(
+                    timb_core::Notice::NotConnected,
+                )))
+                .await
+                {
                     return;
                 }
                 continue;
@@ -250,7 +252,7 @@ async fn account_task(
             .filter(|c| matches!(c, Command::Send { .. }))
             .count();
         if lost > 0 {
-            let e = AccountError::Refused(format!("{lost} message(s) were not sent"));
+            let e = AccountError::Notice(timb_core::Notice::NotSent(lost));
             let _ = send(Event::Error(e)).await;
         }
         if !send(Event::State(ConnectionState::Disconnected)).await || commands.is_closed() {

@@ -119,6 +119,11 @@ pub enum IrcError {
     Timeout(&'static str),
     #[error("{0}")]
     Refused(String),
+    #[error("that nickname cannot be used")]
+    InvalidNick,
+    /// This account's settings cannot be used as they are (nothing was sent).
+    #[error("{0}")]
+    Local(String),
 }
 
 impl IrcError {
@@ -136,6 +141,8 @@ impl IrcError {
             IrcError::Closed(_)
             | IrcError::Auth(_)
             | IrcError::NickUnavailable(_)
+            | IrcError::InvalidNick
+            | IrcError::Local(_)
             | IrcError::Refused(_) => false,
         }
     }
@@ -154,9 +161,12 @@ impl From<&IrcError> for AccountError {
             IrcError::ClosedDuringRegistration => AccountError::Closed(e.to_string()),
             IrcError::Closed(m) => AccountError::Closed(m.clone()),
             IrcError::Auth(m) => AccountError::Auth(m.clone()),
-            IrcError::NickUnavailable(_) | IrcError::Refused(_) => {
-                AccountError::Refused(e.to_string())
+            IrcError::NickUnavailable(_) => {
+                AccountError::Notice(timb_core::Notice::NickUnavailable)
             }
+            IrcError::InvalidNick => AccountError::Notice(timb_core::Notice::InvalidNick),
+            IrcError::Refused(m) => AccountError::Refused(m.clone()),
+            IrcError::Local(m) => AccountError::Local(m.clone()),
             IrcError::Timeout(_) => AccountError::Transport(e.to_string()),
         }
     }
@@ -344,7 +354,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
         commands: &mut mpsc::Receiver<Command>,
     ) -> Result<(), IrcError> {
         if !valid_target(&self.nick) || self.nick.starts_with('#') {
-            return Err(IrcError::Refused("that nickname cannot be used".into()));
+            return Err(IrcError::InvalidNick);
         }
         let register_deadline = Instant::now() + self.cfg.register_timeout;
         self.send_now(Irc::CAP(
@@ -1003,8 +1013,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
             Command::Send { to, body, kind } => {
                 let target = to.name().to_owned();
                 if !valid_target(&target) {
-                    self.emit(Event::Error(AccountError::Refused(
-                        "that is not a valid nick or channel name".into(),
+                    self.emit(Event::Error(AccountError::Notice(
+                        timb_core::Notice::InvalidTarget,
                     )))
                     .await;
                     return Ok(());
@@ -1018,10 +1028,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 let pieces = outgoing_lines(&body, budget);
                 // All or nothing: half a message is worse than none.
                 if self.out.len() + pieces.len() > MAX_QUEUED_LINES {
-                    self.emit(Event::Error(AccountError::Refused(format!(
-                        "not sent: {} lines is more than can wait to be sent",
-                        pieces.len()
-                    ))))
+                    self.emit(Event::Error(AccountError::Notice(
+                        timb_core::Notice::Backlog,
+                    )))
                     .await;
                     return Ok(());
                 }
@@ -1040,8 +1049,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Session<S> {
                 if valid_target(&room) && is_channel(&room) {
                     self.enqueue(Irc::JOIN(room, None, None)).await;
                 } else {
-                    self.emit(Event::Error(AccountError::Refused(
-                        "that is not a valid channel name".into(),
+                    self.emit(Event::Error(AccountError::Notice(
+                        timb_core::Notice::InvalidChannel,
                     )))
                     .await;
                 }

@@ -109,7 +109,7 @@ async fn plain_text_only_to_onions() {
     server.allow_plaintext = true;
     let mut h = start(AccountId(1), ng.port, &server, IrcConfig::new("x")).await;
     let err = start_error(&mut h).await;
-    assert!(matches!(err, AccountError::Refused(_)), "{err:?}");
+    assert!(matches!(err, AccountError::Local(_)), "{err:?}");
 
     // The same server under an onion name is allowed in plain text (the
     // stream here stands in for an onion-service stream from arti).
@@ -232,6 +232,6 @@ async fn sasl_external_with_a_client_certificate_over_tls() {
     let never = Scripted::new(Arc::new(LoopConnector { port }));
     let mut h = start_via(AccountId(1), &no_cert, cfg, never.clone()).await;
     let err = start_error(&mut h).await;
-    assert!(matches!(err, AccountError::Refused(_)), "{err:?}");
+    assert!(matches!(err, AccountError::Local(_)), "{err:?}");
     assert_eq!(never.attempts(), 0);
 }

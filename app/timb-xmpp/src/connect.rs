@@ -104,6 +104,9 @@ pub async fn establish(
         }
     };
 
+    if cfg.register && resume.is_none() {
+        crate::register::create(&mut xs, &features, cfg, t).await?;
+    }
     authenticate(&mut xs, &features, cfg, &info).await?;
     let mut xs = xs.restart();
     let features = open_stream(&mut xs, &domain, t).await?;

@@ -34,6 +34,8 @@ pub enum XmppError {
     Auth(AuthError),
     #[error("the server broke the protocol: {0}")]
     Protocol(String),
+    #[error("the account could not be created: {0}")]
+    Registration(timb_core::RegistrationProblem),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -73,7 +75,9 @@ impl From<XmppError> for AccountError {
             XmppError::Closed | XmppError::Stream { .. } => AccountError::Closed(msg),
             XmppError::Certificate(m) => AccountError::Certificate(m),
             XmppError::Auth(a) => AccountError::Auth(a.to_string()),
-            XmppError::NoTls | XmppError::Tls(_) => AccountError::Refused(msg),
+            XmppError::Registration(p) => AccountError::Registration(p),
+            XmppError::NoTls => AccountError::Notice(timb_core::Notice::NoTls),
+            XmppError::Tls(_) => AccountError::Refused(msg),
             XmppError::Xml(_)
             | XmppError::InvalidUtf8
             | XmppError::StanzaTooLarge(_)

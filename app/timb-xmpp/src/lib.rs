@@ -20,6 +20,7 @@
 
 pub mod connect;
 pub mod error;
+pub mod register;
 pub mod scram;
 pub mod session;
 pub mod stream;
@@ -94,6 +95,9 @@ pub struct XmppConfig {
     /// How a dropped stream is re-established (the same policy as IRC's);
     /// only transient failures are retried.
     pub reconnect: timb_core::Backoff,
+    /// Create the account on the server (XEP-0077) before the first login;
+    /// cleared once it worked, so reconnects only log in.
+    pub register: bool,
 }
 
 impl std::fmt::Debug for XmppConfig {
@@ -101,6 +105,7 @@ impl std::fmt::Debug for XmppConfig {
         f.debug_struct("XmppConfig")
             .field("server", &self.server)
             .field("allow_plain", &self.allow_plain)
+            .field("register", &self.register)
             .finish_non_exhaustive()
     }
 }
@@ -117,6 +122,7 @@ impl XmppConfig {
             timeout: Duration::from_secs(60),
             ping_interval: Duration::from_secs(120),
             reconnect: timb_core::Backoff::DEFAULT,
+            register: false,
         }
     }
 

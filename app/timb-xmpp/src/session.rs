@@ -53,7 +53,7 @@ pub fn spawn_account(
 }
 
 async fn run(
-    cfg: XmppConfig,
+    mut cfg: XmppConfig,
     connector: Arc<dyn Connector>,
     tls: Arc<dyn TlsUpgrade>,
     mut cmds: mpsc::Receiver<Command>,
@@ -65,7 +65,7 @@ async fn run(
             Some(Command::Connect) => {}
             Some(Command::Disconnect) => continue,
             Some(_) => {
-                let e = timb_core::AccountError::Refused("not connected".into());
+                let e = timb_core::AccountError::Notice(timb_core::Notice::NotConnected);
                 if events.send(Event::Error(e)).await.is_err() {
                     return;
                 }
@@ -93,8 +93,8 @@ async fn run(
                     Some(Command::Connect) => {}
                     Some(c) if s.deferred.len() < MAX_DEFERRED => s.deferred.push_back(c),
                     Some(_) => {
-                        s.emit(Event::Error(timb_core::AccountError::Refused(
-                            "connecting; too many commands waiting, this one was dropped".into(),
+                        s.emit(Event::Error(timb_core::AccountError::Notice(
+                            timb_core::Notice::TooManyWaiting,
                         )))
                         .await;
                     }
@@ -103,6 +103,12 @@ async fn run(
         };
         let outcome = match opened {
             Ok(Ok(est)) => {
+                if cfg.register {
+                    // Created once: every later connection only logs in.
+                    cfg.register = false;
+                    s.cfg.register = false;
+                    s.emit(Event::AccountCreated).await;
+                }
                 s.install(est, true).await;
                 let mut early = Ok(());
                 while let (Ok(()), Some(c)) = (&early, s.deferred.pop_front()) {
@@ -120,9 +126,9 @@ async fn run(
         drop(s);
         if lost > 0 {
             let _ = events
-                .send(Event::Error(timb_core::AccountError::Refused(format!(
-                    "{lost} message(s) may not have reached the server"
-                ))))
+                .send(Event::Error(timb_core::AccountError::Notice(
+                    timb_core::Notice::MaybeUndelivered(lost),
+                )))
                 .await;
         }
         let stop = match outcome {
@@ -454,8 +460,8 @@ impl Session {
                         Some(Command::Connect) => {}
                         Some(c) if self.deferred.len() < MAX_DEFERRED => self.deferred.push_back(c),
                         Some(_) => {
-                            self.emit(Event::Error(timb_core::AccountError::Refused(
-                                "reconnecting; too many commands waiting, this one was dropped".into(),
+                            self.emit(Event::Error(timb_core::AccountError::Notice(
+                                timb_core::Notice::TooManyWaiting,
                             )))
                             .await;
                         }
@@ -562,8 +568,8 @@ impl Session {
 
     async fn command(&mut self, c: Command) -> Result<(), XmppError> {
         if self.unacked_full() && matches!(c, Command::Send { .. }) {
-            self.emit(Event::Error(timb_core::AccountError::Refused(
-                "too many messages waiting for the server; not sent".into(),
+            self.emit(Event::Error(timb_core::AccountError::Notice(
+                timb_core::Notice::Backlog,
             )))
             .await;
             return Ok(());
@@ -579,8 +585,8 @@ impl Session {
                     Target::Direct(j) => (j.clone(), "chat"),
                     Target::Group(r) => {
                         if !self.rooms.get(r.as_str()).is_some_and(|r| r.joined) {
-                            self.emit(Event::Error(timb_core::AccountError::Refused(
-                                "not in that group".into(),
+                            self.emit(Event::Error(timb_core::AccountError::Notice(
+                                timb_core::Notice::NotInGroup,
                             )))
                             .await;
                             return Ok(());
@@ -605,10 +611,8 @@ impl Session {
                 if let Some(why) = self.not_a_room(&room) {
                     // Joining would leave a pending "room" that takes this address's
                     // presence and requests; refuse before anything is sent.
-                    self.emit(Event::Error(timb_core::AccountError::Refused(format!(
-                        "could not join {room}: {why}"
-                    ))))
-                    .await;
+                    self.emit(Event::Error(timb_core::AccountError::Notice(why)))
+                        .await;
                     return Ok(());
                 }
                 let nick = nick
@@ -796,9 +800,10 @@ impl Session {
                     let members = r.members.iter().cloned().collect();
                     if ty == "error" {
                         let why = stanza_error_text(&e);
-                        self.emit(Event::Error(timb_core::AccountError::Refused(format!(
-                            "could not open the new room {room}: {why}"
-                        ))))
+                        self.emit(Event::Error(timb_core::AccountError::GroupRefused {
+                            room: room.clone(),
+                            why,
+                        }))
                         .await;
                     }
                     self.emit(Event::GroupJoined {
@@ -815,18 +820,19 @@ impl Session {
     }
 
     /// Why `room` (a bare JID) cannot be a group to join, if it cannot.
-    fn not_a_room(&self, room: &str) -> Option<&'static str> {
+    fn not_a_room(&self, room: &str) -> Option<timb_core::Notice> {
+        use timb_core::Notice;
         let Some((local, domain)) = room.split_once('@') else {
-            return Some("a group address looks like room@conference.example.org");
+            return Some(Notice::NotAGroupAddress);
         };
         if local.is_empty() || domain.is_empty() {
-            return Some("a group address looks like room@conference.example.org");
+            return Some(Notice::NotAGroupAddress);
         }
         if room == bare_jid(&self.jid) {
-            return Some("that is your own address, not a group");
+            return Some(Notice::OwnAddress);
         }
         if self.contacts.contains(room) || self.online.contains_key(room) {
-            return Some("that is a contact's address, not a group");
+            return Some(Notice::ContactAddress);
         }
         None
     }
@@ -883,9 +889,10 @@ impl Session {
         let bare = bare_jid(&from).to_owned();
         if ty == "error" {
             let why = stanza_error_text(&e);
-            self.emit(Event::Error(timb_core::AccountError::Refused(format!(
-                "message to {bare} was not delivered: {why}"
-            ))))
+            self.emit(Event::Error(timb_core::AccountError::NotDelivered {
+                to: bare.clone(),
+                why,
+            }))
             .await;
             return;
         }
@@ -1011,9 +1018,10 @@ impl Session {
         if ty == "error" {
             let why = stanza_error_text(e);
             self.rooms.remove(room);
-            out.push(Event::Error(timb_core::AccountError::Refused(format!(
-                "could not join {room}: {why}"
-            ))));
+            out.push(Event::Error(timb_core::AccountError::GroupRefused {
+                room: room.to_owned(),
+                why,
+            }));
         } else if let Some(r) = self.rooms.get_mut(room) {
             if is_self || (nick == r.nick && !r.joined) {
                 if ty == "unavailable" {

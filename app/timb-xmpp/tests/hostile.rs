@@ -152,12 +152,7 @@ async fn server_without_starttls_is_refused_before_any_credentials() {
         String::from_utf8_lossy(&rest).into_owned()
     });
     let e = next_error(&mut h).await;
-    assert_eq!(
-        e,
-        AccountError::Refused(
-            "the server does not offer TLS; refusing to continue in plaintext".into()
-        )
-    );
+    assert_eq!(e, AccountError::Notice(timb_core::Notice::NoTls));
     drop(h);
     let rest = srv.await.unwrap();
     assert!(!rest.contains("auth"), "sent after refusal: {rest}");

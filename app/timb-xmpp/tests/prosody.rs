@@ -316,7 +316,10 @@ async fn joining_a_contacts_address_is_refused_and_the_contact_keeps_working() {
         .wait("join refused", |e| matches!(e, Event::Error(_)))
         .await;
     assert!(
-        matches!(&e, Event::Error(AccountError::Refused(m)) if m.contains(bob) && m.contains("contact")),
+        matches!(
+            &e,
+            Event::Error(AccountError::Notice(timb_core::Notice::ContactAddress))
+        ),
         "{e:?}"
     );
     // Bob accepts: his presence reaches Alice as a person's, not a room's.
@@ -362,7 +365,7 @@ async fn joining_a_contacts_address_is_refused_and_the_contact_keeps_working() {
         .wait("nick conflict", |e| matches!(e, Event::Error(_)))
         .await;
     assert!(
-        matches!(&e, Event::Error(AccountError::Refused(m)) if m.contains("could not join")),
+        matches!(&e, Event::Error(AccountError::GroupRefused { room: r, why }) if *r == room && why.contains("conflict")),
         "{e:?}"
     );
     a.cmd(Command::JoinGroup {
@@ -700,9 +703,7 @@ async fn disconnect_while_reconnecting_is_immediate_and_reports_unsent_messages(
     let e = c.wait("warning", |e| matches!(e, Event::Error(_))).await;
     assert_eq!(
         e,
-        Event::Error(AccountError::Refused(
-            "3 message(s) may not have reached the server".into()
-        ))
+        Event::Error(AccountError::Notice(timb_core::Notice::MaybeUndelivered(3)))
     );
     c.wait("disconnected", |e| {
         matches!(e, Event::State(ConnectionState::Disconnected))
@@ -810,4 +811,159 @@ async fn a_transient_connect_failure_is_retried_until_the_path_works() {
     counted.fail_with(None);
     e.wait("reconnected", is_connected).await;
     assert!(counted.attempts() - before >= 2);
+}
+
+/// XEP-0077 against a prosody that allows in-band registration: the account is
+/// created inside TLS and logged into at once, a second creation of the same
+/// name is refused as taken, and later connections only log in.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_account_is_created_on_a_server_that_allows_it() {
+    let pr = Prosody::start_custom(
+        &[("taken", "pw")],
+        free_port(),
+        &[free_port()],
+        "allow_registration = true",
+    );
+    let mut cfg = config("newbie", "fresh-pw", pr.c2s_port, TlsMode::StartTls);
+    cfg.register = true;
+    let rec = Recording::default();
+    let tls = RecordingTls {
+        inner: timb_xmpp::PolicyTls::new(pr.policy(), Some(pr.c2s_port), false),
+        rec: rec.clone(),
+    };
+    let mut c = Client {
+        h: timb_xmpp::spawn_account(
+            timb_core::AccountId(1),
+            cfg,
+            std::sync::Arc::new(LoopConnector { port: pr.c2s_port }),
+            std::sync::Arc::new(tls),
+        ),
+        rec,
+    };
+    c.cmd(Command::Connect).await;
+    c.wait("created", |e| matches!(e, Event::AccountCreated))
+        .await;
+    c.wait("connected", is_connected).await;
+    let sent = c.rec.sent();
+    assert!(
+        sent.contains("jabber:iq:register"),
+        "registration went inside TLS"
+    );
+    // Reconnecting logs in without creating the account again.
+    c.cmd(Command::Disconnect).await;
+    c.wait("disconnected", |e| {
+        matches!(e, Event::State(ConnectionState::Disconnected))
+    })
+    .await;
+    c.cmd(Command::Connect).await;
+    let evs = c.drain(Duration::from_secs(5)).await;
+    assert!(
+        evs.iter().any(is_connected) && !evs.contains(&Event::AccountCreated),
+        "{evs:?}"
+    );
+
+    // A name someone already has: taken.
+    let mut cfg = config("taken", "x", pr.tls_port, TlsMode::Direct);
+    cfg.register = true;
+    let mut again = Client {
+        h: timb_xmpp::spawn_account(
+            timb_core::AccountId(2),
+            cfg,
+            std::sync::Arc::new(LoopConnector { port: pr.tls_port }),
+            std::sync::Arc::new(timb_xmpp::PolicyTls::new(
+                pr.policy(),
+                Some(pr.tls_port),
+                true,
+            )),
+        ),
+        rec: Recording::default(),
+    };
+    again.cmd(Command::Connect).await;
+    let e = again
+        .wait("refused", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert_eq!(
+        e,
+        Event::Error(AccountError::Registration(
+            timb_core::RegistrationProblem::Taken
+        ))
+    );
+}
+
+/// A server that does not allow it, and one that asks for more than a name and a
+/// password: each refused in its own words, nothing created, no login tried.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn registration_refusals_are_clear_and_create_nothing() {
+    let closed = Prosody::start(&[]);
+    let mut cfg = config("nobody", "pw", closed.tls_port, TlsMode::Direct);
+    cfg.register = true;
+    let mut c = Client {
+        h: timb_xmpp::spawn_account(
+            timb_core::AccountId(1),
+            cfg,
+            std::sync::Arc::new(LoopConnector {
+                port: closed.tls_port,
+            }),
+            std::sync::Arc::new(timb_xmpp::PolicyTls::new(
+                closed.policy(),
+                Some(closed.tls_port),
+                true,
+            )),
+        ),
+        rec: Recording::default(),
+    };
+    c.cmd(Command::Connect).await;
+    let e = c
+        .wait("not offered", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert_eq!(
+        e,
+        Event::Error(AccountError::Registration(
+            timb_core::RegistrationProblem::NotOffered
+        ))
+    );
+
+    let picky = Prosody::start_custom(
+        &[],
+        free_port(),
+        &[free_port()],
+        "allow_registration = true\nadditional_registration_fields = { \"email+\" }\nregistration_instructions = \"Give us an e-mail address\"",
+    );
+    let mut cfg = config("wants", "pw", picky.tls_port, TlsMode::Direct);
+    cfg.register = true;
+    let mut c = Client {
+        h: timb_xmpp::spawn_account(
+            timb_core::AccountId(2),
+            cfg,
+            std::sync::Arc::new(LoopConnector {
+                port: picky.tls_port,
+            }),
+            std::sync::Arc::new(timb_xmpp::PolicyTls::new(
+                picky.policy(),
+                Some(picky.tls_port),
+                true,
+            )),
+        ),
+        rec: Recording::default(),
+    };
+    c.cmd(Command::Connect).await;
+    let e = c.wait("needs more", |e| matches!(e, Event::Error(_))).await;
+    match e {
+        Event::Error(AccountError::Registration(timb_core::RegistrationProblem::NeedsMore {
+            instructions,
+            fields,
+            captcha: false,
+        })) => {
+            assert_eq!(instructions, "Give us an e-mail address");
+            assert!(fields.to_lowercase().contains("email"), "{fields}");
+        }
+        other => panic!("{other:?}"),
+    }
+    // Nothing was created: the name cannot log in.
+    let mut login = spawn(&picky, "wants", "pw", picky.tls_port, TlsMode::Direct);
+    login.cmd(Command::Connect).await;
+    let e = login
+        .wait("no such account", |e| matches!(e, Event::Error(_)))
+        .await;
+    assert!(matches!(e, Event::Error(AccountError::Auth(_))), "{e:?}");
 }

@@ -90,7 +90,7 @@ allow_registration = false
 authentication = "internal_hashed"
 storage = "internal"
 {extra}
-modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "smacks", "posix", "version", "time", "uptime" }}
+modules_enabled = {{ "roster", "saslauth", "tls", "disco", "ping", "smacks", "posix", "version", "time", "uptime", "register" }}
 modules_disabled = {{ "s2s" }}
 ssl = {{ certificate = "{cert}", key = "{key}" }}
 VirtualHost "{DOMAIN}"
