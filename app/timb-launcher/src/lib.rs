@@ -18,6 +18,8 @@
 // Shipped code handles its errors (clippy.toml lets tests unwrap).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod desktop;
+
 use std::fs::{File, OpenOptions};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
@@ -317,6 +319,32 @@ impl Layout {
 /// The launcher: starts the chosen version of the bundle at `root` with `args`. Only a
 /// plain start (no arguments) opens the window, so only it counts towards the fallback.
 pub fn launch(root: &Path, args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
+    // The menu entry is the launcher's: the messenger does not start for it.
+    match args.first().and_then(|a| a.to_str()) {
+        Some("--register-app") if args.len() == 1 => {
+            return match desktop::register(root, &desktop::Home::from_env()) {
+                Ok(entry) => {
+                    println!("timb: added to your applications menu: {}", entry.display());
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("could not add the menu entry: {e}")),
+            };
+        }
+        Some("--unregister-app") if args.len() == 1 => {
+            return match desktop::unregister(root, &desktop::Home::from_env()) {
+                Ok(true) => {
+                    println!("timb: removed from your applications menu");
+                    std::process::ExitCode::SUCCESS
+                }
+                Ok(false) => {
+                    println!("timb: this bundle had no menu entry");
+                    std::process::ExitCode::SUCCESS
+                }
+                Err(e) => fail(&format!("could not remove the menu entry: {e}")),
+            };
+        }
+        _ => {}
+    }
     let layout = Layout::at(root);
     let chosen = if args.is_empty() {
         layout.choose()

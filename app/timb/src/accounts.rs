@@ -75,6 +75,9 @@ pub struct Account {
     pub password: Option<String>,
     /// Whether the user asked for this account to be kept in the profile.
     pub remember: bool,
+    /// Create the account on the server (XMPP in-band registration) at the
+    /// next connect. Never saved: once created, it is an ordinary account.
+    pub create: bool,
 }
 
 impl std::fmt::Debug for Account {
@@ -83,6 +86,7 @@ impl std::fmt::Debug for Account {
             .field("settings", &self.settings)
             .field("password", &self.password.as_ref().map(|_| "<hidden>"))
             .field("remember", &self.remember)
+            .field("create", &self.create)
             .finish()
     }
 }
@@ -124,6 +128,8 @@ pub struct FormInput {
     pub password_mode: i32,
     pub password: String,
     pub remember: bool,
+    /// XMPP only: create the account on the server at the first connect.
+    pub create: bool,
 }
 
 /// Checks the form; the first problem found is reported, in field order.
@@ -199,6 +205,7 @@ pub fn validate(f: &FormInput) -> Result<Account, FieldError> {
         },
         password,
         remember: f.remember,
+        create: f.create && !f.irc,
     })
 }
 

@@ -79,6 +79,7 @@ impl App {
                     settings,
                     password: None,
                     remember: true,
+                    create: false,
                 });
             }
             a.language = remembered.language;

@@ -30,6 +30,7 @@ impl App {
                     password_mode: (s.password_mode == PasswordMode::KeepForSession) as i32,
                     password: e.account.password.clone().unwrap_or_default().into(),
                     remember: e.account.remember,
+                    create: false,
                 }
             }
             None => AccountForm {
@@ -60,6 +61,7 @@ impl App {
             password_mode: f.password_mode,
             password: f.password.to_string(),
             remember: f.remember,
+            create: f.create && !f.editing,
         };
         let account = match accounts::validate(&input) {
             Ok(a) => a,

@@ -44,6 +44,8 @@ pub struct Entry {
     /// while connected, for the user to compare out of band.
     pub server_key: Option<String>,
     pub my_fingerprint: Option<String>,
+    /// The account was created on the server at this connection.
+    pub created: bool,
 }
 
 impl Entry {
@@ -60,6 +62,7 @@ impl Entry {
             gone: BTreeSet::new(),
             server_key: None,
             my_fingerprint: None,
+            created: false,
         }
     }
 
@@ -359,6 +362,9 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
             if connected {
                 e.error = None;
             }
+            if e.state == ConnState::Connecting {
+                e.created = false;
+            }
             if matches!(e.state, ConnState::Disconnected | ConnState::Failed) {
                 for c in e.roster.values_mut() {
                     c.online = false;
@@ -371,10 +377,24 @@ fn account_event(m: &mut Model, id: AccountId, ev: Event) -> Changes {
                 ch.merge(m.set_tor(TorStatus::Ready));
             }
         }
+        Event::AccountCreated => {
+            // Created once; from now on connecting only logs in.
+            e.account.create = false;
+            e.created = true;
+            ch.accounts = true;
+        }
         Event::Error(err) => {
             // A refused request (a group that cannot be joined, ...) leaves a connected
             // account connected; the error is shown under it either way.
-            if !(e.state == ConnState::Connected && matches!(err, AccountError::Refused(_))) {
+            if !(e.state == ConnState::Connected
+                && matches!(
+                    err,
+                    AccountError::Refused(_)
+                        | AccountError::Notice(_)
+                        | AccountError::GroupRefused { .. }
+                        | AccountError::NotDelivered { .. }
+                ))
+            {
                 e.state = ConnState::Failed;
             }
             e.error = Some(err);
@@ -644,6 +664,7 @@ mod tests {
             password_mode: 0,
             password: String::new(),
             remember: false,
+            create: false,
         })
         .unwrap();
         assert_eq!(m.add_entry(account), A);
@@ -866,6 +887,7 @@ mod tests {
             password_mode: 0,
             password: String::new(),
             remember: false,
+            create: false,
         })
         .unwrap();
         let id = m.add_entry(account);

@@ -407,6 +407,7 @@ async fn open_account(
         SavedProtocol::Xmpp => {
             let password = password.ok_or_else(|| AccountError::Auth("no password".into()))?;
             let mut cfg = timb_xmpp::XmppConfig::new(&s.identity, &password);
+            cfg.register = account.create;
             // 5223 (and 443) are the direct-TLS conventions; elsewhere STARTTLS.
             let direct = matches!(s.port, 5223 | 443);
             cfg.server = Some(timb_xmpp::ServerAddr {
@@ -751,6 +752,7 @@ mod tests {
             password_mode: 0,
             password: String::new(),
             remember,
+            create: false,
         })
         .unwrap()
     }

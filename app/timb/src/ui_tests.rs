@@ -873,6 +873,177 @@ fn only_chosen_settings_reach_the_profile_and_never_the_password() {
 
 /// Every @tr string in the .slint files has a translation in every bundled language.
 #[test]
+fn an_account_is_created_on_the_server_once_and_the_window_says_so() {
+    let u = ui();
+    u.click("Add account");
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Your address (user@server)", "new@example.org");
+    let create = "Create this account on the server";
+    u.find(create, AccessibleRole::Checkbox)
+        .invoke_accessible_default_action();
+    assert_eq!(
+        u.texts_containing("asks the server, over Tor, for a new account")
+            .len(),
+        1,
+        "the form says what ticking it does"
+    );
+    u.click("Save account");
+    let id = AccountId(1);
+    let connect = |pw: &str| {
+        u.click("Connect new@example.org");
+        u.type_into("Password", pw);
+        u.w.invoke_password_submit();
+    };
+    connect("pw");
+    match &u.log.borrow()[..] {
+        [Request::Connect { account, .. }] => assert!(account.create, "{account:?}"),
+        other => panic!("unexpected requests {other:?}"),
+    }
+    u.handle(UiEvent::Account(
+        id,
+        Event::State(timb_core::ConnectionState::Connecting),
+    ));
+    u.handle(UiEvent::Account(id, Event::AccountCreated));
+    u.handle(UiEvent::Account(
+        id,
+        Event::State(timb_core::ConnectionState::Connected { spki_sha256: None }),
+    ));
+    assert_eq!(
+        u.texts_containing("The account was created on the server.")
+            .len(),
+        1
+    );
+    u.handle(UiEvent::Account(
+        id,
+        Event::State(timb_core::ConnectionState::Disconnected),
+    ));
+    connect("pw");
+    match u.log.borrow().last() {
+        Some(Request::Connect { account, .. }) => {
+            assert!(!account.create, "created once: later connects only log in")
+        }
+        other => panic!("unexpected request {other:?}"),
+    }
+    // An existing account's form has no such box.
+    u.handle(UiEvent::Account(
+        id,
+        Event::State(timb_core::ConnectionState::Disconnected),
+    ));
+    u.click("Edit new@example.org");
+    assert!(u.try_find(create, AccessibleRole::Checkbox).is_none());
+    u.w.set_account_dialog_open(false);
+
+    // A refusal is worded from the catalogue, quoting only the server's words.
+    u.handle(UiEvent::Account(
+        id,
+        Event::Error(timb_core::AccountError::Registration(
+            timb_core::RegistrationProblem::NeedsMore {
+                instructions: "Give us your e-mail".into(),
+                fields: "E-mail".into(),
+                captcha: false,
+            },
+        )),
+    ));
+    assert_eq!(
+        u.texts_containing("asks for more than a name and a password (E-mail)")
+            .len(),
+        1
+    );
+    u.app.borrow_mut().set_language("fr");
+    assert!(u
+        .texts_containing("asks for more than a name and a password")
+        .is_empty());
+    assert_eq!(u.texts_containing("Give us your e-mail").len(), 1);
+}
+
+#[test]
+fn timbs_own_answers_are_translated_not_quoted_as_the_servers() {
+    let u = ui();
+    let id = u.with_chat();
+    u.handle(UiEvent::Account(
+        id,
+        Event::Error(timb_core::AccountError::Notice(
+            timb_core::Notice::ContactAddress,
+        )),
+    ));
+    assert!(u.texts_containing("The server said").is_empty());
+    assert_eq!(
+        u.texts_containing("That is a contact's address, not a group.")
+            .len(),
+        1
+    );
+    u.handle(UiEvent::Account(
+        id,
+        Event::Error(timb_core::AccountError::GroupRefused {
+            room: "desk@muc.example.org".into(),
+            why: "conflict".into(),
+        }),
+    ));
+    assert_eq!(
+        u.texts_containing("Could not join desk@muc.example.org. The server said: conflict")
+            .len(),
+        1
+    );
+    u.app.borrow_mut().set_language("ar");
+    assert!(u.texts_containing("Could not join").is_empty());
+    assert_eq!(u.texts_containing("desk@muc.example.org").len(), 1);
+}
+
+/// The drop-down choices and the check boxes read the way the language does:
+/// in Arabic the value and each entry of the list sit at the right, the arrow
+/// and the box at the reading start.
+#[test]
+fn choices_and_check_boxes_follow_the_reading_direction() {
+    let u = ui();
+    let placement = |lang: &str| {
+        u.app.borrow_mut().set_language(lang);
+        let choice = u.find(
+            if lang == "ar" {
+                "اللغة"
+            } else {
+                "Language"
+            },
+            AccessibleRole::Combobox,
+        );
+        choice.invoke_accessible_default_action();
+        let entry = ElementHandle::find_by_accessible_label(&u.w, "English")
+            .find(|e| e.accessible_role() == Some(AccessibleRole::ListItem))
+            .expect("the list shows English");
+        let entry_text = entry
+            .query_descendants()
+            .match_accessible_role(AccessibleRole::Text)
+            .find_first()
+            .expect("the entry's text");
+        let left_gap = entry_text.absolute_position().x - entry.absolute_position().x;
+        let right_gap = (entry.absolute_position().x + entry.size().width)
+            - (entry_text.absolute_position().x + entry_text.size().width);
+        entry.invoke_accessible_default_action();
+        (left_gap, right_gap)
+    };
+    let (l, r) = placement("en");
+    assert!(l < r, "English entries start at the left: {l} vs {r}");
+    let (l, r) = placement("ar");
+    assert!(l > r, "Arabic entries start at the right: {l} vs {r}");
+    assert_eq!(
+        u.w.get_language_index(),
+        1,
+        "choosing an entry from the list takes it"
+    );
+    u.app.borrow_mut().set_language("ar");
+    u.click("حول timb");
+    let check = u.find("ابحث عن التحديثات عندما يعمل Tor", AccessibleRole::Checkbox);
+    let text = u
+        .texts_containing("ابحث عن التحديثات عندما يعمل Tor")
+        .into_iter()
+        .find(|e| e.accessible_role() == Some(AccessibleRole::Text))
+        .expect("the setting's text");
+    assert!(
+        check.absolute_position().x > text.absolute_position().x,
+        "the box is at the right of its text in Arabic"
+    );
+}
+
+#[test]
 fn every_string_is_translated() {
     let ui_files = [
         include_str!("../ui/types.slint"),
@@ -935,6 +1106,19 @@ fn tab_reaches_the_send_button() {
     u.key(" ");
     assert_eq!(u.log.borrow().len(), 1, "Tab then Space on Send sends");
     assert_eq!(u.w.get_draft(), "");
+    // In Arabic, Send is at the message's left, and still the next stop in reading order.
+    u.app.borrow_mut().set_language("ar");
+    u.w.invoke_focus_message();
+    for c in "hi".chars() {
+        u.key(c.to_string());
+    }
+    u.key(Key::Tab);
+    u.key(" ");
+    assert_eq!(
+        u.log.borrow().len(),
+        2,
+        "Tab then Space on Send sends, in Arabic too"
+    );
 }
 
 /// The first start of a new version, and a start after the launcher went back: the window

@@ -147,8 +147,9 @@ impl App {
                     state: e.state,
                     problem,
                     detail: state::sanitize(&detail).into(),
-                    new_key: new_key.into(),
+                    new_key: state::sanitize(&new_key).into(),
                     server_key: e.server_key.clone().unwrap_or_default().into(),
+                    created: e.created,
                 }
             })
             .collect();
@@ -360,6 +361,49 @@ fn problem(err: Option<&timb_core::AccountError>) -> (ui::AccountProblem, String
         E::Closed(why) => return (P::Closed, why.clone(), String::new()),
         E::Refused(why) => return (P::ServerRefused, why.clone(), String::new()),
         E::Local(why) => return (P::Local, why.clone(), String::new()),
+        E::Registration(r) => {
+            use timb_core::RegistrationProblem as R;
+            match r {
+                R::NotOffered => P::RegistrationNotOffered,
+                R::Taken => P::RegistrationTaken,
+                R::NeedsMore {
+                    instructions,
+                    fields,
+                    captcha,
+                } => {
+                    let kind = if *captcha {
+                        P::RegistrationCaptcha
+                    } else {
+                        P::RegistrationNeedsMore
+                    };
+                    return (kind, instructions.clone(), fields.clone());
+                }
+                R::Refused(why) => return (P::RegistrationRefused, why.clone(), String::new()),
+            }
+        }
+        E::Notice(n) => {
+            use timb_core::Notice as N;
+            match n {
+                N::NotConnected => P::NotConnected,
+                N::TooManyWaiting => P::TooManyWaiting,
+                N::MaybeUndelivered(k) => {
+                    return (P::MaybeUndelivered, k.to_string(), String::new())
+                }
+                N::NotSent(k) => return (P::NotSent, k.to_string(), String::new()),
+                N::Backlog => P::Backlog,
+                N::NotInGroup => P::NotInGroup,
+                N::InvalidTarget => P::InvalidTarget,
+                N::InvalidChannel => P::InvalidChannel,
+                N::NotAGroupAddress => P::NotAGroupAddress,
+                N::OwnAddress => P::OwnAddress,
+                N::ContactAddress => P::ContactAddress,
+                N::NickUnavailable => P::NickUnavailable,
+                N::InvalidNick => P::InvalidNick,
+                N::NoTls => P::NoTls,
+            }
+        }
+        E::GroupRefused { room, why } => return (P::GroupRefused, room.clone(), why.clone()),
+        E::NotDelivered { to, why } => return (P::NotDelivered, to.clone(), why.clone()),
     };
     (kind, String::new(), String::new())
 }

@@ -90,6 +90,7 @@ fn connect(net: &mut Net, id: AccountId) {
         password_mode: 0,
         password: String::new(),
         remember: false,
+        create: false,
     })
     .unwrap();
     net.request(Request::Connect {

@@ -276,6 +276,24 @@ fn the_container_lock_is_what_the_mirror_resolves_to() {
     );
 }
 
+/// Every path under `dir` with its bytes (folders as `None`).
+fn home_tree(dir: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                out.insert(p.clone(), None);
+                stack.push(p);
+            } else {
+                out.insert(p.clone(), Some(std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
 fn diff_lines(a: &str, b: &str) -> String {
     let (a, b): (Vec<&str>, Vec<&str>) = (a.lines().collect(), b.lines().collect());
     let gone = a
@@ -401,6 +419,7 @@ fn the_bundle_runs_from_any_folder() {
         "README.txt",
         "LICENSE",
         "timb.desktop",
+        "timb.svg",
         "BUILDINFO",
         "app/current",
         &format!("app/{}/timb", b.version),
@@ -420,6 +439,44 @@ fn the_bundle_runs_from_any_folder() {
     assert_eq!(
         String::from_utf8_lossy(&out.stdout).trim(),
         format!("timb {}", b.version)
+    );
+
+    // The menu entry, only when asked: --register-app writes one file in the user's
+    // applications folder, --unregister-app removes it, and the home folder is as before.
+    let home = scratch("home");
+    std::fs::create_dir_all(home.join(".config")).unwrap();
+    std::fs::write(home.join(".config/keep"), "the user's").unwrap();
+    let before = home_tree(&home);
+    let with_home = |arg: &str| {
+        let mut c = Command::new(top.join("timb"));
+        c.arg(arg)
+            .env("HOME", &home)
+            .env_remove("XDG_DATA_HOME")
+            .current_dir("/");
+        run_ok(&mut c)
+    };
+    with_home("--register-app");
+    let apps = home.join(".local/share/applications");
+    let entries: Vec<_> = std::fs::read_dir(&apps).unwrap().collect();
+    assert_eq!(entries.len(), 1, "one menu entry");
+    let entry = std::fs::read_to_string(entries[0].as_ref().unwrap().path()).unwrap();
+    assert!(
+        entry.contains(&format!("Exec=\"{}/timb\"", top.display())),
+        "{entry}"
+    );
+    assert!(
+        entry.contains(&format!("Icon={}/timb.svg", top.display())),
+        "{entry}"
+    );
+    with_home("--unregister-app");
+    assert_eq!(
+        home_tree(&home),
+        before,
+        "--unregister-app left the home folder changed"
+    );
+    assert!(
+        !top.join("update/launch").exists(),
+        "registering counted as a start"
     );
 
     // Direct library dependencies: glibc's, and fontconfig, which every
@@ -520,4 +577,35 @@ fn the_bundle_runs_from_any_folder() {
     let keep = target_dir().join("bundle-screenshot.png");
     let _ = std::fs::create_dir_all(keep.parent().unwrap());
     let _ = std::fs::copy(&shot, keep);
+}
+
+#[test]
+fn the_bundle_is_accessible_over_at_spi() {
+    // A screen reader's view of the real binary (#18): under Xvfb with a session
+    // bus and the AT-SPI registry, every control has a name and a role, and Tab
+    // follows the reading order, mirrored in Arabic. The script starts and ends
+    // its own Xvfb, buses and timb; it says what it checks.
+    let b = bundle();
+    let d = scratch("a11y");
+    extract(&b.archive, &d);
+    let top = d.join(format!("timb-{}-linux-x86_64", b.version));
+    let shots = target_dir().join("a11y-screenshots");
+    let out = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("tests/bundle/a11y/check_a11y.py"))
+        .arg(&top)
+        .arg("--screenshots")
+        .arg(&shots)
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "the accessibility check failed:\n{report}"
+    );
 }

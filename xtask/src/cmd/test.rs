@@ -38,6 +38,12 @@ pub const TEST_PACKAGES: &[&str] = &[
     "shellcheck",
     // The TLS 1.1 refusal test serves TLS 1.1 with openssl s_server.
     "openssl",
+    // The accessibility test reads the real window over AT-SPI (tests/bundle/a11y):
+    // a session bus, the AT-SPI bus and registry, libatspi through Debian's python3-gi.
+    "dbus-daemon",
+    "at-spi2-core",
+    "python3-gi",
+    "gir1.2-atspi-2.0",
 ];
 
 /// The slow bundle tests run alone, after everything else.

@@ -1,0 +1,611 @@
+#!/usr/bin/python3
+"""timb's accessibility, read from outside as a screen reader reads it (#18).
+
+    /usr/bin/python3 tests/bundle/a11y/check_a11y.py BUNDLE_FOLDER [--lang en,ar]
+        [--screenshots DIR] [--expect ROLE:NAME] [--dump]
+
+BUNDLE_FOLDER is an extracted bundle (the folder holding the `timb` launcher).
+The script starts everything it needs, each in a scratch folder and torn down
+at the end: Xvfb (a free display through -displayfd), a private session
+D-Bus, the AT-SPI bus (at-spi-bus-launcher, activated through the session bus
+by setting org.a11y.Status.IsEnabled, which is also what switches slint's
+AccessKit adapter on) and the registry, then timb with a fresh profile
+(TIMB_PROFILE) in each language. It reads timb's tree over AT-SPI (libatspi
+through python3-gi), and checks, on the main window and in the Add account
+dialog (opened through the button's AT-SPI action):
+
+  * each expected control is there with its role and name (the names are the
+    window's accessible labels, translated through app/timb/lang/LANG);
+  * every button, field, check box and combo box has a name;
+  * Tab visits every control once, in reading order: top to bottom, and in a
+    row left to right, right to left in Arabic (by the controls' AT-SPI
+    extents), lands on nothing a screen reader cannot name, and stays inside
+    an open dialog.
+
+The OTR banner shows only in a conversation, which needs a connected account,
+so it is not reached here (app/timb/src/ui_tests.rs reads its accessible
+label in-process).
+`--expect ROLE:NAME` adds a control that must exist (to see the check fail);
+`--screenshots DIR` also saves main-LANG.png and add-account-LANG.png of the
+real window; `--dump` prints each tree. Exit 0 when every check passes, 1
+with a list of failures, 2 when the tree could not be read at all.
+
+Debian packages: xvfb, xdotool, dbus-daemon, at-spi2-core, python3-gi,
+gir1.2-atspi-2.0 (imagemagick for --screenshots). Run with Debian's python3.
+"""
+
+import argparse
+import functools
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+LANG_DIR = os.path.normpath(os.path.join(HERE, "../../../app/timb/lang"))
+SCREEN = (1024, 768)
+
+# What each screen must show, by (AT-SPI role name, English accessible label).
+MAIN = [
+    ("combo box", "Language"),
+    ("push button", "About timb"),
+    ("push button", "Add account"),
+]
+ADD_ACCOUNT = [
+    ("combo box", "Protocol"),
+    ("entry", "Server or .onion address"),
+    ("entry", "Port"),
+    ("entry", "Your address (user@server)"),
+    ("combo box", "How to trust the server's certificate"),
+    ("combo box", "When to ask for the password"),
+    ("check box", "Remember this account on this computer"),
+    ("push button", "Cancel"),
+    ("push button", "Save account"),
+]
+# Roles of what a user operates: each needs a name and a place in the Tab order.
+CONTROL_ROLES = {
+    "button", "push button", "toggle button", "check box", "radio button",
+    "combo box", "entry", "password text", "spin button", "slider", "list item",
+    "switch", "link", "page tab",
+}
+RTL = {"ar", "fa"}
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Failures:
+    def __init__(self):
+        self.items = []
+
+    def add(self, where, msg):
+        self.items.append(f"[{where}] {msg}")
+
+
+def read_po(lang):
+    """msgid -> msgstr of app/timb/lang/LANG (English: identity)."""
+    table = {}
+    if lang == "en":
+        return table
+    path = os.path.join(LANG_DIR, lang, "LC_MESSAGES", "timb.po")
+    cur = None
+    parts = {"msgid": [], "msgstr": []}
+
+    def unquote(s):
+        s = s.strip()[1:-1]
+        return s.replace('\\"', '"').replace("\\n", "\n").replace("\\\\", "\\")
+
+    def flush():
+        if parts["msgid"] or parts["msgstr"]:
+            mid, mstr = "".join(parts["msgid"]), "".join(parts["msgstr"])
+            if mid and mstr:
+                table[mid] = mstr
+        parts["msgid"], parts["msgstr"] = [], []
+
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.rstrip("\n")
+            if line.startswith("msgid "):
+                flush()
+                cur = "msgid"
+                parts[cur].append(unquote(line[6:]))
+            elif line.startswith("msgstr "):
+                cur = "msgstr"
+                parts[cur].append(unquote(line[7:]))
+            elif line.startswith('"') and cur:
+                parts[cur].append(unquote(line))
+            elif not line.strip():
+                flush()
+                cur = None
+    flush()
+    return table
+
+
+# --- the desktop session -------------------------------------------------------
+
+
+class Session:
+    """Xvfb + session bus + AT-SPI bus, in a scratch folder."""
+
+    def __init__(self, scratch):
+        self.scratch = scratch
+        self.procs = []
+        home = os.path.join(scratch, "home")
+        run = os.path.join(scratch, "run")
+        for d in (home, run):
+            os.makedirs(d, mode=0o700, exist_ok=True)
+        self.env = {
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": home,
+            "XDG_RUNTIME_DIR": run,
+            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+            "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+            "XDG_DATA_HOME": os.path.join(home, ".local/share"),
+            # at-spi-bus-launcher keeps IsEnabled in GSettings: in memory, never in dconf.
+            "GSETTINGS_BACKEND": "memory",
+            "LANG": "C.UTF-8",
+        }
+        self.logf = open(os.path.join(scratch, "session.log"), "w")
+
+    def start(self):
+        # at-spi-bus-launcher and the registry detach from the session bus that
+        # starts them: as their subreaper, this process collects them at the end.
+        try:
+            import ctypes
+            ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+        except Exception:
+            pass
+        r, w = os.pipe()
+        xvfb = subprocess.Popen(
+            ["Xvfb", "-displayfd", str(w), "-screen", "0",
+             f"{SCREEN[0]}x{SCREEN[1]}x24", "-nolisten", "tcp",
+             # No reset when the last client leaves: the next would find no server.
+             "-noreset"],
+            pass_fds=(w,), stdout=self.logf, stderr=self.logf, env=self.env,
+            start_new_session=True)
+        os.close(w)
+        self.procs.append(xvfb)
+        with os.fdopen(r) as f:
+            num = f.readline().strip()
+        if not num:
+            raise RuntimeError("Xvfb did not start (see session.log)")
+        self.env["DISPLAY"] = f":{num}"
+        for _ in range(100):  # -displayfd can come before the server answers
+            if subprocess.run(["xdotool", "getdisplaygeometry"], env=self.env,
+                              capture_output=True).returncode == 0:
+                break
+            time.sleep(0.1)
+        else:
+            raise RuntimeError(f"Xvfb on :{num} does not answer")
+
+        bus = os.path.join(self.env["XDG_RUNTIME_DIR"], "bus")
+        dbus = subprocess.Popen(
+            ["dbus-daemon", "--session", "--nofork", "--nopidfile",
+             f"--address=unix:path={bus}", "--print-address=1"],
+            stdout=subprocess.PIPE, stderr=self.logf, env=self.env, text=True,
+            start_new_session=True)
+        self.procs.append(dbus)
+        addr = dbus.stdout.readline().strip()
+        if not addr:
+            raise RuntimeError("dbus-daemon did not start (see session.log)")
+        self.env["DBUS_SESSION_BUS_ADDRESS"] = addr
+
+        # Our own libatspi must talk to these, not to the caller's desktop.
+        for k in ("DISPLAY", "DBUS_SESSION_BUS_ADDRESS", "XDG_RUNTIME_DIR", "HOME",
+                  "GSETTINGS_BACKEND"):
+            os.environ[k] = self.env[k]
+        for k in ("AT_SPI_BUS_ADDRESS", "WAYLAND_DISPLAY", "NO_AT_BRIDGE"):
+            os.environ.pop(k, None)
+
+        import gi
+        gi.require_version("Atspi", "2.0")
+        from gi.repository import Gio, GLib
+
+        conn = Gio.DBusConnection.new_for_address_sync(
+            addr,
+            Gio.DBusConnectionFlags.AUTHENTICATION_CLIENT
+            | Gio.DBusConnectionFlags.MESSAGE_BUS_CONNECTION,
+            None, None)
+        # Activates at-spi-bus-launcher (org.a11y.Bus.service), which starts the
+        # AT-SPI bus; AccessKit (accesskit_unix) turns on when IsEnabled is true.
+        conn.call_sync(
+            "org.a11y.Bus", "/org/a11y/bus", "org.freedesktop.DBus.Properties", "Set",
+            GLib.Variant("(ssv)", ("org.a11y.Status", "IsEnabled", GLib.Variant("b", True))),
+            None, Gio.DBusCallFlags.NONE, 20000, None)
+        got = conn.call_sync(
+            "org.a11y.Bus", "/org/a11y/bus", "org.freedesktop.DBus.Properties", "Get",
+            GLib.Variant("(ss)", ("org.a11y.Status", "IsEnabled")),
+            GLib.VariantType("(v)"), Gio.DBusCallFlags.NONE, 20000, None)
+        if not got.unpack()[0]:
+            raise RuntimeError("org.a11y.Status.IsEnabled stayed false")
+        self.a11y_address = conn.call_sync(
+            "org.a11y.Bus", "/org/a11y/bus", "org.a11y.Bus", "GetAddress", None,
+            GLib.VariantType("(s)"), Gio.DBusCallFlags.NONE, 20000, None).unpack()[0]
+        self.conn = conn
+
+        # libatspi 2.46 warns once per object about AccessKit's newer cache
+        # signature ("AddAccessible with unknown signature"): to a file, not the report.
+        self.saved_stderr = os.dup(2)
+        client_log = os.open(os.path.join(self.scratch, "atspi-client.log"),
+                             os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        os.dup2(client_log, 2)
+        os.close(client_log)
+        sys.stderr = os.fdopen(os.dup(self.saved_stderr), "w", buffering=1)
+        from gi.repository import Atspi
+        Atspi.init()
+        self.Atspi = Atspi
+
+    def stop(self):
+        if getattr(self, "conn", None) is not None:
+            self.conn.close_sync(None)
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+                try:
+                    p.wait(5)
+                except subprocess.TimeoutExpired:
+                    os.killpg(p.pid, signal.SIGKILL)
+                    p.wait()
+        # The AT-SPI bus and registry, adopted by this process: end and reap them.
+        for pid in children_of(os.getpid()):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+        end = time.time() + 5
+        while time.time() < end:
+            try:
+                pid, _ = os.waitpid(-1, os.WNOHANG)
+            except ChildProcessError:
+                break
+            if pid == 0:
+                time.sleep(0.1)
+        self.logf.close()
+        if getattr(self, "saved_stderr", None) is not None:
+            os.dup2(self.saved_stderr, 2)
+
+
+def children_of(ppid):
+    found = []
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open(f"/proc/{d}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+            except OSError:
+                continue
+            if int(fields[1]) == ppid and fields[0] != "Z":
+                found.append(int(d))
+    return found
+
+
+# --- reading the tree ------------------------------------------------------------
+
+
+class Node:
+    def __init__(self, acc, depth):
+        A = SESSION.Atspi
+        self.acc = acc
+        self.depth = depth
+        self.role = acc.get_role_name()
+        self.name = acc.get_name() or ""
+        states = acc.get_state_set()
+        self.focused = states.contains(A.StateType.FOCUSED)
+        self.focusable = states.contains(A.StateType.FOCUSABLE)
+        self.showing = states.contains(A.StateType.SHOWING)
+        self.enabled = states.contains(A.StateType.ENABLED)
+        try:
+            e = acc.get_extents(A.CoordType.SCREEN)
+            self.box = (e.x, e.y, e.width, e.height)
+        except Exception:  # not a Component
+            self.box = None
+
+    @property
+    def key(self):
+        return (self.role, self.name, self.box)
+
+    def label(self):
+        b = self.box
+        at = f" at {b[0]},{b[1]} {b[2]}x{b[3]}" if b else ""
+        return f"{self.role} {self.name!r}{at}"
+
+
+def walk(acc, depth=0, out=None):
+    if out is None:
+        out = []
+    n = Node(acc, depth)
+    out.append(n)
+    for i in range(acc.get_child_count()):
+        c = acc.get_child_at_index(i)
+        if c is not None:
+            walk(c, depth + 1, out)
+    return out
+
+
+def find_app(pid, timeout=40):
+    A = SESSION.Atspi
+    end = time.time() + timeout
+    while time.time() < end:
+        desktop = A.get_desktop(0)
+        for i in range(desktop.get_child_count()):
+            app = desktop.get_child_at_index(i)
+            try:
+                if app is not None and app.get_process_id() == pid:
+                    # Always ask the application: nothing stale between key presses.
+                    app.set_cache_mask(A.Cache.NONE)
+                    return app
+            except Exception:
+                pass
+        time.sleep(0.3)
+    return None
+
+
+def wait_for(app, pred, timeout=15):
+    end = time.time() + timeout
+    nodes = []
+    while time.time() < end:
+        try:
+            nodes = walk(app)
+            if pred(nodes):
+                return nodes
+        except Exception:
+            pass
+        time.sleep(0.2)
+    return None
+
+
+def controls(nodes):
+    return [n for n in nodes if n.role in CONTROL_ROLES and n.showing]
+
+
+def dump(nodes, title):
+    log(f"--- {title}")
+    for n in nodes:
+        flags = "".join(c for c, on in (("F", n.focused), ("f", n.focusable),
+                                        ("s", n.showing), ("e", n.enabled)) if on)
+        log(f"{'  ' * n.depth}{n.label()} [{flags}]")
+
+
+# --- checks ----------------------------------------------------------------------
+
+
+def check_names(nodes, expected, tr, where, fails):
+    present = controls(nodes)
+    for role, english in expected:
+        name = tr.get(english, english)
+        if not any(n.role == role and n.name == name for n in present):
+            near = [n.label() for n in present if n.name == name or n.role == role]
+            fails.add(where, f"no {role} named {name!r} ({english!r}); "
+                             f"same role or name: {', '.join(near) or 'none'}")
+    for n in present:
+        if not n.name.strip():
+            fails.add(where, f"a {n.label()} has no accessible name")
+
+
+def reads_before(a, b, rtl):
+    """Whether control a comes before control b in reading order."""
+    ax, ay, aw, ah = a.box
+    bx, by, bw, bh = b.box
+    overlap = min(ay + ah, by + bh) - max(ay, by)
+    if overlap > 0.5 * min(ah, bh):  # one row
+        ac, bc = ax + aw / 2, bx + bw / 2
+        return ac > bc if rtl else ac < bc
+    return ay + ah / 2 < by + bh / 2
+
+
+def tab_cycle(app, max_steps=40):
+    """Presses Tab until the focus comes back; returns the stops, in order."""
+    stops = []
+    prev = None
+    for _ in range(max_steps):
+        subprocess.run(["xdotool", "key", "--clearmodifiers", "Tab"],
+                       env=SESSION.env, check=True)
+        focused = None
+        end = time.time() + 3
+        while time.time() < end:
+            try:
+                nodes = walk(app)
+            except Exception:
+                time.sleep(0.1)
+                continue
+            f = [n for n in nodes if n.focused]
+            # The window itself counts only if nothing inside it has the focus.
+            inner = [n for n in f if n.depth > 1]
+            focused = (inner or f or [None])[-1]
+            if focused is not None and (prev is None or focused.key != prev.key):
+                break
+            time.sleep(0.1)
+        if focused is None:
+            stops.append(None)
+        else:
+            if stops and stops[0] is not None and focused.key == stops[0].key:
+                return stops, True
+            stops.append(focused)
+        prev = focused
+    return stops, False
+
+
+def check_focus(app, expected_names, rtl, where, fails, outside=()):
+    stops, closed = tab_cycle(app)
+    shown = [s.label() if s else "(nothing exposed)" for s in stops]
+    log(f"  Tab order {where}: " + " → ".join(shown))
+    if not closed:
+        fails.add(where, f"Tab did not come back to its first stop within {len(stops)} "
+                         f"presses: {shown}")
+    real, escaped = [], []
+    for i, s in enumerate(stops, 1):
+        if s is None or s.role not in CONTROL_ROLES:
+            what = "nothing AT-SPI exposes as focused" if s is None else s.label()
+            fails.add(where, f"Tab stop {i} lands on {what}, not a control a screen reader "
+                             "can name (a focusable element without an accessible role?)")
+        elif s.key in outside:
+            escaped.append(s)
+        else:
+            real.append(s)
+    if escaped:
+        fails.add(where, "Tab leaves the dialog for the window behind it: "
+                         + ", ".join(s.label() for s in escaped))
+    names = [s.name for s in real]
+    for name in expected_names:
+        if name not in names:
+            fails.add(where, f"Tab never reaches {name!r}")
+    seen = set()
+    for s in real:
+        if s.key in seen:
+            fails.add(where, f"Tab visits {s.label()} twice in one round")
+        seen.add(s.key)
+    if len(real) < 2 or any(s.box is None for s in real):
+        return
+    # Reading order: rows top to bottom, each row in the language's direction.
+    reading = sorted(real, key=functools.cmp_to_key(
+        lambda a, b: -1 if reads_before(a, b, rtl) else 1 if reads_before(b, a, rtl) else 0))
+    # The round may start anywhere: compare from the control read first.
+    first = real.index(reading[0])
+    ring = real[first:] + real[:first]
+    if [s.key for s in ring] != [s.key for s in reading]:
+        direction = "right to left" if rtl else "left to right"
+        wrong = next((a, b) for a, b in zip(ring, ring[1:]) if not reads_before(a, b, rtl))
+        fails.add(where, f"Tab does not follow the reading order (top to bottom, {direction}): "
+                         f"Tab goes from {wrong[0].label()} to {wrong[1].label()}, read before it."
+                         f"\n      Tab:     {' → '.join(repr(s.name) for s in ring)}"
+                         f"\n      reading: {' → '.join(repr(s.name) for s in reading)}")
+
+
+def screenshot(path, wid):
+    subprocess.run(["import", "-window", wid, path], env=SESSION.env, check=True,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log(f"  screenshot {path}")
+
+
+def run_language(bundle, lang, args, fails):
+    A = SESSION.Atspi
+    tr = read_po(lang)
+    rtl = lang in RTL
+    where = lang
+    profile = tempfile.mkdtemp(prefix=f"profile-{lang}-", dir=SESSION.scratch)
+    env = dict(SESSION.env, LANGUAGE=lang, TIMB_PROFILE=profile)
+    applog = open(os.path.join(SESSION.scratch, f"timb-{lang}.log"), "w")
+    proc = subprocess.Popen([os.path.join(bundle, "timb")], env=env, cwd=profile,
+                            stdout=applog, stderr=applog, start_new_session=True)
+    try:
+        app = find_app(proc.pid)
+        if app is None:
+            fails.add(where, "timb never appeared on the AT-SPI desktop (is AccessKit on? "
+                             f"see {SESSION.scratch}/timb-{lang}.log)")
+            return False
+        main_names = [tr.get(e, e) for _, e in MAIN]
+        nodes = wait_for(app, lambda ns: all(
+            any(n.name == m for n in controls(ns)) for m in main_names[-1:]))
+        if nodes is None:
+            nodes = walk(app)
+            dump(nodes, f"{lang}: main window (incomplete)")
+            fails.add(where, f"the main window's tree never showed {main_names[-1]!r}")
+            return True
+        if args.dump:
+            dump(nodes, f"{lang}: main window")
+        frames = [n for n in nodes if n.role == "frame"]
+        if not frames or frames[0].name != "timb":
+            fails.add(where, f"the window is not a frame named 'timb': {[n.label() for n in nodes[:3]]}")
+        check_names(nodes, MAIN + args.expect, tr, f"{where} main window", fails)
+
+        wid = subprocess.run(["xdotool", "search", "--sync", "--pid", str(proc.pid),
+                              "--name", "^timb$"], env=SESSION.env, check=True,
+                             capture_output=True, text=True, timeout=30).stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", "--sync", wid], env=SESSION.env, check=True)
+        time.sleep(0.5)
+        if args.screenshots:
+            screenshot(os.path.join(args.screenshots, f"main-{lang}.png"), wid)
+        check_focus(app, main_names, rtl, f"{where} main window", fails)
+        main_keys = {n.key for n in controls(walk(app))}
+
+        # The Add account dialog, opened the way a screen reader user would.
+        add = [n for n in controls(walk(app)) if n.name == tr.get("Add account", "Add account")]
+        if not add:
+            return True
+        if add[0].acc.get_n_actions() < 1 or not add[0].acc.do_action(0):
+            fails.add(where, f"{add[0].label()} has no action that presses it")
+            return True
+        dlg_names = [tr.get(e, e) for _, e in ADD_ACCOUNT]
+        nodes = wait_for(app, lambda ns: any(n.name == dlg_names[0] for n in controls(ns)))
+        if nodes is None:
+            fails.add(where, "the Add account dialog did not open through AT-SPI")
+            return True
+        time.sleep(0.3)
+        nodes = walk(app)
+        if args.dump:
+            dump(nodes, f"{lang}: Add account dialog")
+        check_names(nodes, ADD_ACCOUNT, tr, f"{where} Add account", fails)
+        if args.screenshots:
+            screenshot(os.path.join(args.screenshots, f"add-account-{lang}.png"), wid)
+        check_focus(app, dlg_names, rtl, f"{where} Add account", fails,
+                    outside=main_keys)
+        return True
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        applog.close()
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("bundle", help="extracted bundle folder (holds the timb launcher)")
+    p.add_argument("--lang", default="en,ar", help="comma-separated, default en,ar")
+    p.add_argument("--screenshots", metavar="DIR")
+    p.add_argument("--expect", action="append", default=[], metavar="ROLE:NAME",
+                   help="also require this control on the main window")
+    p.add_argument("--dump", action="store_true", help="print each tree")
+    p.add_argument("--keep", action="store_true", help="keep the scratch folder")
+    args = p.parse_args()
+    args.expect = [tuple(e.split(":", 1)) for e in args.expect]
+    bundle = os.path.abspath(args.bundle)
+    if not os.path.isfile(os.path.join(bundle, "timb")):
+        sys.exit(f"no timb launcher in {bundle}")
+    if args.screenshots:
+        args.screenshots = os.path.abspath(args.screenshots)
+        os.makedirs(args.screenshots, exist_ok=True)
+
+    started = time.time()
+    global SESSION
+    scratch = tempfile.mkdtemp(prefix="timb-a11y-")
+    SESSION = Session(scratch)
+    fails = Failures()
+    readable = True
+    try:
+        SESSION.start()
+        for lang in args.lang.split(","):
+            log(f"{lang}:")
+            readable = run_language(bundle, lang, args, fails) and readable
+    except Exception as e:  # the session, or driving it, failed
+        fails.add("error", f"{type(e).__name__}: {e}")
+        readable = False
+    finally:
+        SESSION.stop()
+        if args.keep or not readable:
+            log(f"logs kept in {scratch}")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    took = time.time() - started
+    if fails.items:
+        log(f"\n{len(fails.items)} accessibility failure(s) ({took:.0f} s):")
+        for f in fails.items:
+            log(f"  - {f}")
+        sys.exit(1 if readable else 2)
+    log(f"accessibility: all checks passed ({took:.0f} s)")
+
+
+SESSION = None
+
+if __name__ == "__main__":
+    main()
