@@ -4,7 +4,9 @@
 //! check (`timb::update::check`, `TorFetcher`), not the test client's.
 //!
 //! The previous issue's attacks are replayed through it first (a tampered bundle, a frozen
-//! timestamp, endless metadata): each is told in its own words and installs nothing. Then the
+//! timestamp, endless metadata, a bundle signed by a key outside the policy, a snapshot from
+//! another release, a root rotated by new keys only): each is told in its own words and
+//! installs nothing. Then the
 //! real release is served: the window offers it, downloads it over Tor and installs it beside
 //! 0.1.0, a rollback afterwards is refused, a later check finds it ready, and "Restart to
 //! update" starts the bundle's launcher.
@@ -192,6 +194,64 @@ fn from_the_window_attacks_are_told_in_words_then_an_update_installs_and_restart
             "endless data changed the store"
         );
         assert!(!layout.installed("0.2.0"));
+
+        // The honest release 1 again, but its bundle signed by a key the policy does not
+        // list: TUF passes, minisign refuses.
+        repo.timestamp_version = 1;
+        publish(&mirror2, &repo, &repo.files(), &[(BUNDLE, &archive2)], &key);
+        let sig = mirror2.join(format!("targets/{BUNDLE}.minisig"));
+        let honest_sig = std::fs::read(&sig).unwrap();
+        let stranger = BundleKey::new(&mirror2, "stranger");
+        std::fs::write(&sig, stranger.sign(BUNDLE, &archive2)).unwrap();
+        check_now(
+            &w,
+            UpdateState::Failed,
+            "someone may have tampered with them",
+        );
+        assert!(
+            !layout.installed("0.2.0"),
+            "a bundle with a bad signature was installed"
+        );
+        std::fs::write(&sig, honest_sig).unwrap();
+
+        // Mix-and-match: release 2's timestamp, but under its snapshot's name the mirror
+        // serves release 1's snapshot (validly signed, from another release).
+        let release1 = repo.files();
+        repo.timestamp_version = 2;
+        repo.snapshot_version = 2;
+        repo.targets_version = 2;
+        publish(&mirror2, &repo, &repo.files(), &[(BUNDLE, &archive2)], &key);
+        std::fs::write(mirror2.join("metadata/2.snapshot.json"), &release1.snapshot).unwrap();
+        let snapshot_before = repo::store_bytes(&store).get("snapshot.json").cloned();
+        check_now(
+            &w,
+            UpdateState::Failed,
+            "someone may have tampered with them",
+        );
+        assert_eq!(
+            repo::store_bytes(&store).get("snapshot.json").cloned(),
+            snapshot_before,
+            "a snapshot from another release was trusted"
+        );
+
+        // A new root signed only by keys the trusted root does not know.
+        let honest_root = std::mem::replace(&mut repo.root, tuf_repo::RoleKeys::one("attacker"));
+        repo.root_version = 2;
+        std::fs::write(mirror2.join("metadata/2.root.json"), repo.root_bytes()).unwrap();
+        repo.root = honest_root;
+        repo.root_version = 1;
+        let before = repo::store_bytes(&store);
+        check_now(
+            &w,
+            UpdateState::Failed,
+            "someone may have tampered with them",
+        );
+        assert_eq!(
+            repo::store_bytes(&store),
+            before,
+            "a root signed by new keys only changed the store"
+        );
+        std::fs::remove_file(mirror2.join("metadata/2.root.json")).unwrap();
 
         // The real release, version 3 of the timestamp: offered, downloaded, installed.
         repo.timestamp_version = 3;

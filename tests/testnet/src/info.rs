@@ -19,6 +19,8 @@ pub mod exit_port_index {
     pub const GUI_BENCH: Range<usize> = 12..16;
     /// This crate's own tests (beyond the 16 the contract reserves).
     pub const TESTNET: Range<usize> = 16..20;
+    /// The updater's HTTPS mirror reached through an exit (tests/update-client).
+    pub const UPDATE: Range<usize> = 20..24;
 }
 
 /// The well-known onion service names, each hosted by the c-tor service

@@ -57,14 +57,14 @@ const OFF_SOCKS: u16 = 20;
 /// An exit port only the harness's own readiness check uses.
 const OFF_CHECK: u16 = 21;
 const OFF_EXIT_PORTS: u16 = 30;
-const N_EXIT_PORTS: u16 = 20;
+const N_EXIT_PORTS: u16 = 24;
 const OFF_ONION_TARGETS: u16 = 60;
 
 // The layout must fit the block and the exit ports must cover every reserved index.
 const _: () = assert!(OFF_RELAY_OR + MAX_RELAYS as u16 <= OFF_SOCKS);
 const _: () = assert!(OFF_EXIT_PORTS + N_EXIT_PORTS <= OFF_ONION_TARGETS);
 const _: () = assert!(OFF_ONION_TARGETS + ONION_SERVICE_NAMES.len() as u16 <= ports::BLOCK_SIZE);
-const _: () = assert!(N_EXIT_PORTS as usize >= exit_port_index::TESTNET.end);
+const _: () = assert!(N_EXIT_PORTS as usize >= exit_port_index::UPDATE.end);
 
 /// Virtual ports of the well-known onion services, in [`ONION_SERVICE_NAMES`] order.
 /// "update" is the updater's repository mirror (tests/update-client), "app-update" the one

@@ -65,6 +65,11 @@ struct Cli {
     /// arti's state folder (with --tor-network).
     #[arg(long)]
     tor_state: Option<PathBuf>,
+    /// With --tor-network: an `https://127.0.0.1:PORT` mirror reached through the private
+    /// network's exit presents the key with this SPKI SHA-256 (hex), pinned instead of web
+    /// PKI (a test server has no certificate a web authority signed). Only in this client.
+    #[arg(long)]
+    exit_tls_pin: Option<String>,
     /// Per-read timeout in seconds.
     #[arg(long, default_value_t = 60)]
     read_timeout: u64,
@@ -110,6 +115,13 @@ enum Command {
 /// Loopback plain HTTP, else arti under the app's rules.
 struct TestFetcher {
     tor: Option<TorFetcher>,
+    /// `https://127.0.0.1` through the exit with a pinned key (`--exit-tls-pin`): the same
+    /// timb-tor call the app's [`TorFetcher`] makes, with a pin where the app has web PKI.
+    exit: Option<(
+        timb_tor::Transport,
+        timb_tor::Isolation,
+        timb_tor::TlsPolicy,
+    )>,
 }
 
 impl Fetch for TestFetcher {
@@ -120,6 +132,18 @@ impl Fetch for TestFetcher {
             // Only loopback, only in this test client (never in the app).
             #[allow(clippy::disallowed_methods)]
             let s = tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, url.port))
+                .await
+                .map_err(|e| FetchError::Connect(e.to_string()))?;
+            let r = http::get(s, &url.authority(), &url.path, from)
+                .await
+                .map_err(|e| FetchError::Http(e.to_string()))?;
+            return HttpBody::from_response(r, from);
+        }
+        if let (Scheme::Https, "127.0.0.1", Some((transport, isolation, policy))) =
+            (url.scheme, url.host.as_str(), &self.exit)
+        {
+            let s = transport
+                .connect_tls_isolated(isolation, &url.host, url.port, policy)
                 .await
                 .map_err(|e| FetchError::Connect(e.to_string()))?;
             let r = http::get(s, &url.authority(), &url.path, from)
@@ -338,13 +362,24 @@ async fn run(cli: Cli) -> Result<(), String> {
             let t = timb_tor::Transport::bootstrap(config, tx)
                 .await
                 .map_err(|e| e.to_string())?;
-            Some(TorFetcher::new(t))
+            Some(t)
         }
         None => None,
     };
+    let exit = match (&tor, &cli.exit_tls_pin) {
+        (Some(t), Some(pin)) => {
+            let pin = timb_tls::SpkiSha256::from_hex(pin)
+                .ok_or_else(|| format!("--exit-tls-pin {pin:?} is not 64 hex digits"))?;
+            let policy = timb_tor::TlsPolicy::Pinned(timb_tor::PinSet::leaf("127.0.0.1", [pin]));
+            Some((t.clone(), timb_tor::Isolation::new(), policy))
+        }
+        (None, Some(_)) => return Err("--exit-tls-pin needs --tor-network".into()),
+        _ => None,
+    };
+    let tor = tor.map(TorFetcher::new);
     let mirrors = urls(&cli.metadata_url)?;
     let refresh = !mirrors.is_empty();
-    let updater = Updater::new(store, TestFetcher { tor }, mirrors).with_timeouts(Timeouts {
+    let updater = Updater::new(store, TestFetcher { tor, exit }, mirrors).with_timeouts(Timeouts {
         per_read: std::time::Duration::from_secs(cli.read_timeout),
         ..Timeouts::default()
     });

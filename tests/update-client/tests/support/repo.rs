@@ -19,13 +19,25 @@ use tuf_repo::{Files, Repo};
 /// A loopback HTTP server over `root`, answering `Range: bytes=N-` with 206. Paths in
 /// `endless` stream zeros forever; paths in `stall` send headers and then nothing; a path in
 /// `cut` has its connection closed after that many body bytes (once, then it is removed).
-/// Every request is logged as `PATH` or `PATH from N`.
+/// Every request is logged as `PATH` or `PATH from N`. Dropping it closes its port (and
+/// every connection it still serves), so the next server can take the same port.
 pub struct Server {
     pub port: u16,
     pub root: PathBuf,
     pub endless: Arc<Mutex<HashSet<String>>>,
     pub stall: Arc<Mutex<HashSet<String>>>,
     pub switches: Arc<Switches>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
 }
 
 /// What the tests change on a running [`Server`].
@@ -55,6 +67,18 @@ impl Server {
 
     /// On a given loopback port (an onion service's target); 0 picks a free one.
     pub fn start_on(root: &Path, port: u16) -> Server {
+        Server::start_wrapped(root, port, |sock| async move { Some(sock) })
+    }
+
+    /// [`Server::start_on`] with each accepted connection first passed through `wrap` (a TLS
+    /// handshake, say); a connection `wrap` gives up on is dropped.
+    pub fn start_wrapped<F, Fut, S>(root: &Path, port: u16, wrap: F) -> Server
+    where
+        F: Fn(tokio::net::TcpStream) -> Fut + Send + Sync + 'static,
+        Fut: std::future::Future<Output = Option<S>> + Send + 'static,
+        S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    {
+        let wrap = Arc::new(wrap);
         let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
@@ -63,16 +87,30 @@ impl Server {
         let switches = Arc::new(Switches::default());
         let (r, e, s) = (root.to_path_buf(), endless.clone(), stall.clone());
         let sw = switches.clone();
-        std::thread::spawn(move || {
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopping = stop.clone();
+        let thread = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .unwrap();
             rt.block_on(async move {
                 let l = tokio::net::TcpListener::from_std(listener).unwrap();
-                loop {
-                    let (sock, _) = l.accept().await.unwrap();
-                    tokio::spawn(serve(sock, r.clone(), e.clone(), s.clone(), sw.clone()));
+                // Until the server is dropped (looked at every 50 ms); then the runtime,
+                // the listener and the connections still served go with this thread.
+                while !stopping.load(std::sync::atomic::Ordering::SeqCst) {
+                    let accepted =
+                        tokio::time::timeout(std::time::Duration::from_millis(50), l.accept())
+                            .await;
+                    let Ok(accepted) = accepted else { continue };
+                    let (sock, _) = accepted.unwrap();
+                    let (r, e, s, sw, wrap) =
+                        (r.clone(), e.clone(), s.clone(), sw.clone(), wrap.clone());
+                    tokio::spawn(async move {
+                        if let Some(sock) = wrap(sock).await {
+                            serve(sock, r, e, s, sw).await;
+                        }
+                    });
                 }
             });
         });
@@ -82,6 +120,8 @@ impl Server {
             endless,
             stall,
             switches,
+            stop,
+            thread: Some(thread),
         }
     }
 
@@ -112,8 +152,8 @@ fn decode(path: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-async fn serve(
-    mut sock: tokio::net::TcpStream,
+async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
+    mut sock: S,
     root: PathBuf,
     endless: Arc<Mutex<HashSet<String>>>,
     stall: Arc<Mutex<HashSet<String>>>,
