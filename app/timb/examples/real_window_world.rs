@@ -1,0 +1,118 @@
+//! The servers a test needs to drive the **real bundle's** window over the private Tor
+//! network (tests/bundle/a11y/check_a11y.py `--connected`): the network, a prosody and an
+//! ngircd behind two of its exit ports, and a headless timb account "ben" that waits in
+//! an XMPP room and an IRC channel and says hello to whoever joins.
+//!
+//! Prints one JSON line — the network file (for `TIMB_PRIVATE_TOR_NETWORK`), each
+//! server's exit port and pinned key — then serves until its standard input closes.
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::io::Read;
+use std::sync::Arc;
+
+use support::*;
+use timb_core::{Command, Event, MessageKind, Target};
+use timb_test_support::{free_port, Loopback, Ngircd, Redirect, IRC_HOST, MUC};
+use timb_testnet::exit_port_index;
+
+/// The room and channel ben waits in.
+const ROOM: &str = "lobby";
+const CHANNEL: &str = "#timb";
+
+fn main() {
+    let world = XmppWorld::start(exit_port_index::GUI_BENCH.start);
+    let irc_exit = world
+        .net
+        .info()
+        .exit_port(exit_port_index::GUI_BENCH.start + 1)
+        .expect("exit port");
+    let ng = Ngircd::start_on(&[free_port()], irc_exit);
+    let room = format!("{ROOM}@{MUC}");
+
+    // ben in the XMPP room: greets each newcomer.
+    let (mut xb, _otr) = world.headless_peer("ben", "pw-ben");
+    let r = room.clone();
+    world.rt.spawn(async move {
+        let _ = xb
+            .commands
+            .send(Command::JoinGroup {
+                room: r.clone(),
+                nick: Some("ben".into()),
+            })
+            .await;
+        while let Some(e) = xb.events.recv().await {
+            if let Event::MemberJoined { nick, .. } = e {
+                let _ = xb
+                    .commands
+                    .send(Command::Send {
+                        to: Target::Group(r.clone()),
+                        body: format!("Welcome, {nick}! This room is not encrypted."),
+                        kind: MessageKind::Normal,
+                    })
+                    .await;
+            }
+        }
+    });
+
+    // ben on IRC, over loopback with ngircd's key pinned: greets each newcomer too.
+    let policy = ng.policy();
+    world.rt.spawn(async move {
+        let server = timb_irc::connect::IrcServer {
+            host: IRC_HOST.into(),
+            port: irc_exit,
+            tls: policy,
+            allow_plaintext: false,
+            client_identity: None,
+        };
+        let via = Redirect::new(Arc::new(Loopback), "127.0.0.1", irc_exit);
+        let mut h = timb_irc::spawn_account(
+            timb_core::AccountId(99),
+            server,
+            timb_irc::session::IrcConfig::new("ben"),
+            via,
+        );
+        let _ = h.commands.send(Command::Connect).await;
+        let mut joined = false;
+        while let Some(e) = h.events.recv().await {
+            match e {
+                Event::State(timb_core::ConnectionState::Connected { .. }) if !joined => {
+                    joined = true;
+                    let _ = h
+                        .commands
+                        .send(Command::JoinGroup {
+                            room: CHANNEL.into(),
+                            nick: None,
+                        })
+                        .await;
+                }
+                Event::MemberJoined { nick, .. } => {
+                    let _ = h
+                        .commands
+                        .send(Command::Send {
+                            to: Target::Group(CHANNEL.into()),
+                            body: format!("hi {nick}, welcome to {CHANNEL}"),
+                            kind: MessageKind::Normal,
+                        })
+                        .await;
+                }
+                _ => {}
+            }
+        }
+    });
+
+    println!(
+        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\"}}",
+        world.net.config_path().display(),
+        world.exit_port,
+        world.pin,
+        timb_test_support::DOMAIN,
+        ng.pki.leaf.spki_sha256().hex(),
+    );
+    // Serve until the driver closes our standard input.
+    let mut sink = Vec::new();
+    let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(ng);
+    drop(world);
+}
