@@ -246,6 +246,11 @@ fn banner_follows_otr_events() {
     assert!(u
         .banner()
         .starts_with("Not private yet (waiting for encryption)"));
+    // A screen reader reads the banner as text, by the words it shows.
+    assert_eq!(
+        u.id("ConversationView::banner").accessible_role(),
+        Some(AccessibleRole::Text)
+    );
     assert_eq!(u.w.get_otr_state(), OtrState::NotPrivate);
 
     u.handle(UiEvent::Otr(OtrNote::Secure {

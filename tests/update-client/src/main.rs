@@ -124,6 +124,17 @@ struct TestFetcher {
     )>,
 }
 
+/// `GET url` from byte `from` over a stream already open to its server.
+async fn get<S>(s: S, url: &Url, from: u64) -> Result<(HttpBody, u64), FetchError>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let r = http::get(s, &url.authority(), &url.path, from)
+        .await
+        .map_err(|e| FetchError::Http(e.to_string()))?;
+    HttpBody::from_response(r, from)
+}
+
 impl Fetch for TestFetcher {
     type Body = HttpBody;
 
@@ -134,10 +145,7 @@ impl Fetch for TestFetcher {
             let s = tokio::net::TcpStream::connect((std::net::Ipv4Addr::LOCALHOST, url.port))
                 .await
                 .map_err(|e| FetchError::Connect(e.to_string()))?;
-            let r = http::get(s, &url.authority(), &url.path, from)
-                .await
-                .map_err(|e| FetchError::Http(e.to_string()))?;
-            return HttpBody::from_response(r, from);
+            return get(s, url, from).await;
         }
         if let (Scheme::Https, "127.0.0.1", Some((transport, isolation, policy))) =
             (url.scheme, url.host.as_str(), &self.exit)
@@ -146,10 +154,7 @@ impl Fetch for TestFetcher {
                 .connect_tls_isolated(isolation, &url.host, url.port, policy)
                 .await
                 .map_err(|e| FetchError::Connect(e.to_string()))?;
-            let r = http::get(s, &url.authority(), &url.path, from)
-                .await
-                .map_err(|e| FetchError::Http(e.to_string()))?;
-            return HttpBody::from_response(r, from);
+            return get(s, url, from).await;
         }
         match &self.tor {
             Some(t) => t.open(url, from).await,

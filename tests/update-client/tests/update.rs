@@ -263,15 +263,7 @@ impl World {
 /// store's files `kept` are byte for byte what they were (the files the refused step
 /// would have written; earlier steps of a refresh may rightly persist what they verified).
 fn refused_keeping(w: &World, attack: impl FnOnce() -> Run, words: &str, kept: &[&str]) {
-    let before = store_bytes(&w.store());
-    let r = attack();
-    assert!(!r.ok, "the attack was not refused");
-    assert!(
-        r.stderr.contains(words),
-        "expected {words:?} in the error, got: {}",
-        r.stderr
-    );
-    let after = store_bytes(&w.store());
+    let (before, after) = refused_store(w, attack, words);
     for f in kept {
         assert_eq!(after.get(*f), before.get(*f), "the trusted {f} changed");
     }
@@ -280,6 +272,16 @@ fn refused_keeping(w: &World, attack: impl FnOnce() -> Run, words: &str, kept: &
 /// Runs `attack` (which must fail with `words` in its error) and checks the store is
 /// byte for byte what it was.
 fn refused_unchanged(w: &World, attack: impl FnOnce() -> Run, words: &str) {
+    let (before, after) = refused_store(w, attack, words);
+    assert_eq!(after, before, "the trusted store changed");
+}
+
+/// Runs `attack`, which must fail with `words` in its error: the store before and after.
+fn refused_store(
+    w: &World,
+    attack: impl FnOnce() -> Run,
+    words: &str,
+) -> (BTreeMap<String, Vec<u8>>, BTreeMap<String, Vec<u8>>) {
     let before = store_bytes(&w.store());
     let r = attack();
     assert!(!r.ok, "the attack was not refused");
@@ -288,7 +290,7 @@ fn refused_unchanged(w: &World, attack: impl FnOnce() -> Run, words: &str) {
         "expected {words:?} in the error, got: {}",
         r.stderr
     );
-    assert_eq!(store_bytes(&w.store()), before, "the trusted store changed");
+    (before, store_bytes(&w.store()))
 }
 
 #[test]
