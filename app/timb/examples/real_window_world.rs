@@ -1,7 +1,8 @@
 //! The servers a test needs to drive the **real bundle's** window over the private Tor
 //! network (tests/bundle/a11y/check_a11y.py `--connected`): the network, a prosody and an
 //! ngircd behind two of its exit ports, and a headless timb account "ben" that waits in
-//! an XMPP room and an IRC channel and says hello to whoever joins.
+//! an XMPP room and an IRC channel and says hello to whoever joins, accepts contact
+//! requests and answers private (OTR) messages.
 //!
 //! Prints one JSON line — the network file (for `TIMB_PRIVATE_TOR_NETWORK`), each
 //! server's exit port and pinned key — then serves until its standard input closes.
@@ -20,6 +21,8 @@ use timb_testnet::exit_port_index;
 /// The room and channel ben waits in.
 const ROOM: &str = "lobby";
 const CHANNEL: &str = "#timb";
+/// ben's answer to a private message.
+const PEER_ANSWER: &str = "hi ann, this is private";
 
 fn main() {
     let world = XmppWorld::start(exit_port_index::GUI_BENCH.start);
@@ -43,16 +46,28 @@ fn main() {
             })
             .await;
         while let Some(e) = xb.events.recv().await {
-            if let Event::MemberJoined { nick, .. } = e {
-                let _ = xb
-                    .commands
-                    .send(Command::Send {
-                        to: Target::Group(r.clone()),
-                        body: format!("Welcome, {nick}! This room is not encrypted."),
-                        kind: MessageKind::Normal,
-                    })
-                    .await;
-            }
+            let reply = match e {
+                Event::MemberJoined { nick, .. } => Command::Send {
+                    to: Target::Group(r.clone()),
+                    body: format!("Welcome, {nick}! This room is not encrypted."),
+                    kind: MessageKind::Normal,
+                },
+                // A contact request is accepted; a private message answered (through OTR).
+                Event::SubscriptionRequest { from } => Command::AnswerSubscription {
+                    from,
+                    approve: true,
+                },
+                Event::Message {
+                    from: from @ Target::Direct(_),
+                    ..
+                } => Command::Send {
+                    to: from,
+                    body: PEER_ANSWER.into(),
+                    kind: MessageKind::Normal,
+                },
+                _ => continue,
+            };
+            let _ = xb.commands.send(reply).await;
         }
     });
 
@@ -103,12 +118,13 @@ fn main() {
     });
 
     println!(
-        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\"}}",
+        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\", \"peer\": \"ben@{}\", \"peer_answer\": \"{PEER_ANSWER}\"}}",
         world.net.config_path().display(),
         world.exit_port,
         world.pin,
         timb_test_support::DOMAIN,
         ng.pki.leaf.spki_sha256().hex(),
+        timb_test_support::DOMAIN,
     );
     // Serve until the driver closes our standard input.
     let mut sink = Vec::new();

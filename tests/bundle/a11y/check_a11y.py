@@ -2,7 +2,7 @@
 """timb's accessibility, read from outside as a screen reader reads it (#18).
 
     /usr/bin/python3 tests/bundle/a11y/check_a11y.py BUNDLE_FOLDER [--lang en,ar]
-        [--screenshots DIR] [--expect ROLE:NAME] [--dump]
+        [--screenshots DIR] [--expect ROLE:NAME] [--dump] [--connected WORLD]
 
 BUNDLE_FOLDER is an extracted bundle (the folder holding the `timb` launcher).
 The script starts everything it needs, each in a scratch folder and torn down
@@ -22,9 +22,16 @@ dialog (opened through the button's AT-SPI action):
     extents), lands on nothing a screen reader cannot name, and stays inside
     an open dialog.
 
-The OTR banner shows only in a conversation, which needs a connected account,
-so it is not reached here (app/timb/src/ui_tests.rs reads its accessible
-label in-process).
+With `--connected WORLD` it instead drives the real window over the private
+Tor network, in English, as a user does (AT-SPI actions, the keyboard through
+xdotool): WORLD is app/timb/examples/real_window_world (the network, prosody
+and ngircd behind its exit, a peer "ben"). An XMPP account with a pinned key is
+added and connected, a room joined and ben's welcome read, ben added as a
+contact and a private conversation started: its OTR banner must be read as text
+saying "Not private yet", then "Private, unverified", and ben's answer must
+arrive; the bundle's own update check is run from the About box; then, in a
+second timb, an IRC account joins a channel and reads ben there. With
+`--screenshots` each of those screens is saved.
 `--expect ROLE:NAME` adds a control that must exist (to see the check fail);
 `--screenshots DIR` also saves main-LANG.png and add-account-LANG.png of the
 real window; `--dump` prints each tree. Exit 0 when every check passes, 1
@@ -36,6 +43,7 @@ gir1.2-atspi-2.0 (imagemagick for --screenshots). Run with Debian's python3.
 
 import argparse
 import functools
+import json
 import os
 import shutil
 import signal
@@ -484,6 +492,16 @@ def screenshot(path, wid):
     log(f"  screenshot {path}")
 
 
+def stop(proc):
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
 def run_language(bundle, lang, args, fails):
     A = SESSION.Atspi
     tr = read_po(lang)
@@ -548,14 +566,223 @@ def run_language(bundle, lang, args, fails):
                     outside=main_keys)
         return True
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        stop(proc)
         applog.close()
+
+
+# --- connected: the real window over the private Tor network ----------------------
+
+
+def find_one(app, pred, what, timeout=20):
+    """The first showing node for which pred(node) holds, waiting for it."""
+    nodes = wait_for(app, lambda ns: any(n.showing and pred(n) for n in ns), timeout)
+    if nodes is None:
+        raise Step(f"never appeared: {what}")
+    return next(n for n in nodes if n.showing and pred(n))
+
+
+class Step(Exception):
+    """A step of the connected run that did not happen."""
+
+
+def press(app, role, name, timeout=20):
+    """Presses a control through its AT-SPI action, as a screen reader does."""
+    n = find_one(app, lambda n: n.role == role and n.name == name, f"{role} {name!r}", timeout)
+    if n.acc.get_n_actions() < 1 or not n.acc.do_action(0):
+        raise Step(f"{n.label()} has no action that presses it")
+    time.sleep(0.3)
+
+
+def key(*keys):
+    subprocess.run(["xdotool", "key", "--clearmodifiers", *keys], env=SESSION.env, check=True)
+
+
+def type_into(app, name, text):
+    """Clicks into the entry named `name`, empties it and types `text` on the keyboard."""
+    n = find_one(app, lambda n: n.role in ("entry", "password text") and n.name == name,
+                 f"entry {name!r}")
+    x, y, w, h = n.box
+    subprocess.run(["xdotool", "mousemove", "--sync", str(x + w // 2), str(y + h // 2),
+                    "click", "1"], env=SESSION.env, check=True)
+    time.sleep(0.2)
+    key("ctrl+a", "BackSpace")
+    subprocess.run(["xdotool", "type", "--delay", "20", text], env=SESSION.env, check=True)
+    time.sleep(0.2)
+
+
+def choose(app, name, value):
+    """Sets the drop-down `name` to `value` with the arrow keys, as a keyboard user does."""
+    def combo():
+        return find_one(app, lambda n: n.role == "combo box" and n.name == name,
+                        f"combo box {name!r}")
+
+    def shown(n):
+        return [c.get_name() for c in (n.acc.get_child_at_index(i)
+                                       for i in range(n.acc.get_child_count())) if c]
+
+    presses = ["Down"] * 4 + ["Up"] * 8
+    while presses:
+        n = combo()
+        if value in shown(n):
+            return
+        if not n.focused:
+            n.acc.grab_focus()
+            time.sleep(0.3)
+            if not combo().focused:
+                raise Step(f"the combo box {name!r} does not take the focus")
+            continue
+        key(presses.pop(0))
+        time.sleep(0.3)
+    raise Step(f"the combo box {name!r} never showed {value!r} (shows {shown(combo())})")
+
+
+def add_account(app, server, port, user, pin, irc):
+    press(app, "push button", "Add account")
+    # The dialog puts the focus on its first field when it opens: let it, then move it.
+    find_one(app, lambda n: n.name == "Protocol" and n.focused, "the form's focus")
+    if irc:
+        choose(app, "Protocol", "IRC")
+    type_into(app, "Server or .onion address", server)
+    type_into(app, "Port", str(port))
+    type_into(app, "Nickname" if irc else "Your address (user@server)", user)
+    # The trust box starts on web PKI; its first entry is "Pinned key".
+    choose(app, "How to trust the server's certificate", "Pinned key (safest)")
+    type_into(app, "Pinned key", pin)
+    press(app, "push button", "Save account")
+
+
+def connect(app, password, wid, shots, name):
+    press(app, "push button", "Connect " + find_one(
+        app, lambda n: n.role == "push button" and n.name.startswith("Connect "),
+        "a Connect button").name[len("Connect "):])
+    type_into(app, "Password", password)
+    key("Return")
+    # Tor starts now (never before the user connects), then the account logs in.
+    # (Disconnect is there from the start: it cancels a connection attempt too.)
+    find_one(app, lambda n: n.role == "label" and n.name == "Connected",
+             "the account connected over Tor (its state 'Connected')", timeout=180)
+    if shots:
+        screenshot(os.path.join(shots, f"{name}-connected-en.png"), wid)
+
+
+def join_and_read(app, group, greeting, wid, shots, name):
+    type_into(app, "Group to join", group)
+    key("Return")
+    row = find_one(app, lambda n: n.role == "list item" and n.name.startswith("Group "),
+                   "the group in the contact list", timeout=60)
+    if not row.acc.do_action(0):
+        raise Step(f"{row.label()} has no action that opens it")
+    find_one(app, lambda n: greeting in n.name, f"a message containing {greeting!r}", timeout=60)
+    banner = find_one(app, lambda n: n.name.startswith("Group chat: NOT end-to-end encrypted"),
+                      "the group banner")
+    if shots:
+        screenshot(os.path.join(shots, f"{name}-group-en.png"), wid)
+    return banner
+
+
+def run_connected(bundle, world_exe, args, fails):
+    """Drives the real window over the private Tor network (English only)."""
+    world_log = open(os.path.join(SESSION.scratch, "world.log"), "w")
+    world = subprocess.Popen([world_exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                             stderr=world_log, text=True, start_new_session=True)
+    procs = []
+    try:
+        info = None
+        for line in world.stdout:
+            if line.startswith("{"):
+                info = json.loads(line)
+                break
+        if info is None:
+            fails.add("connected", f"the servers did not start (see {SESSION.scratch}/world.log)")
+            return False
+        log(f"  servers ready: XMPP on exit port {info['xmpp_port']}, IRC on {info['irc_port']}")
+
+        def start(name):
+            profile = tempfile.mkdtemp(prefix=f"profile-{name}-", dir=SESSION.scratch)
+            env = dict(SESSION.env, LANGUAGE="en", TIMB_PROFILE=profile,
+                       TIMB_PRIVATE_TOR_NETWORK=info["network"])
+            applog = open(os.path.join(SESSION.scratch, f"timb-{name}.log"), "w")
+            proc = subprocess.Popen([os.path.join(bundle, "timb")], env=env, cwd=profile,
+                                    stdout=applog, stderr=applog, start_new_session=True)
+            procs.append(proc)
+            app = find_app(proc.pid)
+            if app is None:
+                raise Step("timb never appeared on the AT-SPI desktop")
+            wid = subprocess.run(["xdotool", "search", "--sync", "--pid", str(proc.pid),
+                                  "--name", "^timb$"], env=SESSION.env, check=True,
+                                 capture_output=True, text=True, timeout=30).stdout.split()[0]
+            subprocess.run(["xdotool", "windowfocus", "--sync", wid], env=SESSION.env,
+                           check=True)
+            return app, wid
+
+        shots = args.screenshots
+        # XMPP: a room, then a private conversation with ben.
+        where = "connected XMPP"
+        try:
+            app, wid = start("xmpp")
+            add_account(app, "127.0.0.1", info["xmpp_port"], info["xmpp_user"],
+                        info["xmpp_pin"], irc=False)
+            connect(app, info["xmpp_password"], wid, shots, "xmpp")
+            banner = join_and_read(app, info["room"], "Welcome, ", wid, shots, "xmpp")
+            if banner.role not in ("label", "static", "text"):
+                fails.add(where, f"the group banner is read as a {banner.role}, not as text")
+            type_into(app, "Address of the contact to add", info["peer"])
+            key("Return")
+            peer = find_one(app, lambda n: n.role == "list item"
+                            and n.name.startswith(info["peer"] + ","),
+                            f"{info['peer']} in the contact list", timeout=60)
+            if not peer.acc.do_action(0):
+                raise Step(f"{peer.label()} has no action that opens it")
+            waiting = find_one(app, lambda n: n.name.startswith("Not private yet"),
+                               "the 'Not private yet' banner")
+            if waiting.role not in ("label", "static", "text"):
+                fails.add(where, f"the OTR banner is read as a {waiting.role}, not as text")
+            type_into(app, "Message", "hello ben, over tor")
+            key("Return")
+            private = find_one(app, lambda n: n.name.startswith("Private, unverified"),
+                               "the 'Private, unverified' banner", timeout=90)
+            if private.role not in ("label", "static", "text"):
+                fails.add(where, f"the OTR banner is read as a {private.role}, not as text")
+            find_one(app, lambda n: n.name == info["peer_answer"], "ben's private answer",
+                     timeout=60)
+            if shots:
+                screenshot(os.path.join(shots, "xmpp-private-en.png"), wid)
+            # The update check of a bundle: what this one says, in its About box.
+            press(app, "push button", "About timb")
+            press(app, "push button", "Check for updates now")
+            time.sleep(3)
+            if shots:
+                screenshot(os.path.join(shots, "about-update-en.png"), wid)
+            log("  XMPP: connected over Tor, room joined, private conversation read")
+        except Step as e:
+            fails.add(where, str(e))
+            dump(walk(app), f"{where}: the window when it stopped")
+            screenshot(os.path.join(SESSION.scratch, f"{where.replace(' ', '-')}.png"), wid)
+        # IRC: a channel, in a timb of its own (one window on the display at a time).
+        where = "connected IRC"
+        for proc in procs:
+            stop(proc)
+        try:
+            app, wid = start("irc")
+            add_account(app, "127.0.0.1", info["irc_port"], "ann", info["irc_pin"], irc=True)
+            connect(app, "", wid, shots, "irc")
+            join_and_read(app, info["channel"], "welcome to", wid, shots, "irc")
+            log("  IRC: connected over Tor, channel joined and read")
+        except Step as e:
+            fails.add(where, str(e))
+            dump(walk(app), f"{where}: the window when it stopped")
+            screenshot(os.path.join(SESSION.scratch, f"{where.replace(' ', '-')}.png"), wid)
+        return True
+    finally:
+        for proc in procs:
+            stop(proc)
+        world.stdin.close()
+        try:
+            world.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(world.pid, signal.SIGKILL)
+            world.wait()
+        world_log.close()
 
 
 def main():
@@ -566,6 +793,9 @@ def main():
     p.add_argument("--expect", action="append", default=[], metavar="ROLE:NAME",
                    help="also require this control on the main window")
     p.add_argument("--dump", action="store_true", help="print each tree")
+    p.add_argument("--connected", metavar="WORLD",
+                   help="instead: drive the real window over the private Tor network against "
+                        "the servers this program starts (app/timb/examples/real_window_world.rs)")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = p.parse_args()
     args.expect = [tuple(e.split(":", 1)) for e in args.expect]
@@ -584,7 +814,10 @@ def main():
     readable = True
     try:
         SESSION.start()
-        for lang in args.lang.split(","):
+        if args.connected:
+            log("connected (en):")
+            readable = run_connected(bundle, os.path.abspath(args.connected), args, fails)
+        for lang in ([] if args.connected else args.lang.split(",")):
             log(f"{lang}:")
             readable = run_language(bundle, lang, args, fails) and readable
     except Exception as e:  # the session, or driving it, failed

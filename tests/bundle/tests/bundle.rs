@@ -609,3 +609,75 @@ fn the_bundle_is_accessible_over_at_spi() {
         "the accessibility check failed:\n{report}"
     );
 }
+
+#[test]
+fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
+    // The released binary's window, driven as a user does (AT-SPI actions and the
+    // keyboard, under Xvfb) over the private Tor network (#18): an XMPP account added
+    // with a pinned key, connected, a room joined and read, a contact added and a
+    // private conversation that turns "Private, unverified" (the banners read as text
+    // by a screen reader), the bundle's own update check; then an IRC account and a
+    // channel. Each screen is saved as a screenshot of the real binary.
+    // The servers come from an example of the debug test build: under `cargo xtask
+    // test` this waits until that build is done (TIMB_TEST_BUILD_DONE).
+    let world = std::env::var_os("TIMB_REAL_WINDOW_WORLD")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("debug/examples/real_window_world"));
+    if let Some(marker) = std::env::var_os("TIMB_TEST_BUILD_DONE") {
+        let marker = PathBuf::from(marker);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
+        while !marker.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the test build never finished ({} not written)",
+                marker.display()
+            );
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+    }
+    assert!(
+        world.is_file(),
+        "{} is missing: build it with `cargo build -p timb --example real_window_world`",
+        world.display()
+    );
+    let b = bundle();
+    let d = scratch("connected");
+    extract(&b.archive, &d);
+    let top = d.join(format!("timb-{}-linux-x86_64", b.version));
+    let shots = target_dir().join("a11y-screenshots");
+    let screens = [
+        "xmpp-group-en",
+        "xmpp-private-en",
+        "about-update-en",
+        "irc-group-en",
+    ];
+    for shot in screens {
+        let _ = std::fs::remove_file(shots.join(format!("{shot}.png")));
+    }
+    let out = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("tests/bundle/a11y/check_a11y.py"))
+        .arg(&top)
+        .arg("--connected")
+        .arg(&world)
+        .arg("--screenshots")
+        .arg(&shots)
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "driving the real window failed:\n{report}"
+    );
+    for shot in screens {
+        assert!(
+            shots.join(format!("{shot}.png")).is_file(),
+            "no screenshot {shot}.png"
+        );
+    }
+}

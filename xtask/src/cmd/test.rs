@@ -114,6 +114,8 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     .context("code is not formatted: run `cargo fmt --all`")?;
     deny(root)?;
     lint_and_build_tests(root)?;
+    // The bundle tests' real-window test waits for the servers' harness this build made.
+    bundle_tests.test_build_done()?;
     util::stage(
         4,
         5,
@@ -255,6 +257,8 @@ fn lints_fail_the_build(driver: &Path) -> Result<()> {
 struct BundleTests {
     child: Option<std::process::Child>,
     log: PathBuf,
+    /// Written when the test build is done (see [`BundleTests::test_build_done`]).
+    marker: PathBuf,
     started: std::time::Instant,
 }
 
@@ -286,6 +290,12 @@ impl BundleTests {
             Ok(to)
         };
         let (exe, xtask) = (copy(&exe, "bundle-tests")?, copy(xtask, "xtask")?);
+        // The real window is driven over Tor against servers from an example the test
+        // build makes (app/timb/examples/real_window_world.rs): that test waits for this
+        // marker, written once the test build is done.
+        let marker = own.join("test-build-done");
+        let _ = std::fs::remove_file(&marker);
+        let world = util::cargo_target_dir(root).join("debug/examples/real_window_world");
         let log = util::cargo_target_dir(root).join("bundle-tests.log");
         let file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
@@ -295,6 +305,8 @@ impl BundleTests {
             .args(["--test-threads=1", "--nocapture"])
             .current_dir(root.join("tests/bundle"))
             .env("TIMB_XTASK_BIN", &xtask)
+            .env("TIMB_REAL_WINDOW_WORLD", &world)
+            .env("TIMB_TEST_BUILD_DONE", &marker)
             // The lint pass's wrapper is for the debug builds here; the rebuild compiles
             // xtask again with plain rustc, as a rebuilder would.
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
@@ -314,8 +326,15 @@ impl BundleTests {
         Ok(Self {
             child: Some(child),
             log,
+            marker,
             started: std::time::Instant::now(),
         })
+    }
+
+    /// Tells the bundle tests that the debug build (and the example they need) is done.
+    fn test_build_done(&self) -> Result<()> {
+        std::fs::write(&self.marker, b"done\n")
+            .with_context(|| format!("writing {}", self.marker.display()))
     }
 
     fn finish(mut self) -> Result<()> {
