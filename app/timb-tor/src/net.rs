@@ -107,7 +107,7 @@ fn readable_blockage(kind: &BlockageKind, detail: &str) -> String {
 /// The running Tor client, shared by all accounts. Cheap to clone.
 #[derive(Clone)]
 pub struct Transport {
-    client: Arc<TorClient<tor_rtcompat::PreferredRuntime>>,
+    client: Arc<TorClient<runtime::TimbRuntime>>,
     isolation: Arc<Mutex<HashMap<AccountId, IsolationToken>>>,
 }
 
@@ -126,7 +126,8 @@ impl Transport {
         progress: watch::Sender<BootstrapProgress>,
     ) -> Result<Transport, TorError> {
         timb_tls::install_crypto_provider();
-        let client = TorClient::builder()
+        let rt = runtime::current().map_err(|e| TorError::Config(e.to_string()))?;
+        let client = TorClient::with_runtime(rt)
             .config(config.arti.clone())
             .create_unbootstrapped()
             .map_err(|e| TorError::Config(e.to_string()))?;
@@ -281,7 +282,7 @@ impl Transport {
     }
 
     /// The underlying arti client, for benchmarks and diagnostics.
-    pub fn arti(&self) -> &Arc<TorClient<tor_rtcompat::PreferredRuntime>> {
+    pub fn arti(&self) -> &Arc<TorClient<runtime::TimbRuntime>> {
         &self.client
     }
 }
@@ -402,4 +403,5 @@ mod tests {
 
 // Connections for the update check, on circuits of their own.
 mod isolated;
+pub mod runtime;
 pub use isolated::Isolation;
