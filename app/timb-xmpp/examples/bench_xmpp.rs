@@ -7,7 +7,9 @@
 //! `cargo xtask bench` does) or `--tor`, the same runs go through the private
 //! Tor network to an exit (exit_ports[7]): timb through its own embedded
 //! arti (timb-tor), as in the app, and both timb and the baseline through
-//! the c-tor client's SOCKS port for comparison.
+//! the c-tor client's SOCKS port for comparison. Each path also gets timb with
+//! stream management off (what XEP-0198's acks cost) and the baseline over the
+//! same path, and every timb row its ratio to that baseline.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -28,6 +30,7 @@ const RATE_MESSAGES: usize = 300;
 struct Row {
     path: &'static str,
     client: &'static str,
+    baseline: bool,
     rate: f64,
     median_ms: f64,
     p90_ms: f64,
@@ -58,7 +61,7 @@ async fn recv_body(c: &mut Client) -> String {
 }
 
 /// Two timb accounts, `users` (sender, receiver), each with its own
-/// connector (so arti can isolate them).
+/// connector (so arti can isolate them); `sm`: with stream management.
 async fn timb_row(
     path: &'static str,
     pr: &Prosody,
@@ -66,14 +69,15 @@ async fn timb_row(
     port: u16,
     users: (&str, &str),
     connectors: (Arc<dyn Connector>, Arc<dyn Connector>),
+    sm: bool,
 ) -> Row {
     let server = || ServerAddr {
         host: host.into(),
         port,
         tls: TlsMode::Direct,
     };
-    let mut a = spawn_with(pr, users.0, "pw", server(), connectors.0);
-    let mut b = spawn_with(pr, users.1, "pw", server(), connectors.1);
+    let mut a = spawn_with_sm(pr, users.0, "pw", server(), connectors.0, sm);
+    let mut b = spawn_with_sm(pr, users.1, "pw", server(), connectors.1, sm);
     let to = format!("{}@{DOMAIN}", users.1);
     for c in [&mut a, &mut b] {
         c.cmd(Command::Connect).await;
@@ -102,7 +106,12 @@ async fn timb_row(
     }
     Row {
         path,
-        client: "timb (timb-xmpp session, XEP-0198 acks)",
+        client: if sm {
+            "timb (timb-xmpp session, XEP-0198 acks)"
+        } else {
+            "timb, stream management off"
+        },
+        baseline: false,
         rate,
         median_ms: percentile(&mut lat, 0.5),
         p90_ms: percentile(&mut lat, 0.9),
@@ -173,30 +182,32 @@ async fn baseline_row(
     pr: &Prosody,
     host: &str,
     port: u16,
-    connector: Arc<dyn Connector>,
+    users: (&str, &str),
+    connectors: (Arc<dyn Connector>, Arc<dyn Connector>),
 ) -> Row {
     let mut a = Raw::login(
-        connector.connect(host.into(), port).await.unwrap(),
+        connectors.0.connect(host.into(), port).await.unwrap(),
         pr,
-        "base1",
+        users.0,
     )
     .await;
     let mut b = Raw::login(
-        connector.connect(host.into(), port).await.unwrap(),
+        connectors.1.connect(host.into(), port).await.unwrap(),
         pr,
-        "base2",
+        users.1,
     )
     .await;
+    let to = format!("{}@{DOMAIN}", users.1);
     let mut lat = Vec::new();
     for i in 0..LATENCY_SAMPLES {
         let t = Instant::now();
-        a.message("base2@timb.test", &format!("lat {i}")).await;
+        a.message(&to, &format!("lat {i}")).await;
         b.expect(&format!("<body>lat {i}</body>")).await;
         lat.push(t.elapsed().as_secs_f64() * 1000.0);
     }
     let t = Instant::now();
     for i in 0..RATE_MESSAGES {
-        a.message("base2@timb.test", &format!("rate {i}")).await;
+        a.message(&to, &format!("rate {i}")).await;
     }
     b.expect(&format!("<body>rate {}</body>", RATE_MESSAGES - 1))
         .await;
@@ -204,22 +215,30 @@ async fn baseline_row(
     Row {
         path,
         client: "baseline (raw XMPP over the same TLS)",
+        baseline: true,
         rate,
         median_ms: percentile(&mut lat, 0.5),
         p90_ms: percentile(&mut lat, 0.9),
     }
 }
 
-/// timb1/2 for timb's rows, timb3/4 for timb over c-tor (a fresh pair, so a
-/// previous row's session can never be resumed or replaced), base1/2 for
-/// the baseline.
-const USERS: [(&str, &str); 6] = [
+/// A fresh pair for every row, so a previous row's session can never be
+/// resumed or replaced: timb1/2 timb's rows, timb3/4 timb over c-tor, timb5/6
+/// timb without stream management, base1/2 and base3/4 the baseline over
+/// c-tor and over arti.
+const USERS: [(&str, &str); 12] = [
     ("timb1", "pw"),
     ("timb2", "pw"),
     ("timb3", "pw"),
     ("timb4", "pw"),
+    ("timb5", "pw"),
+    ("timb6", "pw"),
     ("base1", "pw"),
     ("base2", "pw"),
+    ("base3", "pw"),
+    ("base4", "pw"),
+    ("base5", "pw"),
+    ("base6", "pw"),
 ];
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
@@ -232,9 +251,13 @@ async fn main() {
         let port = pr.tls_port;
         let lo: Arc<dyn Connector> = Arc::new(LoopConnector { port });
         let path = "loopback TCP";
-        let pair = (lo.clone(), lo.clone());
-        rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb1", "timb2"), pair).await);
-        rows.push(baseline_row(path, &pr, "127.0.0.1", port, lo).await);
+        let pair = || (lo.clone(), lo.clone());
+        let users = ("timb1", "timb2");
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, users, pair(), true).await);
+        let users = ("timb5", "timb6");
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, users, pair(), false).await);
+        let users = ("base1", "base2");
+        rows.push(baseline_row(path, &pr, "127.0.0.1", port, users, pair()).await);
     }
     if tor {
         let (net, network_file) = tokio::task::spawn_blocking(|| {
@@ -254,24 +277,36 @@ async fn main() {
         let via =
             |n: u32| -> Arc<dyn Connector> { Arc::new(TorConnector::new(&tor, AccountId(n))) };
         let path = "private Tor network, timb's arti → exit";
-        let pair = (via(1), via(2));
-        rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb1", "timb2"), pair).await);
+        let users = ("timb1", "timb2");
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, users, (via(1), via(2)), true).await);
+        let users = ("timb5", "timb6");
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, users, (via(3), via(4)), false).await);
+        let users = ("base3", "base4");
+        rows.push(baseline_row(path, &pr, "127.0.0.1", port, users, (via(5), via(6))).await);
 
         let socks: Arc<dyn Connector> = Arc::new(SocksConnector {
             socks_port: net.harness.socks_port,
         });
         let path = "private Tor network, c-tor SOCKS → exit";
-        let pair = (socks.clone(), socks.clone());
-        rows.push(timb_row(path, &pr, "127.0.0.1", port, ("timb3", "timb4"), pair).await);
-        rows.push(baseline_row(path, &pr, "127.0.0.1", port, socks).await);
+        let pair = || (socks.clone(), socks.clone());
+        let users = ("timb3", "timb4");
+        rows.push(timb_row(path, &pr, "127.0.0.1", port, users, pair(), true).await);
+        let users = ("base5", "base6");
+        rows.push(baseline_row(path, &pr, "127.0.0.1", port, users, pair()).await);
     }
     println!(
-        "| path | client | msgs/s ({RATE_MESSAGES} back to back) | latency median ({LATENCY_SAMPLES} sequential) | latency p90 |"
+        "| path | client | msgs/s ({RATE_MESSAGES} back to back) | latency median ({LATENCY_SAMPLES} sequential) | latency p90 | median / baseline's on the same path |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|");
     for r in &rows {
+        let ratio = rows
+            .iter()
+            .find(|b| b.baseline && b.path == r.path)
+            .filter(|b| !r.baseline && b.median_ms > 0.0)
+            .map(|b| format!("{:.2}", r.median_ms / b.median_ms))
+            .unwrap_or_default();
         println!(
-            "| {} | {} | {:.1} | {:.2} ms | {:.2} ms |",
+            "| {} | {} | {:.1} | {:.2} ms | {:.2} ms | {ratio} |",
             r.path, r.client, r.rate, r.median_ms, r.p90_ms
         );
     }

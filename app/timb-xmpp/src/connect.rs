@@ -110,7 +110,7 @@ pub async fn establish(
     authenticate(&mut xs, &features, cfg, &info).await?;
     let mut xs = xs.restart();
     let features = open_stream(&mut xs, &domain, t).await?;
-    let sm_offered = features.has_child("sm", NS_SM);
+    let sm_offered = features.has_child("sm", NS_SM) && cfg.stream_management;
 
     let mut resume_failed = false;
     if let (Some(tok), true) = (resume, sm_offered) {

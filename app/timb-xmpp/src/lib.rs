@@ -98,6 +98,9 @@ pub struct XmppConfig {
     /// Create the account on the server (XEP-0077) before the first login;
     /// cleared once it worked, so reconnects only log in.
     pub register: bool,
+    /// Ask for stream management (XEP-0198: acks, resumption). Always on in the app;
+    /// off only so `cargo xtask bench xmpp` can show what it costs.
+    pub stream_management: bool,
 }
 
 impl std::fmt::Debug for XmppConfig {
@@ -123,6 +126,7 @@ impl XmppConfig {
             ping_interval: Duration::from_secs(120),
             reconnect: timb_core::Backoff::DEFAULT,
             register: false,
+            stream_management: true,
         }
     }
 

@@ -76,6 +76,18 @@ pub fn spawn_with(
     server: ServerAddr,
     connector: Arc<dyn Connector>,
 ) -> Client {
+    spawn_with_sm(pr, user, pw, server, connector, true)
+}
+
+/// [`spawn_with`], with stream management asked for or not.
+pub fn spawn_with_sm(
+    pr: &Prosody,
+    user: &str,
+    pw: &str,
+    server: ServerAddr,
+    connector: Arc<dyn Connector>,
+    stream_management: bool,
+) -> Client {
     let rec = Recording::default();
     let tls = RecordingTls {
         inner: PolicyTls::new(
@@ -88,6 +100,7 @@ pub fn spawn_with(
     let mut cfg = config(user, pw, server.port, server.tls);
     cfg.server = Some(server);
     cfg.timeout = Duration::from_secs(30);
+    cfg.stream_management = stream_management;
     let h = timb_xmpp::spawn_account(AccountId(1), cfg, connector, Arc::new(tls));
     Client { h, rec }
 }
