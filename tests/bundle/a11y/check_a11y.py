@@ -652,9 +652,9 @@ def add_account(app, server, port, user, pin, irc):
 
 
 def connect(app, password, wid, shots, name):
-    press(app, "push button", "Connect " + find_one(
-        app, lambda n: n.role == "push button" and n.name.startswith("Connect "),
-        "a Connect button").name[len("Connect "):])
+    button = find_one(app, lambda n: n.role == "push button" and n.name.startswith("Connect "),
+                      "a Connect button")
+    press(app, "push button", button.name)
     type_into(app, "Password", password)
     key("Return")
     # Tor starts now (never before the user connects), then the account logs in.

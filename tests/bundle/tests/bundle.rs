@@ -585,16 +585,24 @@ fn the_bundle_is_accessible_over_at_spi() {
     // bus and the AT-SPI registry, every control has a name and a role, and Tab
     // follows the reading order, mirrored in Arabic. The script starts and ends
     // its own Xvfb, buses and timb; it says what it checks.
+    let shots = target_dir().join("a11y-screenshots");
+    let (ok, report) = check_a11y("a11y", &[], &shots);
+    assert!(ok, "the accessibility check failed:\n{report}");
+}
+
+/// Runs tests/bundle/a11y/check_a11y.py on a fresh extraction of the bundle, with
+/// `args` and its screenshots into `shots`; whether it passed, and what it printed.
+fn check_a11y(name: &str, args: &[&std::ffi::OsStr], shots: &Path) -> (bool, String) {
     let b = bundle();
-    let d = scratch("a11y");
+    let d = scratch(name);
     extract(&b.archive, &d);
     let top = d.join(format!("timb-{}-linux-x86_64", b.version));
-    let shots = target_dir().join("a11y-screenshots");
     let out = Command::new("/usr/bin/python3")
         .arg(repo_root().join("tests/bundle/a11y/check_a11y.py"))
         .arg(&top)
+        .args(args)
         .arg("--screenshots")
-        .arg(&shots)
+        .arg(shots)
         .env_remove("WAYLAND_DISPLAY")
         .output()
         .unwrap();
@@ -604,10 +612,7 @@ fn the_bundle_is_accessible_over_at_spi() {
         String::from_utf8_lossy(&out.stderr)
     );
     eprintln!("{report}");
-    assert!(
-        out.status.success(),
-        "the accessibility check failed:\n{report}"
-    );
+    (out.status.success(), report)
 }
 
 #[test]
@@ -640,10 +645,6 @@ fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
         "{} is missing: build it with `cargo build -p timb --example real_window_world`",
         world.display()
     );
-    let b = bundle();
-    let d = scratch("connected");
-    extract(&b.archive, &d);
-    let top = d.join(format!("timb-{}-linux-x86_64", b.version));
     let shots = target_dir().join("a11y-screenshots");
     let screens = [
         "xmpp-group-en",
@@ -654,26 +655,9 @@ fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
     for shot in screens {
         let _ = std::fs::remove_file(shots.join(format!("{shot}.png")));
     }
-    let out = Command::new("/usr/bin/python3")
-        .arg(repo_root().join("tests/bundle/a11y/check_a11y.py"))
-        .arg(&top)
-        .arg("--connected")
-        .arg(&world)
-        .arg("--screenshots")
-        .arg(&shots)
-        .env_remove("WAYLAND_DISPLAY")
-        .output()
-        .unwrap();
-    let report = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    eprintln!("{report}");
-    assert!(
-        out.status.success(),
-        "driving the real window failed:\n{report}"
-    );
+    let args = ["--connected".as_ref(), world.as_os_str()];
+    let (ok, report) = check_a11y("connected", &args, &shots);
+    assert!(ok, "driving the real window failed:\n{report}");
     for shot in screens {
         assert!(
             shots.join(format!("{shot}.png")).is_file(),
