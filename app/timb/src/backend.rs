@@ -117,12 +117,15 @@ pub enum UpdateStatus {
 }
 
 /// Why an update did not happen, in the terms the user can act on.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum UpdateProblem {
     /// The bundle ships no update channel (a local build).
     NotConfigured,
     /// Not running from a bundle's folders (a build tree, a 0.1.0 bundle).
     NotInPlace,
+    /// Version V is installed, but timb could not start it for the user (no restart
+    /// helper, and the sandbox refuses to run programs): they restart it by hand.
+    RestartByHand(String),
     Check(timb_update::Problem),
 }
 

@@ -310,8 +310,8 @@ impl App {
         self.backend.request(Request::CheckUpdate);
     }
 
-    /// Starts the bundle's launcher (which picks the installed update) and closes this
-    /// window; the new one opens no connection until the user asks.
+    /// Has the bundle's launcher start the installed update and closes this window; the
+    /// new one opens no connection until the user asks.
     fn restart_to_update(&mut self) {
         use crate::backend::{UpdateProblem, UpdateStatus};
         let Some(bundle) = self.bundle.clone() else {
@@ -324,9 +324,16 @@ impl App {
             Ok(()) => {
                 let _ = slint::quit_event_loop();
             }
-            Err(_) => self.handle(UiEvent::Update(UpdateStatus::Failed(UpdateProblem::Check(
-                timb_update::Problem::Disk,
-            )))),
+            Err(_) => {
+                // Installed all the same: the next start runs it.
+                let version = match &self.model.update {
+                    Some(UpdateStatus::Ready { version }) => version.clone(),
+                    _ => String::new(),
+                };
+                self.handle(UiEvent::Update(UpdateStatus::Failed(
+                    UpdateProblem::RestartByHand(version),
+                )))
+            }
         }
     }
 

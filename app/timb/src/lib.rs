@@ -26,6 +26,7 @@ mod i18n;
 mod model;
 pub mod net;
 pub mod profile;
+pub mod restart;
 mod state;
 #[cfg(test)]
 mod ui_tests;
@@ -100,16 +101,27 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     crate::profile::owner_only_files();
     let profile = crate::profile::Profile::locate()
         .map_err(|e| format!("cannot open the profile folder: {e}"))?;
+    let bundle = std::env::current_exe()
+        .ok()
+        .and_then(|e| timb_launcher::Layout::of_exe(&e));
+    // Confined before the window or Tor starts a thread (timb-sandbox): from here on, only
+    // the bundle (or the profile, outside one) is writable, and no program can be run.
+    let mut writable = vec![profile.root().to_owned()];
+    writable.extend(bundle.as_ref().map(|b| b.root().to_owned()));
+    let mut allowed = timb_sandbox::Allowed::desktop(writable);
+    // A private Tor network's description, when one is named (loudly; net.rs).
+    allowed
+        .readable
+        .extend(std::env::var_os(net::PRIVATE_NETWORK_ENV).map(std::path::PathBuf::from));
+    let sandbox = timb_sandbox::confine(&allowed);
     let remembered = accounts::load(profile.root()).unwrap_or_else(|e| {
         eprintln!("timb: ignoring unreadable account settings: {e}");
         accounts::Remembered::default()
     });
     let window = MainWindow::new()?;
     window.set_version(VERSION.into());
+    window.set_sandbox_state(view::sandbox_state(&sandbox));
     let _app = attach(&window, profile.root(), remembered)?;
-    let bundle = std::env::current_exe()
-        .ok()
-        .and_then(|e| timb_launcher::Layout::of_exe(&e));
     if let Some(bundle) = bundle {
         // Runs once the event loop has shown the window: the launcher's "it started".
         let weak = window.as_weak();
@@ -119,8 +131,43 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
             }
         });
     }
+    #[cfg(debug_assertions)]
+    sandbox_probe(&window, profile.root(), &sandbox);
     window.run()?;
     Ok(())
+}
+
+/// Test-only (debug builds; the release binary has no such switch): with
+/// `TIMB_TEST_SANDBOX_PROBE=DIR`, once the window is shown, tries from inside the
+/// running app what an exploit would (`DIR/home/secret`, writing in `DIR/outside`, a
+/// shell, a UDP socket), prints the outcomes and what the window shows, and quits; with
+/// `TIMB_TEST_RESTART=1` too, it first asks for "Restart to update" as the button does.
+#[cfg(debug_assertions)]
+fn sandbox_probe(window: &MainWindow, profile: &Path, status: &timb_sandbox::Status) {
+    let Some(dir) = std::env::var_os("TIMB_TEST_SANDBOX_PROBE") else {
+        return;
+    };
+    let dir = std::path::PathBuf::from(dir);
+    let profile = profile.to_owned();
+    let status = status.clone();
+    let weak = window.as_weak();
+    slint::Timer::single_shot(std::time::Duration::ZERO, move || {
+        let outcomes =
+            timb_sandbox::probe::run(&dir.join("home/secret"), &dir.join("outside"), &profile);
+        println!("sandbox-status: {status:?}");
+        if let Some(w) = weak.upgrade() {
+            println!("sandbox-shown: {:?}", w.get_sandbox_state());
+        }
+        println!("{}", timb_sandbox::probe::report(&outcomes));
+        if std::env::var_os("TIMB_TEST_RESTART").is_some() {
+            let asked = std::env::current_exe()
+                .ok()
+                .and_then(|e| timb_launcher::Layout::of_exe(&e))
+                .map(|b| update::restart(&b).is_ok());
+            println!("restart-asked: {asked:?}");
+        }
+        let _ = slint::quit_event_loop();
+    });
 }
 
 /// Tells the bundle this version's window appeared (so the launcher stops counting tries),

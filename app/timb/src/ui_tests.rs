@@ -1230,3 +1230,86 @@ fn check_now_then_each_update_state_is_shown_in_words() {
         "a stale state stayed"
     );
 }
+
+/// What the sandbox achieved is told as it is: nothing until the binary's start-up sets
+/// it, one sentence per state in About, and a loud banner above the accounts when the
+/// user turned it off.
+#[test]
+fn the_sandbox_state_is_told_as_it_is() {
+    use timb_sandbox::{Files, Status};
+    let u = ui();
+    u.click("About timb");
+    assert!(
+        u.texts_containing("sandbox").is_empty(),
+        "unknown says nothing"
+    );
+    u.click("Close about");
+    let cases = [
+        (
+            Status::Confined,
+            "timb runs in a sandbox: even if an attacker",
+        ),
+        (
+            Status::Partial {
+                files: Files::Partly,
+                syscalls: true,
+            },
+            "timb runs in a partial sandbox",
+        ),
+        (
+            Status::Partial {
+                files: Files::Full,
+                syscalls: false,
+            },
+            "timb runs in a partial sandbox",
+        ),
+        (
+            Status::Partial {
+                files: Files::None,
+                syscalls: true,
+            },
+            "kernel has no Landlock",
+        ),
+        (
+            Status::Disabled,
+            "The sandbox is turned off (TIMB_NO_SANDBOX)",
+        ),
+        (
+            Status::Unsupported,
+            "timb is not sandboxed on this system yet",
+        ),
+    ];
+    for (status, words) in cases {
+        u.w.set_sandbox_state(crate::view::sandbox_state(&status));
+        let banner = u.texts_containing(words).len();
+        assert_eq!(
+            banner,
+            usize::from(status == Status::Disabled),
+            "{status:?}: only a sandbox turned off is shown outside About"
+        );
+        u.click("About timb");
+        // The view behind a dialog is hidden, so only About's sentence is there.
+        assert_eq!(u.texts_containing(words).len(), 1, "{status:?}");
+        u.click("Close about");
+    }
+}
+
+/// "Restart to update" that cannot start the launcher (here: there is none; in the
+/// binary: no helper and a sandbox that runs no program) says the update is installed
+/// and how to start it, not that the disk failed.
+#[test]
+fn a_restart_that_cannot_start_the_launcher_says_to_restart_by_hand() {
+    use crate::backend::UpdateStatus;
+    let u = ui();
+    let tmp = tempfile::tempdir().unwrap();
+    u.app.borrow_mut().bundle = Some(timb_launcher::Layout::at(tmp.path()));
+    u.handle(UiEvent::Update(UpdateStatus::Ready {
+        version: "0.2.0".into(),
+    }));
+    u.click("Restart to update");
+    assert_eq!(
+        u.texts_containing("timb 0.2.0 is installed. Close timb and open it again")
+            .len(),
+        1
+    );
+}

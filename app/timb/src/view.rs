@@ -91,10 +91,16 @@ impl App {
                 (ui::UpdateState::Downloading, version.clone())
             }
             S::Ready { version } => (ui::UpdateState::Ready, version.clone()),
+            S::Failed(P::RestartByHand(version)) => {
+                w.set_update_problem(ui::UpdateProblem::RestartByHand);
+                (ui::UpdateState::Failed, version.clone())
+            }
             S::Failed(p) => {
                 w.set_update_problem(match p {
                     P::NotConfigured => ui::UpdateProblem::NotConfigured,
                     P::NotInPlace => ui::UpdateProblem::NotInPlace,
+                    // Handled above, with its version.
+                    P::RestartByHand(_) => ui::UpdateProblem::Other,
                     P::Check(C::Unreachable) => ui::UpdateProblem::Unreachable,
                     P::Check(C::HeldBack) => ui::UpdateProblem::HeldBack,
                     P::Check(C::Rollback) => ui::UpdateProblem::Rollback,
@@ -409,6 +415,21 @@ fn problem(err: Option<&timb_core::AccountError>) -> (ui::AccountProblem, String
 }
 
 /// "12.3 MB" (decimal megabytes, as download sizes are usually given).
+/// What the window says about the sandbox: "partial" whenever any part is missing, "no
+/// Landlock" when nothing keeps the user's files out of reach.
+pub(crate) fn sandbox_state(s: &timb_sandbox::Status) -> ui::SandboxState {
+    use timb_sandbox::{Files, Status};
+    match s {
+        Status::Confined => ui::SandboxState::Confined,
+        Status::Partial {
+            files: Files::None, ..
+        } => ui::SandboxState::NoLandlock,
+        Status::Partial { .. } => ui::SandboxState::Partial,
+        Status::Disabled => ui::SandboxState::Disabled,
+        Status::Unsupported => ui::SandboxState::Unsupported,
+    }
+}
+
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
 }

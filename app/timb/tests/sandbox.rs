@@ -1,0 +1,182 @@
+//! The real `timb` binary confines itself (timb-sandbox, #17): run under Xvfb with the
+//! debug-only probe switch, it tries from inside the running app what an exploit would
+//! try first, and reports what the system answered and what its window shows. Then
+//! "Restart to update" still starts the bundle's launcher, though the app may not run
+//! programs: its helper, forked before the sandbox, does it once the app has exited.
+#![cfg(target_os = "linux")]
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+struct Xvfb {
+    child: std::process::Child,
+    display: String,
+}
+
+impl Xvfb {
+    fn start() -> Xvfb {
+        use std::io::Read;
+        // -displayfd: Xvfb picks a free display and writes its number when ready.
+        let mut child = Command::new("Xvfb")
+            .args([
+                "-displayfd",
+                "1",
+                "-screen",
+                "0",
+                "800x600x24",
+                "-nolisten",
+                "tcp",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("Xvfb (Debian's xvfb; cargo xtask test installs it)");
+        let mut out = child.stdout.take().unwrap();
+        let mut number = String::new();
+        let mut byte = [0u8; 1];
+        while out.read(&mut byte).unwrap() == 1 && byte[0] != b'\n' {
+            number.push(byte[0] as char);
+        }
+        Xvfb {
+            child,
+            display: format!(":{}", number.trim()),
+        }
+    }
+}
+
+impl Drop for Xvfb {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A scratch tree: `home/secret`, `outside/`, and (for `bundle`) a bundle whose
+/// `app/0.1.0/timb` is this build's binary (a hard link: `current_exe` must see the
+/// bundle's path) and whose launcher is a script that records who started it.
+fn tree(bundle: bool) -> tempfile::TempDir {
+    let t = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).unwrap();
+    let p = t.path();
+    std::fs::create_dir_all(p.join("home")).unwrap();
+    std::fs::create_dir_all(p.join("outside")).unwrap();
+    std::fs::write(p.join("home/secret"), b"private key").unwrap();
+    if bundle {
+        let v = p.join("bundle/app/0.1.0");
+        std::fs::create_dir_all(&v).unwrap();
+        std::fs::hard_link(env!("CARGO_BIN_EXE_timb"), v.join("timb")).unwrap();
+        std::fs::write(p.join("bundle/app/current"), "0.1.0\n").unwrap();
+        let launcher = p.join("bundle/timb");
+        std::fs::write(
+            &launcher,
+            "#!/bin/sh\necho \"$PPID\" > \"$(dirname \"$0\")/launcher-started\"\n",
+        )
+        .unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&launcher, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    t
+}
+
+/// Runs `exe` with the probe switch until it quits; its stdout.
+fn run(exe: &Path, root: &Path, x: &Xvfb, env: &[(&str, &str)]) -> (String, u32) {
+    let mut cmd = Command::new(exe);
+    cmd.env("DISPLAY", &x.display)
+        .env_remove("WAYLAND_DISPLAY")
+        .env_remove("TIMB_NO_SANDBOX")
+        .env("HOME", root.join("home"))
+        .env("TIMB_TEST_SANDBOX_PROBE", root)
+        .stdout(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert!(out.status.success(), "timb failed: {text}");
+    (text, pid)
+}
+
+fn field<'a>(text: &'a str, key: &str) -> &'a str {
+    text.lines()
+        .find_map(|l| l.strip_prefix(key))
+        .unwrap_or_else(|| panic!("timb printed no {key}: {text}"))
+        .trim()
+}
+
+fn landlock_abi() -> i64 {
+    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
+    // returns the ABI version.
+    let v = unsafe {
+        libc::syscall(
+            libc::SYS_landlock_create_ruleset,
+            std::ptr::null::<u8>(),
+            0usize,
+            1u32,
+        )
+    };
+    v.max(0)
+}
+
+#[test]
+fn the_running_app_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
+    if landlock_abi() < 1 {
+        eprintln!("skipped: this kernel has no Landlock (the About box says so instead)");
+        return;
+    }
+    let x = Xvfb::start();
+    let t = tree(true);
+    let root = t.path();
+    let exe = root.join("bundle/app/0.1.0/timb");
+    let (text, pid) = run(&exe, root, &x, &[("TIMB_TEST_RESTART", "1")]);
+    assert_eq!(field(&text, "sandbox-status:"), "Confined", "{text}");
+    assert_eq!(field(&text, "sandbox-shown:"), "Confined", "{text}");
+    assert_eq!(
+        field(&text, "sandbox-probe:"),
+        "read_home_secret=refused(13) write_outside=refused(13) write_profile=allowed \
+         exec_shell=refused(1) udp_socket=refused(1) tcp_socket=allowed",
+        "EACCES is 13 (Landlock), EPERM 1 (seccomp)"
+    );
+    assert!(!root.join("outside/timb-probe-outside").exists());
+    assert!(root.join("bundle/profile/timb-probe-inside").exists());
+
+    // "Restart to update": the helper started the launcher after timb had exited.
+    assert_eq!(field(&text, "restart-asked:"), "Some(true)");
+    let marker = root.join("bundle/launcher-started");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(Instant::now() < deadline, "the launcher was never started");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let parent = std::fs::read_to_string(&marker).unwrap();
+    assert_ne!(
+        parent.trim(),
+        pid.to_string(),
+        "the launcher started while the old timb was still running"
+    );
+}
+
+#[test]
+fn with_the_sandbox_turned_off_the_same_probes_succeed_and_the_window_says_so() {
+    let x = Xvfb::start();
+    let t = tree(false);
+    let root = t.path();
+    let profile = root.join("profile");
+    let profile_s = profile.to_str().unwrap();
+    let (text, _) = run(
+        Path::new(env!("CARGO_BIN_EXE_timb")),
+        root,
+        &x,
+        &[("TIMB_NO_SANDBOX", "1"), ("TIMB_PROFILE", profile_s)],
+    );
+    assert_eq!(field(&text, "sandbox-status:"), "Disabled", "{text}");
+    assert_eq!(field(&text, "sandbox-shown:"), "Disabled", "{text}");
+    assert_eq!(
+        field(&text, "sandbox-probe:"),
+        "read_home_secret=allowed write_outside=allowed write_profile=allowed \
+         exec_shell=allowed udp_socket=allowed tcp_socket=allowed"
+    );
+    assert!(root.join("outside/timb-probe-outside").exists());
+}
