@@ -14,6 +14,11 @@
 //!   A refused call fails with `EPERM`; nothing is killed, so a library that probes
 //!   something gets an error it already handles.
 //!
+//! Not allowed on purpose: `/dev/shm`, where other programs of the same user keep shared
+//! memory. On X11, softbuffer's shared-memory image is then refused and it falls back to
+//! sending the image over the X connection (seen in the bundle's leak trace); Wayland
+//! uses a memfd, which needs no path.
+//!
 //! A denylist, not an allowlist of system calls: the GUI stack (winit, X11/Wayland
 //! clients, fontconfig, glibc's variants across distributions) uses calls no test here
 //! can enumerate for every user's machine, and a missed one would kill the messenger
@@ -127,6 +132,8 @@ pub fn confine(allowed: &Allowed) -> Status {
     imp::confine(allowed)
 }
 
+/// Test-only: what an exploit would try (debug builds only; never in a release binary).
+#[cfg(debug_assertions)]
 pub mod probe;
 
 #[cfg(target_os = "linux")]

@@ -76,6 +76,10 @@ mod libc_consts {
 
 /// Creates (and closes) an IPv4 socket of `kind`; connects nowhere.
 #[cfg(target_os = "linux")]
+#[allow(
+    clippy::disallowed_methods,
+    reason = "the probe checks that the sandbox refuses a UDP socket; it connects nowhere"
+)]
 fn socket(kind: i32) -> std::io::Result<()> {
     // SAFETY: socket(2) takes plain integers; the descriptor it returns is closed at once.
     let fd = unsafe { libc::socket(libc::AF_INET, kind | libc::SOCK_CLOEXEC, 0) };

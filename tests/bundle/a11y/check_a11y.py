@@ -45,6 +45,7 @@ import argparse
 import functools
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -500,6 +501,86 @@ def screenshot(path, wid):
     log(f"  screenshot {path}")
 
 
+# No sendto/sendmsg: D-Bus would make them most of the trace, and a datagram needs a
+# UDP socket first, which socket() shows.
+TRACED = "connect,socket,open,openat,creat,rename,renameat,renameat2," \
+    "mkdir,mkdirat,unlink,unlinkat,execve"
+
+
+def strace_command(out):
+    # -f: every thread (arti's) and the restart helper; -y: the path behind each fd;
+    # --seccomp-bpf: the other calls run at full speed (the bundle tests share the
+    # machine with the test build).
+    return ["strace", "-f", "--seccomp-bpf", "-y", "-qq", "-s", "300", "-o", out,
+            "-e", f"trace={TRACED}"]
+
+
+def check_trace(trace, info, writable, searched, secrets):
+    """What the traced session did that it must not: a network connection to anything
+    but a relay's ORPort of the private network (loopback), a UDP socket, a DNS query,
+    a file written outside the bundle and the profile, a program started; then the
+    conversation's words or the peer's address in any file it left behind."""
+    import tomllib
+    with open(info["network"], "rb") as f:
+        net = tomllib.load(f)
+    or_ports = {r["or_port"] for r in net.get("relay", []) + net.get("authority", [])}
+    found = []
+    connects = 0
+    allowed = [os.path.realpath(w) for w in writable] + ["/dev/null"]
+    ok = re.compile(r"\) = (\d+)")
+    with open(trace, errors="replace") as f:
+        lines = f.readlines()
+    for line in lines:
+        call = line.split(" ", 1)[1] if " " in line else line
+        if call.startswith("connect(") and ("AF_INET" in call):
+            m = re.search(r'sin6?_port=htons\((\d+)\).*?(?:inet_addr|inet_pton\(AF_INET6,)\s*\(?"([^"]+)"', call)
+            if not m:
+                found.append(f"a connection the check cannot read: {call.strip()[:200]}")
+                continue
+            port, addr = int(m.group(1)), m.group(2)
+            connects += 1
+            if addr != "127.0.0.1" or port not in or_ports:
+                found.append(f"a connection to {addr}:{port}, not a relay's ORPort")
+        elif call.startswith("socket(") and re.search(r"AF_INET6?, SOCK_(DGRAM|RAW)", call):
+            found.append(f"a UDP or raw socket was asked for: {call.strip()[:120]}")
+        elif call.startswith("execve(") and "= 0" in call and "/timb\"" not in call:
+            found.append(f"a program was started: {call.strip()[:160]}")
+        elif call.startswith(("open(", "openat(", "creat(")) and ok.search(call) and (
+                call.startswith("creat(") or re.search(r"O_(WRONLY|RDWR|CREAT)", call)):
+            m = re.search(r'"([^"]*)"', call)
+            base = re.match(r"openat\((?:AT_FDCWD|\d+<([^>]*)>)", call)
+            path = m.group(1) if m else ""
+            if base and base.group(1) and not path.startswith("/"):
+                path = os.path.join(base.group(1), path)
+            # What the kernel opened (-y): /proc/self/fd/N is the OTR store's memfd.
+            opened = re.search(r"\) = \d+<([^>]*)>", call)
+            if opened and opened.group(1).startswith("/memfd:"):
+                continue
+            if path.startswith("/") and not any(
+                    os.path.realpath(path).startswith(a) for a in allowed):
+                found.append(f"a file written outside the bundle and profile: {path}")
+        elif call.startswith(("rename", "mkdir", "unlink")) and re.search(r"\) = 0", call):
+            for path in re.findall(r'"(/[^"]*)"', call):
+                if not any(os.path.realpath(path).startswith(a) for a in allowed):
+                    found.append(f"{call.split('(')[0]} outside the bundle and profile: {path}")
+    if connects == 0:
+        found.append("the trace shows no connection at all: the check saw nothing")
+    for root in searched:
+        for d, _, files in os.walk(root):
+            for name in files:
+                p = os.path.join(d, name)
+                try:
+                    with open(p, "rb") as f:
+                        data = f.read()
+                except OSError:
+                    continue
+                for secret in secrets:
+                    if secret.encode() in data:
+                        found.append(f"'{secret}' is written in {p}")
+    log(f"  trace: {len(lines)} calls, {connects} connections, all checked")
+    return found
+
+
 def stop(proc):
     if proc.poll() is None:
         os.killpg(proc.pid, signal.SIGTERM)
@@ -705,18 +786,32 @@ def run_connected(bundle, world_exe, args, fails):
             return False
         log(f"  servers ready: XMPP on exit port {info['xmpp_port']}, IRC on {info['irc_port']}")
 
-        def start(name):
+        profiles = {}
+        trace = os.path.join(SESSION.scratch, "timb-xmpp.strace")
+        app = wid = None
+
+        def start(name, trace=None):
             profile = tempfile.mkdtemp(prefix=f"profile-{name}-", dir=SESSION.scratch)
+            profiles[name] = profile
             env = dict(SESSION.env, LANGUAGE="en", TIMB_PROFILE=profile,
                        TIMB_PRIVATE_TOR_NETWORK=info["network"])
             applog = open(os.path.join(SESSION.scratch, f"timb-{name}.log"), "w")
-            proc = subprocess.Popen([os.path.join(bundle, "timb")], env=env, cwd=profile,
+            cmd = [os.path.join(bundle, "timb")]
+            if trace:
+                cmd = strace_command(trace) + cmd
+            proc = subprocess.Popen(cmd, env=env, cwd=profile,
                                     stdout=applog, stderr=applog, start_new_session=True)
             procs.append(proc)
-            app = find_app(proc.pid)
+            pid = proc.pid
+            if trace:  # the launcher, then timb, is strace's child
+                end = time.time() + 20
+                while time.time() < end and not children_of(proc.pid):
+                    time.sleep(0.1)
+                pid = (children_of(proc.pid) or [proc.pid])[0]
+            app = find_app(pid, timeout=90 if trace else 40)
             if app is None:
                 raise Step("timb never appeared on the AT-SPI desktop")
-            wid = subprocess.run(["xdotool", "search", "--sync", "--pid", str(proc.pid),
+            wid = subprocess.run(["xdotool", "search", "--sync", "--pid", str(pid),
                                   "--name", "^timb$"], env=SESSION.env, check=True,
                                  capture_output=True, text=True, timeout=30).stdout.split()[0]
             subprocess.run(["xdotool", "windowfocus", "--sync", wid], env=SESSION.env,
@@ -727,7 +822,7 @@ def run_connected(bundle, world_exe, args, fails):
         # XMPP: a room, then a private conversation with ben.
         where = "connected XMPP"
         try:
-            app, wid = start("xmpp")
+            app, wid = start("xmpp", trace=trace)
             add_account(app, "127.0.0.1", info["xmpp_port"], info["xmpp_user"],
                         info["xmpp_pin"], irc=False)
             connect(app, info["xmpp_password"], wid, shots, "xmpp")
@@ -774,12 +869,21 @@ def run_connected(bundle, world_exe, args, fails):
             log("  XMPP: connected over Tor, room joined, private conversation read")
         except Step as e:
             fails.add(where, str(e))
-            dump(walk(app), f"{where}: the window when it stopped")
-            screenshot(os.path.join(SESSION.scratch, f"{where.replace(' ', '-')}.png"), wid)
+            if app is not None:
+                dump(walk(app), f"{where}: the window when it stopped")
+                screenshot(os.path.join(SESSION.scratch, f"{where.replace(' ', '-')}.png"), wid)
         # IRC: a channel, in a timb of its own (one window on the display at a time).
         where = "connected IRC"
         for proc in procs:
             stop(proc)
+        # The whole XMPP session of the released binary, as the kernel saw it (#17).
+        app = wid = None
+        leaks = [] if "xmpp" not in profiles else check_trace(trace, info, [bundle, profiles["xmpp"]],
+                            [bundle, profiles["xmpp"]],
+                            ["hello ben, over tor", info["peer_answer"], info["peer"]])
+        for leak in leaks:
+            fails.add("connected leak check", leak)
+        log(f"  leak check of the XMPP session: {len(leaks)} finding(s) (trace {trace})")
         try:
             app, wid = start("irc")
             add_account(app, "127.0.0.1", info["irc_port"], "ann", info["irc_pin"], irc=True)
@@ -788,8 +892,9 @@ def run_connected(bundle, world_exe, args, fails):
             log("  IRC: connected over Tor, channel joined and read")
         except Step as e:
             fails.add(where, str(e))
-            dump(walk(app), f"{where}: the window when it stopped")
-            screenshot(os.path.join(SESSION.scratch, f"{where.replace(' ', '-')}.png"), wid)
+            if app is not None:
+                dump(walk(app), f"{where}: the window when it stopped")
+                screenshot(os.path.join(SESSION.scratch, f"{where.replace(' ', '-')}.png"), wid)
         return True
     finally:
         for proc in procs:
@@ -803,7 +908,60 @@ def run_connected(bundle, world_exe, args, fails):
         world_log.close()
 
 
+def self_test_trace():
+    """check_trace must find each kind of leak in a made-up trace, and nothing in a clean
+    one (a check that cannot fail proves nothing)."""
+    d = tempfile.mkdtemp(prefix="timb-trace-test-")
+    try:
+        bundle, profile, home = (os.path.join(d, n) for n in ("bundle", "profile", "home"))
+        for x in (bundle, profile, home):
+            os.makedirs(x)
+        net = os.path.join(d, "network.toml")
+        with open(net, "w") as f:
+            f.write('[[relay]]\nor_port = 5000\n[[authority]]\nor_port = 5001\n')
+        clean = [
+            '1 connect(5<socket:[1]>, {sa_family=AF_INET, sin_port=htons(5000), '
+            'sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EINPROGRESS',
+            '1 connect(3<socket:[2]>, {sa_family=AF_UNIX, sun_path=@"/tmp/.X11-unix/X0"}, 20) = 0',
+            f'1 openat(AT_FDCWD<{profile}>, "{profile}/state", O_WRONLY|O_CREAT, 0600) = 7<{profile}/state>',
+            f'1 openat(AT_FDCWD<{profile}>, "/proc/self/fd/9", O_RDWR|O_CREAT, 0600) = 8</memfd:otr-key>',
+            f'1 openat(AT_FDCWD<{profile}>, "{home}/x", O_WRONLY|O_CREAT, 0600) = -1 EACCES',
+        ]
+        leaky = clean + [
+            '1 connect(6<socket:[3]>, {sa_family=AF_INET, sin_port=htons(53), '
+            'sin_addr=inet_addr("10.0.0.1")}, 16) = 0',
+            '1 connect(6<socket:[4]>, {sa_family=AF_INET6, sin6_port=htons(5000), '
+            'sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0',
+            '1 socket(AF_INET, SOCK_DGRAM|SOCK_CLOEXEC, IPPROTO_IP) = -1 EPERM',
+            f'1 openat(AT_FDCWD<{profile}>, "{home}/secret", O_WRONLY|O_CREAT, 0600) = 9<{home}/secret>',
+            f'1 renameat2(AT_FDCWD, "{profile}/a", AT_FDCWD, "{home}/b", 0) = 0',
+            '1 execve("/bin/sh", ["sh"], 0x0 /* 0 vars */) = 0',
+        ]
+        info = {"network": net}
+        trace = os.path.join(d, "trace")
+        results = []
+        for lines, secret_in_file in ((clean, False), (leaky, True)):
+            with open(trace, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            with open(os.path.join(profile, "state"), "w") as f:
+                f.write("hello ben" if secret_in_file else "nothing")
+            results.append(check_trace(trace, info, [bundle, profile], [bundle, profile],
+                                       ["hello ben"]))
+        assert results[0] == [], results[0]
+        kinds = ["10.0.0.1:53", "::1:5000", "UDP", f"{home}/secret", "rename", "/bin/sh",
+                 "'hello ben' is written"]
+        for k in kinds:
+            assert any(k in f for f in results[1]), (k, results[1])
+        assert len(results[1]) == len(kinds), results[1]
+        print(f"check_trace: a clean trace passes; all {len(kinds)} kinds of leak are found")
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
 def main():
+    if sys.argv[1:] == ["--self-test-trace"]:
+        self_test_trace()
+        return
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("bundle", help="extracted bundle folder (holds the timb launcher)")
     p.add_argument("--lang", default="en,ar", help="comma-separated, default en,ar")
@@ -843,7 +1001,7 @@ def main():
         readable = False
     finally:
         SESSION.stop()
-        if args.keep or not readable:
+        if args.keep or not readable or fails.items:
             log(f"logs kept in {scratch}")
         else:
             shutil.rmtree(scratch, ignore_errors=True)

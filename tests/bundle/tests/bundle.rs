@@ -622,7 +622,11 @@ fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
     // with a pinned key, connected, a room joined and read, a contact added and a
     // private conversation that turns "Private, unverified" (the banners read as text
     // by a screen reader), the bundle's own update check; then an IRC account and a
-    // channel. Each screen is saved as a screenshot of the real binary.
+    // channel. Each screen is saved as a screenshot of the real binary. The released
+    // binary confines itself (#17): its About box says so, read as text, and the XMPP
+    // session runs under strace: any connection but to a relay's ORPort, a UDP socket,
+    // a file written outside the bundle and profile, a program started, or the chat's
+    // words or the peer's address in a file left behind fails the test.
     // The servers come from an example of the debug test build: under `cargo xtask
     // test` this waits until that build is done (TIMB_TEST_BUILD_DONE).
     let world = std::env::var_os("TIMB_REAL_WINDOW_WORLD")
@@ -664,4 +668,19 @@ fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
             "no screenshot {shot}.png"
         );
     }
+}
+
+#[test]
+fn the_leak_check_finds_every_kind_of_leak_in_a_made_up_trace() {
+    // The strace check of the connected session (check_trace) must be able to fail:
+    // a made-up trace with one leak of each kind, and a clean one. Needs no bundle.
+    let out = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("tests/bundle/a11y/check_a11y.py"))
+        .arg("--self-test-trace")
+        .output()
+        .unwrap();
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{text}");
+    assert!(text.contains("all 7 kinds of leak are found"), "{text}");
 }
