@@ -50,6 +50,15 @@ enum Cmd {
     },
     /// PNGs of each screen, English and Arabic, into docs/screenshots/
     Screenshots,
+    /// libFuzzer over timb's parsers (fuzz/); prints executions, edges and crashes
+    Fuzz {
+        /// One target (default: every one in fuzz/fuzz_targets/)
+        #[arg(value_name = "TARGET")]
+        target: Option<String>,
+        /// Seconds per target
+        #[arg(long, value_name = "S", default_value_t = 60)]
+        time: u64,
+    },
     /// Build one rbm project into out/PROJECT/<build-id>/
     Build {
         #[arg(value_name = "PROJECT")]
@@ -103,6 +112,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::Test { inside_netns } => cmd::test::run(&root, inside_netns),
         Cmd::Bench { which } => cmd::bench::run(&root, which),
         Cmd::Screenshots => cmd::screenshots::run(&root),
+        Cmd::Fuzz { target, time } => cmd::fuzz::run(&root, target.as_deref(), time),
         Cmd::Build { project, target } => cmd::build::run(&root, &project, &target),
         Cmd::BuildUnsigned { out } => cmd::build_unsigned::run(&root, &out, 1, 3).map(drop),
         Cmd::Fetch { check } => cmd::fetch::run(&root, check),

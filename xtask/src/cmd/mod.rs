@@ -6,6 +6,7 @@ pub mod build_unsigned;
 pub mod bundle;
 pub mod container;
 pub mod fetch;
+pub mod fuzz;
 pub mod release;
 pub mod screenshots;
 pub mod test;

@@ -397,7 +397,7 @@ const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 /// cache (`$XDG_CACHE_HOME/timb/tools`, `~/.cache/timb/tools`), which outlives
 /// target directories the way an installed package would; without a home,
 /// inside the target directory.
-fn tools_dir(root: &Path) -> PathBuf {
+pub(crate) fn tools_dir(root: &Path) -> PathBuf {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
