@@ -3,8 +3,9 @@
 //!
 //! Before confining itself, the messenger forks a small helper that shares only a pipe
 //! with it. "Restart to update" writes one byte; the helper then waits until the pipe
-//! closes (the messenger has exited and released its profile, so the new version's Tor
-//! state is not locked) and replaces itself with the bundle's launcher, which starts the
+//! closes and the messenger has gone (so the new version's Tor state is not locked; the
+//! kernel closes an exiting process's files before it re-parents its children, so end of
+//! file alone came too early in CI) and replaces itself with the bundle's launcher, which starts the
 //! version `app/current` now names. Without the byte (a plain quit, a crash, a kill) the
 //! helper exits. It can be told nothing but "restart", and it runs the launcher only.
 //!
@@ -43,7 +44,9 @@ pub fn start_helper(launcher: PathBuf) {
     match unsafe { libc::fork() } {
         0 => {
             drop(write_end);
-            helper(read_end, launcher)
+            // SAFETY: getppid has no arguments and cannot fail.
+            let messenger = unsafe { libc::getppid() };
+            helper(read_end, launcher, messenger)
         }
         pid if pid > 0 => {
             drop(read_end);
@@ -54,16 +57,25 @@ pub fn start_helper(launcher: PathBuf) {
 }
 
 #[cfg(unix)]
-fn helper(mut pipe: std::fs::File, launcher: PathBuf) -> ! {
+fn helper(mut pipe: std::fs::File, launcher: PathBuf, messenger: libc::pid_t) -> ! {
     use std::io::Read;
     use std::os::unix::process::CommandExt;
     let mut byte = [0u8; 1];
     let asked = matches!(pipe.read(&mut byte), Ok(1)) && byte[0] == RESTART;
     if asked {
-        // Until end of file: the messenger has exited.
+        // Until end of file: the messenger is exiting (its files are closed)...
         let mut rest = [0u8; 64];
         while matches!(pipe.read(&mut rest), Ok(n) if n > 0) {}
         drop(pipe);
+        // ...and until it has gone: the kernel closes a process's files before it hands
+        // its children to another parent, so wait for that too (at most 10 s).
+        for _ in 0..500 {
+            // SAFETY: as above.
+            if unsafe { libc::getppid() } != messenger {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
         let e = std::process::Command::new(&launcher)
             .stdin(std::process::Stdio::null())
             .exec();
