@@ -531,7 +531,9 @@ def check_trace(trace, info, writable, searched, secrets):
     with open(trace, errors="replace") as f:
         lines = f.readlines()
     for line in lines:
-        call = line.split(" ", 1)[1] if " " in line else line
+        # "PID  call(...)": strace pads short pids with spaces.
+        parts = line.split(None, 1)
+        call = parts[1] if len(parts) == 2 else line
         if call.startswith("connect(") and ("AF_INET" in call):
             m = re.search(r'sin6?_port=htons\((\d+)\).*?(?:inet_addr|inet_pton\(AF_INET6,)\s*\(?"([^"]+)"', call)
             if not m:
@@ -928,7 +930,7 @@ def self_test_trace():
             f'1 openat(AT_FDCWD<{profile}>, "{home}/x", O_WRONLY|O_CREAT, 0600) = -1 EACCES',
         ]
         leaky = clean + [
-            '1 connect(6<socket:[3]>, {sa_family=AF_INET, sin_port=htons(53), '
+            '1  connect(6<socket:[3]>, {sa_family=AF_INET, sin_port=htons(53), '
             'sin_addr=inet_addr("10.0.0.1")}, 16) = 0',
             '1 connect(6<socket:[4]>, {sa_family=AF_INET6, sin6_port=htons(5000), '
             'sin6_flowinfo=htonl(0), inet_pton(AF_INET6, "::1", &sin6_addr), sin6_scope_id=0}, 28) = 0',
