@@ -118,6 +118,27 @@ impl Allowed {
     }
 }
 
+/// The kernel's Landlock ABI version, 0 when it has none (tests choose what to expect
+/// with it; `confine` itself lets the landlock crate negotiate).
+pub fn landlock_abi() -> i64 {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) takes
+        // no memory and only returns the ABI version (or an error).
+        let v = unsafe {
+            libc::syscall(
+                libc::SYS_landlock_create_ruleset,
+                std::ptr::null::<u8>(),
+                0usize,
+                1u32,
+            )
+        };
+        v.max(0)
+    }
+    #[cfg(not(target_os = "linux"))]
+    0
+}
+
 /// True when the user asked for no sandbox (`TIMB_NO_SANDBOX=1`).
 pub fn disabled_by_user() -> bool {
     std::env::var_os(DISABLE_ENV).is_some_and(|v| v == "1")

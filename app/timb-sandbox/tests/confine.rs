@@ -64,7 +64,7 @@ fn tree() -> tempfile::TempDir {
 
 #[test]
 fn confined_the_process_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
-    if landlock_abi() < 1 {
+    if timb_sandbox::landlock_abi() < 1 {
         eprintln!("skipped: this kernel has no Landlock");
         return;
     }
@@ -98,19 +98,4 @@ fn turned_off_everything_is_allowed_and_the_status_says_so() {
         "read_home_secret=allowed write_outside=allowed write_profile=allowed \
          exec_shell=allowed udp_socket=allowed tcp_socket=allowed"
     );
-}
-
-/// The kernel's Landlock ABI version (0: none).
-fn landlock_abi() -> i64 {
-    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
-    // returns the ABI version; it takes no memory.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
-    v.max(0)
 }

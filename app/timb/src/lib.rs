@@ -96,14 +96,12 @@ pub fn attach_with_update(
 }
 
 /// Opens the window on the profile beside the program and runs until it closes.
-pub fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// `bundle` is the bundle the binary runs from, if any (`Layout::of_exe`, found by `main`).
+pub fn run(bundle: Option<timb_launcher::Layout>) -> Result<(), Box<dyn std::error::Error>> {
     // Everything timb and its libraries (arti, libotr) create is owner-only.
     crate::profile::owner_only_files();
     let profile = crate::profile::Profile::locate()
         .map_err(|e| format!("cannot open the profile folder: {e}"))?;
-    let bundle = std::env::current_exe()
-        .ok()
-        .and_then(|e| timb_launcher::Layout::of_exe(&e));
     // Confined before the window or Tor starts a thread (timb-sandbox): from here on, only
     // the bundle (or the profile, outside one) is writable, and no program can be run.
     let mut writable = vec![profile.root().to_owned()];
@@ -122,7 +120,7 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
     window.set_version(VERSION.into());
     window.set_sandbox_state(view::sandbox_state(&sandbox));
     let _app = attach(&window, profile.root(), remembered)?;
-    if let Some(bundle) = bundle {
+    if let Some(bundle) = bundle.clone() {
         // Runs once the event loop has shown the window: the launcher's "it started".
         let weak = window.as_weak();
         slint::Timer::single_shot(std::time::Duration::ZERO, move || {
@@ -132,7 +130,7 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     #[cfg(debug_assertions)]
-    sandbox_probe(&window, profile.root(), &sandbox);
+    sandbox_probe(&window, profile.root(), &sandbox, bundle.clone());
     window.run()?;
     Ok(())
 }
@@ -143,7 +141,12 @@ pub fn run() -> Result<(), Box<dyn std::error::Error>> {
 /// shell, a UDP socket), prints the outcomes and what the window shows, and quits; with
 /// `TIMB_TEST_RESTART=1` too, it first asks for "Restart to update" as the button does.
 #[cfg(debug_assertions)]
-fn sandbox_probe(window: &MainWindow, profile: &Path, status: &timb_sandbox::Status) {
+fn sandbox_probe(
+    window: &MainWindow,
+    profile: &Path,
+    status: &timb_sandbox::Status,
+    bundle: Option<timb_launcher::Layout>,
+) {
     let Some(dir) = std::env::var_os("TIMB_TEST_SANDBOX_PROBE") else {
         return;
     };
@@ -160,10 +163,7 @@ fn sandbox_probe(window: &MainWindow, profile: &Path, status: &timb_sandbox::Sta
         }
         println!("{}", timb_sandbox::probe::report(&outcomes));
         if std::env::var_os("TIMB_TEST_RESTART").is_some() {
-            let asked = std::env::current_exe()
-                .ok()
-                .and_then(|e| timb_launcher::Layout::of_exe(&e))
-                .map(|b| update::restart(&b).is_ok());
+            let asked = bundle.as_ref().map(|b| update::restart(b).is_ok());
             println!("restart-asked: {asked:?}");
         }
         let _ = slint::quit_event_loop();

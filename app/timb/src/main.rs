@@ -24,15 +24,15 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     }
+    let bundle = std::env::current_exe()
+        .ok()
+        .and_then(|e| timb_launcher::Layout::of_exe(&e));
     // First, while this is the only thread, and before the sandbox forbids running
     // programs: the helper that starts the bundle again for "Restart to update".
-    if let Some(bundle) = std::env::current_exe()
-        .ok()
-        .and_then(|e| timb_launcher::Layout::of_exe(&e))
-    {
-        timb::restart::start_helper(timb::update::launcher(&bundle));
+    if let Some(bundle) = &bundle {
+        timb::restart::start_helper(timb::update::launcher(bundle));
     }
-    match timb::run() {
+    match timb::run(bundle) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("timb: {e}");

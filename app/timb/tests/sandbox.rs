@@ -105,23 +105,9 @@ fn field<'a>(text: &'a str, key: &str) -> &'a str {
         .trim()
 }
 
-fn landlock_abi() -> i64 {
-    // SAFETY: landlock_create_ruleset(NULL, 0, LANDLOCK_CREATE_RULESET_VERSION) only
-    // returns the ABI version.
-    let v = unsafe {
-        libc::syscall(
-            libc::SYS_landlock_create_ruleset,
-            std::ptr::null::<u8>(),
-            0usize,
-            1u32,
-        )
-    };
-    v.max(0)
-}
-
 #[test]
 fn the_running_app_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
-    if landlock_abi() < 1 {
+    if timb_sandbox::landlock_abi() < 1 {
         eprintln!("skipped: this kernel has no Landlock (the About box says so instead)");
         return;
     }

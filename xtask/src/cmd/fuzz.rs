@@ -14,30 +14,7 @@ use std::process::Command;
 const CARGO_FUZZ_VERSION: &str = "0.13.2";
 
 fn cargo_fuzz(root: &Path) -> Result<std::path::PathBuf> {
-    let prefix = super::test::tools_dir(root).join(format!("cargo-fuzz-{CARGO_FUZZ_VERSION}"));
-    let bin = prefix.join("bin/cargo-fuzz");
-    if bin.is_file() {
-        return Ok(bin);
-    }
-    eprintln!(
-        "building cargo-fuzz {CARGO_FUZZ_VERSION} into {} (once)",
-        prefix.display()
-    );
-    let build = super::test::tools_dir(root).join("cargo-fuzz-build");
-    util::run(
-        util::cargo()
-            .args(["install", "--locked", "--quiet", "cargo-fuzz", "--version"])
-            .arg(CARGO_FUZZ_VERSION)
-            .arg("--root")
-            .arg(&prefix)
-            .arg("--target-dir")
-            .arg(&build)
-            .env_remove("CARGO_TARGET_DIR")
-            .current_dir(std::env::temp_dir()),
-    )
-    .context("building cargo-fuzz")?;
-    util::remove_dir(&build)?;
-    Ok(bin)
+    super::test::install_tool(root, "cargo-fuzz", CARGO_FUZZ_VERSION)
 }
 
 /// The targets `fuzz/fuzz_targets/*.rs` defines, sorted.

@@ -397,7 +397,7 @@ const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 /// cache (`$XDG_CACHE_HOME/timb/tools`, `~/.cache/timb/tools`), which outlives
 /// target directories the way an installed package would; without a home,
 /// inside the target directory.
-pub(crate) fn tools_dir(root: &Path) -> PathBuf {
+fn tools_dir(root: &Path) -> PathBuf {
     let env = |k: &str| {
         std::env::var_os(k)
             .filter(|v| !v.is_empty())
@@ -474,20 +474,25 @@ fn tuf_python(root: &Path) -> Result<PathBuf> {
 
 /// The cargo-deny binary, built once per version into [`tools_dir`].
 fn cargo_deny(root: &Path) -> Result<PathBuf> {
-    let prefix = tools_dir(root).join(format!("cargo-deny-{CARGO_DENY_VERSION}"));
-    let bin = prefix.join("bin/cargo-deny");
+    install_tool(root, "cargo-deny", CARGO_DENY_VERSION)
+}
+
+/// A cargo tool from crates.io at `version`, built once (`cargo install --locked`) into
+/// its own folder of [`tools_dir`]; the path of its binary.
+pub(crate) fn install_tool(root: &Path, name: &str, version: &str) -> Result<PathBuf> {
+    let prefix = tools_dir(root).join(format!("{name}-{version}"));
+    let bin = prefix.join("bin").join(name);
     if bin.is_file() {
         return Ok(bin);
     }
     eprintln!(
-        "    building cargo-deny {CARGO_DENY_VERSION} from crates.io into {} (once; a few minutes)",
+        "    building {name} {version} from crates.io into {} (once; a few minutes)",
         prefix.display()
     );
-    let build = tools_dir(root).join("cargo-deny-build");
+    let build = tools_dir(root).join(format!("{name}-build"));
     util::run(
         util::cargo()
-            .args(["install", "--locked", "--quiet", "cargo-deny", "--version"])
-            .arg(CARGO_DENY_VERSION)
+            .args(["install", "--locked", "--quiet", name, "--version", version])
             .arg("--root")
             .arg(&prefix)
             .arg("--target-dir")
@@ -496,7 +501,7 @@ fn cargo_deny(root: &Path) -> Result<PathBuf> {
             .env_remove("CARGO_TARGET_DIR")
             .current_dir(std::env::temp_dir()),
     )
-    .context("building cargo-deny")?;
+    .with_context(|| format!("building {name}"))?;
     util::remove_dir(&build)?;
     if !bin.is_file() {
         bail!("cargo install did not produce {}", bin.display());
