@@ -226,19 +226,146 @@ impl std::fmt::Debug for Request {
     }
 }
 
+/// How many events may wait for the window at once before the accounts stop
+/// reading from their servers. The window's queue (slint's
+/// `invoke_from_event_loop`) is unbounded: without this, a server sending
+/// faster than the window can draw would grow it until memory runs out.
+pub const MAX_WAITING_EVENTS: usize = 256;
+
 /// Delivers events to the window from any thread.
 #[derive(Clone)]
-pub struct Sink(std::sync::Arc<dyn Fn(UiEvent) + Send + Sync>);
+pub struct Sink {
+    deliver: std::sync::Arc<dyn Fn(UiEvent, Delivered) + Send + Sync>,
+    waiting: std::sync::Arc<Waiting>,
+}
+
+/// The events handed to the window and not yet handled by it.
+#[derive(Default)]
+struct Waiting {
+    count: std::sync::atomic::AtomicUsize,
+    freed: tokio::sync::Notify,
+}
+
+/// Goes with each event to the window; dropping it (after the event was
+/// handled, or with an event that can no longer be) makes room for the next.
+pub struct Delivered(std::sync::Arc<Waiting>);
+
+impl Drop for Delivered {
+    fn drop(&mut self) {
+        self.0
+            .count
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        self.0.freed.notify_waiters();
+    }
+}
 
 impl Sink {
+    /// A sink whose events count as handled once `f` returns (tests that
+    /// collect events themselves).
     pub fn new(f: impl Fn(UiEvent) + Send + Sync + 'static) -> Self {
-        Sink(std::sync::Arc::new(f))
+        Sink::queued(move |e, _delivered| f(e))
     }
+
+    /// A sink that hands each event on with its [`Delivered`] token, to be
+    /// dropped once the window has handled the event.
+    pub fn queued(f: impl Fn(UiEvent, Delivered) + Send + Sync + 'static) -> Self {
+        Sink {
+            deliver: std::sync::Arc::new(f),
+            waiting: Default::default(),
+        }
+    }
+
+    /// Never blocks: the window's own thread sends too.
     pub fn send(&self, e: UiEvent) {
-        (self.0)(e)
+        self.waiting
+            .count
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+        (self.deliver)(e, Delivered(self.waiting.clone()))
     }
+
+    /// Events handed on and not yet handled.
+    pub fn waiting(&self) -> usize {
+        self.waiting
+            .count
+            .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// Resolves once fewer than [`MAX_WAITING_EVENTS`] events wait for the
+    /// window. An account awaits this before reading its next event, so a
+    /// flood backs up to the server's connection instead of into memory.
+    pub async fn room(&self) {
+        loop {
+            let freed = self.waiting.freed.notified();
+            tokio::pin!(freed);
+            // Registered before the count is read, so a release in between wakes us.
+            freed.as_mut().enable();
+            if self.waiting() < MAX_WAITING_EVENTS {
+                return;
+            }
+            freed.await;
+        }
+    }
+}
+
+/// An account's next event for the window, read only once the window has room for it
+/// ([`Sink::room`]); `None` when the account has ended.
+pub async fn next_for_window(
+    sink: &Sink,
+    events: &mut tokio::sync::mpsc::Receiver<timb_core::Event>,
+) -> Option<timb_core::Event> {
+    sink.room().await;
+    events.recv().await
 }
 
 pub trait Backend {
     fn request(&mut self, r: Request);
+}
+
+#[cfg(test)]
+mod sink_tests {
+    use super::*;
+    use std::future::Future;
+    use std::sync::{Arc, Mutex};
+
+    fn ready(f: impl Future<Output = ()>) -> bool {
+        let mut f = std::pin::pin!(f);
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        f.as_mut().poll(&mut cx).is_ready()
+    }
+
+    #[test]
+    fn accounts_wait_while_the_window_is_behind_and_go_on_when_it_catches_up() {
+        // A window that has not handled anything yet: it keeps the tokens.
+        let held = Arc::new(Mutex::new(Vec::new()));
+        let h = held.clone();
+        let sink = Sink::queued(move |_e, d| h.lock().unwrap().push(d));
+        for _ in 0..MAX_WAITING_EVENTS - 1 {
+            sink.send(UiEvent::Tor(TorStatus::Ready));
+        }
+        assert!(ready(sink.room()), "room for one more");
+        sink.send(UiEvent::Tor(TorStatus::Ready));
+        assert_eq!(sink.waiting(), MAX_WAITING_EVENTS);
+        let mut wait = Box::pin(sink.room());
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        assert!(
+            wait.as_mut().poll(&mut cx).is_pending(),
+            "the window is full"
+        );
+        // The window handles one event: the waiting account goes on.
+        drop(held.lock().unwrap().pop());
+        assert!(wait.as_mut().poll(&mut cx).is_ready());
+        // Events the window could not take any more (its loop ended) are freed too.
+        held.lock().unwrap().clear();
+        assert_eq!(sink.waiting(), 0);
+    }
+
+    #[test]
+    fn a_plain_sink_never_makes_anyone_wait() {
+        let sink = Sink::new(|_| {});
+        for _ in 0..10 * MAX_WAITING_EVENTS {
+            sink.send(UiEvent::Tor(TorStatus::Ready));
+        }
+        assert_eq!(sink.waiting(), 0);
+        assert!(ready(sink.room()));
+    }
 }

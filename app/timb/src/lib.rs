@@ -49,12 +49,14 @@ thread_local! {
 
 /// Events from any thread are queued onto the UI thread, never handled in place.
 fn ui_sink() -> backend::Sink {
-    backend::Sink::new(|e| {
+    backend::Sink::queued(|e, delivered| {
         let _ = slint::invoke_from_event_loop(move || {
             let app = APP.with(|a| a.borrow().as_ref().and_then(|w| w.upgrade()));
             if let Some(app) = app {
                 app.borrow_mut().handle(e);
             }
+            // Handled: the accounts may read on (see `Sink::room`).
+            drop(delivered);
         });
     })
 }
@@ -83,14 +85,34 @@ pub fn attach_with_update(
     update: update::UpdateSetup,
 ) -> std::io::Result<controller::Shared> {
     let bundle = update.layout.clone();
-    let backend = Box::new(net::Net::with_update(
-        ui_sink(),
-        profile_root,
-        update,
-        remembered.check_updates,
-    )?);
-    let app = controller::App::attach(window, backend, Some(profile_root.to_owned()), remembered);
+    let check = remembered.check_updates;
+    let app = attach_backend(window, Some(profile_root), remembered, |sink| {
+        Ok(Box::new(net::Net::with_update(
+            sink,
+            profile_root,
+            update,
+            check,
+        )?))
+    })?;
     app.borrow_mut().bundle = bundle;
+    Ok(app)
+}
+
+/// Connects `window` to the backend `make` builds around the window's own event queue,
+/// the one the program uses (`cargo xtask bench flood` plugs in hostile servers here).
+pub fn attach_backend(
+    window: &MainWindow,
+    profile_root: Option<&Path>,
+    remembered: accounts::Remembered,
+    make: impl FnOnce(backend::Sink) -> std::io::Result<Box<dyn backend::Backend>>,
+) -> std::io::Result<controller::Shared> {
+    let backend = make(ui_sink())?;
+    let app = controller::App::attach(
+        window,
+        backend,
+        profile_root.map(Path::to_owned),
+        remembered,
+    );
     APP.with(|a| *a.borrow_mut() = Some(std::rc::Rc::downgrade(&app)));
     Ok(app)
 }
@@ -154,13 +176,32 @@ fn sandbox_probe(
     let profile = profile.to_owned();
     let status = status.clone();
     let weak = window.as_weak();
-    slint::Timer::single_shot(std::time::Duration::ZERO, move || {
+    // The probes run once the windowing system has the window and a frame was drawn
+    // (winit creates it only after the event loop starts), so a test sees the window
+    // really open under X11 or Wayland, with the sandbox already in force.
+    let since = std::time::Instant::now();
+    let mut created: Option<std::time::Instant> = None;
+    let mut done = false;
+    let timer = Box::leak(Box::new(slint::Timer::default()));
+    timer.start(slint::TimerMode::Repeated, std::time::Duration::from_millis(20), move || {
+        use slint::winit_030::WinitWindowAccessor;
+        let Some(w) = weak.upgrade().filter(|_| !done) else {
+            return;
+        };
+        if created.is_none() && w.window().with_winit_window(|_| ()).is_some() {
+            created = Some(std::time::Instant::now());
+            w.window().request_redraw();
+        }
+        let drawn = created.is_some_and(|t| t.elapsed() >= std::time::Duration::from_millis(300));
+        if !drawn && since.elapsed() < std::time::Duration::from_secs(20) {
+            return;
+        }
+        done = true;
+        println!("window-created: {}", created.is_some());
         let outcomes =
             timb_sandbox::probe::run(&dir.join("home/secret"), &dir.join("outside"), &profile);
         println!("sandbox-status: {status:?}");
-        if let Some(w) = weak.upgrade() {
-            println!("sandbox-shown: {:?}", w.get_sandbox_state());
-        }
+        println!("sandbox-shown: {:?}", w.get_sandbox_state());
         println!("{}", timb_sandbox::probe::report(&outcomes));
         if std::env::var_os("TIMB_TEST_RESTART").is_some() {
             let asked = bundle.as_ref().map(|b| update::restart(b).is_ok());

@@ -547,7 +547,9 @@ async fn account_task(
                 // Replaced or forgotten: dropping the handle ends the session.
                 None => break,
             },
-            e = handle.events.recv() => match e {
+            // Read on only while the window keeps up: a flooding server then
+            // waits on its connection instead of filling this process's memory.
+            e = crate::backend::next_for_window(&sink, &mut handle.events) => match e {
                 Some(e) => sink.send(UiEvent::Account(id, e)),
                 None => {
                     sink.send(UiEvent::Account(id, Event::State(ConnectionState::Disconnected)));
