@@ -80,20 +80,30 @@ fn tree(bundle: bool) -> tempfile::TempDir {
 
 /// Runs `exe` with the probe switch until it quits; its stdout.
 fn run(exe: &Path, root: &Path, x: &Xvfb, env: &[(&str, &str)]) -> (String, u32) {
-    let mut cmd = Command::new(exe);
-    cmd.env("DISPLAY", &x.display)
-        .env_remove("WAYLAND_DISPLAY")
-        .env_remove("TIMB_NO_SANDBOX")
+    run_with(Command::new(exe), root, x, env)
+}
+
+fn run_with(mut cmd: Command, root: &Path, x: &Xvfb, env: &[(&str, &str)]) -> (String, u32) {
+    cmd.env("DISPLAY", &x.display).env_remove("WAYLAND_DISPLAY");
+    run_probe(cmd, root, env)
+}
+
+/// Runs `cmd` (its display already chosen) with the probe switch until it quits.
+fn run_probe(mut cmd: Command, root: &Path, env: &[(&str, &str)]) -> (String, u32) {
+    cmd.env_remove("TIMB_NO_SANDBOX")
         .env("HOME", root.join("home"))
         .env("TIMB_TEST_SANDBOX_PROBE", root)
-        .stdout(Stdio::piped());
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     for (k, v) in env {
         cmd.env(k, v);
     }
     let child = cmd.spawn().unwrap();
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
-    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    // stdout (the probe's lines) then stderr (the Wayland protocol log, when asked for).
+    let text = String::from_utf8_lossy(&out.stdout).into_owned()
+        + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "timb failed: {text}");
     (text, pid)
 }
@@ -116,6 +126,7 @@ fn the_running_app_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
     let root = t.path();
     let exe = root.join("bundle/app/0.1.0/timb");
     let (text, pid) = run(&exe, root, &x, &[("TIMB_TEST_RESTART", "1")]);
+    assert_eq!(field(&text, "window-created:"), "true", "{text}");
     assert_eq!(field(&text, "sandbox-status:"), "Confined", "{text}");
     assert_eq!(field(&text, "sandbox-shown:"), "Confined", "{text}");
     assert_eq!(
@@ -165,4 +176,138 @@ fn with_the_sandbox_turned_off_the_same_probes_succeed_and_the_window_says_so() 
          exec_shell=allowed udp_socket=allowed tcp_socket=allowed"
     );
     assert!(root.join("outside/timb-probe-outside").exists());
+}
+
+/// A kernel without Landlock, made for the child: before `exec`, a seccomp filter of our
+/// own answers the three Landlock calls with `ENOSYS`, as such a kernel does. timb starts,
+/// its own seccomp filter still holds (no shell, no UDP), and the window says the files
+/// are not protected instead of claiming a sandbox.
+#[cfg(target_arch = "x86_64")]
+#[test]
+fn without_landlock_timb_runs_keeps_its_syscall_filter_and_says_files_are_exposed() {
+    use std::collections::BTreeMap;
+    use std::os::unix::process::CommandExt;
+    // landlock_create_ruleset, landlock_add_rule, landlock_restrict_self on x86_64.
+    let rules: BTreeMap<i64, Vec<seccompiler::SeccompRule>> =
+        [444, 445, 446].into_iter().map(|n| (n, vec![])).collect();
+    let filter = seccompiler::SeccompFilter::new(
+        rules,
+        seccompiler::SeccompAction::Allow,
+        seccompiler::SeccompAction::Errno(libc::ENOSYS as u32),
+        seccompiler::TargetArch::x86_64,
+    )
+    .unwrap();
+    let program: seccompiler::BpfProgram = filter.try_into().unwrap();
+    let x = Xvfb::start();
+    let t = tree(false);
+    let root = t.path();
+    let profile = root.join("profile");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_timb"));
+    // SAFETY: between fork and exec only the two system calls `apply_filter` makes
+    // (prctl, seccomp) run, on a program built before the fork; nothing allocates.
+    unsafe {
+        cmd.pre_exec(move || seccompiler::apply_filter(&program).map_err(std::io::Error::other));
+    }
+    let (text, _) = run_with(
+        cmd,
+        root,
+        &x,
+        &[("TIMB_PROFILE", profile.to_str().unwrap())],
+    );
+    assert_eq!(
+        field(&text, "sandbox-status:"),
+        "Partial { files: None, syscalls: true }",
+        "{text}"
+    );
+    assert_eq!(field(&text, "sandbox-shown:"), "NoLandlock", "{text}");
+    assert_eq!(
+        field(&text, "sandbox-probe:"),
+        "read_home_secret=allowed write_outside=allowed write_profile=allowed \
+         exec_shell=refused(1) udp_socket=refused(1) tcp_socket=allowed",
+        "files exposed (no Landlock), system calls still filtered"
+    );
+}
+
+/// weston with its headless backend on a socket in a runtime folder of its own.
+struct Weston {
+    child: std::process::Child,
+    runtime: tempfile::TempDir,
+}
+
+impl Weston {
+    fn start() -> Weston {
+        use std::os::unix::fs::PermissionsExt;
+        let runtime = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(runtime.path(), std::fs::Permissions::from_mode(0o700)).unwrap();
+        let child = Command::new("weston")
+            .args([
+                "--backend=headless-backend.so",
+                "--socket=timb-test",
+                "--idle-time=0",
+                "--no-config",
+            ])
+            .env("XDG_RUNTIME_DIR", runtime.path())
+            .env_remove("DISPLAY")
+            .env_remove("WAYLAND_DISPLAY")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("weston (Debian's weston; cargo xtask test installs it)");
+        let socket = runtime.path().join("timb-test");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !socket.exists() {
+            assert!(Instant::now() < deadline, "weston made no socket");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Weston { child, runtime }
+    }
+}
+
+impl Drop for Weston {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The window opens under a Wayland compositor with no X server at all (#19), with the
+/// sandbox on: Landlock leaves the compositor's socket reachable and the seccomp filter
+/// lets the Wayland client library do its work, and the probes are refused as under X11.
+#[test]
+fn under_wayland_with_no_x_server_the_window_opens_confined() {
+    if timb_sandbox::landlock_abi() < 1 {
+        eprintln!("skipped: this kernel has no Landlock (the other tests cover that case)");
+        return;
+    }
+    let w = Weston::start();
+    let t = tree(false);
+    let root = t.path();
+    let profile = root.join("profile");
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_timb"));
+    cmd.env_remove("DISPLAY")
+        .env("WAYLAND_DISPLAY", "timb-test")
+        .env("XDG_RUNTIME_DIR", w.runtime.path());
+    let (text, _) = run_probe(
+        cmd,
+        root,
+        &[
+            ("TIMB_PROFILE", profile.to_str().unwrap()),
+            // libwayland's protocol log: proof the window reached the compositor.
+            ("WAYLAND_DEBUG", "1"),
+        ],
+    );
+    assert_eq!(field(&text, "window-created:"), "true", "{text}");
+    // A toplevel surface, and a frame attached to it: the window is on the screen.
+    assert!(text.contains(".get_toplevel("), "no toplevel: {text}");
+    assert!(
+        text.lines().any(|l| l.contains("wl_surface@") && l.contains(".attach(")),
+        "no frame was drawn: {text}"
+    );
+    assert_eq!(field(&text, "sandbox-status:"), "Confined", "{text}");
+    assert_eq!(field(&text, "sandbox-shown:"), "Confined", "{text}");
+    assert_eq!(
+        field(&text, "sandbox-probe:"),
+        "read_home_secret=refused(13) write_outside=refused(13) write_profile=allowed \
+         exec_shell=refused(1) udp_socket=refused(1) tcp_socket=allowed"
+    );
 }
