@@ -5,17 +5,21 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
+pub mod hostile;
+
 /// A target: attacker's bytes in, nothing out.
 pub type Target = fn(&[u8]);
 
 /// The targets by name, as `fuzz/fuzz_targets/NAME.rs` and `fuzz/corpus/NAME/` call them.
 pub const TARGETS: &[(&str, Target)] = &[
     ("xmpp_stream", xmpp_stream),
+    ("xmpp_session", xmpp_session),
     ("scram", scram),
     ("irc_line", irc_line),
     ("tuf", tuf),
     ("update_archive", update_archive),
     ("tofu_pins", tofu_pins),
+    ("otr_inbound", otr_inbound),
 ];
 
 /// A server's bytes after the stream header timb sent: the bounded XML parser hands
@@ -43,6 +47,52 @@ pub fn xmpp_stream(data: &[u8]) {
         };
         tokio::join!(feed, parse);
     });
+}
+
+/// A logged-in XMPP session (`timb_xmpp::spawn_account`, as the app runs it) fed `data`
+/// as the server's stanzas, then the end of the stream: the session's stanza handling
+/// (roster, presence, rooms, iq answers, acks) and every event it reports, until the
+/// account says it is disconnected.
+pub fn xmpp_session(data: &[u8]) {
+    let _ = xmpp_session_events(data);
+}
+
+/// [`xmpp_session`], returning the events the account reported (the harness's own test
+/// checks that the login works and the data arrives as stanzas).
+pub fn xmpp_session_events(data: &[u8]) -> Vec<timb_core::Event> {
+    use timb_core::{Command, ConnectionState, Event};
+    use tokio::io::AsyncWriteExt;
+    let Ok(rt) = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+    else {
+        return Vec::new();
+    };
+    let data = data.to_vec();
+    rt.block_on(async {
+        let (client, server) = tokio::io::duplex(64 * 1024);
+        let mut h = hostile::account(timb_core::AccountId(1), client);
+        let server = tokio::spawn(async move {
+            let (mut rd, wr) = hostile::login(server).await.split();
+            // The client's answers are read and dropped, as a server would.
+            tokio::spawn(async move { while hostile::next_stanza(&mut rd).await.is_some() {} });
+            if let Some(mut wr) = wr {
+                let _ = wr.write_all(&data).await;
+                let _ = wr.shutdown().await;
+            }
+        });
+        let _ = h.commands.send(Command::Connect).await;
+        let mut events = Vec::new();
+        for _ in 0..100_000 {
+            match h.events.recv().await {
+                None | Some(Event::State(ConnectionState::Disconnected)) => break,
+                Some(e) if events.len() < 1000 => events.push(e),
+                Some(_) => {}
+            }
+        }
+        server.abort();
+        events
+    })
 }
 
 /// SCRAM's server-first and server-final messages, split at the first NUL.
@@ -128,4 +178,53 @@ pub fn tofu_pins(data: &[u8]) {
     if let Ok(store) = timb_tls::TofuStore::open(&path) {
         let _ = store.get("example.org:5222");
     }
+}
+
+/// A peer's messages to an XMPP account with an OTR key, one per line, through
+/// `OtrSession::receive` (libotr's `otrl_message_receiving` and timb's callbacks: what
+/// `wrap` does with each). The key is made once per process (DSA generation takes a
+/// second); each input talks to a peer of its own so inputs do not share a conversation,
+/// and the session is replaced every few thousand inputs so peers do not pile up.
+/// libotr itself is C built without coverage instrumentation: the fuzzer is guided by
+/// timb's side only, libotr is exercised, not measured.
+pub fn otr_inbound(data: &[u8]) {
+    let _ = otr_inbound_replies(data);
+}
+
+/// [`otr_inbound`], saying how many messages libotr answered with (`None`: no session with
+/// a key could be made), so a test can see the target reaches libotr at all.
+pub fn otr_inbound_replies(data: &[u8]) -> Option<usize> {
+    use std::cell::RefCell;
+    use timb_otr::{AccountConfig, OtrSession};
+    const ACCOUNT: timb_core::AccountId = timb_core::AccountId(1);
+    const INPUTS_PER_SESSION: u32 = 5_000;
+    thread_local! {
+        static SESSION: RefCell<Option<(OtrSession, u32)>> = const { RefCell::new(None) };
+    }
+    SESSION.with(|cell| {
+        let mut cell = cell.borrow_mut();
+        if cell.as_ref().is_none_or(|(_, n)| *n >= INPUTS_PER_SESSION) {
+            *cell = None;
+            let cfg = AccountConfig {
+                id: ACCOUNT,
+                protocol: timb_core::Protocol::Xmpp,
+                name: "me@evil.test".into(),
+                max_message_size: None,
+            };
+            let mut s = OtrSession::open_in_memory(vec![cfg]).ok()?;
+            s.generate_key_blocking(ACCOUNT).ok()?;
+            *cell = Some((s, 0));
+        }
+        let (session, n) = cell.as_mut()?;
+        *n += 1;
+        let peer = format!("peer{n}@evil.test/r");
+        let text = String::from_utf8_lossy(data);
+        let mut replies = 0;
+        for wire in text.split('\n').take(64) {
+            if let Ok(r) = session.receive(ACCOUNT, &peer, wire) {
+                replies += r.output.outgoing.len();
+            }
+        }
+        Some(replies)
+    })
 }
