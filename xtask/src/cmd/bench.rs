@@ -19,6 +19,8 @@ pub enum Which {
     /// The updater: refresh, download and hashing over the private Tor network, and applying
     /// the bundle `cargo xtask bundle` built.
     Update,
+    /// Memory and the window's responsiveness under servers that flood (no Tor needed).
+    Flood,
 }
 
 impl Which {
@@ -31,6 +33,7 @@ impl Which {
             Which::Otr => "otr",
             Which::App => "app",
             Which::Update => "update",
+            Which::Flood => "flood",
         }
     }
 }
@@ -44,6 +47,7 @@ pub fn run(root: &Path, which: Which) -> Result<()> {
         Which::Otr => example(root, "timb-otr", "bench_otr")?,
         Which::App => bench_app(root)?,
         Which::Update => bench_update(root)?,
+        Which::Flood => run_example(root, "timb", "bench_flood", false)?,
     };
     let which = which.name();
     println!("{table}");
@@ -137,10 +141,6 @@ fn bench_app(root: &Path) -> Result<String> {
     example(root, "timb", "bench_app")
 }
 
-/// The protocol benchmarks live beside their crates as examples that print a
-/// table; they get the shared private Tor network like the tests do.
-/// The update client's `bench-apply` on the bundle in `out/bundle/` (build it first with
-/// `cargo xtask bundle`).
 /// The updater: refresh, download and verification over the private Tor network (the
 /// `bench_fetch` example), then applying the bundle `cargo xtask bundle` built.
 fn bench_update(root: &Path) -> Result<String> {
@@ -173,8 +173,20 @@ fn bench_update(root: &Path) -> Result<String> {
     Ok(format!("{fetch}\n{}", util::output(&mut c)?))
 }
 
+/// The protocol benchmarks live beside their crates as examples that print a
+/// table; they get the shared private Tor network like the tests do.
 fn example(root: &Path, package: &str, name: &str) -> Result<String> {
-    let net = crate::testnet::start_testnet(root)?;
+    run_example(root, package, name, true)
+}
+
+/// A release build of example `name` of `package`, run; with the private Tor network
+/// when `tor` says so.
+fn run_example(root: &Path, package: &str, name: &str, tor: bool) -> Result<String> {
+    let net = if tor {
+        crate::testnet::start_testnet(root)?
+    } else {
+        None
+    };
     let mut c = util::cargo();
     c.current_dir(root).args([
         "run",
