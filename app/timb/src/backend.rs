@@ -230,6 +230,9 @@ impl std::fmt::Debug for Request {
 /// reading from their servers. The window's queue (slint's
 /// `invoke_from_event_loop`) is unbounded: without this, a server sending
 /// faster than the window can draw would grow it until memory runs out.
+/// Accounts check it before each read, so each may add one read's events
+/// beyond it; Tor's progress, the updater and the window's own sends (few,
+/// and not a server's doing) are never held.
 pub const MAX_WAITING_EVENTS: usize = 256;
 
 /// Delivers events to the window from any thread.
@@ -243,6 +246,8 @@ pub struct Sink {
 #[derive(Default)]
 struct Waiting {
     count: std::sync::atomic::AtomicUsize,
+    /// The most that ever waited (`cargo xtask bench flood` reports it).
+    peak: std::sync::atomic::AtomicUsize,
     freed: tokio::sync::Notify,
 }
 
@@ -277,9 +282,14 @@ impl Sink {
 
     /// Never blocks: the window's own thread sends too.
     pub fn send(&self, e: UiEvent) {
-        self.waiting
+        let now = self
+            .waiting
             .count
-            .fetch_add(1, std::sync::atomic::Ordering::AcqRel);
+            .fetch_add(1, std::sync::atomic::Ordering::AcqRel)
+            + 1;
+        self.waiting
+            .peak
+            .fetch_max(now, std::sync::atomic::Ordering::AcqRel);
         (self.deliver)(e, Delivered(self.waiting.clone()))
     }
 
@@ -288,6 +298,11 @@ impl Sink {
         self.waiting
             .count
             .load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    /// The most events that ever waited for the window at once.
+    pub fn most_waiting(&self) -> usize {
+        self.waiting.peak.load(std::sync::atomic::Ordering::Acquire)
     }
 
     /// Resolves once fewer than [`MAX_WAITING_EVENTS`] events wait for the
@@ -305,16 +320,6 @@ impl Sink {
             freed.await;
         }
     }
-}
-
-/// An account's next event for the window, read only once the window has room for it
-/// ([`Sink::room`]); `None` when the account has ended.
-pub async fn next_for_window(
-    sink: &Sink,
-    events: &mut tokio::sync::mpsc::Receiver<timb_core::Event>,
-) -> Option<timb_core::Event> {
-    sink.room().await;
-    events.recv().await
 }
 
 pub trait Backend {

@@ -549,22 +549,52 @@ async fn account_task(
             },
             // Read on only while the window keeps up: a flooding server then
             // waits on its connection instead of filling this process's memory.
-            e = crate::backend::next_for_window(&sink, &mut handle.events) => match e {
-                Some(e) => sink.send(UiEvent::Account(id, e)),
-                None => {
+            next = next_for_window(&sink, id, &mut handle.events, &mut otr_events) => match next {
+                Next::Show(events) => {
+                    for e in events {
+                        sink.send(e);
+                    }
+                }
+                Next::AccountEnded => {
                     sink.send(UiEvent::Account(id, Event::State(ConnectionState::Disconnected)));
                     break;
                 }
-            },
-            e = otr_events.recv() => match e {
-                Some(e) => {
-                    for note in otr_notes(id, e) {
-                        sink.send(UiEvent::Otr(note));
-                    }
-                }
-                None => break,
+                Next::OtrEnded => break,
             },
         }
+    }
+}
+
+/// What an account produced next, for the window.
+pub enum Next {
+    /// Events to show (a protocol event, or the OTR layer's notes).
+    Show(Vec<UiEvent>),
+    /// The protocol session ended.
+    AccountEnded,
+    /// The OTR layer stopped.
+    OtrEnded,
+}
+
+/// An account's next event (the protocol's, through OTR, or an OTR note), read only once
+/// the window has room for it ([`Sink::room`]): while the window is behind, neither
+/// channel is read, so a flood waits in the OTR and protocol channels and then in the
+/// server's connection. Shared with `cargo xtask bench flood`, which runs this loop.
+pub async fn next_for_window(
+    sink: &Sink,
+    id: AccountId,
+    events: &mut mpsc::Receiver<Event>,
+    otr: &mut mpsc::Receiver<ControlEvent>,
+) -> Next {
+    sink.room().await;
+    tokio::select! {
+        e = events.recv() => match e {
+            Some(e) => Next::Show(vec![UiEvent::Account(id, e)]),
+            None => Next::AccountEnded,
+        },
+        e = otr.recv() => match e {
+            Some(e) => Next::Show(otr_notes(id, e).into_iter().map(UiEvent::Otr).collect()),
+            None => Next::OtrEnded,
+        },
     }
 }
 
