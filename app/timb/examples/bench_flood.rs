@@ -4,13 +4,15 @@
 //! Each scenario runs in a child process of its own (so peak RSS is its own): the real
 //! window and controller on slint's event loop (the testing backend: no pixels are drawn),
 //! attached through [`timb::attach_backend`] to the window's own event queue as the program
-//! is, and an account as the program runs it: the protocol session wrapped in OTR, its
-//! events read only while the window has room (`timb::backend::next_for_window`). Only
+//! is, and an account wrapped in OTR whose events reach the window through the program's
+//! own loop step (`timb::net::next_for_window`: read only while the window has room). Only
 //! the transport differs: an in-process pipe to a hostile server instead of Tor, so the
-//! server can send as fast as the client reads. The table gives the process's peak RSS
-//! (VmHWM) against its RSS once connected, the longest the window took to answer a
-//! request from another thread while the flood ran, the most events that waited for the
-//! window, and how the account ended.
+//! server can send as fast as the client reads. The server starts once the driver has
+//! measured the connected process, and ends its flood with a group message; a scenario
+//! ends when the window has handled that message and nothing waits, or the account ended.
+//! The table gives the process's peak RSS (VmHWM) against its RSS once connected, the
+//! longest the window took to answer a request from another thread during the flood, the
+//! most events that ever waited for the window, and how the account ended.
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -20,8 +22,10 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use slint::ComponentHandle;
+use std::sync::atomic::{AtomicBool, Ordering};
 use support::*;
-use timb::backend::{next_for_window, Backend, Request, Sink, UiEvent};
+use timb::backend::{Backend, Request, Sink, UiEvent};
+use timb::net::{next_for_window, Next};
 use timb::MainWindow;
 use timb_core::{Command, ConnectionState, Event};
 use timb_fuzz_targets::hostile;
@@ -87,9 +91,15 @@ fn table() {
 #[derive(Default)]
 struct Shared {
     sink: Option<Sink>,
-    /// The server has sent everything it meant to (or the client stopped reading).
-    done: Option<oneshot::Receiver<()>>,
+    /// The driver's go: the server starts its flood once the driver has measured.
+    go: Option<oneshot::Sender<()>>,
+    /// The server's last stanza (a group message "flood-end") was handed to the window:
+    /// once nothing waits any more, the window has handled the whole flood.
+    end_seen: Arc<AtomicBool>,
 }
+
+/// The group message each server sends after its flood.
+const END: &str = "flood-end";
 
 struct Flood {
     rt: tokio::runtime::Runtime,
@@ -105,39 +115,55 @@ impl Backend for Flood {
         let Request::Connect { id, .. } = r else {
             return;
         };
-        let (done_tx, done_rx) = oneshot::channel();
-        self.shared.lock().unwrap().done = Some(done_rx);
+        let (go_tx, go_rx) = oneshot::channel();
+        let end_seen = {
+            let mut shared = self.shared.lock().unwrap();
+            shared.go = Some(go_tx);
+            shared.end_seen.clone()
+        };
         let _guard = self.rt.enter();
         let (client, server) = tokio::io::duplex(PIPE);
-        let handle = if self.name == "irc-lines" {
-            self.rt.spawn(irc_server(server, done_tx));
+        let xmpp = self.name != "irc-lines";
+        let handle = if xmpp {
+            self.rt.spawn(xmpp_server(self.name.clone(), server, go_rx));
+            hostile::account(id, client)
+        } else {
+            self.rt.spawn(irc_server(server, go_rx));
             let mut cfg = timb_irc::IrcConfig::new("me");
             cfg.reconnect = timb_core::Backoff::NEVER;
             timb_irc::spawn(id, client, cfg)
-        } else {
-            self.rt
-                .spawn(xmpp_server(self.name.clone(), server, done_tx));
-            hostile::account(id, client)
         };
-        let (mut handle, control) =
+        let (mut handle, mut control) =
             timb_otr::wrap::wrap_in_memory(handle, "me@evil.test").expect("OTR");
+        let mut otr_events =
+            std::mem::replace(&mut control.events, tokio::sync::mpsc::channel(1).1);
         self.otr = Some(control);
         let sink = self.sink.clone();
-        let xmpp = self.name != "irc-lines";
         self.rt.spawn(async move {
             let _ = handle.commands.send(Command::Connect).await;
-            // The account task's loop (net.rs), without Tor.
-            while let Some(e) = next_for_window(&sink, &mut handle.events).await {
-                let connected = matches!(e, Event::State(ConnectionState::Connected { .. }));
-                sink.send(UiEvent::Account(id, e));
-                if connected && xmpp {
-                    let _ = handle
-                        .commands
-                        .send(Command::JoinGroup {
-                            room: "room@conference.evil.test".into(),
-                            nick: Some("me".into()),
-                        })
-                        .await;
+            // The program's own loop (net.rs), without Tor and without the window's requests.
+            loop {
+                let events = match next_for_window(&sink, id, &mut handle.events, &mut otr_events).await {
+                    Next::Show(events) => events,
+                    Next::AccountEnded | Next::OtrEnded => break,
+                };
+                for e in events {
+                    let connected = matches!(
+                        e,
+                        UiEvent::Account(_, Event::State(ConnectionState::Connected { .. }))
+                    );
+                    let end = matches!(&e, UiEvent::Account(_, Event::Message { body, .. }) if body == END);
+                    sink.send(e);
+                    end_seen.fetch_or(end, Ordering::SeqCst);
+                    if connected && xmpp {
+                        let _ = handle
+                            .commands
+                            .send(Command::JoinGroup {
+                                room: ROOM.into(),
+                                nick: Some("me".into()),
+                            })
+                            .await;
+                    }
                 }
             }
             sink.send(UiEvent::Account(
@@ -148,9 +174,11 @@ impl Backend for Flood {
     }
 }
 
+const ROOM: &str = hostile::ROOM;
+
 /// A PLAIN login and resource binding, then the flood `name` names; the client's own
 /// stanzas are read (and dropped) all along, as a server would.
-async fn xmpp_server(name: String, server: DuplexStream, done: oneshot::Sender<()>) {
+async fn xmpp_server(name: String, server: DuplexStream, go: oneshot::Receiver<()>) {
     let xs = hostile::login(server).await;
     let (mut rd, wr) = xs.split();
     let mut wr = wr.expect("the server's write half");
@@ -168,10 +196,11 @@ async fn xmpp_server(name: String, server: DuplexStream, done: oneshot::Sender<(
         }
     });
     let _ = joined_rx.await;
-    let room = "room@conference.evil.test";
+    let room = ROOM;
     let _ = wr
         .write_all(format!("<presence from='{room}/me'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>").as_bytes())
         .await;
+    let _ = go.await;
     match name.as_str() {
         "roster" => {
             for i in 0..100_000 {
@@ -213,14 +242,16 @@ async fn xmpp_server(name: String, server: DuplexStream, done: oneshot::Sender<(
         }
         other => panic!("no scenario {other}"),
     }
+    let end =
+        format!("<message from='{room}/server' type='groupchat'><body>{END}</body></message>");
+    let _ = wr.write_all(end.as_bytes()).await;
     let _ = wr.flush().await;
-    let _ = done.send(());
     // Keep the connection open: ending it is the client's decision.
     std::future::pending::<()>().await;
 }
 
 /// Registration, then 1 MB lines to a channel.
-async fn irc_server(server: DuplexStream, done: oneshot::Sender<()>) {
+async fn irc_server(server: DuplexStream, go: oneshot::Receiver<()>) {
     let (rd, mut wr) = tokio::io::split(server);
     let (registered_tx, registered_rx) = oneshot::channel();
     tokio::spawn(async move {
@@ -238,6 +269,7 @@ async fn irc_server(server: DuplexStream, done: oneshot::Sender<()>) {
     let _ = wr
         .write_all(b":evil.test 001 me :Welcome\r\n:evil.test 376 me :End of MOTD\r\n:me!me@evil.test JOIN #flood\r\n")
         .await;
+    let _ = go.await;
     let long = format!(
         ":peer!p@evil.test PRIVMSG #flood :{}\r\n",
         "x".repeat(1 << 20)
@@ -247,8 +279,9 @@ async fn irc_server(server: DuplexStream, done: oneshot::Sender<()>) {
             break;
         }
     }
+    let end = format!(":server!s@evil.test PRIVMSG #flood :{END}\r\n");
+    let _ = wr.write_all(end.as_bytes()).await;
     let _ = wr.flush().await;
-    let _ = done.send(());
     std::future::pending::<()>().await;
 }
 
@@ -290,27 +323,34 @@ fn drive(w: &slint::Weak<MainWindow>, shared: &Arc<Mutex<Shared>>) -> String {
     let connected = |w: &MainWindow| state(w).contains("Connected");
     wait_ui(w, "connected", connected, state);
     let rss_connected = kib("VmRSS:");
-    let sink = shared.lock().unwrap().sink.clone().expect("sink");
-    let mut done = shared.lock().unwrap().done.take().expect("connected");
+    let (sink, go, end_seen) = {
+        let mut shared = shared.lock().unwrap();
+        let go = shared.go.take().expect("connected");
+        (
+            shared.sink.clone().expect("sink"),
+            go,
+            shared.end_seen.clone(),
+        )
+    };
     let start = Instant::now();
-    let (mut slowest, mut most_waiting) = (Duration::ZERO, 0);
-    // Until the server has sent everything and the window has handled it, or the account ended.
-    let mut sent = false;
+    let _ = go.send(());
+    let mut slowest = Duration::ZERO;
+    // Until the window has handled everything up to the server's last message, or the
+    // account ended.
     let ended = loop {
         let t = Instant::now();
         let st = on_ui(w, state);
         slowest = slowest.max(t.elapsed());
-        most_waiting = most_waiting.max(sink.waiting());
-        sent |= done.try_recv().is_ok();
         if !st.contains("Connected") {
             break st;
         }
-        if sent && sink.waiting() == 0 {
+        if end_seen.load(Ordering::SeqCst) && sink.waiting() == 0 {
             break st;
         }
         assert!(start.elapsed() < Duration::from_secs(900), "no end: {st}");
         std::thread::sleep(Duration::from_millis(20));
     };
+    let most_waiting = sink.most_waiting();
     let took = start.elapsed();
     let outcome = outcome(&ended);
     format!(
