@@ -15,6 +15,9 @@ use tokio::io::DuplexStream;
 /// The account's address; the server binds it to resource `timb`.
 pub const JID: &str = "me@evil.test";
 
+/// The room the fuzz target and the flood bench join.
+pub const ROOM: &str = "room@conference.evil.test";
+
 /// Hands out one end of a pipe, once.
 pub struct Pipe(Mutex<Option<DuplexStream>>);
 

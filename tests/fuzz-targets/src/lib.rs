@@ -49,10 +49,11 @@ pub fn xmpp_stream(data: &[u8]) {
     });
 }
 
-/// A logged-in XMPP session (`timb_xmpp::spawn_account`, as the app runs it) fed `data`
-/// as the server's stanzas, then the end of the stream: the session's stanza handling
-/// (roster, presence, rooms, iq answers, acks) and every event it reports, until the
-/// account says it is disconnected.
+/// A logged-in XMPP session (`timb_xmpp::spawn_account`, as the app runs it) that has
+/// asked to join [`hostile::ROOM`], fed `data` as the server's stanzas, then the end of the
+/// stream: the session's stanza handling (roster, presence, the room, iq answers) and
+/// every event it reports, until the account says it is disconnected. The server offers
+/// no stream management, so acks are only the refusal path.
 pub fn xmpp_session(data: &[u8]) {
     let _ = xmpp_session_events(data);
 }
@@ -74,8 +75,22 @@ pub fn xmpp_session_events(data: &[u8]) -> Vec<timb_core::Event> {
         let mut h = hostile::account(timb_core::AccountId(1), client);
         let server = tokio::spawn(async move {
             let (mut rd, wr) = hostile::login(server).await.split();
-            // The client's answers are read and dropped, as a server would.
-            tokio::spawn(async move { while hostile::next_stanza(&mut rd).await.is_some() {} });
+            // The client's stanzas are read and dropped, as a server would; the data goes
+            // out once the client has asked to join the room (or stopped talking).
+            let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
+            tokio::spawn(async move {
+                let mut joined = Some(joined_tx);
+                while let Some(e) = hostile::next_stanza(&mut rd).await {
+                    if e.name == "presence"
+                        && e.attr("to").is_some_and(|t| t.starts_with(hostile::ROOM))
+                    {
+                        if let Some(j) = joined.take() {
+                            let _ = j.send(());
+                        }
+                    }
+                }
+            });
+            let _ = joined_rx.await;
             if let Some(mut wr) = wr {
                 let _ = wr.write_all(&data).await;
                 let _ = wr.shutdown().await;
@@ -86,8 +101,19 @@ pub fn xmpp_session_events(data: &[u8]) -> Vec<timb_core::Event> {
         for _ in 0..100_000 {
             match h.events.recv().await {
                 None | Some(Event::State(ConnectionState::Disconnected)) => break,
-                Some(e) if events.len() < 1000 => events.push(e),
-                Some(_) => {}
+                Some(e) => {
+                    // In a room, as a user would be, so group stanzas reach the room's code.
+                    if matches!(e, Event::State(ConnectionState::Connected { .. })) {
+                        let join = Command::JoinGroup {
+                            room: hostile::ROOM.into(),
+                            nick: Some("me".into()),
+                        };
+                        let _ = h.commands.send(join).await;
+                    }
+                    if events.len() < 1000 {
+                        events.push(e);
+                    }
+                }
             }
         }
         server.abort();
@@ -182,11 +208,13 @@ pub fn tofu_pins(data: &[u8]) {
 
 /// A peer's messages to an XMPP account with an OTR key, one per line, through
 /// `OtrSession::receive` (libotr's `otrl_message_receiving` and timb's callbacks: what
-/// `wrap` does with each). The key is made once per process (DSA generation takes a
-/// second); each input talks to a peer of its own so inputs do not share a conversation,
-/// and the session is replaced every few thousand inputs so peers do not pile up.
-/// libotr itself is C built without coverage instrumentation: the fuzzer is guided by
-/// timb's side only, libotr is exercised, not measured.
+/// `wrap` does with each). Each input talks to a peer of its own so inputs do not share a
+/// conversation; every few thousand inputs the session (and with it the key and the
+/// instance tag) is made anew so peers do not pile up. Messages addressed to another
+/// instance tag (the seeds' data messages: their conversation had other tags) stop at
+/// libotr's instance check; the query, the AKE's first messages and anything with tag 0
+/// go further. libotr itself is C built without coverage instrumentation: the fuzzer is
+/// guided by timb's side only; libotr is exercised, not measured.
 pub fn otr_inbound(data: &[u8]) {
     let _ = otr_inbound_replies(data);
 }

@@ -6,7 +6,9 @@ use timb_core::{ConnectionState, Event, Target};
 #[test]
 fn the_xmpp_session_target_logs_in_and_hands_the_data_to_the_session() {
     let events = timb_fuzz_targets::xmpp_session_events(
-        b"<message from='peer@evil.test/r' type='chat'><body>hello</body></message>",
+        b"<message from='peer@evil.test/r' type='chat'><body>hello</body></message>\
+          <presence from='room@conference.evil.test/me'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>\
+          <message from='room@conference.evil.test/ann' type='groupchat'><body>hi room</body></message>",
     );
     assert!(
         events
@@ -15,9 +17,19 @@ fn the_xmpp_session_target_logs_in_and_hands_the_data_to_the_session() {
         "never connected: {events:?}"
     );
     assert!(
-        events.iter().any(|e| matches!(e, Event::Message { from: Target::Direct(f), body, .. }
-            if f.starts_with("peer@evil.test") && body == "hello")),
+        events.iter().any(
+            |e| matches!(e, Event::Message { from: Target::Direct(f), body, .. }
+            if f.starts_with("peer@evil.test") && body == "hello")
+        ),
         "the message never arrived: {events:?}"
+    );
+    // The target joined the room, so its stanzas reach the room's code.
+    assert!(
+        events.iter().any(
+            |e| matches!(e, Event::Message { from: Target::Group(r), body, .. }
+            if r == "room@conference.evil.test" && body == "hi room")
+        ),
+        "the room's message never arrived: {events:?}"
     );
 }
 
