@@ -177,38 +177,50 @@ fn sandbox_probe(
     let status = status.clone();
     let weak = window.as_weak();
     // The probes run once the windowing system has the window and a frame was drawn
-    // (winit creates it only after the event loop starts), so a test sees the window
-    // really open under X11 or Wayland, with the sandbox already in force.
+    // (winit creates it only after the event loop starts; the frame is drawn when winit
+    // asks for a redraw, and the probe runs at the next tick after that), so a test sees
+    // the window really open under X11 or Wayland, with the sandbox already in force.
     let since = std::time::Instant::now();
-    let mut created: Option<std::time::Instant> = None;
+    let drawn = std::rc::Rc::new(std::cell::Cell::new(false));
+    let mut created = false;
     let mut done = false;
     let timer = Box::leak(Box::new(slint::Timer::default()));
-    timer.start(slint::TimerMode::Repeated, std::time::Duration::from_millis(20), move || {
-        use slint::winit_030::WinitWindowAccessor;
-        let Some(w) = weak.upgrade().filter(|_| !done) else {
-            return;
-        };
-        if created.is_none() && w.window().with_winit_window(|_| ()).is_some() {
-            created = Some(std::time::Instant::now());
-            w.window().request_redraw();
-        }
-        let drawn = created.is_some_and(|t| t.elapsed() >= std::time::Duration::from_millis(300));
-        if !drawn && since.elapsed() < std::time::Duration::from_secs(20) {
-            return;
-        }
-        done = true;
-        println!("window-created: {}", created.is_some());
-        let outcomes =
-            timb_sandbox::probe::run(&dir.join("home/secret"), &dir.join("outside"), &profile);
-        println!("sandbox-status: {status:?}");
-        println!("sandbox-shown: {:?}", w.get_sandbox_state());
-        println!("{}", timb_sandbox::probe::report(&outcomes));
-        if std::env::var_os("TIMB_TEST_RESTART").is_some() {
-            let asked = bundle.as_ref().map(|b| update::restart(b).is_ok());
-            println!("restart-asked: {asked:?}");
-        }
-        let _ = slint::quit_event_loop();
-    });
+    timer.start(
+        slint::TimerMode::Repeated,
+        std::time::Duration::from_millis(20),
+        move || {
+            use slint::winit_030::{winit::event::WindowEvent, EventResult, WinitWindowAccessor};
+            let Some(w) = weak.upgrade().filter(|_| !done) else {
+                return;
+            };
+            if !created && w.window().has_winit_window() {
+                created = true;
+                let drawn = drawn.clone();
+                w.window().on_winit_window_event(move |_, e| {
+                    if matches!(e, WindowEvent::RedrawRequested) {
+                        drawn.set(true);
+                    }
+                    EventResult::Propagate
+                });
+                w.window().request_redraw();
+            }
+            if !drawn.get() && since.elapsed() < std::time::Duration::from_secs(20) {
+                return;
+            }
+            println!("window-drawn: {}", drawn.get());
+            done = true;
+            let outcomes =
+                timb_sandbox::probe::run(&dir.join("home/secret"), &dir.join("outside"), &profile);
+            println!("sandbox-status: {status:?}");
+            println!("sandbox-shown: {:?}", w.get_sandbox_state());
+            println!("{}", timb_sandbox::probe::report(&outcomes));
+            if std::env::var_os("TIMB_TEST_RESTART").is_some() {
+                let asked = bundle.as_ref().map(|b| update::restart(b).is_ok());
+                println!("restart-asked: {asked:?}");
+            }
+            let _ = slint::quit_event_loop();
+        },
+    );
 }
 
 /// Tells the bundle this version's window appeared (so the launcher stops counting tries),

@@ -102,8 +102,8 @@ fn run_probe(mut cmd: Command, root: &Path, env: &[(&str, &str)]) -> (String, u3
     let pid = child.id();
     let out = child.wait_with_output().unwrap();
     // stdout (the probe's lines) then stderr (the Wayland protocol log, when asked for).
-    let text = String::from_utf8_lossy(&out.stdout).into_owned()
-        + &String::from_utf8_lossy(&out.stderr);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "timb failed: {text}");
     (text, pid)
 }
@@ -126,7 +126,7 @@ fn the_running_app_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
     let root = t.path();
     let exe = root.join("bundle/app/0.1.0/timb");
     let (text, pid) = run(&exe, root, &x, &[("TIMB_TEST_RESTART", "1")]);
-    assert_eq!(field(&text, "window-created:"), "true", "{text}");
+    assert_eq!(field(&text, "window-drawn:"), "true", "{text}");
     assert_eq!(field(&text, "sandbox-status:"), "Confined", "{text}");
     assert_eq!(field(&text, "sandbox-shown:"), "Confined", "{text}");
     assert_eq!(
@@ -214,6 +214,7 @@ fn without_landlock_timb_runs_keeps_its_syscall_filter_and_says_files_are_expose
         &x,
         &[("TIMB_PROFILE", profile.to_str().unwrap())],
     );
+    assert_eq!(field(&text, "window-drawn:"), "true", "{text}");
     assert_eq!(
         field(&text, "sandbox-status:"),
         "Partial { files: None, syscalls: true }",
@@ -296,12 +297,29 @@ fn under_wayland_with_no_x_server_the_window_opens_confined() {
             ("WAYLAND_DEBUG", "1"),
         ],
     );
-    assert_eq!(field(&text, "window-created:"), "true", "{text}");
-    // A toplevel surface, and a frame attached to it: the window is on the screen.
+    assert_eq!(field(&text, "window-drawn:"), "true", "{text}");
+    // A toplevel, and a buffer attached to its own surface and committed: the window
+    // is on the compositor's screen.
+    let surface = text
+        .lines()
+        .find_map(|l| l.split(".get_xdg_surface(").nth(1))
+        .and_then(|args| {
+            args.split([',', ')']).find_map(|a| {
+                a.trim()
+                    .strip_prefix("wl_surface@")
+                    .map(|n| format!("wl_surface@{n}"))
+            })
+        })
+        .unwrap_or_else(|| panic!("no xdg surface: {text}"));
     assert!(text.contains(".get_toplevel("), "no toplevel: {text}");
+    let attach = format!("{surface}.attach(wl_buffer@");
+    let after_attach = text
+        .split_once(&attach)
+        .unwrap_or_else(|| panic!("no buffer attached to {surface}: {text}"))
+        .1;
     assert!(
-        text.lines().any(|l| l.contains("wl_surface@") && l.contains(".attach(")),
-        "no frame was drawn: {text}"
+        after_attach.contains(&format!("{surface}.commit(")),
+        "{surface} never committed after its buffer: {text}"
     );
     assert_eq!(field(&text, "sandbox-status:"), "Confined", "{text}");
     assert_eq!(field(&text, "sandbox-shown:"), "Confined", "{text}");
