@@ -23,12 +23,7 @@ use timb::{ConnState, MainWindow};
 use timb_core::{AccountId, Event, MessageKind, Target};
 
 fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
+    status_kib("VmRSS:")
 }
 
 fn mib(kib: u64) -> String {

@@ -47,15 +47,6 @@ const SCENARIOS: &[(&str, &str)] = &[
 /// Socket-sized pipe buffer: what a TCP connection would let the server get ahead by.
 const PIPE: usize = 256 * 1024;
 
-fn kib(field: &str) -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap_or_default()
-        .lines()
-        .find_map(|l| l.strip_prefix(field))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .unwrap_or(0)
-}
-
 fn mib(kib: u64) -> String {
     format!("{:.1} MiB", kib as f64 / 1024.0)
 }
@@ -322,7 +313,7 @@ fn drive(w: &slint::Weak<MainWindow>, shared: &Arc<Mutex<Shared>>) -> String {
     });
     let connected = |w: &MainWindow| state(w).contains("Connected");
     wait_ui(w, "connected", connected, state);
-    let rss_connected = kib("VmRSS:");
+    let rss_connected = status_kib("VmRSS:");
     let (sink, go, end_seen) = {
         let mut shared = shared.lock().unwrap();
         let go = shared.go.take().expect("connected");
@@ -356,7 +347,7 @@ fn drive(w: &slint::Weak<MainWindow>, shared: &Arc<Mutex<Shared>>) -> String {
     format!(
         "{} | {} | {:.0} ms | {most_waiting} | {outcome} | {:.1} s |\n",
         mib(rss_connected),
-        mib(kib("VmHWM:")),
+        mib(status_kib("VmHWM:")),
         slowest.as_secs_f64() * 1000.0,
         took.as_secs_f64()
     )

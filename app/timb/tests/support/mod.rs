@@ -15,6 +15,17 @@ pub const WAIT: Duration = Duration::from_secs(180);
 /// A test peer's way to prosody: a loopback socket (only the app under test uses Tor).
 pub use timb_test_support::Loopback;
 
+/// A size from this process's `/proc/self/status` (`"VmRSS:"`, `"VmHWM:"`), in KiB; 0 if
+/// unreadable (the benchmarks' memory columns).
+pub fn status_kib(field: &str) -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
 /// Runs `f` on the UI thread and returns its result.
 pub fn on_ui<R: Send + 'static>(
     w: &slint::Weak<MainWindow>,
