@@ -40,6 +40,9 @@ pub const IRC_MAX_MESSAGE_SIZE: usize = 417;
 pub const MAX_PLAINTEXT_BYTES: usize = 64 * 1024;
 /// Largest wire message accepted from a peer (protocols bound lines well below this).
 pub const MAX_WIRE_BYTES: usize = 256 * 1024;
+/// Senders an account accepts OTR messages from in one session (each costs libotr a
+/// conversation context for the session); a new sender beyond it is refused.
+pub const MAX_PEERS_PER_ACCOUNT: usize = 10_000;
 /// Messages held per conversation while the AKE runs; more are refused, not buffered.
 pub const MAX_HELD_PER_PEER: usize = 64;
 
@@ -222,6 +225,8 @@ pub enum OtrError {
     HoldQueueFull,
     #[error("the message is too large")]
     TooLarge,
+    #[error("messages from too many different senders in this session")]
+    TooManySenders,
     #[error("the message contains a NUL character")]
     InvalidText,
     #[error("OTR key storage: {0}")]

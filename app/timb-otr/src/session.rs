@@ -131,6 +131,8 @@ pub struct OtrSession {
     last_instance: HashMap<(AccountId, String), u32>,
     /// Bytes of fragments libotr is accumulating per sender (libotr itself has no limit).
     fragment_bytes: HashMap<(AccountId, String), usize>,
+    /// Senders each account has handed to libotr (see [`MAX_PEERS_PER_ACCOUNT`]).
+    senders: HashMap<AccountId, std::collections::HashSet<String>>,
     /// Conversations we ended: libotr puts them back to plaintext, but they stay ended (no
     /// automatic AKE) until the user starts a new one or the peer does.
     ended: HashSet<(AccountId, String)>,
@@ -182,6 +184,7 @@ impl OtrSession {
             keygens: Vec::new(),
             last_instance: HashMap::new(),
             fragment_bytes: HashMap::new(),
+            senders: HashMap::new(),
             ended: HashSet::new(),
             hold_timeout: DEFAULT_HOLD_TIMEOUT,
             _not_send: PhantomData,
@@ -638,6 +641,7 @@ impl OtrSession {
         }
         let from_c = CString::new(from).map_err(|_| OtrError::InvalidText)?;
         let wire_c = CString::new(wire).map_err(|_| OtrError::InvalidText)?;
+        self.admit_sender(account, from)?;
         self.limit_fragments(account, from, wire)?;
         let mut newmsg: *mut c_char = ptr::null_mut();
         let mut tlvs: *mut sys::OtrlTLV = ptr::null_mut();
@@ -699,6 +703,22 @@ impl OtrSession {
         }
         self.after_call(&mut r.output)?;
         Ok(r)
+    }
+
+    /// libotr makes a conversation context for every sender it is handed and keeps it for
+    /// the session (4.1.1 does not even free all of it when forgotten), so a server inventing
+    /// senders could grow memory without end: a new sender beyond the cap is refused.
+    /// Conversations the user starts are not counted.
+    fn admit_sender(&mut self, account: AccountId, from: &str) -> Result<(), OtrError> {
+        let known = self.senders.entry(account).or_default();
+        if known.contains(from) {
+            return Ok(());
+        }
+        if known.len() >= crate::MAX_PEERS_PER_ACCOUNT {
+            return Err(OtrError::TooManySenders);
+        }
+        known.insert(from.to_string());
+        Ok(())
     }
 
     /// libotr appends fragments to a buffer with no bound; a hostile peer could grow it

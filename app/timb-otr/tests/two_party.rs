@@ -628,3 +628,24 @@ fn actor_reports_background_key_generation_and_the_query_that_follows() {
     drop(actor);
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A server inventing senders cannot make libotr keep a context for each: after
+/// `MAX_PEERS_PER_ACCOUNT` different senders a new one is refused, while those already
+/// seen (and the conversation that matters) go on working.
+#[test]
+fn senders_beyond_the_cap_are_refused_and_known_ones_still_get_through() {
+    let mut me = peer("alice@example.test", None);
+    let a = me.acct;
+    for i in 0..timb_otr::MAX_PEERS_PER_ACCOUNT {
+        me.s.receive(a, &format!("invented{i}@evil.test"), "hello")
+            .unwrap_or_else(|e| panic!("sender {i} refused early: {e}"));
+    }
+    let refused = me.s.receive(a, "one-more@evil.test", "hello");
+    assert!(
+        matches!(refused, Err(timb_otr::OtrError::TooManySenders)),
+        "{refused:?}"
+    );
+    // A sender seen before still gets through.
+    me.s.receive(a, "invented7@evil.test", "hello again")
+        .expect("a known sender is not refused");
+}
