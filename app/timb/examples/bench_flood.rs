@@ -170,23 +170,10 @@ const ROOM: &str = hostile::ROOM;
 /// A PLAIN login and resource binding, then the flood `name` names; the client's own
 /// stanzas are read (and dropped) all along, as a server would.
 async fn xmpp_server(name: String, server: DuplexStream, go: oneshot::Receiver<()>) {
-    let xs = hostile::login(server).await;
-    let (mut rd, wr) = xs.split();
-    let mut wr = wr.expect("the server's write half");
     // The client's roster request, its presence and its room join come first.
-    let (joined_tx, joined_rx) = oneshot::channel();
-    tokio::spawn(async move {
-        let mut joined = Some(joined_tx);
-        while let Some(e) = hostile::next_stanza(&mut rd).await {
-            let to_room = e.attr("to").is_some_and(|t| t.starts_with("room@"));
-            if e.name == "presence" && to_room {
-                if let Some(j) = joined.take() {
-                    let _ = j.send(());
-                }
-            }
-        }
-    });
-    let _ = joined_rx.await;
+    let (wr, joined) = hostile::serve(server).await;
+    let mut wr = wr.expect("the server's write half");
+    let _ = joined.await;
     let room = ROOM;
     let _ = wr
         .write_all(format!("<presence from='{room}/me'><x xmlns='http://jabber.org/protocol/muc#user'><item affiliation='none' role='participant'/><status code='110'/></x></presence>").as_bytes())

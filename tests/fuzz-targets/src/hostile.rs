@@ -10,7 +10,8 @@ use timb_core::{AccountHandle, AccountId};
 use timb_xmpp::stream::{Frame, XmlStream};
 use timb_xmpp::xml::Element;
 use timb_xmpp::{BoxFuture, BoxStream, ConnectError, Connector, TlsInfo, TlsUpgrade, XmppError};
-use tokio::io::DuplexStream;
+use tokio::io::{DuplexStream, WriteHalf};
+use tokio::sync::oneshot;
 
 /// The account's address; the server binds it to resource `timb`.
 pub const JID: &str = "me@evil.test";
@@ -110,4 +111,25 @@ pub async fn login(server: DuplexStream) -> XmlStream<DuplexStream> {
             .await;
     }
     xs
+}
+
+/// [`login`], then the client's stanzas read and dropped by a task of its own, as a server
+/// would: the server's write half, and word once the client has asked to join [`ROOM`]
+/// (or has stopped talking).
+pub async fn serve(
+    server: DuplexStream,
+) -> (Option<WriteHalf<DuplexStream>>, oneshot::Receiver<()>) {
+    let (mut rd, wr) = login(server).await.split();
+    let (joined_tx, joined_rx) = oneshot::channel();
+    tokio::spawn(async move {
+        let mut joined = Some(joined_tx);
+        while let Some(e) = next_stanza(&mut rd).await {
+            if e.name == "presence" && e.attr("to").is_some_and(|t| t.starts_with(ROOM)) {
+                if let Some(j) = joined.take() {
+                    let _ = j.send(());
+                }
+            }
+        }
+    });
+    (wr, joined_rx)
 }

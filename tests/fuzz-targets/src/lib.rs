@@ -74,23 +74,9 @@ pub fn xmpp_session_events(data: &[u8]) -> Vec<timb_core::Event> {
         let (client, server) = tokio::io::duplex(64 * 1024);
         let mut h = hostile::account(timb_core::AccountId(1), client);
         let server = tokio::spawn(async move {
-            let (mut rd, wr) = hostile::login(server).await.split();
-            // The client's stanzas are read and dropped, as a server would; the data goes
-            // out once the client has asked to join the room (or stopped talking).
-            let (joined_tx, joined_rx) = tokio::sync::oneshot::channel();
-            tokio::spawn(async move {
-                let mut joined = Some(joined_tx);
-                while let Some(e) = hostile::next_stanza(&mut rd).await {
-                    if e.name == "presence"
-                        && e.attr("to").is_some_and(|t| t.starts_with(hostile::ROOM))
-                    {
-                        if let Some(j) = joined.take() {
-                            let _ = j.send(());
-                        }
-                    }
-                }
-            });
-            let _ = joined_rx.await;
+            // The data goes out once the client has asked to join the room.
+            let (wr, joined) = hostile::serve(server).await;
+            let _ = joined.await;
             if let Some(mut wr) = wr {
                 let _ = wr.write_all(&data).await;
                 let _ = wr.shutdown().await;
