@@ -101,9 +101,40 @@ fn run() -> Result<(), String> {
         }
     }
 
-    let otr_src = out.join("libotr-4.1.1/src");
-    if !otr_src.join("message.c").exists() {
+    // Our patches to libotr (patches/, in name order; rbm-projects/libotr/build applies the
+    // same ones): extracted afresh whenever they change, so no stale or half-patched tree.
+    let patches_dir = manifest.join("patches");
+    println!("cargo:rerun-if-changed={}", patches_dir.display());
+    let mut patches: Vec<PathBuf> = fs::read_dir(&patches_dir)
+        .map_err(|e| format!("{}: {e}", patches_dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "patch"))
+        .collect();
+    patches.sort();
+    let mut stamp = String::new();
+    for p in &patches {
+        println!("cargo:rerun-if-changed={}", p.display());
+        stamp += &format!("{}\n", sha256_file(p)?);
+    }
+    let otr_top = out.join("libotr-4.1.1");
+    let otr_src = otr_top.join("src");
+    let stamp_file = out.join("libotr-patched");
+    if fs::read_to_string(&stamp_file).ok().as_deref() != Some(stamp.as_str()) {
+        if otr_top.exists() {
+            fs::remove_dir_all(&otr_top).map_err(|e| format!("{}: {e}", otr_top.display()))?;
+        }
         extract_tar_gz(&archive("libotr_4.1.1.orig.tar.gz")?, &out)?;
+        for p in &patches {
+            let f = fs::File::open(p).map_err(|e| format!("{}: {e}", p.display()))?;
+            sh(
+                Command::new("patch")
+                    .args(["-p1", "-s", "--no-backup-if-mismatch"])
+                    .current_dir(&otr_top)
+                    .stdin(f),
+                &format!("applying {}", p.display()),
+            )?;
+        }
+        fs::write(&stamp_file, &stamp).map_err(|e| format!("{}: {e}", stamp_file.display()))?;
     }
     let mut build = cc::Build::new();
     build

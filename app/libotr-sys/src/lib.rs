@@ -388,6 +388,9 @@ extern "C" {
         add_app_data: AddAppData,
         data: *mut c_void,
     ) -> *mut ConnContext;
+    /// Forgets a PLAINTEXT context (and its children); 0 on success. timb's patch makes it
+    /// free the context's private part too (patches/).
+    pub fn otrl_context_forget(context: *mut ConnContext) -> c_int;
     pub fn otrl_context_is_fingerprint_trusted(fprint: *mut Fingerprint) -> c_int;
     pub fn otrl_context_set_trust(fprint: *mut Fingerprint, trust: *const c_char);
     pub fn otrl_context_find_fingerprint(
