@@ -304,6 +304,21 @@ impl App {
         self.render(ch);
     }
 
+    /// Events that waited together (`ui_sink`): each applied and shown as [`App::handle`]
+    /// shows it, except the contact list, the one view rebuilt whole, which is rebuilt once
+    /// at the end.
+    pub fn handle_batch(&mut self, events: impl IntoIterator<Item = UiEvent>) {
+        let mut contacts = false;
+        for ev in events {
+            let mut ch = model::apply(&mut self.model, ev);
+            contacts |= std::mem::take(&mut ch.contacts);
+            self.render(ch);
+        }
+        if contacts {
+            self.refresh_contacts();
+        }
+    }
+
     /// "Check now": the backend starts Tor if it must (its panel shows the progress).
     fn check_update_now(&mut self) {
         self.handle(UiEvent::Update(crate::backend::UpdateStatus::Checking));

@@ -449,6 +449,80 @@ fn one_click_on_a_contact_or_group_row_opens_it() {
 }
 
 #[test]
+fn events_that_waited_together_show_as_one_by_one() {
+    // What `ui_sink` hands the window after a busy turn: roster pushes, a room and a
+    // message, in one batch. The window must end as if each had been handled alone, the
+    // contact list included (it is rebuilt once, at the end of the batch).
+    let (one, batch) = (ui(), ui());
+    let id = one.with_chat();
+    assert_eq!(batch.with_chat(), id);
+    let roster = |n: usize| {
+        UiEvent::Account(
+            id,
+            Event::RosterSet(timb_core::RosterItem {
+                id: format!("friend{n}@example.org"),
+                name: None,
+                subscribed_to: true,
+                subscribed_from: true,
+            }),
+        )
+    };
+    let events = || {
+        let mut v: Vec<UiEvent> = (0..5).map(roster).collect();
+        v.push(UiEvent::Account(
+            id,
+            Event::GroupJoined {
+                room: "room@conference.example.org".into(),
+                nick: "alice".into(),
+            },
+        ));
+        v.push(UiEvent::Account(
+            id,
+            Event::Message {
+                from: Target::Direct("bob@example.org".into()),
+                body: "batched hello".into(),
+                kind: MessageKind::Normal,
+                sender: None,
+                received_at: 0,
+            },
+        ));
+        v.push(roster(5));
+        v
+    };
+    for e in events() {
+        one.handle(e);
+    }
+    batch.app.borrow_mut().handle_batch(events());
+    let rows = |u: &Ui| -> Vec<String> {
+        u.w.root_element()
+            .query_descendants()
+            .match_predicate(|e| e.accessible_role() == Some(AccessibleRole::ListItem))
+            .find_all()
+            .iter()
+            .filter_map(|e| e.accessible_label().map(|l| l.to_string()))
+            .collect()
+    };
+    let shown = rows(&batch);
+    assert_eq!(shown, rows(&one));
+    for n in 0..6 {
+        let friend = format!("friend{n}@example.org");
+        assert!(
+            shown.iter().any(|r| r.starts_with(&friend)),
+            "{friend} is not in the contact list: {shown:?}"
+        );
+    }
+    assert!(
+        shown.iter().any(|r| r.starts_with("Group room@")),
+        "{shown:?}"
+    );
+    assert_eq!(
+        batch.texts_containing("batched hello").len(),
+        one.texts_containing("batched hello").len()
+    );
+    assert!(!batch.texts_containing("batched hello").is_empty());
+}
+
+#[test]
 fn held_message_is_shown_waiting_then_sent() {
     let u = ui();
     let id = u.with_chat();
