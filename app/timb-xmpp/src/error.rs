@@ -19,6 +19,8 @@ pub enum XmppError {
     InvalidUtf8,
     #[error("the server sent a stanza larger than the {0}-byte limit")]
     StanzaTooLarge(usize),
+    #[error("the server took more than {0} seconds to send one stanza")]
+    StanzaTooSlow(u64),
     #[error("the server ended the stream with an error: {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     Stream {
         condition: String,
@@ -81,6 +83,7 @@ impl From<XmppError> for AccountError {
             XmppError::Xml(_)
             | XmppError::InvalidUtf8
             | XmppError::StanzaTooLarge(_)
+            | XmppError::StanzaTooSlow(_)
             | XmppError::Protocol(_) => AccountError::Protocol(msg),
         }
     }

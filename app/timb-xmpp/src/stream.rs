@@ -22,6 +22,11 @@ use crate::xml::{Element, Node, NS_STREAM};
 /// Default bound on one stanza's serialized size. Prosody's default is 256 KiB
 /// for c2s; we accept the same.
 pub const DEFAULT_MAX_STANZA: usize = 256 * 1024;
+/// How long one stanza may take to arrive, from its first element to its end. The size
+/// limit bounds memory; this bounds time: a server trickling a stanza a byte a second would
+/// otherwise hold the account for days (256 KiB at 1 B/s). A whole 256 KiB stanza at
+/// 1 KiB/s, slower than any usable Tor circuit, still arrives in time.
+pub const DEFAULT_STANZA_DEADLINE: std::time::Duration = std::time::Duration::from_secs(300);
 /// The element tree built for one stanza may cost at most this many times the
 /// stanza limit (each node is charged a fixed overhead plus its strings).
 pub const ALLOC_FACTOR: usize = 4;
@@ -41,6 +46,10 @@ pub struct Bounded<S> {
     since_mark: usize,
     limit: usize,
     over: bool,
+    /// When the stanza being read began (its first element), and how long it may take.
+    begun: Option<tokio::time::Instant>,
+    deadline: std::time::Duration,
+    slow: bool,
 }
 
 impl<S> Bounded<S> {
@@ -53,11 +62,20 @@ impl<S> Bounded<S> {
             since_mark: 0,
             limit,
             over: false,
+            begun: None,
+            deadline: DEFAULT_STANZA_DEADLINE,
+            slow: false,
         }
     }
 
     fn mark(&mut self) {
         self.since_mark = 0;
+        self.begun = None;
+    }
+
+    /// A stanza's first element was read: its deadline runs from now.
+    fn begin(&mut self) {
+        self.begun.get_or_insert_with(tokio::time::Instant::now);
     }
 
     pub fn has_buffered(&self) -> bool {
@@ -98,6 +116,12 @@ impl<S: AsyncRead + Unpin> AsyncBufRead for Bounded<S> {
         if this.since_mark > this.limit {
             this.over = true;
             return Poll::Ready(Err(io::Error::other("stanza too large")));
+        }
+        // Checked at each read, which a trickling server keeps causing; a server that
+        // stops sending altogether is the session's keepalive's to notice.
+        if this.begun.is_some_and(|t| t.elapsed() > this.deadline) {
+            this.slow = true;
+            return Poll::Ready(Err(io::Error::other("stanza too slow")));
         }
         if this.pos >= this.filled {
             let mut rb = ReadBuf::new(&mut this.buf);
@@ -186,6 +210,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
         Ok(r.unsplit(w))
     }
 
+    /// How long each stanza may take from its first element to its end (tests shorten it).
+    pub fn set_stanza_deadline(&mut self, d: std::time::Duration) {
+        self.reader.get_mut().deadline = d;
+    }
+
     /// Separates the writer so reading can run in its own task.
     pub fn split(mut self) -> (XmlStream<S>, Option<WriteHalf<S>>) {
         let w = self.writer.take();
@@ -223,6 +252,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
                     if self.reader.get_mut().over {
                         return Err(XmppError::StanzaTooLarge(self.max_stanza));
                     }
+                    if self.reader.get_mut().slow {
+                        let secs = self.reader.get_mut().deadline.as_secs();
+                        return Err(XmppError::StanzaTooSlow(secs));
+                    }
                     return Err(map_xml_err(e));
                 }
             };
@@ -249,6 +282,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> XmlStream<S> {
                         return Ok(Frame::StreamStart(el));
                     }
                     self.charge(cost(&el))?;
+                    self.reader.get_mut().begin();
                     if self.stack.len() >= MAX_DEPTH {
                         return Err(XmppError::Xml("elements nested too deeply".into()));
                     }
@@ -512,6 +546,40 @@ mod tests {
             frames.last().unwrap(),
             &Err(XmppError::StanzaTooLarge(4096))
         );
+    }
+
+    /// A stanza trickled slower than its deadline ends the stream; whitespace and whole
+    /// stanzas spread over a longer time do not.
+    #[tokio::test(start_paused = true)]
+    async fn a_trickled_stanza_ends_at_its_deadline() {
+        use std::time::Duration;
+        let (client, mut server) = tokio::io::duplex(64 * 1024);
+        let mut xs = XmlStream::new(client, 4096);
+        xs.set_stanza_deadline(Duration::from_secs(10));
+        server.write_all(HDR.as_bytes()).await.unwrap();
+        assert!(matches!(xs.next().await, Ok(Frame::StreamStart(_))));
+        // Keepalives and quick stanzas, a minute apart: all well.
+        for _ in 0..5 {
+            tokio::time::sleep(Duration::from_secs(60)).await;
+            server.write_all(b" <presence/>").await.unwrap();
+            assert!(matches!(xs.next().await, Ok(Frame::Stanza(_))));
+        }
+        // One stanza, a byte a second.
+        let reader = tokio::spawn(async move {
+            let r = xs.next().await;
+            (r, xs)
+        });
+        let slow = format!("<message><body>{}", "x".repeat(30));
+        for b in slow.bytes() {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            if server.write_all(&[b]).await.is_err() {
+                break;
+            }
+        }
+        // Without the deadline the reader would see the end of the stream instead.
+        drop(server);
+        let (r, _xs) = reader.await.unwrap();
+        assert_eq!(r, Err(XmppError::StanzaTooSlow(10)));
     }
 
     #[tokio::test]
