@@ -33,6 +33,10 @@ enum Cmd {
         /// Where the archive, the sums file and their signatures go [default: out/bundle]
         #[arg(long, value_name = "DIR")]
         out: Option<PathBuf>,
+        /// Build another copy of this source tree instead of the one xtask was compiled from
+        /// (the update test builds two versions of a copy without compiling xtask again)
+        #[arg(long, value_name = "DIR")]
+        source: Option<PathBuf>,
     },
     /// Check a bundle's signature, rebuild it and compare the bytes
     Verify(cmd::verify::Opts),
@@ -107,7 +111,15 @@ fn main() -> ExitCode {
 fn run(command: Cmd) -> anyhow::Result<()> {
     let root = pipeline::util::repo_root();
     match command {
-        Cmd::Bundle { key, out } => cmd::bundle::run(&root, key.as_deref(), out),
+        Cmd::Bundle { key, out, source } => {
+            let root = match source {
+                Some(s) => s
+                    .canonicalize()
+                    .map_err(|e| anyhow::anyhow!("--source {}: {e}", s.display()))?,
+                None => root,
+            };
+            cmd::bundle::run(&root, key.as_deref(), out)
+        }
         Cmd::Verify(o) => cmd::verify::verify(&root, &o),
         Cmd::Test { inside_netns } => cmd::test::run(&root, inside_netns),
         Cmd::Bench { which } => cmd::bench::run(&root, which),

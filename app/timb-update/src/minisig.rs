@@ -8,10 +8,9 @@ use timb_release::{
     Keyring, Policy, PublicKey, Role, SignatureKind, Subject, TrustedComment, Unverified,
 };
 
-/// The bundle release keys shipped with the app: `(name, minisign public key file)`. None
-/// exists yet (signing/README.md); the commit that adds `signing/keys/NAME.pub` adds its
-/// `include_str!` here (a test checks that every key file is listed).
-const SHIPPED_KEYS: &[(&str, &str)] = &[];
+/// The bundle release keys shipped with the app: `(name, minisign public key file)`, every
+/// `signing/keys/NAME.pub` (build.rs). None exists yet (signing/README.md).
+const SHIPPED_KEYS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_keys.rs"));
 
 const SHIPPED_POLICY: &str = include_str!("../../../signing/policy.toml");
 
@@ -76,20 +75,16 @@ mod tests {
     fn the_shipped_policy_reads_and_every_key_file_is_shipped() {
         BundleTrust::shipped().unwrap();
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../signing/keys");
-        let files: Vec<String> = std::fs::read_dir(dir)
+        let mut files: Vec<String> = std::fs::read_dir(dir)
             .map(|rd| {
                 rd.filter_map(|e| e.ok())
                     .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter(|n| n.ends_with(".pub"))
+                    .filter_map(|n| n.strip_suffix(".pub").map(str::to_string))
                     .collect()
             })
             .unwrap_or_default();
-        for f in files {
-            let name = f.trim_end_matches(".pub");
-            assert!(
-                SHIPPED_KEYS.iter().any(|(n, _)| *n == name),
-                "signing/keys/{f} is not in SHIPPED_KEYS"
-            );
-        }
+        files.sort();
+        let shipped: Vec<&str> = SHIPPED_KEYS.iter().map(|(n, _)| *n).collect();
+        assert_eq!(shipped, files, "SHIPPED_KEYS is not signing/keys/*.pub");
     }
 }

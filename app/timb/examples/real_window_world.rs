@@ -4,9 +4,16 @@
 //! an XMPP room and an IRC channel and says hello to whoever joins, accepts contact
 //! requests and answers private (OTR) messages.
 //!
+//! With `--serve-updates DIR` it also serves DIR (a repository `cargo xtask release` wrote)
+//! on the network's "app-update" onion service, for the update test between two real
+//! bundles (tests/bundle `a_real_bundle_updates_itself_over_tor`).
+//!
 //! Prints one JSON line — the network file (for `TIMB_PRIVATE_TOR_NETWORK`), each
-//! server's exit port and pinned key — then serves until its standard input closes.
+//! server's exit port and pinned key, the update mirror's address — then serves until its
+//! standard input closes.
 
+#[path = "../../../tests/update-client/tests/support/repo.rs"]
+mod repo;
 #[path = "../tests/support/mod.rs"]
 mod support;
 
@@ -25,7 +32,23 @@ const CHANNEL: &str = "#timb";
 const PEER_ANSWER: &str = "hi ann, this is private";
 
 fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let updates = match args.as_slice() {
+        [] => None,
+        [flag, dir] if flag == "--serve-updates" => Some(std::path::PathBuf::from(dir)),
+        _ => {
+            eprintln!("usage: real_window_world [--serve-updates DIR]");
+            std::process::exit(2);
+        }
+    };
     let world = XmppWorld::start(exit_port_index::GUI_BENCH.start);
+    let update_svc = world
+        .net
+        .info()
+        .onion_service("app-update")
+        .expect("the network's app-update onion service")
+        .clone();
+    let _update_server = updates.map(|dir| repo::Server::start_on(&dir, update_svc.target_port));
     let irc_exit = world
         .net
         .info()
@@ -118,13 +141,14 @@ fn main() {
     });
 
     println!(
-        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\", \"peer\": \"ben@{}\", \"peer_answer\": \"{PEER_ANSWER}\"}}",
+        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\", \"peer\": \"ben@{}\", \"peer_answer\": \"{PEER_ANSWER}\", \"update_mirror\": \"http://{}/\"}}",
         world.net.config_path().display(),
         world.exit_port,
         world.pin,
         timb_test_support::DOMAIN,
         ng.pki.leaf.spki_sha256().hex(),
         timb_test_support::DOMAIN,
+        update_svc.onion,
     );
     // Serve until the driver closes our standard input.
     let mut sink = Vec::new();

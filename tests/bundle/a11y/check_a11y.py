@@ -2,7 +2,8 @@
 """timb's accessibility, read from outside as a screen reader reads it (#18).
 
     /usr/bin/python3 tests/bundle/a11y/check_a11y.py BUNDLE_FOLDER [--lang en,ar]
-        [--screenshots DIR] [--expect ROLE:NAME] [--dump] [--connected WORLD]
+        [--screenshots DIR] [--expect ROLE:NAME] [--dump]
+        [--connected WORLD | --update INFO_FILE]
 
 BUNDLE_FOLDER is an extracted bundle (the folder holding the `timb` launcher).
 The script starts everything it needs, each in a scratch folder and torn down
@@ -32,6 +33,19 @@ saying "Not private yet", then "Private, unverified", and ben's answer must
 arrive; the bundle's own update check is run from the About box; then, in a
 second timb, an IRC account joins a channel and reads ben there. With
 `--screenshots` each of those screens is saved.
+
+With `--update INFO_FILE` it instead updates a real bundle as a user does, in
+English: INFO_FILE is JSON {"network": the private network's file, "from":
+"0.1.0", "to": "0.2.0"}, BUNDLE_FOLDER a bundle of `from` whose update channel
+is an onion service of that network (started by the caller) publishing `to`.
+An XMPP account is added with "Remember this account on this computer" ticked
+and the profile's files hashed; "Check for updates now" in the About box must
+lead (within 300 s: Tor, TUF metadata, the download, the install) to "Restart
+to update", and no update problem said. Pressing it, the old timb must exit and
+a new one (another pid, run by the helper through the launcher) show "timb was
+updated from version FROM to TO", the account, and "timb TO" in its About box;
+every file of the profile must be unchanged, app/current name `to` and
+app/FROM remain. With `--screenshots`: update-ready-en.png, updated-en.png.
 `--expect ROLE:NAME` adds a control that must exist (to see the check fail);
 `--screenshots DIR` also saves main-LANG.png and add-account-LANG.png of the
 real window; `--dump` prints each tree. Exit 0 when every check passes, 1
@@ -910,6 +924,390 @@ def run_connected(bundle, world_exe, args, fails):
         world_log.close()
 
 
+# --- update: a real bundle updates itself over Tor and restarts --------------------
+
+REMEMBER = "Remember this account on this computer"
+# The update panel's sentences (app/timb/ui/main.slint, English msgids; {} is a value).
+UPDATE_PROGRESS = [
+    "Checking for updates over Tor…",
+    "timb {} is available ({}). Downloading it over Tor…",
+    "timb {} is ready. It starts the next time timb starts.",
+]
+UPDATE_FAILURES = [
+    # Up to date is a failure here: the repository publishes a newer version.
+    "timb {} is the newest version.",
+    "This copy of timb has no update server configured (it was built locally), so it "
+    "cannot check for updates.",
+    "timb {} is installed. Close timb and open it again to start the new version.",
+    "This copy of timb is not in a bundle folder it can update; download the new version "
+    "by hand.",
+    "timb could not reach the update server over Tor. Try again later.",
+    "The update server's files are out of date — someone may be holding updates back from "
+    "you. Try again later; if this lasts, get timb another way.",
+    "The update server offered older files than timb already has — someone may be trying "
+    "to make you install an old version. Nothing was changed.",
+    "The update's files are not correctly signed — someone may have tampered with them. "
+    "Nothing was installed.",
+    "The download did not match the signed size. Nothing was installed; try again later.",
+    "There is not enough free space for the update. This version is unchanged.",
+    "timb could not write the update into its folder (is it read-only?). This version is "
+    "unchanged.",
+    "The update contains files an update may never contain, so it was refused. This "
+    "version is unchanged.",
+    "The update check failed. This version is unchanged; try again later.",
+]
+UPDATED = "timb was updated from version {} to {}. Your accounts and keys are as they were."
+
+
+def msgid_pattern(msgid):
+    """A msgid as a regular expression: each {} stands for a value."""
+    return re.compile("".join("(.*?)" if p == "{}" else re.escape(p)
+                              for p in re.split(r"(\{\})", msgid)), re.S)
+
+
+UPDATE_PROGRESS_RE = [msgid_pattern(m) for m in UPDATE_PROGRESS]
+UPDATE_FAILURES_RE = [msgid_pattern(m) for m in UPDATE_FAILURES]
+
+
+def alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+def cmdline(pid):
+    """argv of pid ([] when it cannot be read)."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return []
+
+
+def find_other_app(old_pid, timeout=60):
+    """A timb application on the AT-SPI desktop that is not old_pid: (app, pid)."""
+    A = SESSION.Atspi
+    end = time.time() + timeout
+    while time.time() < end:
+        desktop = A.get_desktop(0)
+        for i in range(desktop.get_child_count()):
+            app = desktop.get_child_at_index(i)
+            try:
+                pid = app.get_process_id() if app is not None else 0
+            except Exception:  # an application that just left
+                continue
+            if pid <= 0 or pid == old_pid or not alive(pid):
+                continue
+            argv = cmdline(pid)
+            if argv and os.path.basename(argv[0]) != "timb":
+                continue
+            app.set_cache_mask(A.Cache.NONE)
+            return app, pid
+        time.sleep(0.3)
+    return None, None
+
+
+def window_of(pid):
+    """The X window named 'timb' of pid, focused."""
+    try:
+        wid = subprocess.run(["xdotool", "search", "--sync", "--pid", str(pid),
+                              "--name", "^timb$"], env=SESSION.env, check=True,
+                             capture_output=True, text=True, timeout=30).stdout.split()[0]
+        subprocess.run(["xdotool", "windowfocus", "--sync", wid], env=SESSION.env,
+                       check=True, timeout=30)
+    except (subprocess.SubprocessError, IndexError) as e:
+        raise Step(f"no X window named 'timb' for pid {pid}: {e}")
+    return wid
+
+
+def profile_sums(profile):
+    """Every regular file under profile (relative path) -> sha256."""
+    import hashlib
+    import stat
+    sums = {}
+    for d, _, files in os.walk(profile):
+        for name in files:
+            p = os.path.join(d, name)
+            try:
+                if not stat.S_ISREG(os.lstat(p).st_mode):
+                    continue
+                h = hashlib.sha256()
+                with open(p, "rb") as f:
+                    for chunk in iter(lambda: f.read(1 << 16), b""):
+                        h.update(chunk)
+            except OSError:  # gone between the listing and the read
+                continue
+            sums[os.path.relpath(p, profile)] = h.hexdigest()
+    return sums
+
+
+def read_line(path):
+    try:
+        with open(path) as f:
+            return f.read().strip()
+    except OSError as e:
+        return f"<{e.strerror}>"
+
+
+def account_row(app, user, what, timeout=20):
+    """An XMPP account's row: its heading "XMPP · USER" and its "Connect USER" button
+    (app/timb/ui/accounts.slint, AccountItem; the label is the address, accounts.rs)."""
+    find_one(app, lambda n: n.name == f"XMPP \u00b7 {user}",
+             f"{what}: the account's row 'XMPP \u00b7 {user}'", timeout)
+    find_one(app, lambda n: n.role == "push button" and n.name == f"Connect {user}",
+             f"{what}: the row's push button 'Connect {user}'", timeout)
+
+
+def add_remembered_account(app, user, where, fails):
+    """Adds an XMPP account with "Remember this account on this computer" ticked."""
+    press(app, "push button", "Add account")
+    find_one(app, lambda n: n.name == "Protocol" and n.focused, "the form's focus")
+    type_into(app, "Server or .onion address", "127.0.0.1")
+    type_into(app, "Port", "5222")
+    type_into(app, "Your address (user@server)", user)
+    # The trust box stays on web PKI: no pin to give, and the account never connects here.
+    # The check box (std-widgets' CheckBox) toggles through its default action; the note
+    # under it (app/timb/ui/accounts.slint) says whether the account is remembered.
+    A = SESSION.Atspi
+
+    def box():
+        return find_one(app, lambda n: n.role == "check box" and n.name == REMEMBER,
+                        f"check box {REMEMBER!r}")
+
+    def noted(timeout):
+        return wait_for(app, lambda ns: any(n.showing and n.name.startswith(
+            "Remembered in the profile") for n in ns), timeout) is not None
+
+    b = box()
+    if not (b.acc.get_n_actions() > 0 and b.acc.do_action(0) and noted(5)):
+        # As a keyboard user would: the focus on the box, then Space (only if the action
+        # did not tick it: Space would untick it again).
+        b = box()
+        if not b.acc.get_state_set().contains(A.StateType.CHECKED):
+            b.acc.grab_focus()
+            time.sleep(0.3)
+            key("space")
+    if not noted(5):
+        raise Step(f"ticking {REMEMBER!r} (its action, then focus and Space) never showed "
+                   "the note 'Remembered in the profile…'")
+    if not box().acc.get_state_set().contains(A.StateType.CHECKED):
+        fails.add(where, f"the check box {REMEMBER!r} is not read as checked once ticked")
+    press(app, "push button", "Save account")
+
+
+def wait_for_update(app, want, timeout=300):
+    """Waits for the "Restart to update" button; fails at once on an update problem."""
+    end = time.time() + timeout
+    said = None
+    while time.time() < end:
+        try:
+            nodes = [n for n in walk(app) if n.showing]
+        except Exception:
+            time.sleep(1)
+            continue
+        for n in nodes:
+            if any(p.fullmatch(n.name) for p in UPDATE_FAILURES_RE):
+                raise Step(f"the update check said: {n.name!r}")
+        now = next((n.name for n in nodes if any(p.fullmatch(n.name) for p in UPDATE_PROGRESS_RE)),
+                   None)
+        if now is not None and now != said:
+            log(f"  update panel: {now}")
+            said = now
+        button = next((n for n in nodes
+                       if n.role == "push button" and n.name == "Restart to update"), None)
+        if button is not None:
+            m = UPDATE_PROGRESS_RE[2].fullmatch(said or "")
+            if m is None or m.group(1) != want:
+                raise Step(f"'Restart to update' is shown, but the panel says {said!r}, "
+                           f"not that timb {want} is ready")
+            return button
+        time.sleep(1)
+    raise Step(f"no 'Restart to update' within {timeout} s (the update panel last said "
+               f"{said!r})")
+
+
+def check_about_version(app, version, where, fails):
+    """The About box's title is "timb VERSION" (app/timb/ui/main.slint, AboutDialog)."""
+    press(app, "push button", "About timb")
+    try:
+        find_one(app, lambda n: n.name == f"timb {version}", f"the About box's title "
+                 f"'timb {version}'", timeout=10)
+    except Step as e:
+        titles = [n.name for n in walk(app) if n.showing and re.fullmatch(r"timb \S+", n.name)]
+        fails.add(where, f"{e} (it shows {titles or 'no title'})")
+    press(app, "push button", "Close about")
+
+
+def run_update(bundle, info_file, args, fails):
+    """A real bundle of version `from` updates itself to `to` over the private Tor
+    network as a user would update it, restarts, and keeps the profile (English only)."""
+    try:
+        with open(info_file) as f:
+            info = json.load(f)
+        network, frm, to = os.path.abspath(info["network"]), info["from"], info["to"]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        fails.add("update", f"cannot read {info_file} ({{network, from, to}}): {e}")
+        return False
+    shots = args.screenshots
+    app_dir = os.path.join(bundle, "app")
+    profile = tempfile.mkdtemp(prefix="profile-update-", dir=SESSION.scratch)
+    user = "ann@update.test"
+    proc = new_pid = None
+    app = wid = None
+    stage = f"starting {frm}"
+    applog = open(os.path.join(SESSION.scratch, "timb-update-old.log"), "w")
+    try:
+        current = read_line(os.path.join(app_dir, "current"))
+        if current != frm:
+            raise Step(f"the bundle's app/current reads {current!r}, not {frm!r}")
+        # As start() in run_connected: a fresh profile, the private network.
+        env = dict(SESSION.env, LANGUAGE="en", TIMB_PROFILE=profile,
+                   TIMB_PRIVATE_TOR_NETWORK=network)
+        proc = subprocess.Popen([os.path.join(bundle, "timb")], env=env, cwd=profile,
+                                stdout=applog, stderr=applog, start_new_session=True)
+        app = find_app(proc.pid)
+        if app is None:
+            fails.add(f"update: {stage}", "timb never appeared on the AT-SPI desktop (see "
+                                          f"{SESSION.scratch}/timb-update-old.log)")
+            return False
+        wid = window_of(proc.pid)
+
+        stage = "adding a remembered account"
+        add_remembered_account(app, user, f"update: {stage}", fails)
+        account_row(app, user, "after Save account")
+
+        stage = "recording the profile"
+        end = time.time() + 5
+        before = profile_sums(profile)
+        while not before and time.time() < end:
+            time.sleep(0.2)
+            before = profile_sums(profile)
+        if not before:
+            raise Step(f"the remembered account wrote nothing into the profile {profile}")
+        end = time.time() + 3
+        while time.time() < end:  # until nothing changes any more
+            time.sleep(0.5)
+            again = profile_sums(profile)
+            if again == before:
+                break
+            before = again
+        log(f"  profile: {len(before)} file(s) recorded ({', '.join(sorted(before))})")
+
+        stage = "checking for updates"
+        check_about_version(app, frm, f"update: {stage}", fails)
+        press(app, "push button", "About timb")
+        press(app, "push button", "Check for updates now")
+        # Tor starts now, then TUF metadata, the download over Tor and the install.
+        button = wait_for_update(app, to)
+        if shots:
+            screenshot(os.path.join(shots, "update-ready-en.png"), wid)
+
+        stage = "restarting"
+        try:
+            pressed = button.acc.get_n_actions() > 0 and button.acc.do_action(0)
+        except Exception:  # the app may quit before it answers
+            pressed = True
+        if not pressed:
+            raise Step(f"{button.label()} has no action that presses it")
+        old_pid = proc.pid
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            raise Step(f"the old timb (pid {old_pid}) was still running 60 s after "
+                       "'Restart to update'")
+        app = wid = None
+        # Its helper (forked before the sandbox) runs the launcher, which execs app/TO/timb.
+        app, new_pid = find_other_app(old_pid, timeout=60)
+        if app is None:
+            raise Step("no new timb window appeared on the AT-SPI desktop within 60 s of "
+                       f"the old one's exit (see {SESSION.scratch}/timb-update-old.log)")
+        wid = window_of(new_pid)
+        argv = cmdline(new_pid)
+        want_exe = os.path.join("app", to, "timb")
+        if argv and not argv[0].endswith(os.sep + want_exe):
+            fails.add(f"update: {stage}", f"the new timb (pid {new_pid}) runs {argv[0]}, "
+                                          f"not {want_exe}")
+
+        stage = "the updated window"
+        updated = UPDATED.format(frm, to)
+        find_one(app, lambda n: n.name == updated, f"the sentence {updated!r}", timeout=30)
+        account_row(app, user, "after the restart")
+        if shots:
+            screenshot(os.path.join(shots, "updated-en.png"), wid)
+        check_about_version(app, to, f"update: {stage}", fails)
+
+        stage = "the profile after the update"
+        after = profile_sums(profile)
+        for rel, sha in sorted(before.items()):
+            if rel not in after:
+                fails.add(f"update: {stage}", f"{rel} is gone from the profile")
+            elif after[rel] != sha:
+                fails.add(f"update: {stage}", f"{rel} changed (sha256 {sha[:12]}… → "
+                                              f"{after[rel][:12]}…)")
+        current = read_line(os.path.join(app_dir, "current"))
+        if current != to:
+            fails.add(f"update: {stage}", f"app/current reads {current!r}, not {to!r}")
+        if not os.path.isdir(os.path.join(app_dir, frm)):
+            fails.add(f"update: {stage}", f"app/{frm} is gone: no version to fall back to")
+        log(f"  update: {frm} -> {to} over Tor, restarted (pid {old_pid} -> {new_pid}), "
+            f"profile kept ({len(before)} file(s))")
+        return True
+    except Step as e:
+        fails.add(f"update: {stage}", str(e))
+        if app is not None:
+            try:
+                dump(walk(app), f"update: {stage}: the window when it stopped")
+                if wid is not None:
+                    screenshot(os.path.join(SESSION.scratch, "update-failed.png"), wid)
+            except Exception as e2:  # the window may be gone
+                log(f"  (no dump of the window: {type(e2).__name__}: {e2})")
+        return True
+    finally:
+        # The restarted timb is in the old one's process group (forked by it, then exec'd;
+        # re-parented to this process, the session's subreaper): end the group, then it.
+        if proc is not None:
+            stop(proc)
+            try:
+                os.killpg(proc.pid, signal.SIGTERM)
+            except (ProcessLookupError, PermissionError):
+                pass
+        if new_pid is not None:
+            try:
+                os.kill(new_pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            end = time.time() + 5
+            while time.time() < end and alive(new_pid):
+                try:
+                    os.waitpid(new_pid, os.WNOHANG)
+                except ChildProcessError:
+                    pass
+                time.sleep(0.1)
+            if alive(new_pid):
+                try:
+                    os.kill(new_pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            try:
+                os.waitpid(new_pid, 0)
+            except ChildProcessError:
+                pass
+        if proc is not None:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+        applog.close()
+
+
 def self_test_trace():
     """check_trace must find each kind of leak in a made-up trace, and nothing in a clean
     one (a check that cannot fail proves nothing)."""
@@ -974,8 +1372,14 @@ def main():
     p.add_argument("--connected", metavar="WORLD",
                    help="instead: drive the real window over the private Tor network against "
                         "the servers this program starts (app/timb/examples/real_window_world.rs)")
+    p.add_argument("--update", metavar="INFO_FILE",
+                   help="instead: update this bundle over the private Tor network (INFO_FILE: "
+                        'JSON {"network": FILE, "from": VERSION, "to": VERSION}), restart it '
+                        "and check the new version keeps the profile")
     p.add_argument("--keep", action="store_true", help="keep the scratch folder")
     args = p.parse_args()
+    if args.connected and args.update:
+        p.error("--connected and --update exclude each other")
     args.expect = [tuple(e.split(":", 1)) for e in args.expect]
     bundle = os.path.abspath(args.bundle)
     if not os.path.isfile(os.path.join(bundle, "timb")):
@@ -995,7 +1399,10 @@ def main():
         if args.connected:
             log("connected (en):")
             readable = run_connected(bundle, os.path.abspath(args.connected), args, fails)
-        for lang in ([] if args.connected else args.lang.split(",")):
+        elif args.update:
+            log("update (en):")
+            readable = run_update(bundle, os.path.abspath(args.update), args, fails)
+        for lang in ([] if args.connected or args.update else args.lang.split(",")):
             log(f"{lang}:")
             readable = run_language(bundle, lang, args, fails) and readable
     except Exception as e:  # the session, or driving it, failed

@@ -615,20 +615,10 @@ fn check_a11y(name: &str, args: &[&std::ffi::OsStr], shots: &Path) -> (bool, Str
     (out.status.success(), report)
 }
 
-#[test]
-fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
-    // The released binary's window, driven as a user does (AT-SPI actions and the
-    // keyboard, under Xvfb) over the private Tor network (#18): an XMPP account added
-    // with a pinned key, connected, a room joined and read, a contact added and a
-    // private conversation that turns "Private, unverified" (the banners read as text
-    // by a screen reader), the bundle's own update check; then an IRC account and a
-    // channel. Each screen is saved as a screenshot of the real binary. The released
-    // binary confines itself (#17): its About box says so, read as text, and the XMPP
-    // session runs under strace: any connection but to a relay's ORPort, a UDP socket,
-    // a file written outside the bundle and profile, a program started, or the chat's
-    // words or the peer's address in a file left behind fails the test.
-    // The servers come from an example of the debug test build: under `cargo xtask
-    // test` this waits until that build is done (TIMB_TEST_BUILD_DONE).
+/// The example that starts the private Tor network and the servers the real window is
+/// driven against. Under `cargo xtask test` it comes from the debug test build, which
+/// this waits for (TIMB_TEST_BUILD_DONE).
+fn real_window_world() -> PathBuf {
     let world = std::env::var_os("TIMB_REAL_WINDOW_WORLD")
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("debug/examples/real_window_world"));
@@ -649,6 +639,311 @@ fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
         "{} is missing: build it with `cargo build -p timb --example real_window_world`",
         world.display()
     );
+    world
+}
+
+/// `"name": "value"` from the one-line JSON the world prints (its own format: flat,
+/// string values without escapes).
+fn json_field(line: &str, name: &str) -> String {
+    let key = format!("\"{name}\": \"");
+    let at = line
+        .find(&key)
+        .unwrap_or_else(|| panic!("no {name} in {line}"))
+        + key.len();
+    line[at..].split('"').next().unwrap().to_string()
+}
+
+/// A copy of this source tree as release `version`, whose release key is `bundle_pub` (a
+/// minisign public key file): a release engineer's tree once the key is added
+/// (signing/README.md), with the workspace version bumped as a release does.
+fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
+    copy_source(to);
+    let text = std::fs::read_to_string(bundle_pub).unwrap();
+    let id = text
+        .lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("a minisign public key file")
+        .to_string();
+    std::fs::write(to.join("signing/keys/update-test.pub"), &text).unwrap();
+    let policy = to.join("signing/policy.toml");
+    let p = std::fs::read_to_string(&policy).unwrap();
+    let listed = format!("[bundle]\nkeys = [\"{id}\"]");
+    let p = p.replacen(
+        "[bundle]\n# Any one of these keys may sign a bundle and its sums file.\nkeys = []",
+        &listed,
+        1,
+    );
+    assert!(
+        p.contains(&listed),
+        "signing/policy.toml changed shape: update this test"
+    );
+    std::fs::write(&policy, p).unwrap();
+    let manifest = to.join("Cargo.toml");
+    let m = std::fs::read_to_string(&manifest).unwrap();
+    let current = bundle().version.clone();
+    let from = format!("[workspace.package]\nversion = \"{current}\"");
+    assert!(
+        m.contains(&from),
+        "Cargo.toml changed shape: update this test"
+    );
+    let to_version = format!("[workspace.package]\nversion = \"{version}\"");
+    std::fs::write(&manifest, m.replacen(&from, &to_version, 1)).unwrap();
+    // The lock names the workspace's own packages (those without a `source`) with it.
+    let lock = to.join("Cargo.lock");
+    let l = std::fs::read_to_string(&lock).unwrap();
+    let blocks: Vec<String> = l
+        .split("\n[[package]]\n")
+        .map(|b| {
+            if b.contains("\nsource = ") || !b.starts_with("name = ") {
+                b.to_string()
+            } else {
+                b.replacen(
+                    &format!("\nversion = \"{current}\"\n"),
+                    &format!("\nversion = \"{version}\"\n"),
+                    1,
+                )
+            }
+        })
+        .collect();
+    std::fs::write(&lock, blocks.join("\n[[package]]\n")).unwrap();
+}
+
+/// The password of the update test's bundle key.
+const BUNDLE_KEY_PASSWORD: &str = "update test bundle key";
+
+/// `cargo xtask bundle` of another source tree, signed with `key`. Its release build
+/// shares the rebuild's target directory: the third-party crates compiled there are
+/// reused, and every crate of ours is compiled again for this tree.
+fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
+    let sde =
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(repo_root())
+                .args(["log", "-1", "--format=%ct"]),
+        );
+    let sources = std::env::var_os("TIMB_SOURCES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("out/sources"));
+    let built = run_ok(
+        xtask()
+            .arg("bundle")
+            .arg("--source")
+            .arg(tree)
+            .arg("--key")
+            .arg(key)
+            .arg("--out")
+            .arg(out)
+            .env("CARGO_TARGET_DIR", target_dir().join("repro-second-build"))
+            .env("TIMB_SOURCES_DIR", sources)
+            .env("TIMB_SIGNING_PASSWORD", BUNDLE_KEY_PASSWORD)
+            .env(
+                "SOURCE_DATE_EPOCH",
+                String::from_utf8(sde.stdout).unwrap().trim(),
+            ),
+    );
+    PathBuf::from(String::from_utf8(built.stdout).unwrap().trim())
+}
+
+/// `cargo xtask release ARGS` with the test's role-key password.
+fn release(args: &[&std::ffi::OsStr]) -> Output {
+    let mut c = xtask();
+    c.arg("release")
+        .args(args)
+        .env("TIMB_RELEASE_KEY_PASSWORD", "update test");
+    run_ok(&mut c)
+}
+
+#[test]
+fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
+    // #12 end to end with two real bundles: `cargo xtask bundle` builds 0.1.0 and 0.2.0
+    // from two copies of this tree (a release key of the test's own in both, added as
+    // signing/README.md says), `cargo xtask release` publishes 0.2.0 in a TUF
+    // repository served on the private Tor network's "app-update" onion service, and the
+    // 0.1.0 bundle's real window is driven as a person would: a remembered account,
+    // About, "Check for updates now" (Tor starts, the metadata is refreshed, the bundle
+    // downloaded, checked and installed), "Restart to update". Then the window of 0.2.0
+    // must say it was updated from 0.1.0 and show the account, and the profile's files
+    // must be the same bytes (check_a11y.py --update).
+    let b = bundle();
+    let work = scratch("update");
+    let keys = work.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (bundle_key, bundle_pub) = (keys.join("bundle.key"), keys.join("bundle.pub"));
+    // Encrypted, as release keys are; without a terminal (setsid) minisign reads the
+    // password from its input.
+    let mut gen = Command::new("setsid")
+        .args(["minisign", "-G", "-p"])
+        .arg(&bundle_pub)
+        .arg("-s")
+        .arg(&bundle_key)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let pw = format!("{BUNDLE_KEY_PASSWORD}\n{BUNDLE_KEY_PASSWORD}\n");
+        gen.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
+    }
+    assert!(gen.wait().unwrap().success(), "minisign -G failed");
+    // The TUF roles, one key each (a low scrypt cost: a test's keys).
+    let mut roles = String::new();
+    let mut role_keys: Vec<std::ffi::OsString> = Vec::new();
+    for role in ["root", "targets", "snapshot", "timestamp"] {
+        let k = keys.join(format!("{role}.key"));
+        release(&[
+            "keygen".as_ref(),
+            "--out".as_ref(),
+            k.as_os_str(),
+            "--kdf-log-n".as_ref(),
+            "10".as_ref(),
+        ]);
+        roles += &format!("[{role}]\nthreshold = 1\nkeys = [\"{role}.key.pub.json\"]\n\n");
+        role_keys.extend(["--key".into(), k.into_os_string()]);
+    }
+    let roles_file = keys.join("roles.toml");
+    std::fs::write(&roles_file, roles).unwrap();
+    let repo = work.join("repo");
+    let signed = |args: &[&std::ffi::OsStr]| {
+        let all: Vec<&std::ffi::OsStr> = args
+            .iter()
+            .copied()
+            .chain(role_keys.iter().map(|k| k.as_os_str()))
+            .collect();
+        release(&all)
+    };
+    signed(&[
+        "init".as_ref(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--roles".as_ref(),
+        roles_file.as_os_str(),
+    ]);
+
+    // The two release trees, compiled now: the binary does not depend on the update
+    // channel, which needs the onion address of a network not started yet.
+    let next = "0.2.0";
+    assert_ne!(
+        b.version, next,
+        "the tree is already at {next}: update this test"
+    );
+    let (old_tree, new_tree) = (work.join("src-old"), work.join("src-new"));
+    release_tree(&old_tree, &b.version, &bundle_pub);
+    release_tree(&new_tree, next, &bundle_pub);
+    bundle_of(&old_tree, &bundle_key, &work.join("prebuilt-old"));
+    bundle_of(&new_tree, &bundle_key, &work.join("prebuilt-new"));
+
+    // The network, and the repository on its onion mirror.
+    let world_log = work.join("world.log");
+    let mut world = Command::new(real_window_world())
+        .arg("--serve-updates")
+        .arg(&repo)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::fs::File::create(&world_log).unwrap())
+        .spawn()
+        .unwrap();
+    let line = {
+        use std::io::BufRead;
+        let mut lines = std::io::BufReader::new(world.stdout.take().unwrap()).lines();
+        lines
+            .find_map(|l| l.ok().filter(|l| l.starts_with('{')))
+            .unwrap_or_else(|| panic!("the world did not start: see {}", world_log.display()))
+    };
+    let mirror = json_field(&line, "update_mirror");
+    let network = json_field(&line, "network");
+
+    // The channel both bundles ship, then each packaged again (the binary is reused).
+    for tree in [&old_tree, &new_tree] {
+        let out = tree.join("release/stable");
+        release(&[
+            "channel".as_ref(),
+            "--repo".as_ref(),
+            repo.as_os_str(),
+            "--out".as_ref(),
+            out.as_os_str(),
+            "--mirror".as_ref(),
+            mirror.as_ref(),
+        ]);
+    }
+    let old = bundle_of(&old_tree, &bundle_key, &work.join("old"));
+    let new = bundle_of(&new_tree, &bundle_key, &work.join("new"));
+    let new_name = format!("timb-{next}-linux-x86_64.tar.xz");
+    assert_eq!(new.file_name().unwrap().to_str().unwrap(), new_name);
+    // Stock minisign accepts it with the release key, as a user checks a download.
+    run_ok(
+        Command::new("minisign")
+            .args(["-V", "-p"])
+            .arg(&bundle_pub)
+            .arg("-m")
+            .arg(&new),
+    );
+    signed(&[
+        "add".as_ref(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--channel".as_ref(),
+        "stable".as_ref(),
+        new.as_os_str(),
+    ]);
+
+    // The old bundle, unpacked where a user would, driven through the update.
+    let home = work.join("user");
+    extract(&old, &home);
+    let top = home.join(format!("timb-{}-linux-x86_64", b.version));
+    let info = work.join("update.json");
+    let info_text = format!(
+        "{{\"network\": \"{network}\", \"from\": \"{}\", \"to\": \"{next}\"}}",
+        b.version
+    );
+    std::fs::write(&info, info_text).unwrap();
+    let shots = target_dir().join("a11y-screenshots");
+    let out = Command::new("/usr/bin/python3")
+        .arg(repo_root().join("tests/bundle/a11y/check_a11y.py"))
+        .arg(&top)
+        .arg("--update")
+        .arg(&info)
+        .arg("--screenshots")
+        .arg(&shots)
+        .env_remove("WAYLAND_DISPLAY")
+        .output()
+        .unwrap();
+    drop(world.stdin.take());
+    let _ = world.wait();
+    let report = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "the update through the real window failed:\n{report}"
+    );
+    // On disk too: 0.2.0 is current, 0.1.0 kept as the fallback.
+    let current = std::fs::read_to_string(top.join("app/current")).unwrap();
+    assert_eq!(current.trim(), next);
+    assert!(top.join(format!("app/{}/timb", b.version)).is_file());
+    assert!(top.join(format!("app/{next}/timb")).is_file());
+}
+
+#[test]
+fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
+    // The released binary's window, driven as a user does (AT-SPI actions and the
+    // keyboard, under Xvfb) over the private Tor network (#18): an XMPP account added
+    // with a pinned key, connected, a room joined and read, a contact added and a
+    // private conversation that turns "Private, unverified" (the banners read as text
+    // by a screen reader), the bundle's own update check; then an IRC account and a
+    // channel. Each screen is saved as a screenshot of the real binary. The released
+    // binary confines itself (#17): its About box says so, read as text, and the XMPP
+    // session runs under strace: any connection but to a relay's ORPort, a UDP socket,
+    // a file written outside the bundle and profile, a program started, or the chat's
+    // words or the peer's address in a file left behind fails the test.
+    // The servers come from an example of the debug test build: under `cargo xtask
+    // test` this waits until that build is done (TIMB_TEST_BUILD_DONE).
+    let world = real_window_world();
     let shots = target_dir().join("a11y-screenshots");
     let screens = [
         "xmpp-group-en",
