@@ -154,7 +154,16 @@ mod tests {
             c.cmd,
             Some(Cmd::Bundle {
                 key: Some(_),
-                out: Some(_)
+                out: Some(_),
+                source: None
+            })
+        ));
+        let c = parse(&["bundle", "--source", "s", "--key", "k.key", "--out", "d"]).unwrap();
+        assert!(matches!(
+            c.cmd,
+            Some(Cmd::Bundle {
+                source: Some(_),
+                ..
             })
         ));
         let c = parse(&[

@@ -29,7 +29,9 @@ pub const SANDBOX_LAYOUT: &str = "bwrap v2: /usr,/etc ro; /build/src, /build/inp
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl Sandbox {
-    pub fn new(target_dir: PathBuf) -> Result<Sandbox> {
+    /// A sandbox with the toolchain `root`'s rust-toolchain.toml pins (the tree being built,
+    /// which `bundle --source` makes another than xtask's own).
+    pub fn new(root: &Path, target_dir: PathBuf) -> Result<Sandbox> {
         let cargo_home = std::env::var_os("CARGO_HOME")
             .map(PathBuf::from)
             .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
@@ -37,7 +39,7 @@ impl Sandbox {
         Ok(Sandbox {
             target_dir,
             cargo_home,
-            toolchain: pinned_toolchain()?,
+            toolchain: pinned_toolchain(root)?,
             faketime: None,
             rootfs: None,
         })
@@ -170,8 +172,7 @@ impl Sandbox {
 }
 
 /// The toolchain rust-toolchain.toml pins, resolved through rustup.
-fn pinned_toolchain() -> Result<PathBuf> {
-    let root = util::repo_root();
+fn pinned_toolchain(root: &Path) -> Result<PathBuf> {
     let text = std::fs::read_to_string(root.join("rust-toolchain.toml"))?;
     let v: toml::Value = toml::from_str(&text)?;
     let channel = v
@@ -182,7 +183,7 @@ fn pinned_toolchain() -> Result<PathBuf> {
     let rustc = util::output(
         Command::new("rustup")
             .args(["which", "--toolchain", channel, "rustc"])
-            .current_dir(&root),
+            .current_dir(root),
     )
     .with_context(|| {
         format!(
