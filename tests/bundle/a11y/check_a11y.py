@@ -36,15 +36,17 @@ second timb, an IRC account joins a channel and reads ben there. With
 
 With `--update INFO_FILE` it instead updates a real bundle as a user does, in
 English: INFO_FILE is JSON {"network": the private network's file, "from":
-"0.1.0", "to": "0.2.0"}, BUNDLE_FOLDER a bundle of `from` whose update channel
-is an onion service of that network (started by the caller) publishing `to`.
-An XMPP account is added with "Remember this account on this computer" ticked
-and the profile's files hashed; "Check for updates now" in the About box must
+"0.1.0", "to": "0.2.0", and real_window_world's xmpp_port, xmpp_pin, xmpp_user,
+xmpp_password}, BUNDLE_FOLDER a bundle of `from` whose update channel is an
+onion service of that network (started by the caller) publishing `to`. An XMPP
+account is added with "Remember this account on this computer" ticked and
+connected over Tor (so its OTR key is made), and the profile's files hashed; "Check for updates now" in the About box must
 lead (within 300 s: Tor, TUF metadata, the download, the install) to "Restart
 to update", and no update problem said. Pressing it, the old timb must exit and
 a new one (another pid, run by the helper through the launcher) show "timb was
 updated from version FROM to TO", the account, and "timb TO" in its About box;
-every file of the profile must be unchanged, app/current name `to` and
+every file of the profile must be unchanged (Tor's state only kept: arti
+rewrites it as it runs), app/current name `to` and
 app/FROM remain. With `--screenshots`: update-ready-en.png, updated-en.png.
 `--expect ROLE:NAME` adds a control that must exist (to see the check fail);
 `--screenshots DIR` also saves main-LANG.png and add-account-LANG.png of the
@@ -352,7 +354,8 @@ def walk(acc, depth=0, out=None):
     return out
 
 
-def find_app(pid, timeout=40):
+def find_app_where(accept, timeout):
+    """The first application on the AT-SPI desktop whose pid `accept`s: (app, pid)."""
     A = SESSION.Atspi
     end = time.time() + timeout
     while time.time() < end:
@@ -360,14 +363,19 @@ def find_app(pid, timeout=40):
         for i in range(desktop.get_child_count()):
             app = desktop.get_child_at_index(i)
             try:
-                if app is not None and app.get_process_id() == pid:
-                    # Always ask the application: nothing stale between key presses.
-                    app.set_cache_mask(A.Cache.NONE)
-                    return app
-            except Exception:
-                pass
+                pid = app.get_process_id() if app is not None else 0
+            except Exception:  # an application that just left
+                continue
+            if pid > 0 and accept(pid):
+                # Always ask the application: nothing stale between key presses.
+                app.set_cache_mask(A.Cache.NONE)
+                return app, pid
         time.sleep(0.3)
-    return None
+    return None, None
+
+
+def find_app(pid, timeout=40):
+    return find_app_where(lambda p: p == pid, timeout)[0]
 
 
 def landlock_abi():
@@ -994,25 +1002,11 @@ def cmdline(pid):
 
 def find_other_app(old_pid, timeout=60):
     """A timb application on the AT-SPI desktop that is not old_pid: (app, pid)."""
-    A = SESSION.Atspi
-    end = time.time() + timeout
-    while time.time() < end:
-        desktop = A.get_desktop(0)
-        for i in range(desktop.get_child_count()):
-            app = desktop.get_child_at_index(i)
-            try:
-                pid = app.get_process_id() if app is not None else 0
-            except Exception:  # an application that just left
-                continue
-            if pid <= 0 or pid == old_pid or not alive(pid):
-                continue
-            argv = cmdline(pid)
-            if argv and os.path.basename(argv[0]) != "timb":
-                continue
-            app.set_cache_mask(A.Cache.NONE)
-            return app, pid
-        time.sleep(0.3)
-    return None, None
+    def other_timb(pid):
+        argv = cmdline(pid)
+        return (pid != old_pid and alive(pid)
+                and (not argv or os.path.basename(argv[0]) == "timb"))
+    return find_app_where(other_timb, timeout)
 
 
 def window_of(pid):
@@ -1066,14 +1060,16 @@ def account_row(app, user, what, timeout=20):
              f"{what}: the row's push button 'Connect {user}'", timeout)
 
 
-def add_remembered_account(app, user, where, fails):
-    """Adds an XMPP account with "Remember this account on this computer" ticked."""
+def add_remembered_account(app, user, port, pin, where, fails):
+    """Adds an XMPP account on 127.0.0.1:port (through the exit) with the server's key
+    pinned and "Remember this account on this computer" ticked."""
     press(app, "push button", "Add account")
     find_one(app, lambda n: n.name == "Protocol" and n.focused, "the form's focus")
     type_into(app, "Server or .onion address", "127.0.0.1")
-    type_into(app, "Port", "5222")
+    type_into(app, "Port", str(port))
     type_into(app, "Your address (user@server)", user)
-    # The trust box stays on web PKI: no pin to give, and the account never connects here.
+    choose(app, "How to trust the server's certificate", "Pinned key (safest)")
+    type_into(app, "Pinned key", pin)
     # The check box (std-widgets' CheckBox) toggles through its default action; the note
     # under it (app/timb/ui/accounts.slint) says whether the account is remembered.
     A = SESSION.Atspi
@@ -1159,7 +1155,7 @@ def run_update(bundle, info_file, args, fails):
     shots = args.screenshots
     app_dir = os.path.join(bundle, "app")
     profile = tempfile.mkdtemp(prefix="profile-update-", dir=SESSION.scratch)
-    user = "ann@update.test"
+    user = info.get("xmpp_user", "")
     proc = new_pid = None
     app = wid = None
     stage = f"starting {frm}"
@@ -1181,8 +1177,19 @@ def run_update(bundle, info_file, args, fails):
         wid = window_of(proc.pid)
 
         stage = "adding a remembered account"
-        add_remembered_account(app, user, f"update: {stage}", fails)
+        add_remembered_account(app, user, info.get("xmpp_port", 0), info.get("xmpp_pin", ""),
+                               f"update: {stage}", fails)
         account_row(app, user, "after Save account")
+
+        # Connected once, so the account's OTR key is made and kept in the profile
+        # (remembered accounts keep it there; wrap starts it as the account starts).
+        stage = "connecting the account (its OTR key)"
+        connect(app, info.get("xmpp_password", ""), wid, None, "update")
+        end = time.time() + 120
+        while time.time() < end and not any("private_key" in f for f in profile_sums(profile)):
+            time.sleep(0.5)
+        if not any("private_key" in f for f in profile_sums(profile)):
+            raise Step(f"no OTR private key in the profile {profile} within 120 s of connecting")
 
         stage = "recording the profile"
         end = time.time() + 5
@@ -1246,9 +1253,16 @@ def run_update(bundle, info_file, args, fails):
 
         stage = "the profile after the update"
         after = profile_sums(profile)
+        # Tor's own state (guards, circuit timeouts, directory cache) is arti's to rewrite
+        # while it runs; it must survive (the same guards after an update), not stay the
+        # same bytes. Everything else (accounts, OTR keys) must be the same bytes.
+        if not any(rel.startswith("tor/state/") for rel in before):
+            fails.add(f"update: {stage}", "Tor kept no state in the profile while connected")
         for rel, sha in sorted(before.items()):
             if rel not in after:
                 fails.add(f"update: {stage}", f"{rel} is gone from the profile")
+            elif rel.startswith("tor/"):
+                continue
             elif after[rel] != sha:
                 fails.add(f"update: {stage}", f"{rel} changed (sha256 {sha[:12]}… → "
                                               f"{after[rel][:12]}…)")

@@ -114,6 +114,18 @@ fn bundle() -> &'static Bundle {
     })
 }
 
+/// The last commit's time, as the bundle's build takes it.
+fn source_date_epoch() -> String {
+    let out =
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(repo_root())
+                .args(["log", "-1", "--format=%ct"]),
+        );
+    String::from_utf8(out.stdout).unwrap().trim().to_string()
+}
+
 fn dev_pub() -> PathBuf {
     target_dir().join("timb-dev-key/timb-dev.pub")
 }
@@ -165,13 +177,7 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     // path, zone, locale, umask and clock. TIMB_FULL_REPRO=1 shares nothing.
     let second_target = target_dir().join("repro-second-build");
     let full = std::env::var_os("TIMB_FULL_REPRO").is_some_and(|v| v == "1");
-    let sde =
-        run_ok(
-            Command::new("git")
-                .arg("-C")
-                .arg(repo_root())
-                .args(["log", "-1", "--format=%ct"]),
-        );
+    let sde = source_date_epoch();
     let mut verify = xtask();
     verify.arg("verify").arg(&b.archive);
     if full {
@@ -189,10 +195,7 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
             .arg(work.join("verify"))
             // verify itself changes TZ, locale and umask; this moves the clock.
             .env("TIMB_SANDBOX_FAKETIME", "+400d")
-            .env(
-                "SOURCE_DATE_EPOCH",
-                String::from_utf8(sde.stdout).unwrap().trim(),
-            ),
+            .env("SOURCE_DATE_EPOCH", &sde),
     );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -716,13 +719,7 @@ const BUNDLE_KEY_PASSWORD: &str = "update test bundle key";
 /// shares the rebuild's target directory: the third-party crates compiled there are
 /// reused, and every crate of ours is compiled again for this tree.
 fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
-    let sde =
-        run_ok(
-            Command::new("git")
-                .arg("-C")
-                .arg(repo_root())
-                .args(["log", "-1", "--format=%ct"]),
-        );
+    let sde = source_date_epoch();
     let sources = std::env::var_os("TIMB_SOURCES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("out/sources"));
@@ -738,10 +735,7 @@ fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
             .env("CARGO_TARGET_DIR", target_dir().join("repro-second-build"))
             .env("TIMB_SOURCES_DIR", sources)
             .env("TIMB_SIGNING_PASSWORD", BUNDLE_KEY_PASSWORD)
-            .env(
-                "SOURCE_DATE_EPOCH",
-                String::from_utf8(sde.stdout).unwrap().trim(),
-            ),
+            .env("SOURCE_DATE_EPOCH", &sde),
     );
     PathBuf::from(String::from_utf8(built.stdout).unwrap().trim())
 }
@@ -762,7 +756,7 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     // signing/README.md says), `cargo xtask release` publishes 0.2.0 in a TUF
     // repository served on the private Tor network's "app-update" onion service, and the
     // 0.1.0 bundle's real window is driven as a person would: a remembered account,
-    // About, "Check for updates now" (Tor starts, the metadata is refreshed, the bundle
+    // connected once over Tor so that its OTR key is made and kept in the profile, About, "Check for updates now" (Tor starts, the metadata is refreshed, the bundle
     // downloaded, checked and installed), "Restart to update". Then the window of 0.2.0
     // must say it was updated from 0.1.0 and show the account, and the profile's files
     // must be the same bytes (check_a11y.py --update).
@@ -853,7 +847,6 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
             .unwrap_or_else(|| panic!("the world did not start: see {}", world_log.display()))
     };
     let mirror = json_field(&line, "update_mirror");
-    let network = json_field(&line, "network");
 
     // The channel both bundles ship, then each packaged again (the binary is reused).
     for tree in [&old_tree, &new_tree] {
@@ -894,8 +887,10 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     extract(&old, &home);
     let top = home.join(format!("timb-{}-linux-x86_64", b.version));
     let info = work.join("update.json");
+    // The world's own description (network, XMPP server, pin, user) and the versions.
     let info_text = format!(
-        "{{\"network\": \"{network}\", \"from\": \"{}\", \"to\": \"{next}\"}}",
+        "{}, \"from\": \"{}\", \"to\": \"{next}\"}}",
+        line.trim_end().trim_end_matches('}'),
         b.version
     );
     std::fs::write(&info, info_text).unwrap();
