@@ -3,13 +3,21 @@
 //! file and listing it in `signing/policy.toml`, with no code to forget, and a tree with other
 //! keys (the update test's copies, tests/bundle) builds an app that trusts exactly those.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 fn main() {
-    let manifest = std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR");
-    let dir = Path::new(&manifest).join("../../signing/keys");
+    if let Err(e) = run() {
+        eprintln!("timb-update: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let env = |name: &str| std::env::var(name).map_err(|e| format!("{name}: {e}"));
+    let dir = Path::new(&env("CARGO_MANIFEST_DIR")?).join("../../signing/keys");
     println!("cargo:rerun-if-changed={}", dir.display());
     let mut keys: Vec<(String, String)> = Vec::new();
+    // No folder is no key (a source tree without release keys).
     if let Ok(rd) = std::fs::read_dir(&dir) {
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -18,7 +26,7 @@ fn main() {
             };
             println!("cargo:rerun-if-changed={}", e.path().display());
             let text = std::fs::read_to_string(e.path())
-                .unwrap_or_else(|err| panic!("signing/keys/{name}: {err}"));
+                .map_err(|err| format!("signing/keys/{name}: {err}"))?;
             keys.push((stem.to_string(), text));
         }
     }
@@ -28,7 +36,6 @@ fn main() {
         out.push_str(&format!("    ({name:?}, {text:?}),\n"));
     }
     out.push(']');
-    let dest =
-        Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("shipped_keys.rs");
-    std::fs::write(&dest, out).unwrap_or_else(|err| panic!("{}: {err}", dest.display()));
+    let dest = PathBuf::from(env("OUT_DIR")?).join("shipped_keys.rs");
+    std::fs::write(&dest, out).map_err(|err| format!("{}: {err}", dest.display()))
 }
