@@ -1,5 +1,5 @@
 //! Deterministic archives: the same entries give the same bytes, whatever order they come
-//! in and whoever builds them. (zip and dmg join here with their targets.)
+//! in and whoever builds them: `.tar.xz` (Linux) and `.zip` (Windows).
 
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
@@ -73,6 +73,62 @@ pub fn write_tar_xz(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<(
     Ok(())
 }
 
+/// Sorted entries, every one with the same modification time (`mtime`, in the DOS format's
+/// two-second steps, UTC), its Unix mode and deflate at level 9 (flate2's Rust backend):
+/// the same entries always give the same bytes. Folders are entries too, so an empty
+/// `profile\` exists after unpacking.
+pub fn write_zip(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<()> {
+    entries.sort_by(|a, b| a.path.cmp(&b.path));
+    for w in entries.windows(2) {
+        if w[0].path == w[1].path {
+            bail!("two bundle entries named {}", w[0].path);
+        }
+    }
+    let when = time::OffsetDateTime::from_unix_timestamp(
+        i64::try_from(mtime).context("SOURCE_DATE_EPOCH out of range")?,
+    )
+    .context("SOURCE_DATE_EPOCH out of range")?;
+    let when = zip::DateTime::try_from(time::PrimitiveDateTime::new(when.date(), when.time()))
+        .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH {mtime} has no zip time: {e}"))?;
+    let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
+    let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
+    for e in &entries {
+        let opts = zip::write::SimpleFileOptions::default()
+            .last_modified_time(when)
+            .unix_permissions(e.mode);
+        match &e.data {
+            None => zip.add_directory(e.path.trim_end_matches('/'), opts)?,
+            Some(d) => {
+                let opts = opts
+                    .compression_method(zip::CompressionMethod::Deflated)
+                    .compression_level(Some(9));
+                zip.start_file(e.path.as_str(), opts)?;
+                zip.write_all(d)?;
+            }
+        }
+    }
+    zip.finish()?.flush()?;
+    Ok(())
+}
+
+/// Reads every regular file of a `.zip` into memory.
+pub fn read_zip(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
+    let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).context("reading the zip")?;
+    let mut files = BTreeMap::new();
+    for i in 0..zip.len() {
+        let mut e = zip.by_index(i).context("reading a zip entry")?;
+        if e.is_file() {
+            let name = e.name().context("a zip entry's name")?.to_string();
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf)
+                .with_context(|| format!("reading {name} from the zip"))?;
+            files.insert(name, buf);
+        }
+    }
+    Ok(files)
+}
+
 /// Reads every regular file of a `.tar.xz` into memory (bundles are small).
 pub fn read_tar_xz(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -132,6 +188,35 @@ mod tests {
         // A different mtime must change the bytes: the test above is not vacuous.
         write_tar_xz(sample(), &b, 1_700_000_001).unwrap();
         assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+
+    #[test]
+    fn the_same_entries_give_the_same_zip_in_any_order() {
+        let dir = std::env::temp_dir().join(format!("timb-zip-test-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let a = dir.join("a.zip");
+        let b = dir.join("b.zip");
+        write_zip(sample(), &a, 1_700_000_000).unwrap();
+        let mut rev = sample();
+        rev.reverse();
+        write_zip(rev, &b, 1_700_000_000).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let files = read_zip(&a).unwrap();
+        assert_eq!(files["t/b"], b"bee");
+        assert_eq!(files["t/a"], vec![0u8; 70_000]);
+        // Compressed, and the folder is an entry of its own.
+        assert!(std::fs::metadata(&a).unwrap().len() < 10_000);
+        let unzip = std::process::Command::new("unzip")
+            .arg("-Z1")
+            .arg(&a)
+            .output()
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&unzip.stdout), "t/\nt/a\nt/b\n");
+        // Two seconds later (the DOS time's step) must change the bytes.
+        write_zip(sample(), &b, 1_700_000_002).unwrap();
+        assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        assert!(write_zip(sample(), &b, 0).is_err(), "before 1980");
         std::fs::remove_dir_all(dir).unwrap();
     }
 

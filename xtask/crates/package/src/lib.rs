@@ -1,17 +1,18 @@
-//! timb's packaging: how a built program becomes a bundle. The bundle's layout and one step
-//! per target family ([`linux`]; Windows and macOS join beside it), the licence collection
+//! timb's packaging: how a built program becomes a bundle. The bundle's layout and its steps
+//! ([`portable`]: the Linux and Windows portable folders; macOS joins beside it), the licence collection
 //! ([`licences`]) and deterministic archives ([`archive`]). The pipeline core never names
 //! these steps: [`register`] adds them to its step registry.
 
 pub mod archive;
 pub mod licences;
-pub mod linux;
+pub mod pe;
+pub mod portable;
 
 use pipeline::Steps;
 
 /// Adds every packaging step to `steps`, under the names rbm-projects/ definitions use.
 pub fn register(steps: &mut Steps) -> anyhow::Result<()> {
-    steps.register("linux-bundle", Box::new(linux::LinuxBundle))
+    steps.register("portable-bundle", Box::new(portable::PortableBundle))
 }
 
 /// The pipeline's own steps and every packaging step: what xtask builds with.

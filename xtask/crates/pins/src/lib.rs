@@ -25,6 +25,9 @@ pub struct Input {
     pub sha256: Option<String>,
     pub debian_source: Option<String>,
     pub debian_version: Option<String>,
+    /// Only for these targets (`[target.NAME]` names); every target when absent. The
+    /// standard library's source, for example, is an input only where std is built from it.
+    pub targets: Option<Vec<String>>,
 }
 
 /// What an input is, once checked.
@@ -130,6 +133,13 @@ pub fn check_project_name(name: &str) -> Result<(), Error> {
 }
 
 impl Input {
+    /// Whether this input is one when building for `target`.
+    pub fn applies_to(&self, target: &str) -> bool {
+        self.targets
+            .as_ref()
+            .is_none_or(|t| t.iter().any(|x| x == target))
+    }
+
     pub fn kind(&self) -> Result<InputKind<'_>, Error> {
         let origin =
             self.sha256.is_some() || self.debian_source.is_some() || self.debian_version.is_some();
@@ -300,7 +310,14 @@ mod tests {
             ]
         );
         assert_eq!(otr.definitions.len(), 3);
-        assert_eq!(sources(&repo(), "timb").unwrap().pins, otr.pins);
+        // timb builds from the same archives, and for Windows from std's source too.
+        let timb = sources(&repo(), "timb").unwrap().pins;
+        assert_eq!(timb[..otr.pins.len()], otr.pins);
+        let rest: Vec<&str> = timb[otr.pins.len()..]
+            .iter()
+            .map(|p| p.file.as_str())
+            .collect();
+        assert_eq!(rest, ["rust-src_1.95.0+dfsg1-2~bpo13+1_all.deb"]);
         // Written in exactly one definition each.
         for p in &otr.pins {
             let mut holders = 0;
@@ -314,6 +331,15 @@ mod tests {
             }
             assert_eq!(holders, 1, "{} is pinned in {holders} files", p.file);
         }
+    }
+
+    #[test]
+    fn an_input_for_some_targets_is_an_input_only_there() {
+        let all: Vec<Input> = parse_inputs("[[input]]\npath = 'a'\n").unwrap();
+        assert!(all[0].applies_to("linux-x86_64") && all[0].applies_to("windows-x86_64"));
+        let some = parse_inputs("[[input]]\npath = 'a'\ntargets = ['windows-x86_64']\n").unwrap();
+        assert!(some[0].applies_to("windows-x86_64"));
+        assert!(!some[0].applies_to("linux-x86_64"));
     }
 
     #[test]

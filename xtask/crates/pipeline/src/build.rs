@@ -85,7 +85,7 @@ impl Ctx {
         let version = self.version(&project)?;
 
         let mut deps = BTreeMap::new();
-        for input in &project.def.input {
+        for input in project.inputs_for(target) {
             if let InputKind::Project(p) = input.kind()? {
                 deps.insert(p.to_string(), self.build(p, target)?);
             }
@@ -147,7 +147,7 @@ impl Ctx {
         add(&format!("version {version}"));
         add(&format!("source_date_epoch {}", self.env.source_date_epoch));
         add(&format!("sandbox {}", self.env.sandbox.identity()?));
-        for input in &project.def.input {
+        for input in project.inputs_for(target) {
             match input.kind()? {
                 InputKind::Path(p) => {
                     for (rel, mode, sha) in self.env.path_files(p)? {

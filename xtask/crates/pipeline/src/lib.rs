@@ -4,7 +4,8 @@
 //! ([`step`]; packaging steps are registered by the `package` crate), the hermetic sandbox
 //! ([`sandbox`]) over the pinned build container ([`container`], locked file by file by
 //! [`lock`]), the machine's apt sources
-//! ([`apt`], one parser for both of its users) and the pinned-source fetcher ([`sources`]).
+//! ([`apt`], one parser for both of its users), the pinned-source fetcher ([`sources`]) and
+//! the standard library's pinned source for cross targets ([`std_src`]).
 //! See rbm-projects/README.md and containers/README.md.
 
 pub mod apt;
@@ -16,6 +17,7 @@ pub mod project;
 pub mod provision;
 pub mod sandbox;
 pub mod sources;
+pub mod std_src;
 pub mod step;
 pub mod util;
 

@@ -362,7 +362,8 @@ pub fn fetch_debs(lock: &Lock, bases: &[String], debs: &Path) -> Result<Vec<(Loc
     Ok(out)
 }
 
-fn download_one(p: &Locked, bases: &[String], dest: &Path) -> Result<()> {
+/// Downloads `p` from the first base that serves it, checked against its sha256.
+pub(crate) fn download_one(p: &Locked, bases: &[String], dest: &Path) -> Result<()> {
     let partial = dest.with_extension("partial");
     let mut tried = Vec::new();
     for base in bases {

@@ -85,8 +85,23 @@ pub fn load_project(root: &Path, name: &str) -> Result<Project> {
     }
     for i in &def.input {
         i.kind().with_context(|| format!("in {}", path.display()))?;
+        for t in i.targets.iter().flatten() {
+            if !def.target.contains_key(t) {
+                bail!(
+                    "{}: an input is for target {t}, which has no [target.{t}] table",
+                    path.display()
+                );
+            }
+        }
     }
     Ok(Project { def, raw })
+}
+
+impl Project {
+    /// The inputs that are inputs when building for `target`.
+    pub fn inputs_for<'a>(&'a self, target: &'a str) -> impl Iterator<Item = &'a Input> + 'a {
+        self.def.input.iter().filter(move |i| i.applies_to(target))
+    }
 }
 
 /// All project names, sorted.
@@ -177,6 +192,26 @@ mod tests {
             "shellcheck:\n{}",
             String::from_utf8_lossy(&out.stdout)
         );
+    }
+
+    #[test]
+    fn an_input_for_an_undeclared_target_is_refused() {
+        let tmp = std::env::temp_dir().join(format!("timb-rbm-targets-{}", std::process::id()));
+        std::fs::create_dir_all(tmp.join("rbm-projects")).unwrap();
+        let def = |t: &str| {
+            format!("name='x'\nversion='1'\n[[input]]\npath='a'\ntargets=['{t}']\n[target.linux-x86_64]\n[build]\nstep='portable-bundle'\n")
+        };
+        std::fs::write(tmp.join("rbm-projects/x.toml"), def("linux-x86_64")).unwrap();
+        let p = load_project(&tmp, "x").unwrap();
+        assert_eq!(p.inputs_for("linux-x86_64").count(), 1);
+        assert_eq!(p.inputs_for("windows-x86_64").count(), 0);
+        std::fs::write(tmp.join("rbm-projects/x.toml"), def("windows-x86_64")).unwrap();
+        let e = format!(
+            "{:#}",
+            load_project(&tmp, "x").err().expect("undeclared target")
+        );
+        assert!(e.contains("no [target.windows-x86_64] table"), "{e}");
+        std::fs::remove_dir_all(&tmp).unwrap();
     }
 
     #[test]

@@ -24,7 +24,7 @@ pub struct Sandbox {
     pub rootfs: Option<Rootfs>,
 }
 
-pub const SANDBOX_LAYOUT: &str = "bwrap v2: /usr,/etc ro; /build/src, /build/inputs, /build/target, /cargo, /toolchain; no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
+pub const SANDBOX_LAYOUT: &str = "bwrap v3: /usr,/etc ro; /build/src, /build/inputs, /build/target, /cargo, /toolchain (its parts bound one by one, std's source at lib/rustlib/src/rust when given); no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
 
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
@@ -76,13 +76,16 @@ impl Sandbox {
     }
 
     /// Runs `script` with `build_root` (holding `src/` and `inputs/`) as
-    /// `/build`; whatever the step writes under `/build` stays there.
+    /// `/build`; whatever the step writes under `/build` stays there. `std_source`, an
+    /// unpacked rust-src tree ([`crate::std_src`]), appears where cargo's `-Zbuild-std`
+    /// looks for it.
     pub fn run_script(
         &self,
         build_root: &Path,
         script: &str,
         env: &[(String, String)],
         source_date_epoch: u64,
+        std_source: Option<&Path>,
     ) -> Result<()> {
         if !util::have_command("bwrap") {
             bail!("bubblewrap (bwrap) is needed for hermetic builds: apt-get install bubblewrap");
@@ -112,7 +115,7 @@ impl Sandbox {
         cmd.arg("--bind").arg(build_root).arg("/build");
         cmd.arg("--bind").arg(&self.target_dir).arg("/build/target");
         cmd.arg("--bind").arg(&self.cargo_home).arg("/cargo");
-        cmd.arg("--ro-bind").arg(&self.toolchain).arg("/toolchain");
+        self.bind_toolchain(&mut cmd, std_source)?;
         cmd.args([
             "--dir",
             "/build/home",
@@ -168,6 +171,43 @@ impl Sandbox {
         cmd.args(["/bin/sh", "-ec"])
             .arg(format!("umask 022\n{clock}{script}"));
         util::run(&mut cmd)
+    }
+}
+
+impl Sandbox {
+    /// The toolchain at /toolchain, read-only. With a std source, the toolchain's top
+    /// folders are bound one by one over a tmpfs (a read-only bind cannot take a new mount
+    /// point, and the host's toolchain must not get one), then the source at
+    /// `lib/rustlib/src/rust`, where cargo finds it through `rustc --print sysroot`.
+    fn bind_toolchain(&self, cmd: &mut Command, std_source: Option<&Path>) -> Result<()> {
+        let Some(src) = std_source else {
+            cmd.arg("--ro-bind").arg(&self.toolchain).arg("/toolchain");
+            return Ok(());
+        };
+        cmd.args(["--tmpfs", "/toolchain"]);
+        for sub in ["", "lib", "lib/rustlib"] {
+            let dir = self.toolchain.join(sub);
+            let mut names: Vec<_> = std::fs::read_dir(&dir)
+                .with_context(|| format!("reading {}", dir.display()))?
+                .map(|e| e.map(|e| e.file_name()))
+                .collect::<std::io::Result<_>>()?;
+            names.sort();
+            for name in names {
+                let rel = Path::new(sub).join(&name);
+                // Folders on the way to lib/rustlib/src are made, not bound.
+                if ["lib", "lib/rustlib", "lib/rustlib/src"].contains(&rel.to_str().unwrap_or("")) {
+                    continue;
+                }
+                cmd.arg("--ro-bind")
+                    .arg(self.toolchain.join(&rel))
+                    .arg(Path::new("/toolchain").join(&rel));
+            }
+        }
+        cmd.arg("--ro-bind")
+            .arg(src)
+            .arg("/toolchain/lib/rustlib/src/rust");
+        cmd.args(["--remount-ro", "/toolchain"]);
+        Ok(())
     }
 }
 

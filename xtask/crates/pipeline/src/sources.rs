@@ -48,6 +48,28 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
         missing.push((p, want, dest.clone()));
         paths.push(dest);
     }
+    // Binary packages (the standard library's source, `rust-src_….deb`) are not files of a
+    // source package: they come from the pool by Debian's fixed layout, from each configured
+    // mirror in turn. As for the rest, the pinned sha256 is the trust, not the mirror.
+    let (debs, missing): (Vec<_>, Vec<_>) = missing
+        .into_iter()
+        .partition(|(p, _, _)| p.file.ends_with(".deb"));
+    if !debs.is_empty() {
+        let bases: Vec<String> = debian_repos(Path::new(APT_ETC))?
+            .into_iter()
+            .map(|r| r.uri.trim_end_matches('/').to_string())
+            .collect();
+        for (p, want, dest) in debs {
+            let locked = crate::lock::Locked {
+                package: p.debian_source.clone(),
+                version: p.debian_version.clone(),
+                arch: "all".into(),
+                sha256: want,
+                filename: pool_path(p),
+            };
+            crate::lock::download_one(&locked, &bases, &dest)?;
+        }
+    }
     if missing.is_empty() {
         return Ok(paths);
     }
@@ -83,8 +105,11 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
 /// Makes every `file` input of every project available in the sources
 /// folder, its sha256 checked; one private apt update serves them all.
 pub fn fetch_pinned_sources(root: &Path) -> Result<()> {
-    fetch_many(&pinned_sources(root)?, &crate::util::sources_dir(root))?;
-    Ok(())
+    let pins = pinned_sources(root)?;
+    let dir = crate::util::sources_dir(root);
+    fetch_many(&pins, &dir)?;
+    // The crates a pinned standard library source builds from, before the offline sandbox.
+    crate::std_src::fetch_crates(&pins, &dir)
 }
 
 /// Every `file` input of every project, each once.
@@ -102,6 +127,17 @@ pub fn pinned_sources(root: &Path) -> Result<Vec<Pinned>> {
     all.sort();
     all.dedup();
     Ok(all)
+}
+
+/// Where the pool keeps a binary package of source package `debian_source`: Debian's
+/// layout, `pool/main/<l or libl>/<source>/<file>`.
+fn pool_path(p: &Pinned) -> String {
+    let src = p.debian_source.as_str();
+    let prefix = match src.strip_prefix("lib") {
+        Some(rest) if !rest.is_empty() => &src[..4],
+        _ => &src[..1],
+    };
+    format!("pool/main/{prefix}/{src}/{}", p.file)
 }
 
 /// Moves `partial` to `dest` only if its hash matches; otherwise deletes it and errors.
@@ -342,6 +378,25 @@ mod tests {
         assert!(check_name("--config-file", "package").is_err());
         assert!(check_name("../x", "file").is_err());
         assert!(check_name("libgcrypt20_1.10.1.orig.tar.bz2", "file").is_ok());
+    }
+
+    #[test]
+    fn binary_packages_come_from_the_pool_by_debians_layout() {
+        let pin = |src: &str, file: &str| Pinned {
+            debian_source: src.into(),
+            debian_version: "1".into(),
+            file: file.into(),
+            sha256: String::new(),
+        };
+        assert_eq!(
+            pool_path(&pin("rustc", "rust-src_1.95.0+dfsg1-2~bpo13+1_all.deb")),
+            "pool/main/r/rustc/rust-src_1.95.0+dfsg1-2~bpo13+1_all.deb"
+        );
+        assert_eq!(
+            pool_path(&pin("libotr", "libotr5_4.1.1-5_amd64.deb")),
+            "pool/main/libo/libotr/libotr5_4.1.1-5_amd64.deb"
+        );
+        assert_eq!(pool_path(&pin("lib", "x.deb")), "pool/main/l/lib/x.deb");
     }
 
     #[test]

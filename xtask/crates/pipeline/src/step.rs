@@ -100,7 +100,7 @@ fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let build_root = s.out_dir.join(".build");
     let staging = build_root.join("src");
     let inputs = build_root.join("inputs");
-    for input in &def.input {
+    for input in s.project.inputs_for(s.target) {
         match input.kind()? {
             InputKind::Path(p) => {
                 for (rel, mode, _) in env.path_files(p)? {
@@ -124,8 +124,30 @@ fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let mut vars: Vec<(String, String)> =
         s.vars.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
     vars.push(("version".into(), s.version.to_string()));
+    // `rust_std_source = "rust-src_….deb"`: a pinned input of this target, unpacked beside
+    // the build (not inside /build, which the step can write) and mounted for -Zbuild-std.
+    let std_tree = match s.vars.get("rust_std_source") {
+        Some(file) => {
+            let deb = inputs.join(file);
+            if !crate::std_src::is_std_source(file) || !deb.is_file() {
+                bail!(
+                    "{}: rust_std_source = {file:?} must name a rust-src_…_all.deb input of target {}",
+                    def.name,
+                    s.target
+                );
+            }
+            Some(crate::std_src::unpack(&deb, &s.out_dir.join(".std-src"))?)
+        }
+        None => None,
+    };
     env.sandbox
-        .run_script(&build_root, script, &vars, env.source_date_epoch)
+        .run_script(
+            &build_root,
+            script,
+            &vars,
+            env.source_date_epoch,
+            std_tree.as_deref(),
+        )
         .with_context(|| format!("building {}", def.name))?;
     for o in &def.build.outputs {
         let rel = expand_vars(o, &vars);
@@ -141,6 +163,7 @@ fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         }
         .with_context(|| format!("collecting output {rel}"))?;
     }
+    util::remove_dir(&s.out_dir.join(".std-src"))?;
     util::remove_dir(&build_root)
 }
 

@@ -1,30 +1,39 @@
-//! The `linux-bundle` step: the portable folder, written straight into a
-//! deterministic `.tar.xz`, and the sums file. The folder is timb-launcher's layout: the
-//! launcher `timb` at the top, the version's files in `app/VERSION/` (what an update
-//! installs), `app/current` naming it, an empty `profile/`.
+//! The `portable-bundle` step (of `linux-bundle` and `windows-bundle`): the portable folder,
+//! written straight into a deterministic archive (`.tar.xz`, `.zip`), and the sums file. The
+//! folder is timb-launcher's layout: the launcher `timb` (`timb.exe`) at the top, the
+//! version's files in `app/VERSION/` (what an update installs), `app/current` naming it, an
+//! empty `profile/`. The two differ only in file names, the archive format and the menu
+//! entry (Linux only), all decided by the target.
 
-use crate::archive::{write_tar_xz, Entry};
+use crate::archive::{write_tar_xz, write_zip, Entry};
 use crate::licences::{c_library_licences, third_party_licences};
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use pipeline::util;
 use pipeline::{BuildEnv, InputKind, Step, StepCtx};
-use timb_release::{Sha256, Sums, Target, Version, SUMS_FILE};
+use timb_release::{ArchiveFormat, Sha256, Sums, Target, Version, SUMS_FILE};
 
-/// The step named `linux-bundle` in rbm-projects/linux-bundle.toml.
-pub struct LinuxBundle;
+/// The step named `portable-bundle` in rbm-projects/.
+pub struct PortableBundle;
 
-impl Step for LinuxBundle {
+impl Step for PortableBundle {
     fn run(&self, env: &BuildEnv, s: &StepCtx) -> Result<()> {
-        linux_bundle_step(env, s)
+        portable_bundle_step(env, s)
     }
 }
 
-fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
+fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let target: Target = s
         .vars
         .get("bundle_target")
-        .context("linux-bundle needs the bundle_target variable")?
+        .context("a bundle step needs the bundle_target variable")?
         .parse()?;
+    let exe = match target {
+        Target::LinuxX86_64 => "",
+        Target::WindowsX86_64 => ".exe",
+        Target::MacosAarch64 | Target::MacosX86_64 => {
+            bail!("the macOS bundle is a .app, not a portable folder (#14)")
+        }
+    };
     let version: Version = s.version.parse()?;
     let top = target.bundle_folder(&version);
     // Licences travel with the code they describe, so an update brings its own.
@@ -32,15 +41,26 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let timb = s
         .deps
         .get("timb")
-        .context("linux-bundle needs the timb project")?;
-    let read = |name: &str| {
-        std::fs::read(timb.dir.join(name)).with_context(|| format!("reading the {name} binary"))
+        .context("a bundle needs the timb project")?;
+    // A Windows exe goes in as it will be after its Authenticode signature is stripped
+    // (crate::pe), so the unsigned build is what `verify` compares a signed bundle against.
+    let mut exes = Vec::new();
+    let mut read = |name: &str| -> Result<Vec<u8>> {
+        let file = format!("{name}{exe}");
+        let data = std::fs::read(timb.dir.join(&file))
+            .with_context(|| format!("reading the {file} binary"))?;
+        if target != Target::WindowsX86_64 {
+            return Ok(data);
+        }
+        let data = crate::pe::canonical_unsigned(data).with_context(|| file.clone())?;
+        exes.push((format!("{top}-{name}{exe}"), util::sha256_bytes(&data)));
+        Ok(data)
     };
     let mut entries = vec![
         Entry::dir(format!("{top}/"), 0o755),
         // The portable profile: the app keeps its state here, never in $HOME.
         Entry::dir(format!("{top}/profile/"), 0o700),
-        Entry::file(format!("{top}/timb"), 0o755, read("timb-launcher")?),
+        Entry::file(format!("{top}/timb{exe}"), 0o755, read("timb-launcher")?),
         Entry::dir(format!("{top}/app/"), 0o755),
         Entry::file(
             format!("{top}/app/current"),
@@ -48,7 +68,7 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
             format!("{version}\n").into_bytes(),
         ),
         Entry::dir(format!("{vdir}/"), 0o755),
-        Entry::file(format!("{vdir}/timb"), 0o755, read("timb")?),
+        Entry::file(format!("{vdir}/timb{exe}"), 0o755, read("timb")?),
     ];
     // Files from the repository: LICENSE, bundle/ (README, .desktop) and release/ (the
     // update channel, if one has been written).
@@ -57,12 +77,16 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .get("update_channel")
         .map_or("stable", String::as_str);
     let mut release = Vec::new();
-    for input in &s.project.def.input {
+    for input in s.project.inputs_for(s.target) {
         if let InputKind::Path(p) = input.kind()? {
             for (rel, mode, _) in env.path_files(p)? {
                 let data = std::fs::read(env.root.join(&rel))?;
                 if let Some(inside) = rel.strip_prefix("release/") {
                     release.push((inside.to_string(), data));
+                    continue;
+                }
+                // The menu entry is the Linux desktop's.
+                if rel.ends_with(".desktop") && target != Target::LinuxX86_64 {
                     continue;
                 }
                 let inside = rel.strip_prefix("bundle/").unwrap_or(&rel);
@@ -103,9 +127,17 @@ fn linux_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
 
     let name = target.archive_name(&version);
     let archive = s.out_dir.join(&name);
-    write_tar_xz(entries, &archive, env.source_date_epoch)?;
+    match target.archive_format() {
+        ArchiveFormat::TarXz => write_tar_xz(entries, &archive, env.source_date_epoch)?,
+        ArchiveFormat::Zip => write_zip(entries, &archive, env.source_date_epoch)?,
+        ArchiveFormat::Dmg => bail!("no dmg writer (#14)"),
+    }
     let mut sums = Sums::new();
     sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;
+    // The unsigned exes too, so a rebuilder can compare one stripped by hand.
+    for (exe_name, sha) in exes {
+        sums.add(&exe_name, sha.parse::<Sha256>()?)?;
+    }
     std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;
     Ok(())
 }
