@@ -10,6 +10,7 @@ mod testnet;
 use clap::{CommandFactory, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use timb_release::Target;
 
 #[derive(Parser)]
 #[command(
@@ -25,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the signed Linux bundle (development key if no --key)
+    /// Build the signed bundles, Linux and Windows (development keys if no --key)
     Bundle {
         /// A release key (minisign secret key, its .pub beside it, listed in signing/policy.toml)
         #[arg(long, value_name = "FILE")]
@@ -37,6 +38,15 @@ enum Cmd {
         /// (the update test builds two versions of a copy without compiling xtask again)
         #[arg(long, value_name = "DIR")]
         source: Option<PathBuf>,
+        /// Only this target (repeatable) [default: every one this machine builds: linux-x86_64, windows-x86_64]
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<Target>,
+        /// A release Authenticode certificate (PEM) for the Windows exes [default: a development one]
+        #[arg(long, value_name = "FILE", requires = "authenticode_key")]
+        authenticode_cert: Option<PathBuf>,
+        /// Its private key (PEM)
+        #[arg(long, value_name = "FILE", requires = "authenticode_cert")]
+        authenticode_key: Option<PathBuf>,
     },
     /// Check a bundle's signature, rebuild it and compare the bytes
     Verify(cmd::verify::Opts),
@@ -74,6 +84,9 @@ enum Cmd {
     BuildUnsigned {
         #[arg(long, value_name = "DIR")]
         out: PathBuf,
+        /// Only this target (repeatable) [default: every one this machine builds]
+        #[arg(long = "target", value_name = "TARGET")]
+        targets: Vec<Target>,
     },
     /// Download crates and pinned source archives (checked by sha256)
     Fetch {
@@ -111,14 +124,27 @@ fn main() -> ExitCode {
 fn run(command: Cmd) -> anyhow::Result<()> {
     let root = pipeline::util::repo_root();
     match command {
-        Cmd::Bundle { key, out, source } => {
+        Cmd::Bundle {
+            key,
+            out,
+            source,
+            targets,
+            authenticode_cert,
+            authenticode_key,
+        } => {
             let root = match source {
                 Some(s) => s
                     .canonicalize()
                     .map_err(|e| anyhow::anyhow!("--source {}: {e}", s.display()))?,
                 None => root,
             };
-            cmd::bundle::run(&root, key.as_deref(), out)
+            let opts = cmd::bundle::Opts {
+                key: key.as_deref(),
+                out,
+                targets,
+                authenticode: authenticode_cert.zip(authenticode_key),
+            };
+            cmd::bundle::run(&root, opts)
         }
         Cmd::Verify(o) => cmd::verify::verify(&root, &o),
         Cmd::Test { inside_netns } => cmd::test::run(&root, inside_netns),
@@ -126,7 +152,14 @@ fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::Screenshots => cmd::screenshots::run(&root),
         Cmd::Fuzz { target, time } => cmd::fuzz::run(&root, target.as_deref(), time),
         Cmd::Build { project, target } => cmd::build::run(&root, &project, &target),
-        Cmd::BuildUnsigned { out } => cmd::build_unsigned::run(&root, &out, 1, 3).map(drop),
+        Cmd::BuildUnsigned { out, targets } => {
+            let targets = if targets.is_empty() {
+                cmd::build_unsigned::default_targets()
+            } else {
+                targets
+            };
+            cmd::build_unsigned::run(&root, &out, 1, 3, &targets).map(drop)
+        }
         Cmd::Fetch { check } => cmd::fetch::run(&root, check),
         Cmd::Release(r) => cmd::release::run(r),
         Cmd::Container(c) => cmd::container::run(&root, c),
@@ -155,9 +188,47 @@ mod tests {
             Some(Cmd::Bundle {
                 key: Some(_),
                 out: Some(_),
-                source: None
+                source: None,
+                ref targets,
+                authenticode_cert: None,
+                authenticode_key: None,
+            }) if targets.is_empty()
+        ));
+        let c = parse(&[
+            "bundle",
+            "--target",
+            "windows-x86_64",
+            "--target",
+            "linux-x86_64",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.cmd,
+            Some(Cmd::Bundle { ref targets, .. })
+                if *targets == [Target::WindowsX86_64, Target::LinuxX86_64]
+        ));
+        assert!(parse(&["bundle", "--target", "macos-riscv"]).is_err());
+        assert!(
+            parse(&["bundle", "--authenticode-cert", "c.pem"]).is_err(),
+            "a certificate without its key"
+        );
+        let c = parse(&[
+            "bundle",
+            "--authenticode-cert",
+            "c.pem",
+            "--authenticode-key",
+            "k.pem",
+        ])
+        .unwrap();
+        assert!(matches!(
+            c.cmd,
+            Some(Cmd::Bundle {
+                authenticode_cert: Some(_),
+                authenticode_key: Some(_),
+                ..
             })
         ));
+        assert!(parse(&["build-unsigned", "--out", "d", "--target", "windows-x86_64"]).is_ok());
         let c = parse(&["bundle", "--source", "s", "--key", "k.key", "--out", "d"]).unwrap();
         assert!(matches!(
             c.cmd,

@@ -82,23 +82,39 @@ fn target_dir() -> PathBuf {
 
 struct Bundle {
     dir: PathBuf,
+    /// The Linux archive.
     archive: PathBuf,
+    /// The Windows archive, built by the same `cargo xtask bundle`.
+    windows: PathBuf,
     version: String,
 }
 
-/// Builds the signed bundle once for all tests.
+/// Builds the signed bundles (Linux and Windows: what `cargo xtask bundle` builds here)
+/// once for all tests.
 fn bundle() -> &'static Bundle {
     static B: OnceLock<Bundle> = OnceLock::new();
     B.get_or_init(|| {
         let dir = scratch("signed");
         let out = run_ok(xtask().args(["bundle", "--out"]).arg(&dir));
-        let archive = PathBuf::from(String::from_utf8(out.stdout).unwrap().trim());
-        assert!(archive.is_file(), "bundle printed {archive:?}");
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let find = |suffix: &str| {
+            let p = printed
+                .lines()
+                .find(|l| l.ends_with(suffix))
+                .map(PathBuf::from)
+                .unwrap_or_else(|| panic!("bundle printed no *{suffix}:\n{printed}"));
+            assert!(p.is_file(), "bundle printed {p:?}");
+            p
+        };
+        let archive = find("-linux-x86_64.tar.xz");
+        let windows = find("-windows-x86_64.zip");
         let stderr = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            stderr.contains("LOCAL DEVELOPMENT KEY"),
-            "a dev-key bundle must say so loudly:\n{stderr}"
-        );
+        for loud in ["LOCAL DEVELOPMENT KEY", "LOCAL DEVELOPMENT Authenticode"] {
+            assert!(
+                stderr.contains(loud),
+                "a development-signed bundle must say so loudly ({loud}):\n{stderr}"
+            );
+        }
         let name = archive.file_name().unwrap().to_str().unwrap();
         let version = name
             .strip_prefix("timb-")
@@ -109,6 +125,7 @@ fn bundle() -> &'static Bundle {
         Bundle {
             dir,
             archive,
+            windows,
             version,
         }
     })
@@ -130,8 +147,19 @@ fn dev_pub() -> PathBuf {
     target_dir().join("timb-dev-key/timb-dev.pub")
 }
 
+/// Unpacks a `.tar.xz` or `.zip` bundle into `into`.
 fn extract(archive: &Path, into: &Path) {
     std::fs::create_dir_all(into).unwrap();
+    if archive.extension().is_some_and(|e| e == "zip") {
+        run_ok(
+            Command::new("unzip")
+                .arg("-q")
+                .arg(archive)
+                .arg("-d")
+                .arg(into),
+        );
+        return;
+    }
     run_ok(
         Command::new("tar")
             .arg("-xJf")
@@ -165,8 +193,25 @@ fn copy_source(to: &Path) {
 #[test]
 fn rebuilding_elsewhere_gives_the_same_bytes() {
     let b = bundle();
+    let bin = format!("timb-{v}-linux-x86_64/app/{v}/timb", v = b.version);
+    rebuild_and_compare(&b.archive, "rebuild", &bin, true);
+}
+
+/// The Windows bundle as the Linux one: rebuilt elsewhere, its published exes' Authenticode
+/// signatures stripped, the same bytes.
+#[test]
+fn rebuilding_the_windows_bundle_elsewhere_gives_the_same_bytes() {
+    let b = bundle();
+    let bin = format!("timb-{v}-windows-x86_64/app/{v}/timb.exe", v = b.version);
+    rebuild_and_compare(&b.windows, "rebuild-windows", &bin, false);
+}
+
+/// `cargo xtask verify` of `archive` from a copy of the source elsewhere, under another zone,
+/// locale, umask and clock; MATCH, and the binary `bin` inside the same. `containers`: also
+/// check the rebuild made the same build container.
+fn rebuild_and_compare(archive: &Path, name: &str, bin: &str, containers: bool) {
     // A second source copy at another absolute path (with a space in it).
-    let work = scratch("rebuild");
+    let work = scratch(name);
     let src = work.join("other place/timb-src");
     copy_source(&src);
     // The rebuild keeps its own target directory (outside the scratch folder
@@ -179,7 +224,7 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
     let full = std::env::var_os("TIMB_FULL_REPRO").is_some_and(|v| v == "1");
     let sde = source_date_epoch();
     let mut verify = xtask();
-    verify.arg("verify").arg(&b.archive);
+    verify.arg("verify").arg(archive);
     if full {
         let _ = std::fs::remove_dir_all(&second_target);
     } else {
@@ -225,17 +270,27 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
         stdout.lines().any(|l| l == "MATCH"),
         "verify did not print MATCH:\n{stdout}"
     );
-    let rebuilt = work.join("verify/out").join(b.archive.file_name().unwrap());
-    assert_eq!(sha256(&b.archive), sha256(&rebuilt));
+    let rebuilt = work.join("verify/out").join(archive.file_name().unwrap());
+    // What verify compared: the published archive (its signatures stripped, for Windows).
+    let published = match work.join("verify").join(format!(
+        "stripped-{}",
+        archive.file_name().unwrap().to_str().unwrap()
+    )) {
+        p if p.is_file() => p,
+        _ => archive.to_path_buf(),
+    };
+    assert_eq!(sha256(&published), sha256(&rebuilt));
     let (x, y) = (work.join("x"), work.join("y"));
-    extract(&b.archive, &x);
+    extract(&published, &x);
     extract(&rebuilt, &y);
-    let bin = format!("timb-{v}-linux-x86_64/app/{v}/timb", v = b.version);
     assert_eq!(
-        sha256(&x.join(&bin)),
-        sha256(&y.join(&bin)),
+        sha256(&x.join(bin)),
+        sha256(&y.join(bin)),
         "the binaries differ"
     );
+    if !containers {
+        return;
+    }
 
     // Each build made its own build container from containers/: the two
     // root file systems must be the same bytes too.
@@ -315,6 +370,7 @@ fn stock_minisign_verifies_our_signatures() {
     let b = bundle();
     for f in [
         b.archive.clone(),
+        b.windows.clone(),
         b.dir.join("sha256sums-unsigned-build.txt"),
     ] {
         let out = run_ok(
@@ -726,6 +782,7 @@ fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
     let built = run_ok(
         xtask()
             .arg("bundle")
+            .args(["--target", "linux-x86_64"])
             .arg("--source")
             .arg(tree)
             .arg("--key")
@@ -973,4 +1030,148 @@ fn the_leak_check_finds_every_kind_of_leak_in_a_made_up_trace() {
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{text}");
     assert!(text.contains("all 7 kinds of leak are found"), "{text}");
+}
+
+/// The development Authenticode certificate `cargo xtask bundle` made beside its minisign key.
+fn dev_codesign_cert() -> PathBuf {
+    target_dir().join("timb-dev-key/timb-dev-codesign.crt")
+}
+
+/// `osslsigncode verify` of `exe` against the development certificate.
+fn authenticode_verifies(exe: &Path) -> bool {
+    Command::new("osslsigncode")
+        .arg("verify")
+        .arg("-CAfile")
+        .arg(dev_codesign_cert())
+        .arg("-in")
+        .arg(exe)
+        .output()
+        .unwrap()
+        .status
+        .success()
+}
+
+/// Both Windows exes carry an Authenticode signature that osslsigncode accepts and a flipped
+/// byte breaks; stripped, each is the unsigned exe the sums file lists.
+#[test]
+fn the_windows_exes_are_authenticode_signed_and_strip_to_the_unsigned_build() {
+    let b = bundle();
+    let d = scratch("authenticode");
+    extract(&b.windows, &d);
+    let top = d.join(format!("timb-{}-windows-x86_64", b.version));
+    let sums = std::fs::read_to_string(b.dir.join("sha256sums-unsigned-build.txt")).unwrap();
+    let listed = |name: &str| {
+        sums.lines()
+            .find_map(|l| l.strip_suffix(&format!("  {name}")))
+            .unwrap_or_else(|| panic!("{name} is not in the sums file:\n{sums}"))
+            .to_string()
+    };
+    let exes = [
+        (top.join("timb.exe"), "timb-launcher.exe"),
+        (top.join(format!("app/{}/timb.exe", b.version)), "timb.exe"),
+    ];
+    for (exe, which) in exes {
+        assert!(authenticode_verifies(&exe), "{exe:?} does not verify");
+        let stripped = d.join(format!("stripped-{which}"));
+        run_ok(
+            Command::new("osslsigncode")
+                .arg("remove-signature")
+                .arg("-in")
+                .arg(&exe)
+                .arg("-out")
+                .arg(&stripped),
+        );
+        assert_eq!(
+            sha256(&stripped),
+            listed(&format!("timb-{}-windows-x86_64-{which}", b.version)),
+            "{which} stripped is not the unsigned build"
+        );
+        assert!(
+            !authenticode_verifies(&stripped),
+            "an unsigned exe verified"
+        );
+        // One flipped byte in the signed code.
+        let mut bytes = std::fs::read(&exe).unwrap();
+        let at = bytes.len() / 3;
+        bytes[at] ^= 0x01;
+        let flipped = d.join(format!("flipped-{which}"));
+        std::fs::write(&flipped, bytes).unwrap();
+        assert!(!authenticode_verifies(&flipped), "a flipped byte verified");
+    }
+}
+
+/// A wine prefix of the test's own, with the `ProcessPrng` stand-in wine 8 lacks
+/// (tests/bundle/wine/processprng.c, compiled here with mingw-w64; never in a bundle).
+fn wine_prefix(dir: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
+    let prefix = dir.join("prefix");
+    let env = vec![
+        ("WINEPREFIX", prefix.clone().into_os_string()),
+        ("WINEDEBUG", "-all".into()),
+        // No Mono or Gecko installer dialogs; the stand-in before wine's own DLL.
+        (
+            "WINEDLLOVERRIDES",
+            "mscoree,mshtml=;bcryptprimitives=n,b".into(),
+        ),
+    ];
+    run_ok(Command::new("wineboot").arg("-i").envs(env.clone()));
+    let src = repo_root().join("tests/bundle/wine");
+    let sys32 = prefix.join("drive_c/windows/system32");
+    run_ok(
+        Command::new("x86_64-w64-mingw32-gcc")
+            .args(["-shared", "-O2", "-o"])
+            .arg(sys32.join("bcryptprimitives.dll"))
+            .arg(src.join("processprng.c"))
+            .arg(src.join("bcryptprimitives.def"))
+            .arg("-ladvapi32"),
+    );
+    env
+}
+
+/// Every file under `dir`, by path relative to it.
+fn files_under(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
+    let mut out = std::collections::BTreeSet::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let p = e.path();
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                stack.push(p);
+            } else {
+                out.insert(p.strip_prefix(dir).unwrap().to_path_buf());
+            }
+        }
+    }
+    out
+}
+
+/// The Windows bundle under wine, unpacked into a folder with a non-ASCII name: the launcher
+/// starts the app, which prints its version; nothing is written to the wine user's folders.
+#[test]
+fn the_windows_bundle_runs_under_wine() {
+    let b = bundle();
+    let d = scratch("wine");
+    let env = wine_prefix(&d);
+    let home = d.join("prefix/drive_c/users");
+    let before = files_under(&home);
+    let place = d.join("Ünïcødé مجلد");
+    extract(&b.windows, &place);
+    let top = place.join(format!("timb-{}-windows-x86_64", b.version));
+    let out = run_ok(
+        Command::new("wine")
+            .arg(top.join("timb.exe"))
+            .arg("--version")
+            .envs(env.clone()),
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains(&format!("timb {}", b.version)),
+        "wine timb.exe --version printed:\n{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let after = files_under(&home);
+    let new: Vec<_> = after.difference(&before).collect();
+    assert!(
+        new.is_empty(),
+        "written to the wine user's folders: {new:?}"
+    );
 }

@@ -1,21 +1,45 @@
-//! `cargo xtask build-unsigned --out DIR`: the bundle without signatures, which `verify`'s
-//! rebuild compares and `bundle` then signs.
+//! `cargo xtask build-unsigned --out DIR [--target T]…`: the bundles without signatures,
+//! which `verify`'s rebuild compares and `bundle` then signs.
 
 use anyhow::{Context, Result};
 use pipeline::{provision, util};
 use std::path::{Path, PathBuf};
-use timb_release::{Target, Version, SUMS_FILE};
+use timb_release::{Sums, Target, Version, SUMS_FILE};
 
 /// What was built, for the signing stage.
 pub struct Unsigned {
-    pub archive: PathBuf,
+    /// One archive per target, in the order asked for.
+    pub bundles: Vec<(Target, PathBuf)>,
+    /// One sums file for the whole build, as Tor's `sha256sums-unsigned-build.txt`: every
+    /// archive and, for Windows, its unsigned exes.
     pub sums: PathBuf,
     pub version: Version,
-    pub target: Target,
+}
+
+/// The targets this machine builds when none is named: every one the pipeline builds.
+pub fn default_targets() -> Vec<Target> {
+    Target::ALL.into_iter().filter(|t| t.is_built()).collect()
+}
+
+/// The rbm project that makes `target`'s bundle.
+fn bundle_project(target: Target) -> Result<&'static str> {
+    match target {
+        Target::LinuxX86_64 => Ok("linux-bundle"),
+        Target::WindowsX86_64 => Ok("windows-bundle"),
+        Target::MacosAarch64 | Target::MacosX86_64 => {
+            anyhow::bail!("{target} is not built by the pipeline yet (#14)")
+        }
+    }
 }
 
 /// Builds into `out`, printing stages `first_stage..first_stage+2` of `total`.
-pub fn run(root: &Path, out: &Path, first_stage: usize, total: usize) -> Result<Unsigned> {
+pub fn run(
+    root: &Path,
+    out: &Path,
+    first_stage: usize,
+    total: usize,
+    targets: &[Target],
+) -> Result<Unsigned> {
     provision::ensure(&["bubblewrap", "mmdebstrap"])?;
     util::stage(
         first_stage,
@@ -23,36 +47,51 @@ pub fn run(root: &Path, out: &Path, first_stage: usize, total: usize) -> Result<
         "fetching crates and pinned sources (the only step with network)",
     );
     super::fetch::run(root, false)?;
+    let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
     util::stage(
         first_stage + 1,
         total,
-        "building timb in the sandbox (no network; ~9 min on 2 cores when nothing is cached)",
+        &format!(
+            "building timb for {} in the sandbox (no network; ~20 min per target on 2 cores when nothing is cached)",
+            names.join(" and ")
+        ),
     );
     let mut ctx = pipeline::Ctx::from_env(root, package::all_steps()?)?;
-    let target = Target::LinuxX86_64;
-    let built = ctx.build("linux-bundle", target.name())?;
-    let version: Version = ctx.version(&ctx.load("linux-bundle")?)?.parse()?;
-    util::stage(first_stage + 2, total, "collecting the bundle");
-    std::fs::create_dir_all(out)?;
-    let name = target.archive_name(&version);
-    let archive = out.join(&name);
-    let sums = out.join(SUMS_FILE);
-    for (from, to) in [
-        (built.dir.join(&name), &archive),
-        (built.dir.join(SUMS_FILE), &sums),
-    ] {
-        std::fs::copy(&from, to).with_context(|| format!("copying {}", from.display()))?;
-        let _ = std::fs::remove_file(sign::sig_path(to));
+    let mut built = Vec::new();
+    let mut version = None;
+    for &target in targets {
+        let project = bundle_project(target)?;
+        built.push((target, ctx.build(project, target.name())?));
+        let v: Version = ctx.version(&ctx.load(project)?)?.parse()?;
+        version = Some(v);
     }
-    eprintln!(
-        "    {}  {}",
-        util::sha256_file(&archive)?,
-        archive.display()
-    );
+    let version = version.context("no target to build")?;
+    util::stage(first_stage + 2, total, "collecting the bundles");
+    std::fs::create_dir_all(out)?;
+    let mut sums = Sums::new();
+    let mut bundles = Vec::new();
+    for (target, b) in built {
+        let name = target.archive_name(&version);
+        let archive = out.join(&name);
+        std::fs::copy(b.dir.join(&name), &archive).with_context(|| format!("copying {name}"))?;
+        let _ = std::fs::remove_file(sign::sig_path(&archive));
+        let text = std::fs::read_to_string(b.dir.join(SUMS_FILE))?;
+        for (file, sha) in text.parse::<Sums>()?.iter() {
+            sums.add(file, *sha)?;
+        }
+        eprintln!(
+            "    {}  {}",
+            util::sha256_file(&archive)?,
+            archive.display()
+        );
+        bundles.push((target, archive));
+    }
+    let sums_path = out.join(SUMS_FILE);
+    std::fs::write(&sums_path, sums.to_string())?;
+    let _ = std::fs::remove_file(sign::sig_path(&sums_path));
     Ok(Unsigned {
-        archive,
-        sums,
+        bundles,
+        sums: sums_path,
         version,
-        target,
     })
 }

@@ -1,26 +1,68 @@
-//! `cargo xtask bundle [--key FILE] [--out DIR]`: the signed bundle.
+//! `cargo xtask bundle [--key FILE] [--out DIR] [--target T]…`: the signed bundles.
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use pipeline::util;
 use std::path::{Path, PathBuf};
-use timb_release::{SignatureKind, SourceCommit, TrustedComment};
+use timb_release::{SignatureKind, SourceCommit, Target, TrustedComment};
+
+/// What to build and how to sign it.
+pub struct Opts<'a> {
+    pub key: Option<&'a Path>,
+    pub out: Option<PathBuf>,
+    /// None: every target this machine builds.
+    pub targets: Vec<Target>,
+    /// A release code-signing certificate and key (PEM) for the Windows exes.
+    pub authenticode: Option<(PathBuf, PathBuf)>,
+}
 
 /// Builds, signs, then checks the signatures as `verify` and the updater will.
-pub fn run(root: &Path, key: Option<&Path>, out: Option<PathBuf>) -> Result<()> {
-    let out = out.unwrap_or_else(|| root.join("out").join("bundle"));
+pub fn run(root: &Path, o: Opts) -> Result<()> {
+    let out = o.out.unwrap_or_else(|| root.join("out").join("bundle"));
+    let target_dir = util::cargo_target_dir(root);
     // A release key the policy does not list is refused here, before the build.
-    let signer = match key {
+    let signer = match o.key {
         Some(k) => sign::release_signer(root, k)?,
-        None => sign::dev_signer(&util::cargo_target_dir(root))?,
+        None => sign::dev_signer(&target_dir)?,
     };
-    let u = super::build_unsigned::run(root, &out, 1, 4)?;
+    let targets = if o.targets.is_empty() {
+        super::build_unsigned::default_targets()
+    } else {
+        o.targets
+    };
+    let code_signer = if targets.contains(&Target::WindowsX86_64) {
+        pipeline::provision::ensure(&["osslsigncode", "openssl"])?;
+        Some(match &o.authenticode {
+            Some((cert, key)) => sign::authenticode::release_code_signer(cert, key)?,
+            None => sign::authenticode::dev_code_signer(&target_dir)?,
+        })
+    } else {
+        None
+    };
+    let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
+    eprintln!(
+        "building the bundles for {} (what this machine can build)",
+        names.join(", ")
+    );
+    let u = super::build_unsigned::run(root, &out, 1, 4, &targets)?;
     util::stage(4, 4, &format!("signing with key {}", signer.key_id()));
+    if let Some(cs) = &code_signer {
+        for (target, archive) in u
+            .bundles
+            .iter()
+            .filter(|(t, _)| *t == Target::WindowsX86_64)
+        {
+            authenticode_sign_zip(cs, archive, *target)?;
+        }
+    }
     let commit = match util::git_commit(root) {
         Some((c, false)) => c.parse()?,
         Some((c, true)) => format!("{c}-modified").parse()?,
         None => SourceCommit::Unknown,
     };
-    for file in [&u.archive, &u.sums] {
+    // The sums file covers every target; its comment names the first one built.
+    let mut files: Vec<(Target, &PathBuf)> = u.bundles.iter().map(|(t, a)| (*t, a)).collect();
+    files.push((targets[0], &u.sums));
+    for (target, file) in &files {
         let name = file
             .file_name()
             .and_then(|n| n.to_str())
@@ -28,7 +70,7 @@ pub fn run(root: &Path, key: Option<&Path>, out: Option<PathBuf>) -> Result<()> 
         let comment = TrustedComment::new(
             name,
             u.version.clone(),
-            u.target,
+            *target,
             util::sha256_file(file)?.parse()?,
             commit.clone(),
             signer.dev,
@@ -41,11 +83,11 @@ pub fn run(root: &Path, key: Option<&Path>, out: Option<PathBuf>) -> Result<()> 
     let (policy, mut keys) = sign::repository_trust(root)?;
     if signer.dev {
         keys.add(
-            sign::read_checking_key(&sign::dev_public_key_path(&util::cargo_target_dir(root)))?,
+            sign::read_checking_key(&sign::dev_public_key_path(&target_dir))?,
             "LOCAL DEVELOPMENT key",
         );
     }
-    for file in [&u.archive, &u.sums] {
+    for (_, file) in &files {
         let checked = sign::check_signature(file, &keys, &policy)?;
         let want = if signer.dev {
             SignatureKind::Development
@@ -56,14 +98,80 @@ pub fn run(root: &Path, key: Option<&Path>, out: Option<PathBuf>) -> Result<()> 
             bail!("{} did not check as a {want:?} signature", file.display());
         }
     }
-    println!("{}", u.archive.display());
+    for (_, archive) in &u.bundles {
+        println!("{}", archive.display());
+    }
     if signer.dev {
-        let pubkey = sign::dev_public_key_path(&util::cargo_target_dir(root));
+        let pubkey = sign::dev_public_key_path(&target_dir);
         eprintln!(
-            "\n\x1b[1;31m!!! This bundle is signed with a LOCAL DEVELOPMENT KEY ({}), not a release key.\n!!! Public key: {}\n!!! Do not publish it. Release builds pass --key.\x1b[0m",
+            "\n\x1b[1;31m!!! These bundles are signed with a LOCAL DEVELOPMENT KEY ({}), not a release key.\n!!! Public key: {}\n!!! Do not publish them. Release builds pass --key.\x1b[0m",
             signer.key_id(),
             pubkey.display()
         );
     }
+    if code_signer.as_ref().is_some_and(|c| c.dev) {
+        eprintln!(
+            "\x1b[1;31m!!! The Windows exes carry a LOCAL DEVELOPMENT Authenticode certificate ({}).\n!!! Release builds pass --authenticode-cert and --authenticode-key.\x1b[0m",
+            sign::authenticode::DEV_SUBJECT
+        );
+    }
     Ok(())
+}
+
+/// Replaces the unsigned Windows zip with one whose exes carry an Authenticode signature,
+/// after checking that stripping the signatures gives the unsigned zip back byte for byte
+/// (what `verify` will do with the published one).
+fn authenticode_sign_zip(
+    cs: &sign::authenticode::CodeSigner,
+    zip: &Path,
+    target: Target,
+) -> Result<()> {
+    let work = zip.with_extension("signing");
+    util::remove_dir(&work)?;
+    std::fs::create_dir_all(&work)?;
+    let signed = work.join("signed.zip");
+    let mut n = 0;
+    package::archive::rewrite_zip(zip, &signed, |path, data| {
+        if !path.ends_with(".exe") {
+            return Ok(data);
+        }
+        n += 1;
+        let (unsigned, out) = (
+            work.join(format!("{n}.exe")),
+            work.join(format!("{n}.signed.exe")),
+        );
+        std::fs::write(&unsigned, &data)?;
+        cs.sign(&unsigned, &out)?;
+        sign::authenticode::verify(&out, &cs.cert)?;
+        eprintln!("    Authenticode: {path}");
+        Ok(std::fs::read(&out)?)
+    })?;
+    if n == 0 {
+        bail!("the {target} bundle holds no .exe to sign");
+    }
+    let stripped = work.join("stripped.zip");
+    strip_zip(&signed, &stripped, &work)?;
+    if util::sha256_file(&stripped)? != util::sha256_file(zip)? {
+        bail!("stripping the Authenticode signatures does not give the unsigned build back; `verify` could not compare this bundle");
+    }
+    std::fs::rename(&signed, zip).with_context(|| format!("replacing {}", zip.display()))?;
+    util::remove_dir(&work)
+}
+
+/// `zip` with every exe's Authenticode signature removed: the unsigned build's zip.
+pub fn strip_zip(zip: &Path, out: &Path, work: &Path) -> Result<()> {
+    let mut n = 0;
+    package::archive::rewrite_zip(zip, out, |path, data| {
+        if !path.ends_with(".exe") {
+            return Ok(data);
+        }
+        n += 1;
+        let (signed, stripped) = (
+            work.join(format!("s{n}.exe")),
+            work.join(format!("u{n}.exe")),
+        );
+        std::fs::write(&signed, &data)?;
+        sign::authenticode::strip(&signed, &stripped)?;
+        Ok(std::fs::read(&stripped)?)
+    })
 }

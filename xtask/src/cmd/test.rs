@@ -46,6 +46,14 @@ pub const TEST_PACKAGES: &[&str] = &[
     "gir1.2-atspi-2.0",
     // The window under a Wayland compositor with no X server (weston's headless backend).
     "weston",
+    // The Windows bundle: its Authenticode signatures (the bundle step signs with it, the
+    // tests verify and strip), its zip, and running it under wine (64-bit only), with the
+    // test-only ProcessPrng stand-in compiled by mingw-w64.
+    "osslsigncode",
+    "unzip",
+    "wine",
+    "wine64",
+    "gcc-mingw-w64-x86-64-win32",
 ];
 
 /// The slow bundle tests run alone, after everything else.

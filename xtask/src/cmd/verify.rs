@@ -2,11 +2,11 @@
 //! from source somewhere else and compare the bytes.
 
 use anyhow::{bail, Context, Result};
-use package::archive::read_tar_xz;
+use package::archive::{read_tar_xz, read_zip};
 use pipeline::util;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use timb_release::{Keyring, SignatureKind};
+use timb_release::{ArchiveFormat, Keyring, SignatureKind};
 
 /// `cargo xtask verify`'s flags.
 #[derive(Debug, clap::Args)]
@@ -189,7 +189,13 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         return Ok(());
     }
 
-    let files = read_tar_xz(archive).context("the archive is not a readable .tar.xz")?;
+    let target = signed.target();
+    let zip = target.archive_format() == ArchiveFormat::Zip;
+    let files = if zip {
+        read_zip(archive).context("the archive is not a readable .zip")?
+    } else {
+        read_tar_xz(archive).context("the archive is not a readable .tar.xz")?
+    };
     let top = signed.target().bundle_folder(signed.version());
     let info_text = files
         .get(&format!("{top}/BUILDINFO"))
@@ -232,14 +238,14 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         }
     };
     let rebuilt_out = work.join("out");
-    let target = o.target_dir.clone().unwrap_or_else(|| work.join("target"));
+    let target_dir = o.target_dir.clone().unwrap_or_else(|| work.join("target"));
     if let Some(from) = &o.reuse_deps_from {
-        seed_dependencies(from, &target, &src)?;
+        seed_dependencies(from, &target_dir, &src)?;
     }
     eprintln!(
-        "rebuilding from {} (target dir {}); a clean rebuild takes ~10 minutes on 2 cores",
+        "rebuilding {target} from {} (target dir {}); a clean rebuild takes ~10-20 minutes on 2 cores",
         src.display(),
-        target.display()
+        target_dir.display()
     );
     // A different zone, locale and umask than any builder would use: the
     // pipeline must neutralise them, so the rebuild proves that it does.
@@ -254,6 +260,8 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
             "xtask",
             "--",
             "build-unsigned",
+            "--target",
+            target.name(),
             "--out",
         ])
         .arg(&rebuilt_out)
@@ -262,7 +270,7 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         // Pinned archives are checked by sha256 wherever they come from, so
         // the rebuild may take them from this checkout's cache.
         .env("TIMB_SOURCES_DIR", util::sources_dir(root))
-        .env("CARGO_TARGET_DIR", &target)
+        .env("CARGO_TARGET_DIR", &target_dir)
         .env("TZ", "Pacific/Kiritimati")
         .env("LC_ALL", "fr_FR.UTF-8")
         .env("LANG", "fr_FR.UTF-8");
@@ -273,6 +281,23 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         .and_then(|n| n.to_str())
         .unwrap_or_default();
     let rebuilt = rebuilt_out.join(name);
+    // Windows: the published exes are Authenticode-signed; the build is judged unsigned, as
+    // Tor does: strip the signatures (the zip is rewritten the same way the build wrote it).
+    let published = if zip {
+        let stripped = work.join(format!("stripped-{name}"));
+        let scratch = work.join("strip");
+        std::fs::create_dir_all(&scratch)?;
+        super::bundle::strip_zip(archive, &stripped, &scratch)
+            .context("removing the Authenticode signatures")?;
+        eprintln!(
+            "published exes' Authenticode signatures removed: {}",
+            stripped.display()
+        );
+        stripped
+    } else {
+        archive.to_path_buf()
+    };
+    let archive = published.as_path();
     let want = util::sha256_file(archive)?;
     let got =
         util::sha256_file(&rebuilt).context("the rebuild produced no archive of that name")?;
@@ -283,7 +308,11 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         return Ok(());
     }
     println!("MISMATCH");
-    let theirs = read_tar_xz(&rebuilt)?;
+    let (files, theirs) = if zip {
+        (read_zip(archive)?, read_zip(&rebuilt)?)
+    } else {
+        (files, read_tar_xz(&rebuilt)?)
+    };
     for (path, data) in &files {
         match theirs.get(path) {
             None => println!("  only in the published bundle: {path}"),

@@ -90,6 +90,10 @@ pub fn write_zip(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<()> 
     .context("SOURCE_DATE_EPOCH out of range")?;
     let when = zip::DateTime::try_from(time::PrimitiveDateTime::new(when.date(), when.time()))
         .map_err(|e| anyhow::anyhow!("SOURCE_DATE_EPOCH {mtime} has no zip time: {e}"))?;
+    write_zip_at(entries, out, when)
+}
+
+fn write_zip_at(entries: Vec<Entry>, out: &Path, when: zip::DateTime) -> Result<()> {
     let file = std::fs::File::create(out).with_context(|| format!("creating {}", out.display()))?;
     let mut zip = zip::ZipWriter::new(std::io::BufWriter::new(file));
     for e in &entries {
@@ -109,6 +113,42 @@ pub fn write_zip(mut entries: Vec<Entry>, out: &Path, mtime: u64) -> Result<()> 
     }
     zip.finish()?.flush()?;
     Ok(())
+}
+
+/// Writes `input` again into `out` with each file's bytes passed through `change(path,
+/// bytes)`: the same entries, modes and time, so a zip whose exes were signed gives back,
+/// with the signatures stripped, the very bytes the build wrote.
+pub fn rewrite_zip(
+    input: &Path,
+    out: &Path,
+    mut change: impl FnMut(&str, Vec<u8>) -> Result<Vec<u8>>,
+) -> Result<()> {
+    let f = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).context("reading the zip")?;
+    let mut entries = Vec::new();
+    let mut when = None;
+    for i in 0..zip.len() {
+        let mut e = zip.by_index(i).context("reading a zip entry")?;
+        let path = e.name().context("a zip entry's name")?.to_string();
+        let mode = e.unix_mode().context("a zip entry without a mode")? & 0o7777;
+        match when {
+            None => when = e.last_modified(),
+            Some(w) if Some(w) != e.last_modified() => {
+                bail!("{path} has another time than the entries before it")
+            }
+            Some(_) => {}
+        }
+        if e.is_dir() {
+            entries.push(Entry::dir(path, mode));
+        } else {
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf)
+                .with_context(|| format!("reading {path} from the zip"))?;
+            let data = change(&path, buf)?;
+            entries.push(Entry::file(path, mode, data));
+        }
+    }
+    write_zip_at(entries, out, when.context("an empty zip")?)
 }
 
 /// Reads every regular file of a `.zip` into memory.
@@ -217,6 +257,26 @@ mod tests {
         write_zip(sample(), &b, 1_700_000_002).unwrap();
         assert_ne!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         assert!(write_zip(sample(), &b, 0).is_err(), "before 1980");
+        // Rewritten unchanged it is the same bytes; a changed file changes only that file.
+        rewrite_zip(&a, &b, |_, d| Ok(d)).unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        rewrite_zip(&a, &b, |p, d| {
+            Ok(if p == "t/b" { b"wasp".to_vec() } else { d })
+        })
+        .unwrap();
+        let files = read_zip(&b).unwrap();
+        assert_eq!(
+            (files["t/b"].as_slice(), files["t/a"].len()),
+            (b"wasp".as_slice(), 70_000)
+        );
+        rewrite_zip(&b, &b.with_extension("back"), |p, d| {
+            Ok(if p == "t/b" { b"bee".to_vec() } else { d })
+        })
+        .unwrap();
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(b.with_extension("back")).unwrap()
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 

@@ -1,6 +1,9 @@
 //! minisign signatures over bundles: the development key, release keys held to
-//! `signing/policy.toml`, signing and checking files. The formats (trusted comment, policy,
+//! `signing/policy.toml`, signing and checking files; Authenticode over the Windows exes
+//! ([`authenticode`]). The formats (trusted comment, policy,
 //! key ids) and the checks are timb-release's.
+
+pub mod authenticode;
 
 use anyhow::{bail, Context, Result};
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox};
