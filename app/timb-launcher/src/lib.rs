@@ -377,6 +377,27 @@ fn run(mut cmd: std::process::Command) -> std::process::ExitCode {
     }
 }
 
+/// On Windows both exes are GUI programs, so a double-click opens no console window; a
+/// program started from a console then has nowhere to print until it attaches to its
+/// parent's console. Called before printing for a command-line argument (`--version`,
+/// `--help`, an error); harmless when there is no parent console (a double-click) and
+/// unneeded when the output is redirected (the handles are inherited). Nothing elsewhere.
+pub fn attach_parent_console() {
+    #[cfg(windows)]
+    {
+        #[link(name = "kernel32")]
+        extern "system" {
+            fn AttachConsole(process_id: u32) -> i32;
+        }
+        const ATTACH_PARENT_PROCESS: u32 = u32::MAX;
+        // SAFETY: AttachConsole takes a process id by value and reads or writes no memory of
+        // ours; its failure (no parent console, one already attached) leaves things as they were.
+        unsafe {
+            AttachConsole(ATTACH_PARENT_PROCESS);
+        }
+    }
+}
+
 pub fn fail(msg: &str) -> std::process::ExitCode {
     eprintln!("timb: {msg}");
     std::process::ExitCode::FAILURE

@@ -21,6 +21,7 @@ use ui_generated as slint_generatedMainWindow;
 pub mod accounts;
 pub mod backend;
 pub mod controller;
+pub mod fonts;
 mod form;
 mod i18n;
 mod model;

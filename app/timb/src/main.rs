@@ -1,6 +1,9 @@
 //! The `timb` program: arguments, then the window (see lib.rs).
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
+// No console window on Windows; `--version` and `--help` attach to the console they were
+// typed in (timb_launcher::attach_parent_console).
+#![cfg_attr(windows, windows_subsystem = "windows")]
 
 use timb::VERSION;
 
@@ -9,6 +12,9 @@ fn main() -> std::process::ExitCode {
     // and stderr ends up in the journal. Only the location is printed.
     timb_core::panic::install("timb");
     let mut args = std::env::args().skip(1);
+    if args.len() > 0 {
+        timb_launcher::attach_parent_console();
+    }
     match args.next().as_deref() {
         None => {}
         Some("--version" | "-V") => {
@@ -24,9 +30,14 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::from(2);
         }
     }
-    let bundle = std::env::current_exe()
-        .ok()
-        .and_then(|e| timb_launcher::Layout::of_exe(&e));
+    let exe = std::env::current_exe().ok();
+    let bundle = exe.as_deref().and_then(timb_launcher::Layout::of_exe);
+    // The bundle's own fonts, set while this is the only thread.
+    if let Some(version_dir) = exe.as_deref().and_then(std::path::Path::parent) {
+        if bundle.is_some() {
+            timb::fonts::use_bundled(version_dir);
+        }
+    }
     // First, while this is the only thread, and before the sandbox forbids running
     // programs: the helper that starts the bundle again for "Restart to update".
     if let Some(bundle) = &bundle {

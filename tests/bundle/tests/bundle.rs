@@ -84,18 +84,32 @@ struct Bundle {
     dir: PathBuf,
     /// The Linux archive.
     archive: PathBuf,
-    /// The Windows archive, built by the same `cargo xtask bundle`.
-    windows: PathBuf,
+    /// The Windows archive, built by the same `cargo xtask bundle` when asked for.
+    windows: Option<PathBuf>,
     version: String,
 }
 
-/// Builds the signed bundles (Linux and Windows: what `cargo xtask bundle` builds here)
-/// once for all tests.
+/// Why the Windows tests are `#[ignore]`d by default (`cargo xtask test` runs them with
+/// `TIMB_WINDOWS_BUNDLE=1`).
+const WINDOWS_ONLY_WHEN_ASKED: &str = "the Windows bundle: another release build, run with TIMB_WINDOWS_BUNDLE=1 (#13: not yet within CI's 60 minutes)";
+
+/// Whether this run builds and tests the Windows bundle too.
+fn with_windows() -> bool {
+    std::env::var_os("TIMB_WINDOWS_BUNDLE").is_some_and(|v| v == "1")
+}
+
+/// Builds the signed bundles once for all tests: Linux, and Windows when asked for
+/// (`cargo xtask bundle` with no `--target` builds both).
 fn bundle() -> &'static Bundle {
     static B: OnceLock<Bundle> = OnceLock::new();
     B.get_or_init(|| {
         let dir = scratch("signed");
-        let out = run_ok(xtask().args(["bundle", "--out"]).arg(&dir));
+        let mut cmd = xtask();
+        cmd.args(["bundle", "--out"]).arg(&dir);
+        if !with_windows() {
+            cmd.args(["--target", "linux-x86_64"]);
+        }
+        let out = run_ok(&mut cmd);
         let printed = String::from_utf8(out.stdout).unwrap();
         let find = |suffix: &str| {
             let p = printed
@@ -107,9 +121,13 @@ fn bundle() -> &'static Bundle {
             p
         };
         let archive = find("-linux-x86_64.tar.xz");
-        let windows = find("-windows-x86_64.zip");
+        let windows = with_windows().then(|| find("-windows-x86_64.zip"));
         let stderr = String::from_utf8_lossy(&out.stderr);
-        for loud in ["LOCAL DEVELOPMENT KEY", "LOCAL DEVELOPMENT Authenticode"] {
+        let mut loud = vec!["LOCAL DEVELOPMENT KEY"];
+        if with_windows() {
+            loud.push("LOCAL DEVELOPMENT Authenticode");
+        }
+        for loud in loud {
             assert!(
                 stderr.contains(loud),
                 "a development-signed bundle must say so loudly ({loud}):\n{stderr}"
@@ -200,10 +218,20 @@ fn rebuilding_elsewhere_gives_the_same_bytes() {
 /// The Windows bundle as the Linux one: rebuilt elsewhere, its published exes' Authenticode
 /// signatures stripped, the same bytes.
 #[test]
+#[ignore = "the Windows bundle: another release build, run with TIMB_WINDOWS_BUNDLE=1 (#13: not yet within CI's 60 minutes)"]
 fn rebuilding_the_windows_bundle_elsewhere_gives_the_same_bytes() {
-    let b = bundle();
+    let (b, windows) = windows_bundle();
     let bin = format!("timb-{v}-windows-x86_64/app/{v}/timb.exe", v = b.version);
-    rebuild_and_compare(&b.windows, "rebuild-windows", &bin, false);
+    rebuild_and_compare(windows, "rebuild-windows", &bin, false);
+}
+
+/// The bundles, with the Windows one; a clear failure when a Windows test runs without it.
+fn windows_bundle() -> (&'static Bundle, &'static Path) {
+    let b = bundle();
+    let w = b.windows.as_deref().unwrap_or_else(|| {
+        panic!("this test needs TIMB_WINDOWS_BUNDLE=1 ({WINDOWS_ONLY_WHEN_ASKED})")
+    });
+    (b, w)
 }
 
 /// `cargo xtask verify` of `archive` from a copy of the source elsewhere, under another zone,
@@ -370,9 +398,11 @@ fn stock_minisign_verifies_our_signatures() {
     let b = bundle();
     for f in [
         b.archive.clone(),
-        b.windows.clone(),
         b.dir.join("sha256sums-unsigned-build.txt"),
-    ] {
+    ]
+    .into_iter()
+    .chain(b.windows.clone())
+    {
         let out = run_ok(
             Command::new("minisign")
                 .arg("-Vm")
@@ -483,6 +513,9 @@ fn the_bundle_runs_from_any_folder() {
         "app/current",
         &format!("app/{}/timb", b.version),
         &format!("app/{}/LICENSES/THIRD-PARTY.txt", b.version),
+        &format!("app/{}/LICENSES/fonts-noto.txt", b.version),
+        &format!("app/{}/fonts/NotoSans-Regular.ttf", b.version),
+        &format!("app/{}/fonts/NotoSansArabic-Bold.ttf", b.version),
     ] {
         assert!(top.join(f).is_file(), "{f} missing from the bundle");
     }
@@ -576,17 +609,39 @@ fn the_bundle_runs_from_any_folder() {
 
     // The window opens under a real X server and draws something.
     let shot = scratch("screenshot").join("timb-main.png");
+    let mut app = Command::new(top.join("timb"));
+    app.env_remove("WAYLAND_DISPLAY");
+    let (found, colours) = show_window(&mut app, &shot, || {});
+    assert!(found, "no window titled 'timb' appeared");
+    // The messenger told the launcher its window appeared (no fallback will be counted).
+    assert_eq!(
+        std::fs::read_to_string(top.join("update/started"))
+            .unwrap_or_default()
+            .trim(),
+        b.version,
+        "the window appeared but the bundle did not record the start"
+    );
+    // A blank (or all-black) screen has one colour; text and buttons have many.
+    assert!(
+        colours > 16,
+        "the screenshot looks blank ({colours} colours): {shot:?}"
+    );
+    let keep = target_dir().join("bundle-screenshot.png");
+    let _ = std::fs::create_dir_all(keep.parent().unwrap());
+    let _ = std::fs::copy(&shot, keep);
+}
+
+/// Starts `app` on a fresh Xvfb, waits up to 30 s for a window titled `timb`, then takes
+/// a screenshot into `shot`; `stop` runs after the app is killed (wine's server). Whether the
+/// window appeared, and how many colours the screenshot has (0 if none was taken).
+fn show_window(app: &mut Command, shot: &Path, stop: impl FnOnce()) -> (bool, u32) {
     let display = format!(":{}", 90 + std::process::id() % 100);
     let mut xvfb = Command::new("Xvfb")
         .args([&display, "-screen", "0", "800x600x24", "-nolisten", "tcp"])
         .spawn()
         .unwrap();
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let mut app = Command::new(top.join("timb"))
-        .env("DISPLAY", &display)
-        .env_remove("WAYLAND_DISPLAY")
-        .spawn()
-        .unwrap();
+    let mut app = app.env("DISPLAY", &display).spawn().unwrap();
     let mut found = false;
     for _ in 0..60 {
         std::thread::sleep(std::time::Duration::from_millis(500));
@@ -601,41 +656,29 @@ fn the_bundle_runs_from_any_folder() {
         }
     }
     std::thread::sleep(std::time::Duration::from_secs(2));
-    let capture = Command::new("import")
+    let captured = Command::new("import")
         .args(["-window", "root"])
-        .arg(&shot)
+        .arg(shot)
         .env("DISPLAY", &display)
-        .status();
+        .status()
+        .is_ok_and(|s| s.success());
     let colours = Command::new("identify")
         .args(["-format", "%k"])
-        .arg(&shot)
+        .arg(shot)
         .output();
     let _ = app.kill();
     let _ = app.wait();
+    stop();
     let _ = xvfb.kill();
     let _ = xvfb.wait();
-    assert!(found, "no window titled 'timb' appeared");
-    // The messenger told the launcher its window appeared (no fallback will be counted).
-    assert_eq!(
-        std::fs::read_to_string(top.join("update/started"))
-            .unwrap_or_default()
-            .trim(),
-        b.version,
-        "the window appeared but the bundle did not record the start"
-    );
-    assert!(capture.unwrap().success(), "screenshot failed");
-    let colours: u32 = String::from_utf8_lossy(&colours.unwrap().stdout)
-        .trim()
-        .parse()
-        .unwrap_or(0);
-    // A blank (or all-black) screen has one colour; text and buttons have many.
-    assert!(
-        colours > 16,
-        "the screenshot looks blank ({colours} colours): {shot:?}"
-    );
-    let keep = target_dir().join("bundle-screenshot.png");
-    let _ = std::fs::create_dir_all(keep.parent().unwrap());
-    let _ = std::fs::copy(&shot, keep);
+    let colours = match colours {
+        Ok(o) if captured => String::from_utf8_lossy(&o.stdout)
+            .trim()
+            .parse()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    (found, colours)
 }
 
 #[test]
@@ -1054,10 +1097,11 @@ fn authenticode_verifies(exe: &Path) -> bool {
 /// Both Windows exes carry an Authenticode signature that osslsigncode accepts and a flipped
 /// byte breaks; stripped, each is the unsigned exe the sums file lists.
 #[test]
+#[ignore = "the Windows bundle: another release build, run with TIMB_WINDOWS_BUNDLE=1 (#13: not yet within CI's 60 minutes)"]
 fn the_windows_exes_are_authenticode_signed_and_strip_to_the_unsigned_build() {
-    let b = bundle();
+    let (b, windows) = windows_bundle();
     let d = scratch("authenticode");
-    extract(&b.windows, &d);
+    extract(windows, &d);
     let top = d.join(format!("timb-{}-windows-x86_64", b.version));
     let sums = std::fs::read_to_string(b.dir.join("sha256sums-unsigned-build.txt")).unwrap();
     let listed = |name: &str| {
@@ -1145,16 +1189,18 @@ fn files_under(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
 }
 
 /// The Windows bundle under wine, unpacked into a folder with a non-ASCII name: the launcher
-/// starts the app, which prints its version; nothing is written to the wine user's folders.
+/// starts the app, which prints its version, then opens its window; nothing is written to
+/// the wine user's folders.
 #[test]
+#[ignore = "the Windows bundle: another release build, run with TIMB_WINDOWS_BUNDLE=1 (#13: not yet within CI's 60 minutes)"]
 fn the_windows_bundle_runs_under_wine() {
-    let b = bundle();
+    let (b, windows) = windows_bundle();
     let d = scratch("wine");
     let env = wine_prefix(&d);
     let home = d.join("prefix/drive_c/users");
     let before = files_under(&home);
     let place = d.join("Ünïcødé مجلد");
-    extract(&b.windows, &place);
+    extract(windows, &place);
     let top = place.join(format!("timb-{}-windows-x86_64", b.version));
     let out = run_ok(
         Command::new("wine")
@@ -1167,6 +1213,30 @@ fn the_windows_bundle_runs_under_wine() {
         text.contains(&format!("timb {}", b.version)),
         "wine timb.exe --version printed:\n{text}\n{}",
         String::from_utf8_lossy(&out.stderr)
+    );
+
+    // The window, drawn with the bundle's own fonts (the prefix has none: without them
+    // slint's renderer panicked), and the start recorded beside the exe.
+    let shot = target_dir().join("bundle-screenshot-windows.png");
+    let mut app = Command::new("wine");
+    app.arg(top.join("timb.exe")).envs(env.clone());
+    let (found, colours) = show_window(&mut app, &shot, || {
+        let _ = Command::new("wineserver")
+            .arg("-k")
+            .envs(env.clone())
+            .status();
+    });
+    assert!(found, "no window titled 'timb' appeared under wine");
+    assert!(
+        colours > 16,
+        "the wine screenshot looks blank ({colours} colours): {shot:?}"
+    );
+    assert_eq!(
+        std::fs::read_to_string(top.join("update/started"))
+            .unwrap_or_default()
+            .trim(),
+        b.version,
+        "the window appeared but the bundle did not record the start"
     );
     let after = files_under(&home);
     let new: Vec<_> = after.difference(&before).collect();

@@ -130,21 +130,9 @@ fn authenticode_sign_zip(
     util::remove_dir(&work)?;
     std::fs::create_dir_all(&work)?;
     let signed = work.join("signed.zip");
-    let mut n = 0;
-    package::archive::rewrite_zip(zip, &signed, |path, data| {
-        if !path.ends_with(".exe") {
-            return Ok(data);
-        }
-        n += 1;
-        let (unsigned, out) = (
-            work.join(format!("{n}.exe")),
-            work.join(format!("{n}.signed.exe")),
-        );
-        std::fs::write(&unsigned, &data)?;
-        cs.sign(&unsigned, &out)?;
-        sign::authenticode::verify(&out, &cs.cert)?;
-        eprintln!("    Authenticode: {path}");
-        Ok(std::fs::read(&out)?)
+    let n = map_exes(zip, &signed, &work, |unsigned, out| {
+        cs.sign(unsigned, out)?;
+        sign::authenticode::verify(out, &cs.cert)
     })?;
     if n == 0 {
         bail!("the {target} bundle holds no .exe to sign");
@@ -160,18 +148,30 @@ fn authenticode_sign_zip(
 
 /// `zip` with every exe's Authenticode signature removed: the unsigned build's zip.
 pub fn strip_zip(zip: &Path, out: &Path, work: &Path) -> Result<()> {
+    map_exes(zip, out, work, sign::authenticode::strip).map(drop)
+}
+
+/// Writes `zip` again into `out` with each `.exe` replaced by what `f(exe, into)` writes
+/// (through files in `work`, for osslsigncode); returns how many exes there were.
+fn map_exes(
+    zip: &Path,
+    out: &Path,
+    work: &Path,
+    f: impl Fn(&Path, &Path) -> Result<()>,
+) -> Result<usize> {
     let mut n = 0;
     package::archive::rewrite_zip(zip, out, |path, data| {
         if !path.ends_with(".exe") {
             return Ok(data);
         }
         n += 1;
-        let (signed, stripped) = (
-            work.join(format!("s{n}.exe")),
-            work.join(format!("u{n}.exe")),
+        let (from, to) = (
+            work.join(format!("{n}.exe")),
+            work.join(format!("{n}.out.exe")),
         );
-        std::fs::write(&signed, &data)?;
-        sign::authenticode::strip(&signed, &stripped)?;
-        Ok(std::fs::read(&stripped)?)
-    })
+        std::fs::write(&from, &data)?;
+        f(&from, &to).with_context(|| path.to_string())?;
+        Ok(std::fs::read(&to)?)
+    })?;
+    Ok(n)
 }

@@ -105,7 +105,32 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         );
     }
     entries.extend(shipped);
+    // The fonts timb loads (app/timb/src/fonts.rs), and their licence beside the others.
+    let fonts = s
+        .deps
+        .get("fonts")
+        .context("a bundle needs the fonts project")?;
+    entries.push(Entry::dir(format!("{vdir}/fonts/"), 0o755));
+    let mut font_files: Vec<_> = std::fs::read_dir(fonts.dir.join("fonts"))
+        .context("reading the fonts project's output")?
+        .collect::<std::io::Result<_>>()?;
+    font_files.sort_by_key(|e| e.file_name());
+    let mut font_licence = None;
+    for f in font_files {
+        let name = f.file_name().to_string_lossy().into_owned();
+        let data = std::fs::read(f.path())?;
+        if name.ends_with(".ttf") {
+            entries.push(Entry::file(format!("{vdir}/fonts/{name}"), 0o644, data));
+        } else if name == "LICENSE-fonts-noto.txt" {
+            font_licence = Some(data);
+        }
+    }
     entries.push(Entry::dir(format!("{vdir}/LICENSES/"), 0o755));
+    entries.push(Entry::file(
+        format!("{vdir}/LICENSES/fonts-noto.txt"),
+        0o644,
+        font_licence.context("the fonts come without their licence")?,
+    ));
     entries.push(Entry {
         path: format!("{vdir}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,

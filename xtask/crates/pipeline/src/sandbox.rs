@@ -12,8 +12,10 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+#[derive(Clone)]
 pub struct Sandbox {
-    /// Cargo target directory bound at /build/target (kept between builds).
+    /// Cargo target directory bound at /build/target (kept between builds), one folder per
+    /// target under it ([`Sandbox::for_target`]).
     pub target_dir: PathBuf,
     pub cargo_home: PathBuf,
     pub toolchain: PathBuf,
@@ -43,6 +45,17 @@ impl Sandbox {
             faketime: None,
             rootfs: None,
         })
+    }
+
+    /// The sandbox a step for `target` runs in: its own cargo target directory. Builds for
+    /// two targets share no cargo state, so neither's output depends on whether the other
+    /// was built first (the Windows build sets RUSTC_BOOTSTRAP, which reruns build scripts,
+    /// proc-macro2's among them, that then write their outputs differently).
+    pub fn for_target(&self, target: &str) -> Sandbox {
+        Sandbox {
+            target_dir: self.target_dir.join(target),
+            ..self.clone()
+        }
     }
 
     /// What the build id records about the environment a step runs in.
@@ -153,14 +166,22 @@ impl Sandbox {
             // rustc deadlocks at start-up under libfaketime (its jemalloc and
             // libfaketime's dlsym wait on each other), so rustc alone, and
             // the linker it runs, keep the real clock. cargo, build scripts,
-            // configure, make and the C compiler all see the moved one.
+            // configure, make and the C compiler all see the moved one. Both
+            // ways rustc is started go through the wrapper: cargo's
+            // (RUSTC_WRAPPER) and build scripts' own `$RUSTC --version`
+            // (RUSTC; proc-macro2's and thiserror's hung there).
             let wrapper = build_root.join(".rustc-real-clock");
             std::fs::write(&wrapper, "#!/bin/sh\nunset LD_PRELOAD\nexec \"$@\"\n")?;
-            std::fs::set_permissions(
-                &wrapper,
-                std::os::unix::fs::PermissionsExt::from_mode(0o755),
+            let rustc = build_root.join(".rustc-real-clock-rustc");
+            std::fs::write(
+                &rustc,
+                "#!/bin/sh\nunset LD_PRELOAD\nexec /toolchain/bin/rustc \"$@\"\n",
             )?;
+            for f in [&wrapper, &rustc] {
+                std::fs::set_permissions(f, std::os::unix::fs::PermissionsExt::from_mode(0o755))?;
+            }
             cmd.args(["--setenv", "RUSTC_WRAPPER", "/build/.rustc-real-clock"]);
+            cmd.args(["--setenv", "RUSTC", "/build/.rustc-real-clock-rustc"]);
         }
         // Shows (and lets the reproducibility test check) that the clock moved.
         let clock = if self.faketime.is_some() {

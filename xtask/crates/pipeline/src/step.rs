@@ -140,7 +140,8 @@ fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         }
         None => None,
     };
-    env.sandbox
+    let sandbox = env.sandbox.for_target(s.target);
+    sandbox
         .run_script(
             &build_root,
             script,
@@ -151,7 +152,7 @@ fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .with_context(|| format!("building {}", def.name))?;
     for o in &def.build.outputs {
         let rel = expand_vars(o, &vars);
-        let host = env.sandbox.host_path(&build_root, &rel)?;
+        let host = sandbox.host_path(&build_root, &rel)?;
         let name = Path::new(&rel)
             .file_name()
             .with_context(|| format!("output {rel} has no file name"))?;
