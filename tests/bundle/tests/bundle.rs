@@ -613,14 +613,7 @@ fn the_bundle_runs_from_any_folder() {
     app.env_remove("WAYLAND_DISPLAY");
     let (found, colours) = show_window(&mut app, &shot, || {});
     assert!(found, "no window titled 'timb' appeared");
-    // The messenger told the launcher its window appeared (no fallback will be counted).
-    assert_eq!(
-        std::fs::read_to_string(top.join("update/started"))
-            .unwrap_or_default()
-            .trim(),
-        b.version,
-        "the window appeared but the bundle did not record the start"
-    );
+    assert_start_recorded(&top, &b.version);
     // A blank (or all-black) screen has one colour; text and buttons have many.
     assert!(
         colours > 16,
@@ -629,6 +622,18 @@ fn the_bundle_runs_from_any_folder() {
     let keep = target_dir().join("bundle-screenshot.png");
     let _ = std::fs::create_dir_all(keep.parent().unwrap());
     let _ = std::fs::copy(&shot, keep);
+}
+
+/// The messenger told the launcher of the bundle at `top` that its window appeared (no
+/// fallback will be counted).
+fn assert_start_recorded(top: &Path, version: &str) {
+    assert_eq!(
+        std::fs::read_to_string(top.join("update/started"))
+            .unwrap_or_default()
+            .trim(),
+        version,
+        "the window appeared but the bundle did not record the start"
+    );
 }
 
 /// Starts `app` on a fresh Xvfb, waits up to 30 s for a window titled `timb`, then takes
@@ -1171,7 +1176,8 @@ fn wine_prefix(dir: &Path) -> Vec<(&'static str, std::ffi::OsString)> {
     env
 }
 
-/// Every file under `dir`, by path relative to it.
+/// Every file under `dir`, by path relative to it. Not `home_tree`: wine links the user's
+/// folders (Desktop, Documents) to the Unix home, and this does not follow links.
 fn files_under(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
     let mut out = std::collections::BTreeSet::new();
     let mut stack = vec![dir.to_path_buf()];
@@ -1231,13 +1237,7 @@ fn the_windows_bundle_runs_under_wine() {
         colours > 16,
         "the wine screenshot looks blank ({colours} colours): {shot:?}"
     );
-    assert_eq!(
-        std::fs::read_to_string(top.join("update/started"))
-            .unwrap_or_default()
-            .trim(),
-        b.version,
-        "the window appeared but the bundle did not record the start"
-    );
+    assert_start_recorded(&top, &b.version);
     let after = files_under(&home);
     let new: Vec<_> = after.difference(&before).collect();
     assert!(
