@@ -106,10 +106,110 @@ fn restrict_tree(dir: &Path, depth: usize) -> io::Result<()> {
     Ok(())
 }
 
-/// Windows has no modes: the profile takes the ACL of the folder the bundle is in.
-#[cfg(not(unix))]
+/// Windows has no modes: the profile folder gets an access list of its own instead
+/// ([`acl::owner_only`]), which everything inside inherits.
+#[cfg(windows)]
+fn restrict_tree(dir: &Path, _: usize) -> io::Result<()> {
+    acl::owner_only(dir)
+}
+
+#[cfg(not(any(unix, windows)))]
 fn restrict_tree(_: &Path, _: usize) -> io::Result<()> {
     Ok(())
+}
+
+#[cfg(windows)]
+mod acl {
+    use std::io;
+    use std::os::windows::ffi::OsStrExt;
+    use std::path::Path;
+    use std::ptr::{null, null_mut};
+
+    use windows_sys::Win32::Foundation::{
+        CloseHandle, LocalFree, ERROR_INVALID_FUNCTION, ERROR_NOT_SUPPORTED, ERROR_SUCCESS,
+        GENERIC_ALL, HANDLE,
+    };
+    use windows_sys::Win32::Security::Authorization::{
+        SetEntriesInAclW, SetNamedSecurityInfoW, EXPLICIT_ACCESS_W, NO_MULTIPLE_TRUSTEE,
+        SET_ACCESS, SE_FILE_OBJECT, TRUSTEE_IS_SID, TRUSTEE_IS_USER, TRUSTEE_W,
+    };
+    use windows_sys::Win32::Security::{
+        GetTokenInformation, TokenUser, ACL, DACL_SECURITY_INFORMATION,
+        PROTECTED_DACL_SECURITY_INFORMATION, SUB_CONTAINERS_AND_OBJECTS_INHERIT, TOKEN_QUERY,
+        TOKEN_USER,
+    };
+    use windows_sys::Win32::System::Threading::{GetCurrentProcess, OpenProcessToken};
+
+    /// Replaces `dir`'s access list with a single entry, full access for the user running
+    /// timb, inherited by everything inside and protected from the folders above: the
+    /// administrators and other users the bundle's folder may grant lose access to the
+    /// profile, as with mode 0700 on Linux. A file system without access lists (a FAT USB
+    /// stick) cannot protect it at all; README says so, and timb runs anyway.
+    pub fn owner_only(dir: &Path) -> io::Result<()> {
+        let mut token: HANDLE = null_mut();
+        // SAFETY: the current-process pseudo handle and an out pointer.
+        if unsafe { OpenProcessToken(GetCurrentProcess(), TOKEN_QUERY, &mut token) } == 0 {
+            return Err(io::Error::last_os_error());
+        }
+        // TOKEN_USER and the SID it points to; 8-aligned, larger than any SID needs.
+        let mut buf = [0u64; 64];
+        let mut len = 0u32;
+        // SAFETY: the token opened above and a writable buffer of the stated size.
+        let ok = unsafe {
+            GetTokenInformation(
+                token,
+                TokenUser,
+                buf.as_mut_ptr().cast(),
+                std::mem::size_of_val(&buf) as u32,
+                &mut len,
+            )
+        };
+        let err = io::Error::last_os_error();
+        // SAFETY: the token opened above, closed once.
+        unsafe { CloseHandle(token) };
+        if ok == 0 {
+            return Err(err);
+        }
+        // SAFETY: GetTokenInformation(TokenUser) filled the buffer with a TOKEN_USER.
+        let user = unsafe { &*(buf.as_ptr() as *const TOKEN_USER) };
+        let entry = EXPLICIT_ACCESS_W {
+            grfAccessPermissions: GENERIC_ALL,
+            grfAccessMode: SET_ACCESS,
+            grfInheritance: SUB_CONTAINERS_AND_OBJECTS_INHERIT,
+            Trustee: TRUSTEE_W {
+                pMultipleTrustee: null_mut(),
+                MultipleTrusteeOperation: NO_MULTIPLE_TRUSTEE,
+                TrusteeForm: TRUSTEE_IS_SID,
+                TrusteeType: TRUSTEE_IS_USER,
+                ptstrName: user.User.Sid.cast(),
+            },
+        };
+        let mut acl: *mut ACL = null_mut();
+        // SAFETY: one entry whose SID lives in `buf`; the new list is freed below.
+        let e = unsafe { SetEntriesInAclW(1, &entry, null(), &mut acl) };
+        if e != ERROR_SUCCESS {
+            return Err(io::Error::from_raw_os_error(e as i32));
+        }
+        let wide: Vec<u16> = dir.as_os_str().encode_wide().chain([0]).collect();
+        // SAFETY: a NUL-terminated path and the list made above; only the DACL is set.
+        let e = unsafe {
+            SetNamedSecurityInfoW(
+                wide.as_ptr(),
+                SE_FILE_OBJECT,
+                DACL_SECURITY_INFORMATION | PROTECTED_DACL_SECURITY_INFORMATION,
+                null_mut(),
+                null_mut(),
+                acl,
+                null(),
+            )
+        };
+        // SAFETY: allocated by SetEntriesInAclW with LocalAlloc, freed once.
+        unsafe { LocalFree(acl.cast()) };
+        match e {
+            ERROR_SUCCESS | ERROR_NOT_SUPPORTED | ERROR_INVALID_FUNCTION => Ok(()),
+            e => Err(io::Error::from_raw_os_error(e as i32)),
+        }
+    }
 }
 
 fn create_private_dir(p: &Path) -> io::Result<()> {
