@@ -16,6 +16,13 @@ pub type otrl_instag_t = c_uint;
 pub type OtrlPolicy = c_uint;
 pub type OtrlUserState = *mut s_OtrlUserState;
 
+/// C's stdio stream, opaque: the `*_FILEp` functions take one the caller opened (timb opens
+/// them itself so that a Windows path is passed as UTF-16, not in the ANSI code page).
+#[repr(C)]
+pub struct FILE {
+    _opaque: [u8; 0],
+}
+
 pub const OTRL_VERSION_MAJOR: c_uint = 4;
 pub const OTRL_VERSION_MINOR: c_uint = 1;
 pub const OTRL_VERSION_SUB: c_uint = 1;
@@ -285,6 +292,27 @@ extern "C" {
     pub fn otrl_privkey_write_fingerprints(
         us: OtrlUserState,
         filename: *const c_char,
+    ) -> gcry_error_t;
+
+    pub fn otrl_privkey_read_FILEp(us: OtrlUserState, privf: *mut FILE) -> gcry_error_t;
+    /// `privf` must be open for reading and writing: libotr rewrites every key in it.
+    pub fn otrl_privkey_generate_finish_FILEp(
+        us: OtrlUserState,
+        newkey: *mut c_void,
+        privf: *mut FILE,
+    ) -> gcry_error_t;
+    pub fn otrl_privkey_read_fingerprints_FILEp(
+        us: OtrlUserState,
+        storef: *mut FILE,
+        add_app_data: AddAppData,
+        data: *mut c_void,
+    ) -> gcry_error_t;
+    pub fn otrl_instag_read_FILEp(us: OtrlUserState, instf: *mut FILE) -> gcry_error_t;
+    pub fn otrl_instag_generate_FILEp(
+        us: OtrlUserState,
+        instf: *mut FILE,
+        accountname: *const c_char,
+        protocol: *const c_char,
     ) -> gcry_error_t;
 
     pub fn otrl_instag_read(us: OtrlUserState, filename: *const c_char) -> gcry_error_t;

@@ -608,13 +608,13 @@ unsafe extern "C" fn create_instag(op: *mut c_void, account: *const c_char, prot
     // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
     let st = unsafe { shared(op) };
     with(st, (), |s| {
-        let Ok(path) = store::prepare_private_file(&s.paths.instags) else {
+        let Ok(f) = store::open_private_file(&s.paths.instags, true) else {
             s.store_error = true;
             return;
         };
-        // SAFETY: valid userstate and NUL-terminated strings from libotr.
-        let err = unsafe { sys::otrl_instag_generate(s.us, path.as_ptr(), account, proto) };
-        if err != 0 {
+        // SAFETY: valid userstate, an open stream and NUL-terminated strings from libotr.
+        let err = unsafe { sys::otrl_instag_generate_FILEp(s.us, f.as_ptr(), account, proto) };
+        if err != 0 || f.close().is_err() {
             s.store_error = true;
         }
     })

@@ -222,13 +222,18 @@ impl OtrSession {
             if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
                 continue;
             }
-            let c = store::prepare_private_file(path)?;
-            // SAFETY: valid userstate and path.
+            let f = store::open_private_file(path, false)?;
+            // SAFETY: valid userstate and an open stream.
             let err = unsafe {
                 match what {
-                    0 => sys::otrl_privkey_read(us, c.as_ptr()),
-                    1 => sys::otrl_instag_read(us, c.as_ptr()),
-                    _ => sys::otrl_privkey_read_fingerprints(us, c.as_ptr(), None, ptr::null_mut()),
+                    0 => sys::otrl_privkey_read_FILEp(us, f.as_ptr()),
+                    1 => sys::otrl_instag_read_FILEp(us, f.as_ptr()),
+                    _ => sys::otrl_privkey_read_fingerprints_FILEp(
+                        us,
+                        f.as_ptr(),
+                        None,
+                        ptr::null_mut(),
+                    ),
                 }
             };
             if err != 0 {
@@ -381,10 +386,14 @@ impl OtrSession {
                 .unwrap_or(u32::MAX);
             let us = self.us();
             let state = if calc == 0 {
-                let finished = store::prepare_private_file(&self.sh().paths.privkey).map(|path| {
-                    // SAFETY: the calculation thread has been joined; newkey is consumed here.
-                    unsafe { sys::otrl_privkey_generate_finish(us, k.newkey, path.as_ptr()) }
-                });
+                let finished =
+                    store::open_private_file(&self.sh().paths.privkey, true).and_then(|f| {
+                        // SAFETY: the calculation thread has been joined; newkey is consumed here.
+                        let err = unsafe {
+                            sys::otrl_privkey_generate_finish_FILEp(us, k.newkey, f.as_ptr())
+                        };
+                        f.close().map(|()| err)
+                    });
                 match finished {
                     Ok(0) => match self.fingerprint(k.account) {
                         Some(fingerprint) => KeyGenState::Done { fingerprint },

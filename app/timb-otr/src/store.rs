@@ -1,14 +1,12 @@
 //! Owner-only files for keys, instance tags and verified fingerprints.
 //!
-//! libotr opens its files with `fopen`, whose mode depends on the process umask; each file
-//! is therefore created 0600 before libotr writes it (fopen "w" keeps an existing mode) and
-//! re-checked afterwards.
+//! timb opens the files libotr reads and writes (libotr's `*_FILEp` functions; see [`CFile`]
+//! for why), each created 0600 before it is opened (fopen "w" keeps an existing mode).
 //!
-//! On Windows there are no modes: files take the ACL of the folder they are in (the user's
-//! own folder where the bundle was unpacked grants only that user, SYSTEM and the
-//! administrators; a FAT-formatted USB stick has no ACLs at all). README says so.
+//! On Windows there are no modes: the files inherit the profile folder's access list, which
+//! timb sets to the user alone (app/timb/src/profile.rs); a FAT-formatted USB stick has no
+//! access lists at all. The bundle's README says so.
 
-use std::ffi::CString;
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 #[cfg(unix)]
@@ -16,6 +14,7 @@ use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use crate::OtrError;
+use libotr_sys as sys;
 
 pub(crate) struct Paths {
     pub dir: PathBuf,
@@ -107,8 +106,9 @@ pub(crate) fn storage(e: std::io::Error) -> OtrError {
     OtrError::Storage(e.kind().to_string())
 }
 
-/// Creates `path` 0600 if missing and forces 0600 if present, so libotr's write keeps it.
-pub(crate) fn prepare_private_file(path: &Path) -> Result<CString, OtrError> {
+/// Opens `path` for libotr (`write`: truncated, for reading and writing; else read-only),
+/// having created it 0600 if missing and forced 0600 if present, so libotr's write keeps it.
+pub(crate) fn open_private_file(path: &Path, write: bool) -> Result<CFile, OtrError> {
     let mut o = OpenOptions::new();
     o.create(true).append(true);
     #[cfg(unix)]
@@ -116,24 +116,79 @@ pub(crate) fn prepare_private_file(path: &Path) -> Result<CString, OtrError> {
     o.open(path).map_err(storage)?;
     #[cfg(unix)]
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(storage)?;
-    path_cstring(path)
+    CFile::open(path, write)
 }
 
-#[cfg(unix)]
-pub(crate) fn path_cstring(path: &Path) -> Result<CString, OtrError> {
-    use std::os::unix::ffi::OsStrExt;
-    CString::new(path.as_os_str().as_bytes()).map_err(|_| OtrError::Storage("path".into()))
+/// A C stdio stream over one of the profile's files, for libotr's `*_FILEp` functions,
+/// closed when dropped. timb opens it, not libotr: libotr's path functions call `fopen`,
+/// which on Windows reads the path in the ANSI code page, so a profile in a folder named in
+/// Arabic or Persian could not be opened there; `_wfopen` takes the path as UTF-16.
+pub(crate) struct CFile(*mut sys::FILE);
+
+extern "C" {
+    #[cfg(unix)]
+    fn fopen(path: *const std::ffi::c_char, mode: *const std::ffi::c_char) -> *mut sys::FILE;
+    #[cfg(windows)]
+    fn _wfopen(path: *const u16, mode: *const u16) -> *mut sys::FILE;
+    fn fclose(f: *mut sys::FILE) -> std::ffi::c_int;
 }
 
-/// libotr's `fopen` takes the path in the process's ANSI code page, which the Windows
-/// build's manifest sets to UTF-8 (`activeCodePage`), so any Unicode profile path works; a
-/// path that is not Unicode is refused here.
-#[cfg(windows)]
-pub(crate) fn path_cstring(path: &Path) -> Result<CString, OtrError> {
-    let text = path
-        .to_str()
-        .ok_or_else(|| OtrError::Storage("the profile path is not valid Unicode".into()))?;
-    CString::new(text).map_err(|_| OtrError::Storage("path".into()))
+impl CFile {
+    fn open(path: &Path, write: bool) -> Result<CFile, OtrError> {
+        let mode = if write { "w+b" } else { "rb" };
+        #[cfg(unix)]
+        let f = {
+            use std::ffi::CString;
+            use std::os::unix::ffi::OsStrExt;
+            let c = CString::new(path.as_os_str().as_bytes())
+                .map_err(|_| OtrError::Storage("path".into()))?;
+            let m = CString::new(mode).map_err(|_| OtrError::Storage("mode".into()))?;
+            // SAFETY: two NUL-terminated strings; fopen returns a stream or null.
+            unsafe { fopen(c.as_ptr(), m.as_ptr()) }
+        };
+        #[cfg(windows)]
+        let f = {
+            use std::os::windows::ffi::OsStrExt;
+            let wide = |s: &std::ffi::OsStr| -> Result<Vec<u16>, OtrError> {
+                let w: Vec<u16> = s.encode_wide().collect();
+                if w.contains(&0) {
+                    return Err(OtrError::Storage("path".into()));
+                }
+                Ok(w.into_iter().chain([0]).collect())
+            };
+            let (p, m) = (wide(path.as_os_str())?, wide(mode.as_ref())?);
+            // SAFETY: two NUL-terminated UTF-16 strings; _wfopen returns a stream or null.
+            unsafe { _wfopen(p.as_ptr(), m.as_ptr()) }
+        };
+        if f.is_null() {
+            return Err(storage(std::io::Error::last_os_error()));
+        }
+        Ok(CFile(f))
+    }
+
+    pub(crate) fn as_ptr(&self) -> *mut sys::FILE {
+        self.0
+    }
+
+    /// Closes a stream that was written, reporting what `fclose` could not flush (a full disk).
+    pub(crate) fn close(self) -> Result<(), OtrError> {
+        let f = self.0;
+        std::mem::forget(self);
+        // SAFETY: the stream this CFile opened; forgotten above, so closed once.
+        if unsafe { fclose(f) } != 0 {
+            return Err(storage(std::io::Error::last_os_error()));
+        }
+        Ok(())
+    }
+}
+
+impl Drop for CFile {
+    fn drop(&mut self) {
+        // SAFETY: a stream this CFile opened and nothing else closes.
+        unsafe {
+            fclose(self.0);
+        }
+    }
 }
 
 /// Replaces `path` atomically with `contents`, owner-only.
