@@ -47,7 +47,7 @@ fn crates_pinned(root: &Path) -> Result<usize> {
         .context("Cargo.lock lists no packages")?;
     for p in packages {
         let Some(source) = p.get("source").and_then(|s| s.as_str()) else {
-            continue; // a workspace member
+            continue; // ours or third_party/'s: in the repository itself
         };
         let name = p.get("name").and_then(|v| v.as_str()).unwrap_or("?");
         let pinned = if source.starts_with("registry+") {

@@ -184,9 +184,17 @@ pub fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<
         .iter()
         .filter_map(|n| Some((n["id"].as_str()?, n)))
         .collect();
+    // Ours: the workspace's members. A patched crate in third_party/ has no source either,
+    // and its licence is shipped like any other third-party crate's.
+    let ours: std::collections::BTreeSet<&str> = meta["workspace_members"]
+        .as_array()
+        .context("cargo metadata has no workspace members")?
+        .iter()
+        .filter_map(|m| m.as_str())
+        .collect();
     let start = packages
         .iter()
-        .find(|(_, p)| p["name"] == package && p["source"].is_null())
+        .find(|(id, p)| p["name"] == package && ours.contains(*id))
         .map(|(id, _)| *id)
         .with_context(|| format!("package {package} not found"))?;
     // Walk normal (not build or dev) dependencies: what ends up in the binary.
@@ -215,7 +223,7 @@ pub fn third_party_licences(root: &Path, package: &str, triple: &str) -> Result<
     let mut rows: Vec<(String, String)> = Vec::new();
     for id in &seen {
         let p = packages[id];
-        if p["source"].is_null() {
+        if ours.contains(id) {
             continue; // our own crates: GPL-3.0-or-later, LICENSE at the top
         }
         let name = format!(
