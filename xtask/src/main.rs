@@ -255,10 +255,10 @@ mod tests {
         let Some(Cmd::Verify(o)) = c.cmd else {
             panic!("not verify")
         };
-        assert_eq!(o.archive, PathBuf::from("a.tar.xz"));
+        assert_eq!(o.archives, [PathBuf::from("a.tar.xz")]);
         assert!(!o.no_rebuild && o.reuse_deps_from.is_some());
-        let c = parse(&["verify", "--no-rebuild", "a.tar.xz"]).unwrap();
-        assert!(matches!(c.cmd, Some(Cmd::Verify(o)) if o.no_rebuild));
+        let c = parse(&["verify", "--no-rebuild", "a.tar.xz", "b.zip"]).unwrap();
+        assert!(matches!(c.cmd, Some(Cmd::Verify(o)) if o.no_rebuild && o.archives.len() == 2));
         assert!(matches!(
             parse(&["test", "--inside-netns"]).unwrap().cmd,
             Some(Cmd::Test { inside_netns: true })
@@ -294,7 +294,6 @@ mod tests {
             &["bundle", "--frobnicate"][..],
             &["bundle", "--key"],
             &["verify"],
-            &["verify", "a", "b"],
             &["build"],
             &["build-unsigned"],
             &["bench", "nothing"],

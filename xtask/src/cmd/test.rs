@@ -59,13 +59,6 @@ pub const TEST_PACKAGES: &[&str] = &[
 /// The slow bundle tests run alone, after everything else.
 const BUNDLE_TESTS: &str = "timb-bundle-tests";
 
-/// Set to 1, the bundle tests build and test the Windows bundle too (tests/bundle reads it).
-const WINDOWS_BUNDLE_TESTS: &str = "TIMB_WINDOWS_BUNDLE";
-
-fn windows_bundle_tests() -> bool {
-    std::env::var_os(WINDOWS_BUNDLE_TESTS).is_some_and(|v| v == "1")
-}
-
 /// `inside_netns`: the second half, run by the first inside the namespace it made.
 pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     if inside_netns {
@@ -331,13 +324,6 @@ impl BundleTests {
         let mut cmd = Command::new(&exe);
         // Each step prints how long it took (see tests/bundle), into the log.
         cmd.args(["--test-threads=1", "--nocapture"]);
-        // The Windows bundle's tests are another release build and its rebuild: measured at
-        // ~75 minutes for a cold `.ci/run` with them (#13), past CI's 60, so they run only
-        // when asked for until the suite shares more of its builds.
-        if windows_bundle_tests() {
-            cmd.arg("--include-ignored");
-            eprintln!("    {WINDOWS_BUNDLE_TESTS}=1: the Windows bundle is built and tested too");
-        }
         let child = cmd
             .current_dir(root.join("tests/bundle"))
             .env("TIMB_XTASK_BIN", &xtask)

@@ -11,9 +11,10 @@ use timb_release::{ArchiveFormat, Keyring, SignatureKind};
 /// `cargo xtask verify`'s flags.
 #[derive(Debug, clap::Args)]
 pub struct Opts {
-    /// The bundle archive (its `.minisig` beside it)
-    #[arg(value_name = "ARCHIVE")]
-    pub archive: PathBuf,
+    /// The bundle archives (each with its `.minisig` beside it); several from one release
+    /// are rebuilt together, their targets at the same time
+    #[arg(value_name = "ARCHIVE", required = true)]
+    pub archives: Vec<PathBuf>,
     /// Check with this public key only (the policy still decides what is a release)
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<PathBuf>,
@@ -149,10 +150,6 @@ fn forget_packages(target: &Path, names: &[String]) -> Result<()> {
 }
 
 pub fn verify(root: &Path, o: &Opts) -> Result<()> {
-    let archive = o.archive.as_path();
-    if !archive.is_file() {
-        bail!("{} does not exist", archive.display());
-    }
     let target_dir = util::cargo_target_dir(root);
     let (policy, keys) = match &o.pubkey {
         // Only that key; the policy still decides whether its signature is a release one.
@@ -167,45 +164,71 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         }
         None => sign::trusted_keys(root, &target_dir)?,
     };
-    let checked = sign::check_signature(archive, &keys, &policy)?;
-    let signed = checked.body();
-    eprintln!(
-        "signature: GOOD ({} {} for {}, key {})",
-        signed.file(),
-        signed.version(),
-        signed.target(),
-        checked.signer()
-    );
-    match checked.kind() {
-        SignatureKind::Development => {
-            eprintln!("WARNING: signed with a LOCAL DEVELOPMENT KEY. This is not a release.")
+    let mut bundles = Vec::new();
+    for archive in &o.archives {
+        if !archive.is_file() {
+            bail!("{} does not exist", archive.display());
         }
-        SignatureKind::Release => eprintln!(
-            "release signature by {} (signing/policy.toml [bundle])",
-            keys.label(checked.signer()).unwrap_or("a listed key")
-        ),
+        let checked = sign::check_signature(archive, &keys, &policy)?;
+        let signed = checked.body().clone();
+        eprintln!(
+            "signature: GOOD ({} {} for {}, key {})",
+            signed.file(),
+            signed.version(),
+            signed.target(),
+            checked.signer()
+        );
+        match checked.kind() {
+            SignatureKind::Development => {
+                eprintln!("WARNING: signed with a LOCAL DEVELOPMENT KEY. This is not a release.")
+            }
+            SignatureKind::Release => eprintln!(
+                "release signature by {} (signing/policy.toml [bundle])",
+                keys.label(checked.signer()).unwrap_or("a listed key")
+            ),
+        }
+        bundles.push((archive.as_path(), signed));
     }
     if o.no_rebuild {
         return Ok(());
     }
 
-    let target = signed.target();
-    let zip = target.archive_format() == ArchiveFormat::Zip;
-    let files = if zip {
-        read_zip(archive).context("the archive is not a readable .zip")?
-    } else {
-        read_tar_xz(archive).context("the archive is not a readable .tar.xz")?
-    };
-    let top = signed.target().bundle_folder(signed.version());
-    let info_text = files
-        .get(&format!("{top}/BUILDINFO"))
-        .context("the bundle has no BUILDINFO: cannot know how to rebuild it")?;
-    let info: toml::Value =
-        toml::from_str(std::str::from_utf8(info_text)?).context("parsing BUILDINFO")?;
-    let sde = info
-        .get("source_date_epoch")
-        .and_then(|v| v.as_integer())
-        .context("BUILDINFO has no source_date_epoch")?;
+    // What each archive says about its build; one rebuild makes them all, so they must come
+    // from the same commit and SOURCE_DATE_EPOCH (the bundles of one release do).
+    let mut published = Vec::new();
+    for (archive, signed) in &bundles {
+        let zip = signed.target().archive_format() == ArchiveFormat::Zip;
+        let files = if zip {
+            read_zip(archive).context("the archive is not a readable .zip")?
+        } else {
+            read_tar_xz(archive).context("the archive is not a readable .tar.xz")?
+        };
+        let top = signed.target().bundle_folder(signed.version());
+        let info_text = files.get(&format!("{top}/BUILDINFO")).with_context(|| {
+            format!(
+                "{} has no BUILDINFO: cannot know how to rebuild it",
+                archive.display()
+            )
+        })?;
+        let info: toml::Value =
+            toml::from_str(std::str::from_utf8(info_text)?).context("parsing BUILDINFO")?;
+        let sde = info
+            .get("source_date_epoch")
+            .and_then(|v| v.as_integer())
+            .context("BUILDINFO has no source_date_epoch")?;
+        published.push((*archive, signed, zip, files, sde));
+    }
+    let (_, first, _, _, sde) = &published[0];
+    for (archive, signed, _, _, their_sde) in &published[1..] {
+        if their_sde != sde || signed.commit() != first.commit() {
+            bail!(
+                "{} is from another build than {} (commit or SOURCE_DATE_EPOCH differ): verify them one at a time",
+                archive.display(),
+                published[0].0.display()
+            );
+        }
+    }
+    let sde = *sde;
 
     let work = match &o.work {
         Some(w) => w.clone(),
@@ -216,10 +239,10 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     let src = match &o.source {
         Some(s) => s.clone(),
         None => {
-            let commit = signed.commit().exact().with_context(|| {
+            let commit = first.commit().exact().with_context(|| {
                 format!(
                     "the signature names no clean source commit ({}); give the source with --source DIR",
-                    signed.commit()
+                    first.commit()
                 )
             })?;
             let src = work.join("src");
@@ -242,8 +265,10 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     if let Some(from) = &o.reuse_deps_from {
         seed_dependencies(from, &target_dir, &src)?;
     }
+    let targets: Vec<&str> = published.iter().map(|p| p.1.target().name()).collect();
     eprintln!(
-        "rebuilding {target} from {} (target dir {}); a clean rebuild takes ~10-20 minutes on 2 cores",
+        "rebuilding {} from {} (target dir {}); a clean rebuild takes ~10-20 minutes on 2 cores",
+        targets.join(" and "),
         src.display(),
         target_dir.display()
     );
@@ -260,10 +285,11 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
             "xtask",
             "--",
             "build-unsigned",
-            "--target",
-            target.name(),
-            "--out",
-        ])
+        ]);
+    for t in &targets {
+        cmd.args(["--target", t]);
+    }
+    cmd.arg("--out")
         .arg(&rebuilt_out)
         .current_dir(&src)
         .env("SOURCE_DATE_EPOCH", sde.to_string())
@@ -276,6 +302,27 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         .env("LANG", "fr_FR.UTF-8");
     util::run(&mut cmd).context("the rebuild failed")?;
 
+    let mut differ = Vec::new();
+    for (archive, signed, zip, files, _) in published {
+        if !compare(archive, zip, files, &rebuilt_out, &work)? {
+            differ.push(signed.target().archive_name(signed.version()));
+        }
+    }
+    if !differ.is_empty() {
+        bail!("the rebuild differs from {}", differ.join(" and "));
+    }
+    Ok(())
+}
+
+/// Compares one published archive with its rebuild in `rebuilt_out`, printing MATCH or
+/// MISMATCH and what differs; whether they match.
+fn compare(
+    archive: &Path,
+    zip: bool,
+    files: std::collections::BTreeMap<String, Vec<u8>>,
+    rebuilt_out: &Path,
+    work: &Path,
+) -> Result<bool> {
     let name = archive
         .file_name()
         .and_then(|n| n.to_str())
@@ -305,7 +352,7 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     println!("rebuilt:   {got}  {}", rebuilt.display());
     if want == got {
         println!("MATCH");
-        return Ok(());
+        return Ok(true);
     }
     println!("MISMATCH");
     let (files, theirs) = if zip {
@@ -328,7 +375,7 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         println!("  only in the rebuild: {path}");
     }
     if util::have_command("diffoscope") {
-        let report = work.join("diffoscope.txt");
+        let report = work.join(format!("diffoscope-{name}.txt"));
         let _ = Command::new("diffoscope")
             .arg("--text")
             .arg(&report)
@@ -339,10 +386,7 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     } else {
         println!("(install diffoscope for a detailed report)");
     }
-    bail!(
-        "the rebuilt bundle differs from {}",
-        signed.target().archive_name(signed.version())
-    )
+    Ok(false)
 }
 
 #[cfg(test)]

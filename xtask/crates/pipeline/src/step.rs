@@ -32,8 +32,9 @@ pub struct StepCtx<'a> {
 
 /// One kind of build step. A step writes its outputs into `s.out_dir`; it reads only what
 /// the build id covers (the project's inputs through `env`, `s.deps`, `s.vars`), or the
-/// cache would reuse an output its inputs no longer describe.
-pub trait Step {
+/// cache would reuse an output its inputs no longer describe. `Send`: a bundle's targets
+/// build in threads of their own.
+pub trait Step: Send {
     fn run(&self, env: &BuildEnv, s: &StepCtx) -> Result<()>;
 }
 
