@@ -123,6 +123,20 @@ fn main() -> ExitCode {
 
 fn run(command: Cmd) -> anyhow::Result<()> {
     let root = pipeline::util::repo_root();
+    // `cargo xtask` in one checkout can run an xtask compiled in another when both share a
+    // CARGO_TARGET_DIR and cargo finds the pipeline crate fresh: it would then silently
+    // build that other tree. cargo tells the run which package it meant.
+    if let Some(meant) = std::env::var_os("CARGO_MANIFEST_DIR").map(std::path::PathBuf::from) {
+        let meant_root = meant.parent().unwrap_or(&meant);
+        if meant.ends_with("xtask") && meant_root != root {
+            anyhow::bail!(
+                "this xtask was compiled from {} but cargo ran it for {}: touch {}/xtask/crates/pipeline/src/util.rs (where the root is compiled in), or use another CARGO_TARGET_DIR, so that cargo compiles it again",
+                root.display(),
+                meant_root.display(),
+                meant_root.display()
+            );
+        }
+    }
     match command {
         Cmd::Bundle {
             key,
