@@ -10,7 +10,8 @@
 //!
 //! Prints one JSON line — the network file (for `TIMB_PRIVATE_TOR_NETWORK`), each
 //! server's exit port and pinned key, the update mirror's address — then serves until its
-//! standard input closes.
+//! standard input closes, printing `{"joined": "NICK"}` when someone joins the XMPP room
+//! (a driver that cannot read the window, as under wine, learns it connected from that).
 
 #[path = "../../../tests/update-client/tests/support/repo.rs"]
 mod repo;
@@ -70,11 +71,14 @@ fn main() {
             .await;
         while let Some(e) = xb.events.recv().await {
             let reply = match e {
-                Event::MemberJoined { nick, .. } => Command::Send {
-                    to: Target::Group(r.clone()),
-                    body: format!("Welcome, {nick}! This room is not encrypted."),
-                    kind: MessageKind::Normal,
-                },
+                Event::MemberJoined { nick, .. } => {
+                    println!("{{\"joined\": \"{nick}\"}}");
+                    Command::Send {
+                        to: Target::Group(r.clone()),
+                        body: format!("Welcome, {nick}! This room is not encrypted."),
+                        kind: MessageKind::Normal,
+                    }
+                }
                 // A contact request is accepted; a private message answered (through OTR).
                 Event::SubscriptionRequest { from } => Command::AnswerSubscription {
                     from,
