@@ -704,7 +704,13 @@ impl Screen {
 
     /// A left click at (x, y) inside `window`.
     fn click(&self, window: &str, x: i64, y: i64) {
-        self.xdotool(&["mousemove", "--window", window, &x.to_string(), &y.to_string()]);
+        self.xdotool(&[
+            "mousemove",
+            "--window",
+            window,
+            &x.to_string(),
+            &y.to_string(),
+        ]);
         self.xdotool(&["click", "1"]);
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
@@ -1444,7 +1450,9 @@ fn the_windows_bundle_connects_over_tor_under_wine() {
         .stderr(std::fs::File::create(d.join("timb.err")).unwrap())
         .spawn()
         .unwrap();
-    let w = screen.find_timb().expect("no window titled 'timb' appeared under wine");
+    let w = screen
+        .find_timb()
+        .expect("no window titled 'timb' appeared under wine");
     std::thread::sleep(std::time::Duration::from_secs(2));
     // The account's Connect button (first row under "Accounts"), then the password dialog,
     // whose field has the focus.
