@@ -105,10 +105,38 @@ pub fn install(
     Ok(())
 }
 
-/// One checked archive entry.
+/// One archive entry as its header describes it, before its bytes are read.
+struct Header {
+    kind: Kind,
+    path: Vec<u8>,
+    size: u64,
+    exec: bool,
+}
+
+/// The kinds an update may hold; the readers refuse every other kind before it gets here.
 enum Kind {
     Dir,
     File,
+}
+
+/// The format an archive's first bytes name. The running build's target decided which
+/// one TUF and minisign vouched for (a `.tar.xz` on Linux, a `.zip` on Windows); the
+/// bytes, not the file name, decide how it is read.
+enum Format {
+    TarXz,
+    Zip,
+}
+
+fn format_of(archive: &Path) -> Result<Format, ApplyError> {
+    let mut magic = [0u8; 6];
+    let mut f = std::fs::File::open(archive).map_err(|e| ApplyError::Damaged(e.to_string()))?;
+    f.read_exact(&mut magic)
+        .map_err(|_| ApplyError::Damaged("too short to be an archive".into()))?;
+    match magic {
+        [0xfd, b'7', b'z', b'X', b'Z', 0] => Ok(Format::TarXz),
+        [b'P', b'K', 3, 4, ..] => Ok(Format::Zip),
+        _ => Err(ApplyError::Damaged("neither a .tar.xz nor a .zip".into())),
+    }
 }
 
 /// Reads the whole archive: entries under `TOP/app/VERSION/` are written below `staging`,
@@ -120,17 +148,38 @@ fn extract(
     limits: Limits,
     stop: StopHook,
 ) -> Result<(), ApplyError> {
+    let mut u = Unpacker {
+        version,
+        staging,
+        limits,
+        stop,
+        top: None,
+        files: 0,
+        bytes: 0,
+        dirs: vec![staging.to_path_buf()],
+        wrote_any: false,
+    };
     let f = std::fs::File::open(archive).map_err(|e| ApplyError::Damaged(e.to_string()))?;
-    let mut ar = tar::Archive::new(xz2::read::XzDecoder::new(io::BufReader::new(f)));
-    let entries = ar
-        .entries()
-        .map_err(|e| ApplyError::Damaged(e.to_string()))?;
-    let mut top: Option<String> = None;
-    let (mut files, mut bytes) = (0u64, 0u64);
-    let mut dirs: Vec<PathBuf> = vec![staging.to_path_buf()];
-    let mut wrote_any = false;
-    for entry in entries {
-        let mut entry = entry.map_err(|e| ApplyError::Damaged(e.to_string()))?;
+    match format_of(archive)? {
+        Format::TarXz => each_tar_entry(f, |h, r| u.entry(h, r))?,
+        Format::Zip => each_zip_entry(f, |h, r| u.entry(h, r))?,
+    }
+    u.finish()
+}
+
+fn damaged(e: impl std::fmt::Display) -> ApplyError {
+    ApplyError::Damaged(e.to_string())
+}
+
+/// Hands `f` each entry of a `.tar.xz`, in order; links, devices, pipes and sparse files
+/// are refused here.
+fn each_tar_entry(
+    file: std::fs::File,
+    mut f: impl FnMut(Header, &mut dyn Read) -> Result<(), ApplyError>,
+) -> Result<(), ApplyError> {
+    let mut ar = tar::Archive::new(xz2::read::XzDecoder::new(io::BufReader::new(file)));
+    for entry in ar.entries().map_err(damaged)? {
+        let mut entry = entry.map_err(damaged)?;
         let kind = match entry.header().entry_type() {
             tar::EntryType::Regular | tar::EntryType::Continuous => Kind::File,
             tar::EntryType::Directory => Kind::Dir,
@@ -147,10 +196,78 @@ fn extract(
                 )))
             }
         };
-        let raw = entry.path_bytes().into_owned();
-        let parts = plain_parts(&raw)?;
-        match &top {
-            None => top = Some(parts[0].clone()),
+        let header = Header {
+            kind,
+            path: entry.path_bytes().into_owned(),
+            size: entry.header().size().map_err(damaged)?,
+            exec: entry.header().mode().unwrap_or(0) & 0o111 != 0,
+        };
+        f(header, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// Hands `f` each entry of a `.zip`, in central-directory order; symbolic links (a Unix
+/// mode inside the zip) and encrypted entries are refused, and only stored or deflated
+/// data is read (the crate's reader checks each file's CRC-32 at its end).
+fn each_zip_entry(
+    file: std::fs::File,
+    mut f: impl FnMut(Header, &mut dyn Read) -> Result<(), ApplyError>,
+) -> Result<(), ApplyError> {
+    let mut ar = zip::ZipArchive::new(io::BufReader::new(file)).map_err(damaged)?;
+    for i in 0..ar.len() {
+        let meta = ar.by_index_raw(i).map_err(damaged)?;
+        if meta.encrypted() {
+            return Err(ApplyError::Refused("an encrypted file".into()));
+        }
+        if meta.is_symlink() {
+            return Err(ApplyError::Refused("a symbolic link".into()));
+        }
+        if !matches!(
+            meta.compression(),
+            zip::CompressionMethod::Stored | zip::CompressionMethod::Deflated
+        ) {
+            return Err(ApplyError::Damaged(format!(
+                "a file compressed with {}",
+                meta.compression()
+            )));
+        }
+        drop(meta);
+        let mut entry = ar.by_index(i).map_err(damaged)?;
+        let header = Header {
+            kind: if entry.is_dir() {
+                Kind::Dir
+            } else {
+                Kind::File
+            },
+            path: entry.name_raw().to_vec(),
+            size: entry.size(),
+            exec: entry.unix_mode().unwrap_or(0) & 0o111 != 0,
+        };
+        f(header, &mut entry)?;
+    }
+    Ok(())
+}
+
+/// The checks and writes of one extraction, whatever the archive's format.
+struct Unpacker<'a> {
+    version: &'a str,
+    staging: &'a Path,
+    limits: Limits,
+    stop: StopHook<'a>,
+    /// The bundle's folder, named by the first entry; every other entry must be in it.
+    top: Option<String>,
+    files: u64,
+    bytes: u64,
+    dirs: Vec<PathBuf>,
+    wrote_any: bool,
+}
+
+impl Unpacker<'_> {
+    fn entry(&mut self, h: Header, data: &mut dyn Read) -> Result<(), ApplyError> {
+        let parts = plain_parts(&h.path)?;
+        match &self.top {
+            None => self.top = Some(parts[0].clone()),
             Some(t) if *t != parts[0] => {
                 return Err(ApplyError::Refused(
                     "files outside the bundle's folder".into(),
@@ -158,36 +275,32 @@ fn extract(
             }
             Some(_) => {}
         }
-        files += 1;
-        if files > limits.max_files {
+        self.files += 1;
+        if self.files > self.limits.max_files {
             return Err(ApplyError::TooBig(format!(
                 "more than {} files",
-                limits.max_files
+                self.limits.max_files
             )));
         }
-        let size = entry
-            .header()
-            .size()
-            .map_err(|e| ApplyError::Damaged(e.to_string()))?;
-        bytes = bytes.saturating_add(size);
-        if bytes > limits.max_bytes {
+        self.bytes = self.bytes.saturating_add(h.size);
+        if self.bytes > self.limits.max_bytes {
             return Err(ApplyError::TooBig(format!(
                 "more than {} MB",
-                limits.max_bytes >> 20
+                self.limits.max_bytes >> 20
             )));
         }
         // TOP/app/VERSION/rest…: the only part that is installed.
         let rest = match parts.get(1..3) {
-            Some([a, v]) if a == APP_DIR && v == version => &parts[3..],
-            _ => continue,
+            Some([a, v]) if a == APP_DIR && v == self.version => &parts[3..],
+            _ => return Ok(()),
         };
-        let mut out = staging.to_path_buf();
+        let mut out = self.staging.to_path_buf();
         out.extend(rest);
-        match kind {
+        match h.kind {
             Kind::Dir => {
                 if !rest.is_empty() {
                     std::fs::create_dir_all(&out).map_err(disk)?;
-                    dirs.push(out);
+                    self.dirs.push(out);
                 }
             }
             Kind::File => {
@@ -197,38 +310,54 @@ fn extract(
                 if let Some(p) = out.parent() {
                     std::fs::create_dir_all(p).map_err(disk)?;
                 }
-                let exec = entry.header().mode().unwrap_or(0) & 0o111 != 0;
-                let mut file = create_new(&out, exec).map_err(disk)?;
-                if !wrote_any {
-                    stop_at(stop, "staging: first file created");
-                    wrote_any = true;
+                let mut file = create_new(&out, h.exec).map_err(|e| {
+                    if e.kind() == io::ErrorKind::AlreadyExists {
+                        ApplyError::Damaged("a file listed twice".into())
+                    } else {
+                        disk(e)
+                    }
+                })?;
+                if !self.wrote_any {
+                    stop_at(self.stop, "staging: first file created");
+                    self.wrote_any = true;
                 }
-                let copied = copy_exact(&mut entry, &mut file, size)?;
-                if copied != size {
+                let copied = copy_exact(data, &mut file, h.size)?;
+                if copied != h.size {
                     return Err(ApplyError::Damaged(
                         "a file is shorter than its header".into(),
+                    ));
+                }
+                // Reading on to the end is what lets a zip reader check the CRC-32.
+                if data.read(&mut [0u8; 1]).map_err(damaged)? != 0 {
+                    return Err(ApplyError::Damaged(
+                        "a file is longer than its header".into(),
                     ));
                 }
                 file.sync_all().map_err(disk)?;
             }
         }
+        Ok(())
     }
-    if !staging.join(APP_EXE).is_file() {
-        return Err(ApplyError::Damaged(format!(
-            "it holds no app/{version}/{APP_EXE}"
-        )));
+
+    fn finish(mut self) -> Result<(), ApplyError> {
+        if !self.staging.join(APP_EXE).is_file() {
+            return Err(ApplyError::Damaged(format!(
+                "it holds no app/{}/{APP_EXE}",
+                self.version
+            )));
+        }
+        stop_at(self.stop, "staging: files synced");
+        self.dirs.sort();
+        self.dirs.dedup();
+        for d in self.dirs.iter().rev() {
+            sync_dir(d).map_err(disk)?;
+        }
+        Ok(())
     }
-    stop_at(stop, "staging: files synced");
-    dirs.sort();
-    dirs.dedup();
-    for d in dirs.iter().rev() {
-        sync_dir(d).map_err(disk)?;
-    }
-    Ok(())
 }
 
 /// Never more than the header's size; a write error is reported as the disk's.
-fn copy_exact(from: &mut impl Read, to: &mut std::fs::File, size: u64) -> Result<u64, ApplyError> {
+fn copy_exact(from: &mut dyn Read, to: &mut std::fs::File, size: u64) -> Result<u64, ApplyError> {
     let mut limited = from.take(size);
     let mut buf = vec![0u8; 64 * 1024];
     let mut n = 0u64;

@@ -9,8 +9,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use support::tuf_repo::{self, Repo, BUNDLE, BUNDLE_DATA, PAST};
 use support::{
-    assert_killed, bundle_archive, client, ent, publish, run, script, store_bytes, BundleKey, Ent,
-    Run, Server,
+    assert_killed, bundle_archive, bundle_zip, client, ent, noise, publish, run, script,
+    store_bytes, BundleKey, Ent, Run, Server,
 };
 use tempfile::TempDir;
 
@@ -1102,6 +1102,80 @@ fn hostile_archives_are_refused_before_anything_outside_staging_changes() {
     );
     refused("not an archive", b"not xz".to_vec(), "damaged");
     assert!(!Path::new("/tmp/timb-evil-absolute").exists());
+}
+
+#[test]
+fn a_zip_the_windows_bundles_format_is_applied_alike_and_hostile_zips_are_refused() {
+    // The same apply code reads both formats; a Windows timb is offered only .zip targets.
+    let tmp = tempfile::tempdir().unwrap();
+    let root = old_bundle(tmp.path());
+    let archive = tmp.path().join("timb-0.2.0-windows-x86_64.zip");
+    std::fs::write(&archive, bundle_zip("0.2.0", &[])).unwrap();
+    let r = run(&mut apply_cmd(&root, &archive, "0.2.0"));
+    assert!(r.ok, "{}", r.stderr);
+    // The launcher runs it: the zip's Unix mode made it executable.
+    assert_eq!(launched(&root), "timb 0.2.0 --version");
+    assert_eq!(
+        std::fs::read(root.join("app/0.2.0/LICENSES/THIRD-PARTY.txt")).unwrap(),
+        b"licences"
+    );
+    assert!(!root.join("timb").exists());
+    profile_intact(&root);
+
+    let top = "timb-0.2.0-linux-x86_64";
+    let p = |s: &str| format!("{top}/{s}");
+    let (esc, lnk, inside, data) = (
+        p("app/0.2.0/a/../../../../evil"),
+        p("app/0.2.0/lib"),
+        p("app/0.2.0/lib/evil"),
+        p("app/0.2.0/data"),
+    );
+    refused(
+        "zip: escape",
+        bundle_zip("0.2.0", &[ent(&esc, b"x")]),
+        "(..)",
+    );
+    refused(
+        "zip: absolute",
+        bundle_zip("0.2.0", &[ent("/tmp/timb-evil-absolute-zip", b"x")]),
+        "an absolute path",
+    );
+    refused(
+        "zip: symlink",
+        bundle_zip(
+            "0.2.0",
+            &[
+                Ent {
+                    kind: tar::EntryType::Symlink,
+                    link: "/tmp",
+                    ..ent(&lnk, b"")
+                },
+                ent(&inside, b"x"),
+            ],
+        ),
+        "a symbolic link",
+    );
+    refused(
+        "zip: two folders",
+        bundle_zip("0.2.0", &[ent("another-folder/timb", b"x")]),
+        "outside the bundle's folder",
+    );
+    // One flipped byte inside a file's data (noise deflates to stored blocks, so its
+    // bytes are in the zip as they are): the CRC-32 at the file's end catches it.
+    let payload = noise(4096);
+    let mut bad = bundle_zip("0.2.0", &[ent(&data, &payload)]);
+    let at = bad
+        .windows(64)
+        .position(|w| w == &payload[1000..1064])
+        .expect("the noise is stored as it is");
+    bad[at + 10] ^= 1;
+    refused("zip: a flipped byte", bad, "damaged (Invalid checksum)");
+    refused(
+        "zip: not one",
+        b"PK\x03\x04 but nothing more".to_vec(),
+        "damaged",
+    );
+    assert!(!Path::new("/tmp/timb-evil-absolute-zip").exists());
 }
 
 #[test]

@@ -413,8 +413,8 @@ pub fn script(version: &str) -> String {
     format!("#!/bin/sh\necho \"timb {version} $*\"\n")
 }
 
-/// A real bundle's shape for `version`, plus `extra` entries.
-pub fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
+/// A real bundle's shape for `version`, plus `extra` entries, handed to `pack`.
+fn bundle_with<T>(version: &str, extra: &[Ent], pack: impl FnOnce(&[Ent]) -> T) -> T {
     let top = format!("timb-{version}-linux-x86_64");
     let exe = script(version);
     let names = [
@@ -439,7 +439,44 @@ pub fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
         dir(&names[7]),
     ];
     e.extend(extra.iter().copied());
-    tar_xz(&e)
+    pack(&e)
+}
+
+/// A real bundle's shape for `version` as a `.tar.xz`, plus `extra` entries.
+pub fn bundle_archive(version: &str, extra: &[Ent]) -> Vec<u8> {
+    bundle_with(version, extra, tar_xz)
+}
+
+/// The same as a `.zip`, the Windows bundle's format.
+pub fn bundle_zip(version: &str, extra: &[Ent]) -> Vec<u8> {
+    bundle_with(version, extra, zip_of)
+}
+
+/// `entries` as the pipeline writes a zip (folders as entries, files deflated, Unix modes
+/// kept); a `Symlink` entry becomes a zip symbolic link. Other kinds have no zip form.
+pub fn zip_of(entries: &[Ent]) -> Vec<u8> {
+    use zip::write::SimpleFileOptions;
+    let mut z = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    for e in entries {
+        let mode = if e.path.ends_with("/timb") {
+            0o755
+        } else {
+            0o644
+        };
+        let opts = SimpleFileOptions::default()
+            .compression_method(zip::CompressionMethod::Deflated)
+            .unix_permissions(mode);
+        match e.kind {
+            tar::EntryType::Directory => z.add_directory(e.path, opts).unwrap(),
+            tar::EntryType::Symlink => z.add_symlink(e.path, e.link, opts).unwrap(),
+            tar::EntryType::Regular => {
+                z.start_file(e.path, opts).unwrap();
+                std::io::Write::write_all(&mut z, e.data).unwrap();
+            }
+            other => panic!("no zip form for {other:?}"),
+        }
+    }
+    z.finish().unwrap().into_inner()
 }
 
 /// `len` deterministic bytes that neither compress nor repeat (xorshift): a prefix from the
