@@ -256,7 +256,6 @@ extern "C" {
     pub fn otrl_userstate_create() -> OtrlUserState;
     pub fn otrl_userstate_free(us: OtrlUserState);
 
-    pub fn otrl_privkey_read(us: OtrlUserState, filename: *const c_char) -> gcry_error_t;
     pub fn otrl_privkey_fingerprint(
         us: OtrlUserState,
         fingerprint: *mut c_char,
@@ -271,31 +270,13 @@ extern "C" {
         newkeyp: *mut *mut c_void,
     ) -> gcry_error_t;
     pub fn otrl_privkey_generate_calculate(newkey: *mut c_void) -> gcry_error_t;
-    pub fn otrl_privkey_generate_finish(
-        us: OtrlUserState,
-        newkey: *mut c_void,
-        filename: *const c_char,
-    ) -> gcry_error_t;
     pub fn otrl_privkey_generate_cancelled(us: OtrlUserState, newkey: *mut c_void);
-    pub fn otrl_privkey_generate(
-        us: OtrlUserState,
-        filename: *const c_char,
-        accountname: *const c_char,
-        protocol: *const c_char,
-    ) -> gcry_error_t;
-    pub fn otrl_privkey_read_fingerprints(
-        us: OtrlUserState,
-        filename: *const c_char,
-        add_app_data: AddAppData,
-        data: *mut c_void,
-    ) -> gcry_error_t;
-    pub fn otrl_privkey_write_fingerprints(
-        us: OtrlUserState,
-        filename: *const c_char,
-    ) -> gcry_error_t;
-
+    // Only the stream forms of libotr's file functions are bound: the path forms call
+    // fopen, which on Windows reads the path in the ANSI code page (timb opens the files,
+    // timb-otr's store.rs).
     pub fn otrl_privkey_read_FILEp(us: OtrlUserState, privf: *mut FILE) -> gcry_error_t;
-    /// `privf` must be open for reading and writing: libotr rewrites every key in it.
+    /// `privf` must be open for reading and writing: libotr writes every key into it, then
+    /// reads the file back.
     pub fn otrl_privkey_generate_finish_FILEp(
         us: OtrlUserState,
         newkey: *mut c_void,
@@ -311,14 +292,6 @@ extern "C" {
     pub fn otrl_instag_generate_FILEp(
         us: OtrlUserState,
         instf: *mut FILE,
-        accountname: *const c_char,
-        protocol: *const c_char,
-    ) -> gcry_error_t;
-
-    pub fn otrl_instag_read(us: OtrlUserState, filename: *const c_char) -> gcry_error_t;
-    pub fn otrl_instag_generate(
-        us: OtrlUserState,
-        filename: *const c_char,
         accountname: *const c_char,
         protocol: *const c_char,
     ) -> gcry_error_t;

@@ -21,7 +21,7 @@ use std::ptr;
 use libotr_sys as sys;
 use timb_core::{AccountId, Protocol};
 
-use crate::store::{self, Paths};
+use crate::store::Paths;
 use crate::{AccountConfig, OtrEvent, Outgoing, Problem, SmpEvent};
 
 pub(crate) struct AccountEntry {
@@ -608,13 +608,12 @@ unsafe extern "C" fn create_instag(op: *mut c_void, account: *const c_char, prot
     // SAFETY: the module's contract for callbacks (libotr's opdata and arguments).
     let st = unsafe { shared(op) };
     with(st, (), |s| {
-        let Ok(f) = store::open_private_file(&s.paths.instags, true) else {
-            s.store_error = true;
-            return;
-        };
-        // SAFETY: valid userstate, an open stream and NUL-terminated strings from libotr.
-        let err = unsafe { sys::otrl_instag_generate_FILEp(s.us, f.as_ptr(), account, proto) };
-        if err != 0 || f.close().is_err() {
+        let us = s.us;
+        let written = s.paths.replace(&s.paths.instags, |f| {
+            // SAFETY: valid userstate, an open stream and NUL-terminated strings from libotr.
+            unsafe { sys::otrl_instag_generate_FILEp(us, f, account, proto) }
+        });
+        if written != Ok(0) {
             s.store_error = true;
         }
     })

@@ -222,7 +222,7 @@ impl OtrSession {
             if std::fs::metadata(path).map_or(true, |m| m.len() == 0) {
                 continue;
             }
-            let f = store::open_private_file(path, false)?;
+            let f = store::open_private_file(path)?;
             // SAFETY: valid userstate and an open stream.
             let err = unsafe {
                 match what {
@@ -386,14 +386,19 @@ impl OtrSession {
                 .unwrap_or(u32::MAX);
             let us = self.us();
             let state = if calc == 0 {
-                let finished =
-                    store::open_private_file(&self.sh().paths.privkey, true).and_then(|f| {
-                        // SAFETY: the calculation thread has been joined; newkey is consumed here.
-                        let err = unsafe {
-                            sys::otrl_privkey_generate_finish_FILEp(us, k.newkey, f.as_ptr())
-                        };
-                        f.close().map(|()| err)
-                    });
+                let mut consumed = false;
+                let paths = &self.sh().paths;
+                let finished = paths.replace(&paths.privkey, |f| {
+                    consumed = true;
+                    // SAFETY: the calculation thread has been joined; newkey is consumed here.
+                    unsafe { sys::otrl_privkey_generate_finish_FILEp(us, k.newkey, f) }
+                });
+                if !consumed {
+                    // The file could not be created: release the key, or libotr would keep
+                    // it pending and refuse every later generation for this account.
+                    // SAFETY: joined thread; newkey is released exactly once.
+                    unsafe { sys::otrl_privkey_generate_cancelled(us, k.newkey) };
+                }
                 match finished {
                     Ok(0) => match self.fingerprint(k.account) {
                         Some(fingerprint) => KeyGenState::Done { fingerprint },

@@ -88,6 +88,48 @@ impl Paths {
         !self.memory.is_empty()
     }
 
+    /// Replaces `path` with what `write` (a libotr `*_FILEp` writer, which writes the whole
+    /// file: every key or instance tag) puts in a stream opened for reading and writing
+    /// (libotr reads the key file back): a 0600 temp file, closed, synced and
+    /// renamed over `path`, so a full disk or a crash leaves the old file, never an empty one.
+    /// `write` is not called when the temp file cannot be created; its return value (libotr's
+    /// error code) is handed back. A store in memory is rewritten in place.
+    pub(crate) fn replace(
+        &self,
+        path: &Path,
+        write: impl FnOnce(*mut sys::FILE) -> sys::gcry_error_t,
+    ) -> Result<sys::gcry_error_t, OtrError> {
+        if self.in_memory_store() {
+            // An anonymous memory file: rewritten in place, nothing reaches a disk.
+            let f = CFile::open(path, true)?;
+            let err = write(f.as_ptr());
+            f.close()?;
+            return Ok(err);
+        }
+        let tmp = tmp_beside(path);
+        let _ = fs::remove_file(&tmp);
+        let mut o = OpenOptions::new();
+        o.write(true).create_new(true);
+        #[cfg(unix)]
+        o.mode(0o600);
+        o.open(&tmp).map_err(storage)?;
+        let f = CFile::open(&tmp, true)?;
+        let err = write(f.as_ptr());
+        f.close()?;
+        if err != 0 {
+            let _ = fs::remove_file(&tmp);
+            return Ok(err);
+        }
+        // Opened for writing: Windows flushes a file only through a writable handle.
+        OpenOptions::new()
+            .write(true)
+            .open(&tmp)
+            .and_then(|f| f.sync_all())
+            .map_err(storage)?;
+        fs::rename(&tmp, path).map_err(storage)?;
+        Ok(0)
+    }
+
     /// Replaces the verified-fingerprints file with `contents`.
     pub fn write_fingerprints(&self, contents: &[u8]) -> Result<(), OtrError> {
         match self.memory.last() {
@@ -106,9 +148,9 @@ pub(crate) fn storage(e: std::io::Error) -> OtrError {
     OtrError::Storage(e.kind().to_string())
 }
 
-/// Opens `path` for libotr (`write`: truncated, for reading and writing; else read-only),
-/// having created it 0600 if missing and forced 0600 if present, so libotr's write keeps it.
-pub(crate) fn open_private_file(path: &Path, write: bool) -> Result<CFile, OtrError> {
+/// Opens `path` for libotr to read, having created it 0600 if missing and forced 0600 if
+/// present.
+pub(crate) fn open_private_file(path: &Path) -> Result<CFile, OtrError> {
     let mut o = OpenOptions::new();
     o.create(true).append(true);
     #[cfg(unix)]
@@ -116,7 +158,7 @@ pub(crate) fn open_private_file(path: &Path, write: bool) -> Result<CFile, OtrEr
     o.open(path).map_err(storage)?;
     #[cfg(unix)]
     fs::set_permissions(path, fs::Permissions::from_mode(0o600)).map_err(storage)?;
-    CFile::open(path, write)
+    CFile::open(path, false)
 }
 
 /// A C stdio stream over one of the profile's files, for libotr's `*_FILEp` functions,
@@ -191,9 +233,17 @@ impl Drop for CFile {
     }
 }
 
+/// `otr.private_key.tmp` for `otr.private_key`: the three files share the stem `otr`, so
+/// `with_extension` would give them one temp name.
+fn tmp_beside(path: &Path) -> std::path::PathBuf {
+    let mut name = path.file_name().unwrap_or_default().to_os_string();
+    name.push(".tmp");
+    path.with_file_name(name)
+}
+
 /// Replaces `path` atomically with `contents`, owner-only.
 pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), OtrError> {
-    let tmp = path.with_extension("tmp");
+    let tmp = tmp_beside(path);
     let _ = fs::remove_file(&tmp);
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);

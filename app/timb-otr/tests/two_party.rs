@@ -649,3 +649,60 @@ fn senders_beyond_the_cap_are_refused_and_known_ones_still_get_through() {
     me.s.receive(a, "invented7@evil.test", "hello again")
         .expect("a known sender is not refused");
 }
+
+/// Polls until `p`'s key generation ends: whether it made a key.
+fn key_generation_ends(p: &mut Peer) -> bool {
+    for _ in 0..3000 {
+        let out = p.s.poll().unwrap();
+        p.take(out);
+        for e in &p.events {
+            if let OtrEvent::KeyGeneration { state, .. } = e {
+                match state {
+                    timb_otr::KeyGenState::Done { .. } => return true,
+                    timb_otr::KeyGenState::Failed => return false,
+                    _ => {}
+                }
+            }
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    panic!("the key generation never ended");
+}
+
+#[test]
+fn a_key_that_cannot_be_saved_leaves_the_old_keys_and_can_be_made_again() {
+    // A profile holding alice's key; carol, another account in it, has none yet.
+    let alice = peer("alice@example.test", None);
+    let dir = alice.dir.clone();
+    let keys = dir.join("otr.private_key");
+    let before = std::fs::read(&keys).unwrap();
+    let mut c = peer_in("carol@example.test", None, dir.clone());
+    // Every key is written to a temp file first: a folder in its place (as a full disk
+    // would) makes the save fail.
+    let tmp = dir.join("otr.private_key.tmp");
+    std::fs::create_dir(&tmp).unwrap();
+    let out = c.s.generate_key(c.acct).unwrap();
+    c.take(out);
+    assert!(
+        !key_generation_ends(&mut c),
+        "a key no file holds was reported made"
+    );
+    assert_eq!(
+        std::fs::read(&keys).unwrap(),
+        before,
+        "alice's key was touched"
+    );
+    assert!(!c.s.has_key(c.acct));
+    // libotr was told the key is abandoned, so the next attempt starts.
+    std::fs::remove_dir(&tmp).unwrap();
+    c.events.clear();
+    let out = c.s.generate_key(c.acct).unwrap();
+    c.take(out);
+    assert!(key_generation_ends(&mut c));
+    assert!(c.s.has_key(c.acct));
+    let after = std::fs::read_to_string(&keys).unwrap();
+    assert!(after.contains("alice@example.test") && after.contains("carol@example.test"));
+    assert!(!tmp.exists());
+    drop(c);
+    drop(alice);
+}
