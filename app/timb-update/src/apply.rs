@@ -127,11 +127,13 @@ enum Format {
     Zip,
 }
 
-fn format_of(archive: &Path) -> Result<Format, ApplyError> {
+/// Reads the first bytes of `f` and rewinds it.
+fn format_of(f: &mut std::fs::File) -> Result<Format, ApplyError> {
+    use std::io::Seek;
     let mut magic = [0u8; 6];
-    let mut f = std::fs::File::open(archive).map_err(|e| ApplyError::Damaged(e.to_string()))?;
     f.read_exact(&mut magic)
         .map_err(|_| ApplyError::Damaged("too short to be an archive".into()))?;
+    f.rewind().map_err(damaged)?;
     match magic {
         [0xfd, b'7', b'z', b'X', b'Z', 0] => Ok(Format::TarXz),
         [b'P', b'K', 3, 4, ..] => Ok(Format::Zip),
@@ -159,8 +161,8 @@ fn extract(
         dirs: vec![staging.to_path_buf()],
         wrote_any: false,
     };
-    let f = std::fs::File::open(archive).map_err(|e| ApplyError::Damaged(e.to_string()))?;
-    match format_of(archive)? {
+    let mut f = std::fs::File::open(archive).map_err(damaged)?;
+    match format_of(&mut f)? {
         Format::TarXz => each_tar_entry(f, |h, r| u.entry(h, r))?,
         Format::Zip => each_zip_entry(f, |h, r| u.entry(h, r))?,
     }

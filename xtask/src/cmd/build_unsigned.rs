@@ -92,10 +92,19 @@ pub fn run(
     });
     let mut built = Vec::new();
     let mut version = None;
+    let mut failed = Vec::new();
     for r in results {
-        let (target, b, v) = r?;
-        built.push((target, b));
-        version = Some(v);
+        match r {
+            Ok((target, b, v)) => {
+                built.push((target, b));
+                version = Some(v);
+            }
+            Err(e) => failed.push(format!("{e:#}")),
+        }
+    }
+    // Both targets' failures, when both fail: the second is often a different cause.
+    if !failed.is_empty() {
+        anyhow::bail!("{}", failed.join("\n"));
     }
     let version = version.context("no target to build")?;
     util::stage(first_stage + 2, total, "collecting the bundles");

@@ -414,7 +414,7 @@ pub fn script(version: &str) -> String {
 }
 
 /// A real bundle's shape for `version`, plus `extra` entries, handed to `pack`.
-fn bundle_with<T>(version: &str, extra: &[Ent], pack: impl FnOnce(&[Ent]) -> T) -> T {
+fn bundle_with(version: &str, extra: &[Ent], pack: fn(&[Ent]) -> Vec<u8>) -> Vec<u8> {
     let top = format!("timb-{version}-linux-x86_64");
     let exe = script(version);
     let names = [
