@@ -56,10 +56,12 @@ fn run_ok(cmd: &mut Command) -> Output {
         .chain(cmd.get_args().take(2))
         .map(|a| Path::new(a).file_name().unwrap_or(a).to_string_lossy())
         .collect();
+    // Tests run two at a time: each line names its test (libtest names the thread so).
     eprintln!(
-        "    [{:.1} min] {}",
+        "    [{:.1} min] {} ({})",
         started.elapsed().as_secs_f64() / 60.0,
-        what.join(" ")
+        what.join(" "),
+        std::thread::current().name().unwrap_or("?")
     );
     assert!(
         out.status.success(),
@@ -234,6 +236,14 @@ fn windows_bundle() -> (&'static Bundle, &'static Path) {
     (b, w)
 }
 
+/// The rebuild's target folder (`repro-second-build`, seeded with the first build's
+/// third-party crates, its build container made there) is shared by the update test's
+/// builds; the bundle tests run two at a time, so one of them uses it at a time.
+fn second_build() -> std::sync::MutexGuard<'static, ()> {
+    static SECOND_BUILD: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    SECOND_BUILD.lock().unwrap_or_else(|p| p.into_inner())
+}
+
 /// One `cargo xtask verify` of `archives` from a copy of the source elsewhere, under another
 /// zone, locale, umask and clock: MATCH for each, the binary named beside each archive the
 /// same, and the rebuild's build container the same bytes as the first build's.
@@ -248,6 +258,7 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
     // crates compiled by the first build seed it; every workspace crate,
     // libotr, libgcrypt, the LTO and the link are still redone under the other
     // path, zone, locale, umask and clock. TIMB_FULL_REPRO=1 shares nothing.
+    let _only_user = second_build();
     let second_target = target_dir().join("repro-second-build");
     let full = std::env::var_os("TIMB_FULL_REPRO").is_some_and(|v| v == "1");
     let sde = source_date_epoch();
@@ -659,14 +670,27 @@ struct Screen {
 }
 
 impl Screen {
+    /// A free display, which Xvfb picks and prints (`-displayfd 1`) once it accepts
+    /// clients: window tests can run side by side.
     fn start() -> Screen {
-        let display = format!(":{}", 90 + std::process::id() % 100);
-        let xvfb = Command::new("Xvfb")
-            .args([&display, "-screen", "0", "1280x800x24", "-nolisten", "tcp"])
+        use std::io::BufRead;
+        let mut xvfb = Command::new("Xvfb")
+            .args(["-displayfd", "1", "-screen", "0", "1280x800x24"])
+            .args(["-nolisten", "tcp", "-noreset"])
+            .stdout(std::process::Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(std::time::Duration::from_secs(2));
-        Screen { display, xvfb }
+        let mut line = String::new();
+        let out = xvfb.stdout.take().unwrap();
+        std::io::BufReader::new(out).read_line(&mut line).unwrap();
+        let number: u32 = line
+            .trim()
+            .parse()
+            .unwrap_or_else(|_| panic!("Xvfb printed no display number: {line:?}"));
+        Screen {
+            display: format!(":{number}"),
+            xvfb,
+        }
     }
 
     fn xdotool(&self, args: &[&str]) -> Output {
@@ -947,6 +971,7 @@ const BUNDLE_KEY_PASSWORD: &str = "update test bundle key";
 /// shares the rebuild's target directory: the third-party crates compiled there are
 /// reused, and every crate of ours is compiled again for this tree.
 fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
+    let _only_user = second_build();
     let sde = source_date_epoch();
     let sources = std::env::var_os("TIMB_SOURCES_DIR")
         .map(PathBuf::from)
@@ -1317,19 +1342,35 @@ fn files_under(dir: &Path) -> std::collections::BTreeSet<PathBuf> {
     out
 }
 
+/// The Windows bundle unpacked for a wine test.
+struct UnderWine {
+    /// The test's scratch folder, with the wine prefix in `prefix/`.
+    dir: PathBuf,
+    /// What wine needs in the environment for that prefix.
+    env: Vec<(&'static str, std::ffi::OsString)>,
+    /// The bundle's top folder, inside a folder with a non-ASCII name.
+    top: PathBuf,
+}
+
+fn windows_bundle_under_wine(name: &str) -> UnderWine {
+    let (b, windows) = windows_bundle();
+    let dir = scratch(name);
+    let env = wine_prefix(&dir);
+    let place = dir.join("Ünïcødé مجلد");
+    extract(windows, &place);
+    let top = place.join(format!("timb-{}-windows-x86_64", b.version));
+    UnderWine { dir, env, top }
+}
+
 /// The Windows bundle under wine, unpacked into a folder with a non-ASCII name: the launcher
 /// starts the app, which prints its version, then opens its window; nothing is written to
 /// the wine user's folders.
 #[test]
 fn the_windows_bundle_runs_under_wine() {
-    let (b, windows) = windows_bundle();
-    let d = scratch("wine");
-    let env = wine_prefix(&d);
+    let b = bundle();
+    let UnderWine { dir: d, env, top } = windows_bundle_under_wine("wine");
     let home = d.join("prefix/drive_c/users");
     let before = files_under(&home);
-    let place = d.join("Ünïcødé مجلد");
-    extract(windows, &place);
-    let top = place.join(format!("timb-{}-windows-x86_64", b.version));
     let out = run_ok(
         Command::new("wine")
             .arg(top.join("timb.exe"))
@@ -1396,12 +1437,7 @@ fn json_number(line: &str, name: &str) -> u64 {
 #[test]
 fn the_windows_bundle_connects_over_tor_under_wine() {
     use std::io::BufRead;
-    let (b, windows) = windows_bundle();
-    let d = scratch("wine-xmpp");
-    let env = wine_prefix(&d);
-    let place = d.join("Ünïcødé مجلد");
-    extract(windows, &place);
-    let top = place.join(format!("timb-{}-windows-x86_64", b.version));
+    let UnderWine { dir: d, env, top } = windows_bundle_under_wine("wine-xmpp");
 
     let world_log = d.join("world.log");
     let mut world = Command::new(real_window_world())
@@ -1505,7 +1541,7 @@ fn the_windows_bundle_connects_over_tor_under_wine() {
     assert_eq!(
         keys.len(),
         1,
-        "libotr wrote no key into the profile under {place:?}"
+        "libotr wrote no key into the profile under {top:?}"
     );
 }
 

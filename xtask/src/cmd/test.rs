@@ -322,8 +322,11 @@ impl BundleTests {
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(&exe);
-        // Each step prints how long it took (see tests/bundle), into the log.
-        cmd.args(["--test-threads=1", "--nocapture"]);
+        // Each step prints how long it took (see tests/bundle), into the log. Two at a
+        // time: once the bundles are built, the rebuild and the update test compile while
+        // the window tests (which mostly wait on Tor, servers and screens) run beside them;
+        // one at a time, the run outgrew the 60-minute budget when Windows joined.
+        cmd.args(["--test-threads=2", "--nocapture"]);
         let child = cmd
             .current_dir(root.join("tests/bundle"))
             .env("TIMB_XTASK_BIN", &xtask)
