@@ -40,6 +40,24 @@ impl Drop for Server {
     }
 }
 
+/// A listener on 127.0.0.1:`port` (0: any free port). A fixed port (a Tor exit's) was
+/// often held a moment ago by the previous test world's server on the same port: a CI run
+/// once found it still in use right after that server's thread had ended, so an address
+/// in use is tried again for up to 5 s before it is an error.
+fn bind_retrying(port: u16) -> std::net::TcpListener {
+    let mut tries = 0;
+    loop {
+        match std::net::TcpListener::bind(("127.0.0.1", port)) {
+            Ok(l) => return l,
+            Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && port != 0 && tries < 50 => {
+                tries += 1;
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            Err(e) => panic!("binding 127.0.0.1:{port}: {e}"),
+        }
+    }
+}
+
 /// What the tests change on a running [`Server`].
 #[derive(Default)]
 pub struct Switches {
@@ -79,7 +97,7 @@ impl Server {
         S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
     {
         let wrap = Arc::new(wrap);
-        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).unwrap();
+        let listener = bind_retrying(port);
         listener.set_nonblocking(true).unwrap();
         let port = listener.local_addr().unwrap().port();
         let endless = Arc::new(Mutex::new(HashSet::new()));
