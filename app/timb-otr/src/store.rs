@@ -106,13 +106,7 @@ impl Paths {
             f.close()?;
             return Ok(err);
         }
-        let tmp = tmp_beside(path);
-        let _ = fs::remove_file(&tmp);
-        let mut o = OpenOptions::new();
-        o.write(true).create_new(true);
-        #[cfg(unix)]
-        o.mode(0o600);
-        o.open(&tmp).map_err(storage)?;
+        let (tmp, _) = new_private_tmp(path)?;
         let f = CFile::open(&tmp, true)?;
         let err = write(f.as_ptr());
         f.close()?;
@@ -241,15 +235,21 @@ fn tmp_beside(path: &Path) -> std::path::PathBuf {
     path.with_file_name(name)
 }
 
-/// Replaces `path` atomically with `contents`, owner-only.
-pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), OtrError> {
+/// A new, empty, owner-only temp file beside `path` (a stale one from a crash is removed).
+fn new_private_tmp(path: &Path) -> Result<(std::path::PathBuf, fs::File), OtrError> {
     let tmp = tmp_beside(path);
     let _ = fs::remove_file(&tmp);
     let mut o = OpenOptions::new();
     o.write(true).create_new(true);
     #[cfg(unix)]
     o.mode(0o600);
-    let mut f = o.open(&tmp).map_err(storage)?;
+    let f = o.open(&tmp).map_err(storage)?;
+    Ok((tmp, f))
+}
+
+/// Replaces `path` atomically with `contents`, owner-only.
+pub(crate) fn write_private(path: &Path, contents: &[u8]) -> Result<(), OtrError> {
+    let (tmp, mut f) = new_private_tmp(path)?;
     f.write_all(contents).map_err(storage)?;
     f.sync_all().map_err(storage)?;
     fs::rename(&tmp, path).map_err(storage)

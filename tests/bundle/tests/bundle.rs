@@ -900,12 +900,16 @@ fn real_window_world() -> PathBuf {
 /// `"name": "value"` from the one-line JSON the world prints (its own format: flat,
 /// string values without escapes).
 fn json_field(line: &str, name: &str) -> String {
-    let key = format!("\"{name}\": \"");
+    let value = after_key(line, &format!("\"{name}\": \""));
+    value.split('"').next().unwrap().to_string()
+}
+
+/// What follows `key` in the world's JSON line.
+fn after_key<'a>(line: &'a str, key: &str) -> &'a str {
     let at = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-        + key.len();
-    line[at..].split('"').next().unwrap().to_string()
+        .find(key)
+        .unwrap_or_else(|| panic!("no {key} in {line}"));
+    &line[at + key.len()..]
 }
 
 /// A copy of this source tree as release `version`, whose release key is `bundle_pub` (a
@@ -1415,12 +1419,7 @@ fn the_windows_bundle_runs_under_wine() {
 
 /// A number field of the world's JSON line.
 fn json_number(line: &str, name: &str) -> u64 {
-    let key = format!("\"{name}\": ");
-    let at = line
-        .find(&key)
-        .unwrap_or_else(|| panic!("no {name} in {line}"))
-        + key.len();
-    line[at..]
+    after_key(line, &format!("\"{name}\": "))
         .split(|c: char| !c.is_ascii_digit())
         .next()
         .and_then(|n| n.parse().ok())
