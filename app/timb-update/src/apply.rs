@@ -386,7 +386,9 @@ fn create_new(path: &Path, exec: bool) -> io::Result<std::fs::File> {
 }
 
 /// An entry's path as plain names: relative, no `.`/`..`/empty parts, no `\` or `:`, no
-/// control characters, UTF-8. A trailing `/` (a folder) is dropped.
+/// control characters, UTF-8, and nothing Windows would read as something else (below):
+/// one rule for every target, so the Linux tests exercise Windows' too. A trailing `/` (a
+/// folder) is dropped.
 fn plain_parts(raw: &[u8]) -> Result<Vec<String>, ApplyError> {
     let text = std::str::from_utf8(raw)
         .map_err(|_| ApplyError::Refused("a file name that is not UTF-8".into()))?;
@@ -406,6 +408,7 @@ fn plain_parts(raw: &[u8]) -> Result<Vec<String>, ApplyError> {
             || p.contains('\\')
             || p.contains(':')
             || p.bytes().any(|b| b < 0x20 || b == 0x7f)
+            || not_a_windows_file_name(p)
         {
             return Err(ApplyError::Refused(format!(
                 "a file name timb does not accept ({:?})",
@@ -416,9 +419,80 @@ fn plain_parts(raw: &[u8]) -> Result<Vec<String>, ApplyError> {
     Ok(parts)
 }
 
+/// Names Windows cannot hold as given, or opens a device for: `<>"|?*`, a trailing dot or
+/// space (silently dropped, so two names become one), and CON, PRN, AUX, NUL, CONIN$,
+/// CONOUT$, COM0–9, LPT0–9 (also with ¹²³, and with any extension: `NUL.txt` is the null
+/// device).
+fn not_a_windows_file_name(name: &str) -> bool {
+    if name.contains(['<', '>', '"', '|', '?', '*']) || name.ends_with(['.', ' ']) {
+        return true;
+    }
+    let stem = name
+        .split('.')
+        .next()
+        .unwrap_or_default()
+        .trim_end_matches(' ');
+    let stem = stem.to_ascii_uppercase();
+    if ["CON", "PRN", "AUX", "NUL", "CONIN$", "CONOUT$"].contains(&stem.as_str()) {
+        return true;
+    }
+    let port = stem
+        .strip_prefix("COM")
+        .or_else(|| stem.strip_prefix("LPT"))
+        .unwrap_or_default();
+    let mut digit = port.chars();
+    matches!(
+        (digit.next(), digit.next()),
+        (Some('0'..='9' | '¹' | '²' | '³'), None)
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_windows_reads_otherwise_are_refused_everywhere() {
+        for bad in [
+            "NUL",
+            "nul.txt",
+            "Con",
+            "aux.tar.xz",
+            "nul .txt",
+            "COM0",
+            "COM1",
+            "LPT0",
+            "lpt9.log",
+            "COM¹",
+            "lpt²",
+            "CONIN$",
+            "CONOUT$",
+            "a?b",
+            "a*",
+            "a|b",
+            "<a>",
+            "\"q\"",
+            "trailing.",
+            "trailing ",
+        ] {
+            assert!(not_a_windows_file_name(bad), "{bad:?}");
+            assert!(plain_parts(format!("t/app/0.2.0/{bad}").as_bytes()).is_err());
+        }
+        for good in [
+            "timb.exe",
+            "0.2.0",
+            "CONTRIBUTING",
+            "nullable",
+            "COM10",
+            "LPT",
+            "comms.txt",
+            "NotoSans-Regular.ttf",
+            ".hidden",
+        ] {
+            assert!(!not_a_windows_file_name(good), "{good:?}");
+            assert!(plain_parts(format!("t/app/0.2.0/{good}").as_bytes()).is_ok());
+        }
+    }
 
     #[test]
     fn entry_paths_are_plain() {

@@ -526,6 +526,7 @@ fn the_bundle_runs_from_any_folder() {
         &format!("app/{}/timb", b.version),
         &format!("app/{}/LICENSES/THIRD-PARTY.txt", b.version),
         &format!("app/{}/LICENSES/fonts-noto.txt", b.version),
+        &format!("app/{}/LICENSES/rust-std.html", b.version),
         &format!("app/{}/fonts/NotoSans-Regular.ttf", b.version),
         &format!("app/{}/fonts/NotoSansArabic-Bold.ttf", b.version),
     ] {
@@ -1373,6 +1374,12 @@ fn windows_bundle_under_wine(name: &str) -> UnderWine {
 fn the_windows_bundle_runs_under_wine() {
     let b = bundle();
     let UnderWine { dir: d, env, top } = windows_bundle_under_wine("wine");
+    // The notices of what the toolchain linked in statically: Rust's standard library,
+    // mingw-w64's C runtime, GCC's runtime library.
+    for f in ["rust-std.html", "mingw-w64-runtime.txt", "gcc-runtime.txt"] {
+        let notice = top.join(format!("app/{}/LICENSES/{f}", b.version));
+        assert!(notice.is_file(), "{f} missing from the Windows bundle");
+    }
     let home = d.join("prefix/drive_c/users");
     let before = files_under(&home);
     let out = run_ok(
@@ -1550,3 +1557,168 @@ fn the_windows_bundle_connects_over_tor_under_wine() {
 /// name.
 const CONNECT_BUTTON: (i64, i64) = (51, 154);
 const GROUP_FIELD: (i64, i64) = (106, 285);
+
+/// timb-update.exe, the updater's test client, which the Windows build of timb compiles
+/// beside timb.exe (rbm-projects/timb/build; the bundle built it, so this is its cached
+/// output); its `apply` is the app's `timb_update::install`.
+fn windows_update_client() -> PathBuf {
+    let out = run_ok(xtask().args(["build", "timb", "--target", "windows-x86_64"]));
+    let dir = String::from_utf8(out.stdout).unwrap();
+    let dir = dir.lines().last().expect("xtask build printed no folder");
+    let client = Path::new(dir.trim()).join("test-tools/timb-update.exe");
+    assert!(client.is_file(), "the Windows build made no {client:?}");
+    client
+}
+
+/// Compiles tests/bundle/wine/fake-app.c to `to`: a timb.exe that prints `timb VERSION ARGS`.
+fn fake_windows_app(version: &str, to: &Path) {
+    run_ok(
+        Command::new("x86_64-w64-mingw32-gcc")
+            .arg("-O2")
+            .arg(format!("-DTIMB_VERSION=\"{version}\""))
+            .arg("-o")
+            .arg(to)
+            .arg(repo_root().join("tests/bundle/wine/fake-app.c")),
+    );
+}
+
+/// [`home_tree`] with paths relative to `root`.
+fn relative_tree(root: &Path) -> std::collections::BTreeMap<PathBuf, Option<Vec<u8>>> {
+    home_tree(root)
+        .into_iter()
+        .map(|(p, v)| (p.strip_prefix(root).unwrap().to_path_buf(), v))
+        .collect()
+}
+
+/// The updater's apply steps under wine, by the Windows build of its code and the bundle's
+/// real launcher, with the real signed zip as the update: the bundle is first made to look
+/// as an older version (0.0.1) left it, whose timb.exe is a stand-in that says so. The zip
+/// is applied beside the old version (nothing of the old version, the launcher or the
+/// profile changes, so no exe that may be running is replaced) and the launcher starts
+/// the real timb.exe; then a kill (TerminateProcess) at each write, rename and fsync leaves
+/// a bundle whose launcher starts the old or the new version, and a retry completes.
+#[test]
+fn the_windows_updater_applies_an_update_under_wine_and_survives_a_kill_at_every_step() {
+    let b = bundle();
+    let (_, archive) = windows_bundle();
+    let UnderWine { dir: d, env, top } = windows_bundle_under_wine("wine-update");
+    let client = windows_update_client();
+    let (old, new) = ("0.0.1", b.version.as_str());
+    let shipped = d.join("shipped");
+    let app = |root: &Path, v: &str| root.join("app").join(v);
+    run_ok(
+        Command::new("cp")
+            .arg("-a")
+            .arg(app(&top, new))
+            .arg(&shipped),
+    );
+    std::fs::rename(app(&top, new), app(&top, old)).unwrap();
+    fake_windows_app(old, &app(&top, old).join("timb.exe"));
+    std::fs::write(top.join("app/current"), format!("{old}\n")).unwrap();
+    std::fs::write(top.join("profile/accounts.toml"), "remembered").unwrap();
+
+    let wine = |what: &Path| {
+        let mut c = Command::new("wine");
+        c.arg(what).envs(env.clone());
+        c
+    };
+    // The version the launcher starts: the stand-in prints `timb 0.0.1 --version`, the
+    // real timb.exe `timb VERSION`.
+    let started = |root: &Path| {
+        let out = run_ok(wine(&root.join("timb.exe")).arg("--version"));
+        let text = String::from_utf8_lossy(&out.stdout);
+        text.split_whitespace()
+            .nth(1)
+            .unwrap_or_default()
+            .to_string()
+    };
+    let apply = |root: &Path| {
+        let mut c = wine(&client);
+        c.arg("apply")
+            .arg("--bundle")
+            .arg(format!("Z:{}", root.display()))
+            .arg("--archive")
+            .arg(format!("Z:{}", archive.display()))
+            .args(["--version", new]);
+        c
+    };
+
+    let initial = d.join("initial");
+    run_ok(Command::new("cp").arg("-a").arg(&top).arg(&initial));
+    let before = relative_tree(&top);
+    assert_eq!(started(&top), old);
+    let out = run_ok(apply(&top).env("TIMB_APPLY_STOPS", "1"));
+    let steps: Vec<String> = String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .filter(|l| l.starts_with("stop "))
+        .map(str::to_string)
+        .collect();
+    assert_eq!(started(&top), new);
+    let after = relative_tree(&top);
+    let installed = Path::new("app").join(new);
+    let pointers = [Path::new("app/current"), Path::new("app/previous")];
+    let rest = |t: &std::collections::BTreeMap<PathBuf, Option<Vec<u8>>>| {
+        t.iter()
+            .filter(|(p, _)| !p.starts_with(&installed) && !pointers.contains(&p.as_path()))
+            .map(|(p, v)| (p.clone(), v.clone()))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    assert!(
+        rest(&before) == rest(&after),
+        "the apply changed more than app/{new}/ and the pointers"
+    );
+    for (pointer, v) in pointers.iter().zip([new, old]) {
+        assert_eq!(
+            std::fs::read_to_string(top.join(pointer)).unwrap(),
+            format!("{v}\n")
+        );
+    }
+    assert!(
+        relative_tree(&app(&top, new)) == relative_tree(&shipped),
+        "app/{new}/ is not the zip's app folder"
+    );
+
+    // staging (4), folder rename and sync (2), previous and current pointers (5 each).
+    assert_eq!(steps.len(), 16, "{steps:#?}");
+    let commit = steps
+        .iter()
+        .position(|s| s.ends_with("current: renamed"))
+        .unwrap()
+        + 1;
+    let root = d.join("killed");
+    for (n, step) in steps.iter().enumerate().map(|(i, s)| (i + 1, s)) {
+        let _ = std::fs::remove_dir_all(&root);
+        run_ok(Command::new("cp").arg("-a").arg(&initial).arg(&root));
+        let out = apply(&root)
+            .env("TIMB_APPLY_STOP_AT", n.to_string())
+            .env("TIMB_APPLY_STOPS", "1")
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            // TerminateProcess's code (tests/update-client: kill_self).
+            out.status.code() == Some(137)
+                && err.lines().rfind(|l| l.starts_with("stop ")) == Some(step.as_str()),
+            "not killed at {step}: {err}"
+        );
+        let expect = if n >= commit { new } else { old };
+        assert_eq!(started(&root), expect, "after a kill at {step}");
+        run_ok(&mut apply(&root));
+        assert_eq!(started(&root), new, "after the retry of {step}");
+        assert!(
+            std::fs::read_dir(root.join("app"))
+                .unwrap()
+                .flatten()
+                .all(|e| !e.file_name().to_string_lossy().starts_with(".staging")),
+            "a staging folder outlived the retry after {step}"
+        );
+        assert_eq!(
+            std::fs::read(root.join("profile/accounts.toml")).unwrap(),
+            b"remembered"
+        );
+    }
+    let _ = Command::new("wineserver")
+        .arg("-k")
+        .envs(env.clone())
+        .status();
+}

@@ -12,7 +12,8 @@
 //! `127.0.0.1` (a loopback test server); anything else goes through arti (`--tor-network`,
 //! the private test network's file) under the app's own rules, or is refused.
 //! `TIMB_UPDATE_CRASH_AT=N` aborts the process at the Nth step of the store's writes (the
-//! crash-safety tests); `TIMB_APPLY_STOP_AT=N` kills it (SIGKILL) at the Nth write, rename
+//! crash-safety tests); `TIMB_APPLY_STOP_AT=N` kills it (SIGKILL; TerminateProcess on
+//! Windows) at the Nth write, rename
 //! or fsync of `apply`, and `TIMB_APPLY_STOPS=1` prints each such step (`TIMB_DOWNLOAD_…`
 //! the same for `download`); the app has no such hooks. `launch` is the bundle launcher's code, on a test bundle.
 
@@ -287,7 +288,7 @@ fn bench_apply(archive: &std::path::Path, runs: usize) -> Result<String, String>
     ))
 }
 
-/// `PREFIX_STOP_AT=N` kills this process (SIGKILL) at the Nth stop point, `PREFIX_STOPS=1`
+/// `PREFIX_STOP_AT=N` kills this process (`kill_self`) at the Nth stop point, `PREFIX_STOPS=1`
 /// prints each; `None` when neither is set.
 fn stop_points(prefix: &str) -> Option<timb_update::StopPoint> {
     let stop_at = std::env::var(format!("{prefix}_STOP_AT"))
@@ -309,11 +310,30 @@ fn stop_points(prefix: &str) -> Option<timb_update::StopPoint> {
     }))
 }
 
-/// kill -9 of ourselves: no destructor, no flush, like a power cut for the files.
+/// The exit code of a process `kill_self` ended on Windows.
+#[cfg(windows)]
+const KILLED_EXIT_CODE: u32 = 137;
+
+/// kill -9 of ourselves: no destructor, no flush, like a power cut for the files. On
+/// Windows (the wine test) TerminateProcess, as Task Manager's "End task" does, with exit
+/// code 137 (128 + SIGKILL) so the test can tell.
 fn kill_self() {
+    #[cfg(unix)]
     let _ = std::process::Command::new("kill")
         .args(["-KILL", &std::process::id().to_string()])
         .status();
+    #[cfg(windows)]
+    {
+        #[link(name = "kernel32")]
+        extern "system" {
+            fn GetCurrentProcess() -> *mut std::ffi::c_void;
+            fn TerminateProcess(process: *mut std::ffi::c_void, exit_code: u32) -> i32;
+        }
+        // SAFETY: the current-process pseudo handle, by value; on success nothing returns.
+        unsafe {
+            TerminateProcess(GetCurrentProcess(), KILLED_EXIT_CODE);
+        }
+    }
     std::process::abort();
 }
 

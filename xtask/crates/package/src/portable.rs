@@ -21,6 +21,15 @@ impl Step for PortableBundle {
     }
 }
 
+/// A folder's entries in name order (the archive's order must not depend on the disk's).
+fn sorted_entries(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>> {
+    let mut entries: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading {}", dir.display()))?
+        .collect::<std::io::Result<_>>()?;
+    entries.sort_by_key(|e| e.file_name());
+    Ok(entries)
+}
+
 fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let target: Target = s
         .vars
@@ -111,12 +120,8 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .get("fonts")
         .context("a bundle needs the fonts project")?;
     entries.push(Entry::dir(format!("{vdir}/fonts/"), 0o755));
-    let mut font_files: Vec<_> = std::fs::read_dir(fonts.dir.join("fonts"))
-        .context("reading the fonts project's output")?
-        .collect::<std::io::Result<_>>()?;
-    font_files.sort_by_key(|e| e.file_name());
     let mut font_licence = None;
-    for f in font_files {
+    for f in sorted_entries(&fonts.dir.join("fonts"))? {
         let name = f.file_name().to_string_lossy().into_owned();
         let data = std::fs::read(f.path())?;
         if name.ends_with(".ttf") {
@@ -131,6 +136,15 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         0o644,
         font_licence.context("the fonts come without their licence")?,
     ));
+    // What the toolchain compiled in (rbm-projects/timb/build): the standard library's
+    // notices, and on Windows the C runtime's.
+    for f in sorted_entries(&timb.dir.join("licences"))? {
+        entries.push(Entry::file(
+            format!("{vdir}/LICENSES/{}", f.file_name().to_string_lossy()),
+            0o644,
+            std::fs::read(f.path())?,
+        ));
+    }
     entries.push(Entry {
         path: format!("{vdir}/LICENSES/THIRD-PARTY.txt"),
         mode: 0o644,
