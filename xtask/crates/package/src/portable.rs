@@ -21,13 +21,18 @@ impl Step for PortableBundle {
     }
 }
 
-/// A folder's entries in name order (the archive's order must not depend on the disk's).
-fn sorted_entries(dir: &std::path::Path) -> Result<Vec<std::fs::DirEntry>> {
-    let mut entries: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading {}", dir.display()))?
-        .collect::<std::io::Result<_>>()?;
-    entries.sort_by_key(|e| e.file_name());
-    Ok(entries)
+/// A folder's files as (name, bytes), in no particular order: the archive writers sort
+/// every entry by path.
+fn files_in(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let mut files = Vec::new();
+    for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
+        let e = e?;
+        files.push((
+            e.file_name().to_string_lossy().into_owned(),
+            std::fs::read(e.path())?,
+        ));
+    }
+    Ok(files)
 }
 
 fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
@@ -121,9 +126,7 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .context("a bundle needs the fonts project")?;
     entries.push(Entry::dir(format!("{vdir}/fonts/"), 0o755));
     let mut font_licence = None;
-    for f in sorted_entries(&fonts.dir.join("fonts"))? {
-        let name = f.file_name().to_string_lossy().into_owned();
-        let data = std::fs::read(f.path())?;
+    for (name, data) in files_in(&fonts.dir.join("fonts"))? {
         if name.ends_with(".ttf") {
             entries.push(Entry::file(format!("{vdir}/fonts/{name}"), 0o644, data));
         } else if name == "LICENSE-fonts-noto.txt" {
@@ -138,12 +141,8 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     ));
     // What the toolchain compiled in (rbm-projects/timb/build): the standard library's
     // notices, and on Windows the C runtime's.
-    for f in sorted_entries(&timb.dir.join("licences"))? {
-        entries.push(Entry::file(
-            format!("{vdir}/LICENSES/{}", f.file_name().to_string_lossy()),
-            0o644,
-            std::fs::read(f.path())?,
-        ));
+    for (name, data) in files_in(&timb.dir.join("licences"))? {
+        entries.push(Entry::file(format!("{vdir}/LICENSES/{name}"), 0o644, data));
     }
     entries.push(Entry {
         path: format!("{vdir}/LICENSES/THIRD-PARTY.txt"),
