@@ -850,8 +850,9 @@ fn consensus_flags(doc: &str) -> HashMap<String, Vec<String>> {
     out
 }
 
-/// Waits for a consensus listing every relay as Running and Valid (exits
-/// with Exit, all with HSDir) and for the onion services' hostnames.
+/// Waits for a consensus listing every relay as Running, Valid and Fast
+/// (arti builds paths only through Fast relays), exits with Exit, all with
+/// HSDir, and for the onion services' hostnames.
 fn wait_for_consensus(
     daemons: &mut [Daemon],
     dir_port: u16,
@@ -875,7 +876,11 @@ fn wait_for_consensus(
                             return true;
                         };
                         let has = |flag: &str| f.iter().any(|x| x == flag);
-                        !(has("Running") && has("Valid") && has("HSDir") && (!exit || has("Exit")))
+                        !(has("Running")
+                            && has("Valid")
+                            && has("Fast")
+                            && has("HSDir")
+                            && (!exit || has("Exit")))
                     })
                     .map(|(n, _)| n.clone())
                     .collect();

@@ -83,6 +83,13 @@ ServerDNSAllowBrokenConfig 1
 
 /// `exits`: RSA fingerprints of the relays that get the Exit flag (our exit
 /// ports are not the 80/443/6667 the normal flag rule looks for).
+///
+/// `AuthDirFastGuarantee` below one kilobyte makes every relay Fast from the
+/// first consensus. Otherwise the Fast cut-off is the bandwidth of the
+/// second-slowest relay, and the exits, which carry nothing before the first
+/// client arrives, stay below it for a minute or more on a busy machine: arti
+/// builds no exit circuit without Fast (c-tor falls back), so a timb started
+/// then found no path.
 pub(crate) fn authority(dir_port: u16, exits: &[&str]) -> String {
     let i = VOTING_INTERVAL_SECS;
     let v = VOTE_DELAY_SECS;
@@ -99,6 +106,7 @@ V3AuthVotingInterval {i}
 V3AuthVoteDelay {v}
 V3AuthDistDelay {v}
 AuthDirMaxServersPerAddr 0
+AuthDirFastGuarantee 1 byte
 TestingDirAuthVoteExit {exits}
 TestingDirAuthVoteExitIsStrict 1
 ExitRelay 0
