@@ -280,6 +280,8 @@ struct BundleTests {
     log: PathBuf,
     /// Written when the test build is done (see [`BundleTests::test_build_done`]).
     marker: PathBuf,
+    /// Their temporary folder (`TMPDIR`), see [`BundleTests::start`].
+    tmp: PathBuf,
     started: std::time::Instant,
 }
 
@@ -318,6 +320,18 @@ impl BundleTests {
         let _ = std::fs::remove_file(&marker);
         let world = util::cargo_target_dir(root).join("debug/examples/real_window_world");
         let log = util::cargo_target_dir(root).join("bundle-tests.log");
+        // Everything the bundle tests unpack, build and run goes under one temporary folder
+        // of their own (2-3 GB a run: unpacked bundles, wine prefixes, rebuilt trees), emptied
+        // when they pass and at the start of the next run, so a failed run's files stay for
+        // reading until then. Left in /tmp by every run, they once filled the disk in the
+        // middle of a CI run. The test network's key cache stays where it was: it is reused.
+        let tmp = util::cargo_target_dir(root).join("bundle-tests-tmp");
+        util::remove_dir(&tmp)?;
+        std::fs::create_dir_all(&tmp)?;
+        let keys = std::env::var_os("TIMB_TESTNET_KEY_CACHE").map_or_else(
+            || std::env::temp_dir().join("timb-testnet-keys-v1"),
+            PathBuf::from,
+        );
         let file =
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         use std::os::unix::process::CommandExt;
@@ -332,6 +346,8 @@ impl BundleTests {
             .env("TIMB_XTASK_BIN", &xtask)
             .env("TIMB_REAL_WINDOW_WORLD", &world)
             .env("TIMB_TEST_BUILD_DONE", &marker)
+            .env("TMPDIR", &tmp)
+            .env("TIMB_TESTNET_KEY_CACHE", &keys)
             // The lint pass's wrapper is for the debug builds here; the rebuild compiles
             // xtask again with plain rustc, as a rebuilder would.
             .env_remove("RUSTC_WORKSPACE_WRAPPER")
@@ -352,6 +368,7 @@ impl BundleTests {
             child: Some(child),
             log,
             marker,
+            tmp,
             started: std::time::Instant::now(),
         })
     }
@@ -372,9 +389,13 @@ impl BundleTests {
         );
         eprintln!("{text}");
         if !status.success() {
-            bail!("the bundle tests failed (log: {})", self.log.display());
+            bail!(
+                "the bundle tests failed (log: {}; their files: {})",
+                self.log.display(),
+                self.tmp.display()
+            );
         }
-        Ok(())
+        util::remove_dir(&self.tmp)
     }
 }
 
