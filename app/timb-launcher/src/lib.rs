@@ -30,8 +30,20 @@ pub const APP_DIR: &str = "app";
 pub const STATE_DIR: &str = "update";
 /// The user's profile, beside `app/`.
 pub const PROFILE_DIR: &str = "profile";
-/// The messenger inside a version folder.
-pub const APP_EXE: &str = if cfg!(windows) { "timb.exe" } else { "timb" };
+/// The messenger inside a version folder. On macOS it is inside the version's own `.app`,
+/// which an update installs whole: changing one file inside a signed `.app` breaks its
+/// signature, and a new version folder never touches the running one.
+pub const APP_EXE: &str = if cfg!(windows) {
+    "timb.exe"
+} else if cfg!(target_os = "macos") {
+    "Timb.app/Contents/MacOS/timb"
+} else {
+    "timb"
+};
+/// The launcher in the bundle folder: the same path as the messenger in a version folder
+/// (on macOS the executable of the bundle's own `Timb.app`, the one a user opens; the
+/// profile stays beside it, in the portable folder).
+pub const LAUNCHER_EXE: &str = APP_EXE;
 /// Starts of a new version that never reach "window shown" before the launcher goes back
 /// to the previous one.
 pub const MAX_TRIES: u32 = 3;
@@ -124,7 +136,9 @@ impl Layout {
     /// `ROOT/app/current` exists; `None` for a binary run from elsewhere (a 0.1.0 bundle,
     /// a build tree).
     pub fn of_exe(exe: &Path) -> Option<Layout> {
-        let version_dir = exe.parent()?;
+        let version_dir = exe
+            .ancestors()
+            .nth(Path::new(APP_EXE).components().count())?;
         let app = version_dir.parent()?;
         if app.file_name()? != APP_DIR {
             return None;
@@ -316,11 +330,39 @@ impl Layout {
     }
 }
 
+/// The bundle folder of the launcher `exe` (`launcher_exe`: [`LAUNCHER_EXE`], the path
+/// inside it).
+pub fn bundle_root<'a>(exe: &'a Path, launcher_exe: &str) -> Option<&'a Path> {
+    exe.ancestors()
+        .nth(Path::new(launcher_exe).components().count())
+}
+
+/// Whether macOS runs the bundle at `root` from a random read-only copy (App Translocation,
+/// `/private/var/folders/…/AppTranslocation/ID/d/`), as it does for a downloaded app never
+/// moved from where it was unpacked. The profile beside `Timb.app` could not be written
+/// there; timb then says so ([`TRANSLOCATED`]) rather than write anywhere else.
+pub fn translocated(root: &Path) -> bool {
+    root.components()
+        .any(|c| c.as_os_str() == "AppTranslocation")
+}
+
+/// What the launcher says when [`translocated`].
+pub const TRANSLOCATED: &str = "macOS started timb from a read-only copy, because its folder is still where it was downloaded. Move the whole timb folder with the Finder to another place (your Documents folder, for example) and open Timb.app there: timb keeps your profile beside it and writes nowhere else.";
+
 /// The launcher: starts the chosen version of the bundle at `root` with `args`. Only a
 /// plain start (no arguments) opens the window, so only it counts towards the fallback.
 pub fn launch(root: &Path, args: Vec<std::ffi::OsString>) -> std::process::ExitCode {
-    // The menu entry is the launcher's: the messenger does not start for it.
+    if cfg!(target_os = "macos") && translocated(root) {
+        return fail(TRANSLOCATED);
+    }
+    // The menu entry is the launcher's: the messenger does not start for it. It is a Linux
+    // desktop entry; macOS and Windows users pin the app themselves (Dock, Start menu).
     match args.first().and_then(|a| a.to_str()) {
+        Some("--register-app" | "--unregister-app")
+            if args.len() == 1 && !cfg!(target_os = "linux") =>
+        {
+            return fail("--register-app and --unregister-app write a Linux menu entry; on this system, pin timb yourself (the Dock, the Start menu)");
+        }
         Some("--register-app") if args.len() == 1 => {
             return match desktop::register(root, &desktop::Home::from_env()) {
                 Ok(entry) => {
@@ -400,7 +442,30 @@ pub fn attach_parent_console() {
 
 pub fn fail(msg: &str) -> std::process::ExitCode {
     eprintln!("timb: {msg}");
+    #[cfg(target_os = "macos")]
+    alert(msg);
     std::process::ExitCode::FAILURE
+}
+
+/// A double-clicked app has no terminal: on macOS the message also goes to a dialog, unless
+/// stderr is a terminal that shows it. The text is osascript's argument, never script source.
+#[cfg(target_os = "macos")]
+fn alert(msg: &str) {
+    use std::io::IsTerminal;
+    if std::io::stderr().is_terminal() {
+        return;
+    }
+    let script = [
+        "on run argv",
+        "display alert \"timb\" message (item 1 of argv) as critical",
+        "end run",
+    ];
+    let mut cmd = std::process::Command::new("/usr/bin/osascript");
+    for line in script {
+        cmd.args(["-e", line]);
+    }
+    // Best effort: the message is on stderr already.
+    let _ = cmd.arg(msg).status();
 }
 
 fn read_small(path: &Path) -> Option<String> {
@@ -509,6 +574,36 @@ mod tests {
         ] {
             assert!(!valid_version(bad), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn the_launcher_finds_its_bundle_folder_on_every_platform() {
+        let root = Path::new("/x/timb-0.1.0-macos-aarch64");
+        let mac = root.join("Timb.app/Contents/MacOS/timb");
+        assert_eq!(
+            bundle_root(&mac, "Timb.app/Contents/MacOS/timb"),
+            Some(root)
+        );
+        assert_eq!(bundle_root(&root.join("timb"), "timb"), Some(root));
+        assert_eq!(
+            bundle_root(&root.join(LAUNCHER_EXE), LAUNCHER_EXE),
+            Some(root)
+        );
+        assert_eq!(
+            bundle_root(Path::new("timb"), "Timb.app/Contents/MacOS/timb"),
+            None
+        );
+    }
+
+    #[test]
+    fn a_translocated_bundle_is_recognised() {
+        assert!(translocated(Path::new(
+            "/private/var/folders/ab/cd/T/AppTranslocation/0A1B-2C3D/d"
+        )));
+        assert!(!translocated(Path::new("/Users/ann/Documents/timb-0.1.0")));
+        assert!(!translocated(Path::new(
+            "/Users/ann/AppTranslocationNotes/timb"
+        )));
     }
 
     #[test]

@@ -11,9 +11,9 @@ fn main() -> ExitCode {
         timb_launcher::attach_parent_console();
     }
     match std::env::current_exe() {
-        Ok(exe) => match exe.parent() {
+        Ok(exe) => match timb_launcher::bundle_root(&exe, timb_launcher::LAUNCHER_EXE) {
             Some(root) => timb_launcher::launch(root, std::env::args_os().skip(1).collect()),
-            None => timb_launcher::fail("the launcher has no folder"),
+            None => timb_launcher::fail("the launcher is not inside a bundle folder"),
         },
         Err(e) => timb_launcher::fail(&format!("cannot find the launcher's folder: {e}")),
     }

@@ -22,8 +22,10 @@ pub enum Target {
 pub enum ArchiveFormat {
     /// Deterministic `.tar.xz`: sorted entries, fixed owner and mtime.
     TarXz,
+    /// Windows and macOS: Explorer and macOS's Archive Utility open it, and it keeps Unix
+    /// modes. No `.dmg`: Tor Browser writes one with libdmg-hfsplus, which Debian does not
+    /// package and the pipeline has no pinned source of; a zip needs no tool.
     Zip,
-    Dmg,
 }
 
 impl ArchiveFormat {
@@ -32,7 +34,6 @@ impl ArchiveFormat {
         match self {
             ArchiveFormat::TarXz => "tar.xz",
             ArchiveFormat::Zip => "zip",
-            ArchiveFormat::Dmg => "dmg",
         }
     }
 }
@@ -76,8 +77,9 @@ impl Target {
     pub fn archive_format(self) -> ArchiveFormat {
         match self {
             Target::LinuxX86_64 => ArchiveFormat::TarXz,
-            Target::WindowsX86_64 => ArchiveFormat::Zip,
-            Target::MacosAarch64 | Target::MacosX86_64 => ArchiveFormat::Dmg,
+            Target::WindowsX86_64 | Target::MacosAarch64 | Target::MacosX86_64 => {
+                ArchiveFormat::Zip
+            }
         }
     }
 
@@ -260,6 +262,10 @@ mod tests {
         );
         assert!(Target::LinuxX86_64.is_built() && Target::WindowsX86_64.is_built());
         assert!(!Target::MacosAarch64.is_built());
+        assert_eq!(
+            Target::MacosAarch64.archive_name(&v("0.1.0")),
+            "timb-0.1.0-macos-aarch64.zip"
+        );
     }
 
     #[test]

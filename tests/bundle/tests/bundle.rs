@@ -1722,3 +1722,168 @@ fn the_windows_updater_applies_an_update_under_wine_and_survives_a_kill_at_every
         .envs(env.clone())
         .status();
 }
+
+/// Unpacks the macOS zip and signs its `Timb.app` with rcodesign both ways the release can:
+/// ad hoc (the default), checked by our reader (rcodesign's `verify` cannot check an ad-hoc
+/// signature: it fails on the empty CMS blob, "CMS error: missing further values"), and with
+/// a Developer ID certificate, here a loudly named development one made for the test,
+/// checked by `rcodesign verify` and by our reader. A byte changed afterwards must fail both.
+/// `--timestamp-url none`: rcodesign would otherwise ask Apple's time-stamp server.
+fn signed_by_rcodesign(zip: &Path, top: &str) {
+    let rcodesign =
+        PathBuf::from(std::env::var_os("TIMB_RCODESIGN").expect(
+            "TIMB_RCODESIGN is unset: run through `cargo xtask test`, which builds rcodesign",
+        ));
+    let dir = scratch(&format!("rcodesign-{top}"));
+    run_ok(Command::new("unzip").arg("-q").arg(zip).arg("-d").arg(&dir));
+    let app = dir.join(top).join("Timb.app");
+    let exe = app.join("Contents/MacOS/timb");
+    run_ok(Command::new(&rcodesign).arg("sign").arg(&app));
+    let sig = package::macho::parse(&std::fs::read(&exe).unwrap())
+        .unwrap()
+        .signature
+        .expect("rcodesign left no ad-hoc signature");
+    assert!(sig.is_adhoc(), "{sig:?}");
+    assert_eq!(sig.identifier, package::macos::BUNDLE_ID);
+
+    let cert = dir.join("dev");
+    run_ok(
+        Command::new(&rcodesign)
+            .args(["generate-self-signed-certificate", "--person-name"])
+            .arg("timb LOCAL DEVELOPMENT, NOT FOR RELEASE")
+            .args([
+                "--profile",
+                "developer-id-application",
+                "--team-id",
+                "TIMBDEV000",
+            ])
+            .arg("--pem-filename")
+            .arg(&cert),
+    );
+    run_ok(
+        Command::new(&rcodesign)
+            .args(["sign", "--timestamp-url", "none", "--pem-file"])
+            .arg(cert.with_extension("crt"))
+            .arg("--pem-file")
+            .arg(cert.with_extension("key"))
+            .arg(&app),
+    );
+    run_ok(Command::new(&rcodesign).arg("verify").arg(&exe));
+    let mut bytes = std::fs::read(&exe).unwrap();
+    let sig = package::macho::parse(&bytes).unwrap().signature.unwrap();
+    assert!(
+        !sig.is_adhoc() && sig.identifier == package::macos::BUNDLE_ID,
+        "{sig:?}"
+    );
+    let middle = bytes.len() / 2;
+    bytes[middle] ^= 0x40;
+    std::fs::write(&exe, &bytes).unwrap();
+    let out = Command::new(&rcodesign)
+        .arg("verify")
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        !out.status.success(),
+        "rcodesign verify accepted a changed executable"
+    );
+    assert!(package::macho::parse(&bytes).is_err());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// What this machine builds of the macOS bundle (#14): the launcher's `Timb.app`, cross-built
+/// for both architectures with the pinned compiler, the std built from the pinned rust-src
+/// and the pinned zig as C compiler and linker (`cargo xtask build macos-app`). Checked as a
+/// Mac reads it: an executable of the right architecture and minimum macOS that loads only
+/// libSystem, and on arm64 the linker's ad-hoc signature, whose page hashes match the file;
+/// signed again with rcodesign ([`signed_by_rcodesign`]); the Info.plist fixed by the
+/// version alone. Built again from nothing (a fresh output folder and
+/// sandbox cargo folder) under another time zone and locale, the arm64 zip is the same bytes
+/// (the sandbox fixes the paths: where the source and the output live does not reach it).
+#[test]
+fn the_macos_launcher_app_is_a_checked_reproducible_mach_o_on_both_architectures() {
+    let build = |target: &str, fresh: Option<&Path>| -> PathBuf {
+        let mut cmd = xtask();
+        cmd.args(["build", "macos-app", "--target", target]);
+        if let Some(out) = fresh {
+            cmd.env("TIMB_OUT_DIR", out)
+                .env("TZ", "Asia/Tehran")
+                .env("LC_ALL", "fa_IR.UTF-8");
+        }
+        let out = run_ok(&mut cmd);
+        let printed = String::from_utf8(out.stdout).unwrap();
+        let dir = PathBuf::from(
+            printed
+                .lines()
+                .last()
+                .expect("xtask build printed no folder"),
+        );
+        std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .find(|p| p.extension().is_some_and(|e| e == "zip"))
+            .unwrap_or_else(|| panic!("no zip in {dir:?}"))
+    };
+    for (target, arch) in [("macos-aarch64", "arm64"), ("macos-x86_64", "x86_64")] {
+        let zip = build(target, None);
+        let top = zip.file_stem().unwrap().to_str().unwrap().to_string();
+        let version: timb_release::Version = top
+            .strip_prefix("timb-")
+            .and_then(|t| t.strip_suffix(&format!("-{target}-launcher-only")))
+            .unwrap_or_else(|| panic!("{top}"))
+            .parse()
+            .unwrap();
+        let files = package::archive::read_zip(&zip).unwrap();
+        let file = |rel: &str| {
+            files
+                .get(&format!("{top}/{rel}"))
+                .unwrap_or_else(|| panic!("{zip:?} has no {rel}: {:?}", files.keys()))
+        };
+        let m = package::macho::parse(file("Timb.app/Contents/MacOS/timb")).unwrap();
+        assert_eq!(m.arch, arch);
+        assert_eq!(m.min_macos, package::macos::MINIMUM_MACOS);
+        assert_eq!(m.dylibs, ["/usr/lib/libSystem.B.dylib"], "{target}");
+        if arch == "arm64" {
+            // macOS on Apple silicon runs no unsigned code: the linker signs ad hoc.
+            let sig = m
+                .signature
+                .expect("an arm64 executable without a code signature");
+            assert!(sig.is_adhoc() && sig.pages > 0, "{sig:?}");
+        }
+        assert_eq!(
+            file("Timb.app/Contents/Info.plist"),
+            package::macos::info_plist(&version, "timb").as_bytes()
+        );
+        for licence in ["rust-std.html", "zig.txt", "THIRD-PARTY.txt"] {
+            assert!(!file(&format!("LICENSES/{licence}")).is_empty());
+        }
+        signed_by_rcodesign(&zip, &top);
+        assert!(file("BUILDINFO").starts_with(b"name = \"timb\""));
+        if target == "macos-aarch64" {
+            // A build from nothing: the sandbox's cargo folder of this target (only macOS
+            // builds use it) goes too, so std, the launcher and the link are all redone.
+            let mut cleared = 0;
+            for e in std::fs::read_dir(target_dir()).unwrap() {
+                let dir = e.unwrap().path().join(target);
+                let sandbox = dir.parent().unwrap().file_name().unwrap().to_string_lossy();
+                if sandbox.starts_with("sandbox-") && dir.is_dir() {
+                    std::fs::remove_dir_all(&dir).unwrap();
+                    cleared += 1;
+                }
+            }
+            assert!(
+                cleared > 0,
+                "no sandbox cargo folder for {target} under {:?}",
+                target_dir()
+            );
+            let fresh = scratch("macos-again");
+            let again = build(target, Some(&fresh));
+            assert_eq!(
+                sha256(&zip),
+                sha256(&again),
+                "two builds of {target} differ: {zip:?} {again:?}"
+            );
+            std::fs::remove_dir_all(&fresh).unwrap();
+        }
+    }
+}

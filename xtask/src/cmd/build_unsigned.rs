@@ -26,9 +26,17 @@ fn bundle_project(target: Target) -> Result<&'static str> {
     match target {
         Target::LinuxX86_64 => Ok("linux-bundle"),
         Target::WindowsX86_64 => Ok("windows-bundle"),
-        Target::MacosAarch64 | Target::MacosX86_64 => {
-            anyhow::bail!("{target} is not built by the pipeline yet (#14)")
+        Target::MacosAarch64 | Target::MacosX86_64 if cfg!(target_os = "macos") => {
+            anyhow::bail!("{target}: the native build on a Mac is not written yet (#14)")
         }
+        Target::MacosAarch64 | Target::MacosX86_64 => anyhow::bail!(
+            "{target}: the messenger cannot be built on this machine. Its window (slint, winit, \
+             accesskit) links Apple's frameworks (AppKit, Foundation, CoreFoundation, \
+             CoreGraphics, CoreText, QuartzCore), whose link stubs come only with Apple's SDK \
+             (Xcode or its command-line tools), licensed for use on Apple hardware: build the \
+             macOS bundle on a Mac. What this machine does build for macOS is the launcher's \
+             Timb.app, a checked Mach-O: `cargo xtask build macos-app --target {target}`."
+        ),
     }
 }
 
@@ -40,6 +48,10 @@ pub fn run(
     total: usize,
     targets: &[Target],
 ) -> Result<Unsigned> {
+    // A target this machine cannot build is said before anything is fetched or built.
+    for &target in targets {
+        bundle_project(target)?;
+    }
     provision::ensure(&["bubblewrap", "mmdebstrap"])?;
     util::stage(
         first_stage,
@@ -135,4 +147,38 @@ pub fn run(
         sums: sums_path,
         version,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Asked for a macOS bundle, this machine says what it lacks and what it can build,
+    /// before fetching or building anything.
+    #[test]
+    fn a_macos_bundle_is_refused_naming_what_is_missing() {
+        for t in [Target::MacosAarch64, Target::MacosX86_64] {
+            let e = bundle_project(t).unwrap_err().to_string();
+            for want in [
+                "AppKit",
+                "Apple's SDK",
+                "on a Mac",
+                "build macos-app --target",
+            ] {
+                assert!(e.contains(want), "{want} in {e}");
+            }
+            assert!(!default_targets().contains(&t));
+        }
+        let e = run(
+            Path::new("/nonexistent"),
+            Path::new("/nonexistent"),
+            1,
+            3,
+            &[Target::MacosAarch64],
+        )
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("AppKit"), "{e}");
+    }
 }

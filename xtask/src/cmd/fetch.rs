@@ -25,7 +25,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     let rust = toolchain_pinned(root)?;
     println!("every input a release build takes is pinned and was fetched and checked:");
     println!("  crates           {crates:>4}  Cargo.lock checksums (cargo fetch --locked)");
-    println!("  source archives  {files:>4}  sha256 in rbm-projects/*.toml");
+    println!("  pinned files     {files:>4}  sha256 in rbm-projects/*.toml (Debian sources and packages, PyPI wheels)");
     println!(
         "  build container  {debs:>4}  .deb files by sha256 in {} (rootfs id {})",
         pipeline::container::LOCK,

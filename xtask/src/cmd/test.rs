@@ -103,6 +103,15 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     // tests (run in this process's children) find it through this variable.
     let python = tuf_python(root)?;
     std::env::set_var(TUF_PYTHON_ENV, &python);
+    // The macOS test signs the cross-built launcher ad hoc and verifies it with rcodesign.
+    let rcodesign = install_crate_tool(
+        root,
+        "apple-codesign",
+        RCODESIGN_VERSION,
+        "rcodesign",
+        &["--no-default-features"],
+    )?;
+    std::env::set_var(RCODESIGN_ENV, &rcodesign);
     // The bundle's release builds (the bundle, then its rebuild elsewhere) run in their
     // own sandboxes and target directories and need nothing from the suite, so they start
     // now, beside the lint and test build and then the suite, and share the cores with them
@@ -336,11 +345,14 @@ impl BundleTests {
             std::fs::File::create(&log).with_context(|| format!("creating {}", log.display()))?;
         use std::os::unix::process::CommandExt;
         let mut cmd = Command::new(&exe);
-        // Each step prints how long it took (see tests/bundle), into the log. Two at a
-        // time: once the bundles are built, the rebuild and the update test compile while
-        // the window tests (which mostly wait on Tor, servers and screens) run beside them;
-        // one at a time, the run outgrew the 60-minute budget when Windows joined.
-        cmd.args(["--test-threads=2", "--nocapture"]);
+        // Each step prints how long it took (see tests/bundle), into the log. Three at a
+        // time: once the bundles are built, the rebuild (18 min cold, the longest) holds one
+        // thread, and the update test's builds, the macOS builds and the window and wine
+        // tests (which mostly wait on Tor, servers, wine and screens) share the other two.
+        // With two (cold CI at e8c314f), the window and wine tests had queued behind the
+        // update test and only began as the rebuild ended, 53 min in; with one, the run
+        // outgrew the budget when Windows joined.
+        cmd.args(["--test-threads=3", "--nocapture"]);
         let child = cmd
             .current_dir(root.join("tests/bundle"))
             .env("TIMB_XTASK_BIN", &xtask)
@@ -438,7 +450,7 @@ pub const CARGO_DENY_VERSION: &str = "0.20.2";
 /// fails the advisories check loudly ("cannot change to ...").
 const ADVISORY_DB_DIR: &str = "advisory-db-3157b0e258782691";
 
-/// Tools the test run installs (cargo-deny, the Python tuf venv), each under
+/// Tools the test run installs (cargo-deny, rcodesign, the Python tuf venv), each under
 /// a name that carries its version or pin: `$TIMB_TOOLS_DIR`, else the user's
 /// cache (`$XDG_CACHE_HOME/timb/tools`, `~/.cache/timb/tools`), which outlives
 /// target directories the way an installed package would; without a home,
@@ -526,8 +538,36 @@ fn cargo_deny(root: &Path) -> Result<PathBuf> {
 /// A cargo tool from crates.io at `version`, built once (`cargo install --locked`) into
 /// its own folder of [`tools_dir`]; the path of its binary.
 pub(crate) fn install_tool(root: &Path, name: &str, version: &str) -> Result<PathBuf> {
-    let prefix = tools_dir(root).join(format!("{name}-{version}"));
-    let bin = prefix.join("bin").join(name);
+    install_crate_tool(root, name, version, name, &[])
+}
+
+/// rcodesign (the apple-codesign crate), which signs and verifies Mach-O code signatures
+/// without a Mac. Without its default `notarize` feature: Apple's notary service is not
+/// reachable from here, and the feature adds an AWS client.
+pub const RCODESIGN_VERSION: &str = "0.29.0";
+
+/// How the bundle tests find rcodesign.
+const RCODESIGN_ENV: &str = "TIMB_RCODESIGN";
+
+/// [`install_tool`] for a crate whose binary has another name, with extra `cargo install`
+/// arguments (features); the folder name records them, so other arguments build anew.
+fn install_crate_tool(
+    root: &Path,
+    name: &str,
+    version: &str,
+    bin_name: &str,
+    args: &[&str],
+) -> Result<PathBuf> {
+    let flavour: String = args
+        .iter()
+        .map(|a| a.trim_start_matches('-'))
+        .collect::<Vec<_>>()
+        .join("-");
+    let prefix = match flavour.as_str() {
+        "" => tools_dir(root).join(format!("{name}-{version}")),
+        f => tools_dir(root).join(format!("{name}-{version}-{f}")),
+    };
+    let bin = prefix.join("bin").join(bin_name);
     if bin.is_file() {
         return Ok(bin);
     }
@@ -539,6 +579,7 @@ pub(crate) fn install_tool(root: &Path, name: &str, version: &str) -> Result<Pat
     util::run(
         util::cargo()
             .args(["install", "--locked", "--quiet", name, "--version", version])
+            .args(args)
             .arg("--root")
             .arg(&prefix)
             .arg("--target-dir")

@@ -1,18 +1,24 @@
 //! timb's packaging: how a built program becomes a bundle. The bundle's layout and its steps
-//! ([`portable`]: the Linux and Windows portable folders; macOS joins beside it), the licence collection
+//! ([`portable`]: the Linux and Windows portable folders; [`macos`]: the macOS `.app`, checked
+//! by [`macho`]; [`wheel`]: tools PyPI ships, unpacked for the sandbox), the licence collection
 //! ([`licences`]) and deterministic archives ([`archive`]). The pipeline core never names
 //! these steps: [`register`] adds them to its step registry.
 
 pub mod archive;
 pub mod licences;
+pub mod macho;
+pub mod macos;
 pub mod pe;
 pub mod portable;
+pub mod wheel;
 
 use pipeline::Steps;
 
 /// Adds every packaging step to `steps`, under the names rbm-projects/ definitions use.
 pub fn register(steps: &mut Steps) -> anyhow::Result<()> {
-    steps.register("portable-bundle", Box::new(portable::PortableBundle))
+    steps.register("portable-bundle", Box::new(portable::PortableBundle))?;
+    steps.register("macos-app", Box::new(macos::MacosApp))?;
+    steps.register("unpack-wheel", Box::new(wheel::UnpackWheel))
 }
 
 /// The pipeline's own steps and every packaging step: what xtask builds with.

@@ -23,7 +23,7 @@ impl Step for PortableBundle {
 
 /// A folder's files as (name, bytes), in no particular order: the archive writers sort
 /// every entry by path.
-fn files_in(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn files_in(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
     let mut files = Vec::new();
     for e in std::fs::read_dir(dir).with_context(|| format!("reading {}", dir.display()))? {
         let e = e?;
@@ -168,7 +168,6 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     match target.archive_format() {
         ArchiveFormat::TarXz => write_tar_xz(entries, &archive, env.source_date_epoch)?,
         ArchiveFormat::Zip => write_zip(entries, &archive, env.source_date_epoch)?,
-        ArchiveFormat::Dmg => bail!("no dmg writer (#14)"),
     }
     let mut sums = Sums::new();
     sums.add(&name, util::sha256_file(&archive)?.parse::<Sha256>()?)?;

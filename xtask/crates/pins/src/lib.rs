@@ -1,7 +1,7 @@
 //! The `[[input]]` entries of `rbm-projects/<name>.toml`, in one place.
 //!
-//! Every pinned source archive (file name, sha256, the Debian source package it comes from) is
-//! written once, in the definition of the project that builds from it. Whoever needs the pins
+//! Every pinned file (file name, sha256, and where it comes from: the Debian source package,
+//! or for the few tools Debian lacks, the PyPI project) is written once, in the definition of the project that builds from it. Whoever needs the pins
 //! reads them here: xtask (build ids, staging, fetching, licence texts) and
 //! `app/libotr-sys/build.rs` (a build dependency), which verifies the archives again before
 //! compiling them.
@@ -25,6 +25,10 @@ pub struct Input {
     pub sha256: Option<String>,
     pub debian_source: Option<String>,
     pub debian_version: Option<String>,
+    /// A wheel from the Python Package Index instead of Debian: its project and version
+    /// (zig, the macOS C compiler and linker, is packaged there and not in Debian).
+    pub pypi_project: Option<String>,
+    pub pypi_version: Option<String>,
     /// Only for these targets (`[target.NAME]` names); every target when absent. The
     /// standard library's source, for example, is an input only where std is built from it.
     pub targets: Option<Vec<String>>,
@@ -39,18 +43,30 @@ pub enum InputKind<'a> {
     Project(&'a str),
     /// Another project's pinned archives (see the crate documentation), not its output.
     SourcesOf(&'a str),
-    /// A pinned source archive.
+    /// A pinned file: a Debian source archive or package, or a PyPI wheel.
     File(Pin<'a>),
 }
 
-/// A pinned source archive of a Debian source package.
+/// Where a pinned file is fetched from. The sha256 is the trust; this only says which of the
+/// builder's own configured package sources to ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Registry {
+    /// A file of a Debian source package, or a binary `.deb`, through apt's mirror.
+    Debian,
+    /// A wheel of a PyPI project, through pip's index.
+    PyPI,
+}
+
+/// A pinned file: a Debian source archive or `.deb`, or a PyPI wheel.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Pin<'a> {
     pub file: &'a str,
     /// 64 lowercase hex digits.
     pub sha256: &'a str,
-    pub debian_source: &'a str,
-    pub debian_version: &'a str,
+    pub registry: Registry,
+    /// The Debian source package or the PyPI project.
+    pub package: &'a str,
+    pub version: &'a str,
 }
 
 /// An owned [`Pin`].
@@ -58,8 +74,9 @@ pub struct Pin<'a> {
 pub struct Pinned {
     pub file: String,
     pub sha256: String,
-    pub debian_source: String,
-    pub debian_version: String,
+    pub registry: Registry,
+    pub package: String,
+    pub version: String,
 }
 
 impl Pin<'_> {
@@ -67,8 +84,9 @@ impl Pin<'_> {
         Pinned {
             file: self.file.into(),
             sha256: self.sha256.into(),
-            debian_source: self.debian_source.into(),
-            debian_version: self.debian_version.into(),
+            registry: self.registry,
+            package: self.package.into(),
+            version: self.version.into(),
         }
     }
 }
@@ -88,11 +106,11 @@ pub enum Error {
     NoSha256(String),
     #[error("file input {0}: sha256 must be 64 lowercase hex digits")]
     BadSha256(String),
-    #[error("file input {0}: say where it comes from (debian_source, debian_version)")]
+    #[error("file input {0}: say where it comes from (debian_source and debian_version, or pypi_project and pypi_version)")]
     NoOrigin(String),
     #[error("input {0:?}: only letters, digits and ._+~:- are allowed, not starting with - or holding ..")]
     BadName(String),
-    #[error("input {0}: sha256 and debian_* belong to file inputs only")]
+    #[error("input {0}: sha256, debian_* and pypi_* belong to file inputs only")]
     Stray(String),
     #[error("'{0}' is not a project name")]
     ProjectName(String),
@@ -141,8 +159,11 @@ impl Input {
     }
 
     pub fn kind(&self) -> Result<InputKind<'_>, Error> {
-        let origin =
-            self.sha256.is_some() || self.debian_source.is_some() || self.debian_version.is_some();
+        let origin = self.sha256.is_some()
+            || self.debian_source.is_some()
+            || self.debian_version.is_some()
+            || self.pypi_project.is_some()
+            || self.pypi_version.is_some();
         let kind = match (&self.path, &self.project, &self.sources_of, &self.file) {
             (Some(p), None, None, None) => InputKind::Path(p),
             (None, Some(p), None, None) => {
@@ -166,16 +187,24 @@ impl Input {
                 {
                     return Err(Error::BadSha256(f.clone()));
                 }
-                let (Some(src), Some(ver)) = (&self.debian_source, &self.debian_version) else {
-                    return Err(Error::NoOrigin(f.clone()));
+                let (registry, package, version) = match (
+                    &self.debian_source,
+                    &self.debian_version,
+                    &self.pypi_project,
+                    &self.pypi_version,
+                ) {
+                    (Some(p), Some(v), None, None) => (Registry::Debian, p, v),
+                    (None, None, Some(p), Some(v)) => (Registry::PyPI, p, v),
+                    _ => return Err(Error::NoOrigin(f.clone())),
                 };
-                check_name(src)?;
-                check_name(ver)?;
+                check_name(package)?;
+                check_name(version)?;
                 return Ok(InputKind::File(Pin {
                     file: f,
                     sha256: sha,
-                    debian_source: src,
-                    debian_version: ver,
+                    registry,
+                    package,
+                    version,
                 }));
             }
             _ => return Err(Error::Kind),
@@ -368,6 +397,15 @@ mod tests {
                 "allowed",
             ),
             (&format!("project='a'\nsha256='{sha}'"), "file inputs only"),
+            ("path='a'\npypi_project='z'", "file inputs only"),
+            (
+                &format!("file='z.whl'\nsha256='{sha}'\npypi_project='z'\ndebian_version='1'"),
+                "where it comes from",
+            ),
+            (
+                &format!("file='z.whl'\nsha256='{sha}'\npypi_project='z'\npypi_version='1 2'"),
+                "allowed",
+            ),
             ("sources_of='../x'", "not a project name"),
             ("url='http://x'", "unknown field"),
         ];
@@ -377,6 +415,15 @@ mod tests {
         }
         let ok = format!("[[input]]\nfile='a_1.orig.tar.gz'\nsha256='{sha}'\ndebian_source='a'\ndebian_version='1-1'\n[build]\nstep='script'\n");
         assert_eq!(parse_inputs(&ok).unwrap().len(), 1);
+        let wheel = format!("[[input]]\nfile='z-1-py3-none-any.whl'\nsha256='{sha}'\npypi_project='z'\npypi_version='1'\n");
+        let w = parse_inputs(&wheel).unwrap();
+        let InputKind::File(pin) = w[0].kind().unwrap() else {
+            panic!("a file input")
+        };
+        assert_eq!(
+            (pin.registry, pin.package, pin.version),
+            (Registry::PyPI, "z", "1")
+        );
     }
 
     #[test]

@@ -99,15 +99,22 @@ impl BuildEnv {
         sha256: &str,
         inputs: &Path,
     ) -> Result<()> {
+        let src = self.pinned(project, name, sha256)?;
+        std::fs::create_dir_all(inputs)?;
+        std::fs::copy(&src, inputs.join(name))?;
+        Ok(())
+    }
+
+    /// The fetched copy of a pinned file, once its sha256 is checked; for steps that only
+    /// read it.
+    pub fn pinned(&self, project: &str, name: &str, sha256: &str) -> Result<PathBuf> {
         let src = self.sources.join(name);
         if !src.is_file() || sha256_file(&src)? != sha256 {
             bail!(
                 "{project}: pinned source {name} is missing or does not match its sha256; run `cargo xtask fetch`"
             );
         }
-        std::fs::create_dir_all(inputs)?;
-        std::fs::copy(&src, inputs.join(name))?;
-        Ok(())
+        Ok(src)
     }
 }
 

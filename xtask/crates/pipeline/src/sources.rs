@@ -1,4 +1,5 @@
-//! Fetching pinned upstream source archives through the machine's own Debian mirror.
+//! Fetching pinned upstream source archives through the machine's own Debian mirror (and the
+//! few pinned PyPI wheels through its own pip index).
 //!
 //! No mirror address is written into the repository: builders in different places use the
 //! mirror (or proxy, or snapshot) their apt is already configured with, and trust comes only
@@ -33,8 +34,8 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
     let mut paths = Vec::new();
     let mut missing = Vec::new();
     for p in pins {
-        check_name(&p.debian_source, "package")?;
-        check_name(&p.debian_version, "version")?;
+        check_name(&p.package, "package")?;
+        check_name(&p.version, "version")?;
         check_name(&p.file, "file")?;
         let want = normalize_sha256(&p.sha256)?;
         let dest = dest_dir.join(&p.file);
@@ -47,6 +48,13 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
         }
         missing.push((p, want, dest.clone()));
         paths.push(dest);
+    }
+    // Wheels come from the Python Package Index, through pip's own configuration.
+    let (wheels, missing): (Vec<_>, Vec<_>) = missing
+        .into_iter()
+        .partition(|(p, _, _)| p.registry == pins::Registry::PyPI);
+    for (p, want, dest) in wheels {
+        fetch_wheel(p, &want, &dest)?;
     }
     // Binary packages (the standard library's source, `rust-src_….deb`) are not files of a
     // source package: they come from the pool by Debian's fixed layout, from each configured
@@ -61,8 +69,8 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
             .collect();
         for (p, want, dest) in debs {
             let locked = crate::lock::Locked {
-                package: p.debian_source.clone(),
-                version: p.debian_version.clone(),
+                package: p.package.clone(),
+                version: p.version.clone(),
                 arch: "all".into(),
                 sha256: want,
                 filename: pool_path(p),
@@ -76,7 +84,7 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
     let work = TempDir::new(dest_dir)?;
     let opts = write_src_sources(&work.0, &debian_repos(Path::new(APT_ETC))?)?;
     for (p, want, dest) in missing {
-        let uri = find_uri(&opts, &p.debian_source, &p.debian_version, &p.file, &want)?;
+        let uri = find_uri(&opts, &p.package, &p.version, &p.file, &want)?;
         let partial = dest_dir.join(format!(".{}.partial", p.file));
         let _ = fs::remove_file(&partial);
         let status = Command::new(APT_HELPER)
@@ -93,8 +101,8 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
             bail!(
                 "downloading {} ({} {}) through apt failed: {status}",
                 p.file,
-                p.debian_source,
-                p.debian_version
+                p.package,
+                p.version
             );
         }
         verify_and_place(&partial, &dest, &want)?;
@@ -129,10 +137,73 @@ pub fn pinned_sources(root: &Path) -> Result<Vec<Pinned>> {
     Ok(all)
 }
 
-/// Where the pool keeps a binary package of source package `debian_source`: Debian's
+/// Downloads the pinned wheel `p` with `pip download` (the machine's index and proxy
+/// settings, as apt's for the rest) into `dest`, only if its sha256 is `want`. pip is told the
+/// exact version and the platform the file name carries, so it can pick no other file.
+fn fetch_wheel(p: &Pinned, want: &str, dest: &Path) -> Result<()> {
+    // NAME-VERSION-PYTHON-ABI-PLATFORM.whl; a platform may be several, joined by dots.
+    let parts: Vec<&str> = p
+        .file
+        .strip_suffix(".whl")
+        .map(|f| f.split('-').collect())
+        .unwrap_or_default();
+    let [_, version, _, _, platforms] = parts[..] else {
+        bail!(
+            "{} is not a wheel's file name (NAME-VERSION-PY-ABI-PLATFORM.whl)",
+            p.file
+        );
+    };
+    if version != p.version {
+        bail!(
+            "{} does not hold version {} of {}",
+            p.file,
+            p.version,
+            p.package
+        );
+    }
+    crate::provision::ensure(&["python3-pip"])?;
+    let dir = dest
+        .parent()
+        .context("a wheel's destination has a folder")?
+        .join(format!(".pip-{}", std::process::id()));
+    let _ = fs::remove_dir_all(&dir);
+    let mut pip = Command::new("python3");
+    pip.args([
+        "-m",
+        "pip",
+        "download",
+        "--quiet",
+        "--no-deps",
+        "--only-binary=:all:",
+    ])
+    .arg("--dest")
+    .arg(&dir);
+    for platform in platforms.split('.') {
+        pip.arg("--platform").arg(platform);
+    }
+    pip.arg(format!("{}=={}", p.package, p.version));
+    let got = crate::util::run(&mut pip)
+        .with_context(|| format!("downloading {} {} from PyPI with pip", p.package, p.version));
+    let r = got.and_then(|()| {
+        let file = dir.join(&p.file);
+        if !file.is_file() {
+            bail!(
+                "pip downloaded {} {} but not {} (is the index serving another build of it?)",
+                p.package,
+                p.version,
+                p.file
+            );
+        }
+        verify_and_place(&file, dest, want)
+    });
+    let _ = fs::remove_dir_all(&dir);
+    r
+}
+
+/// Where the pool keeps a binary package of source package `package`: Debian's
 /// layout, `pool/main/<l or libl>/<source>/<file>`.
 fn pool_path(p: &Pinned) -> String {
-    let src = p.debian_source.as_str();
+    let src = p.package.as_str();
     let prefix = match src.strip_prefix("lib") {
         Some(rest) if !rest.is_empty() => &src[..4],
         _ => &src[..1],
@@ -350,8 +421,9 @@ mod tests {
         let h = "2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
         // A package name apt cannot know: any attempt to fetch would fail the test.
         let pin = Pinned {
-            debian_source: "no-such-pkg".into(),
-            debian_version: "0-0".into(),
+            registry: pins::Registry::Debian,
+            package: "no-such-pkg".into(),
+            version: "0-0".into(),
             file: "x_1.orig.tar.gz".into(),
             sha256: h.into(),
         };
@@ -373,6 +445,30 @@ mod tests {
     }
 
     #[test]
+    fn a_wheel_pin_must_be_a_wheel_of_its_version() {
+        let dir = scratch("wheel");
+        let pin = |file: &str| Pinned {
+            registry: pins::Registry::PyPI,
+            package: "ziglang".into(),
+            version: "0.17.1".into(),
+            file: file.into(),
+            sha256: "ab".repeat(32),
+        };
+        // Refused before pip runs: nothing is downloaded.
+        let e = fetch_many(&[pin("ziglang-0.17.1.tar.gz")], &dir).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("not a wheel's file name"),
+            "{e:#}"
+        );
+        let e = fetch_many(&[pin("ziglang-0.16.0-py3-none-any.whl")], &dir).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("does not hold version 0.17.1"),
+            "{e:#}"
+        );
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn bad_pins_and_names_are_refused() {
         assert!(normalize_sha256("abc").is_err());
         assert!(check_name("--config-file", "package").is_err());
@@ -383,8 +479,9 @@ mod tests {
     #[test]
     fn binary_packages_come_from_the_pool_by_debians_layout() {
         let pin = |src: &str, file: &str| Pinned {
-            debian_source: src.into(),
-            debian_version: "1".into(),
+            registry: pins::Registry::Debian,
+            package: src.into(),
+            version: "1".into(),
             file: file.into(),
             sha256: String::new(),
         };
