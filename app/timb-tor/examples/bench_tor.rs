@@ -14,7 +14,19 @@
 //! from a new isolation group 3 s after bootstrap, when its preemptive circuits
 //! had time to be built — the difference to the row right after bootstrap is the
 //! circuit the first stream waits for.
+//!
+//! A long-lived port (one whose streams need a circuit of Stable relays, as timb's 5222
+//! and 6697 do): each client fresh, the bench's exit port made long-lived in both (arti's
+//! `long_lived_ports`, c-tor's `LongLivedPorts`), the first byte right after bootstrap with
+//! arti predicting that port (what timb does for its ports, `TorConfig::default_network`)
+//! and with arti's default predictions (80, 443).
+//!
+//! The cold onion connection as a timeline: when the descriptor was in hand, the
+//! rendezvous point established, INTRODUCE1 sent, the introduction acknowledged and
+//! RENDEZVOUS2 received, from arti's debug events (tor-hsclient) and from c-tor's
+//! control-port events (HS_DESC, and the circuits' HS_STATE).
 
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use timb_core::AccountId;
@@ -71,6 +83,95 @@ fn ctor_first_byte(socks: u16, host: &str, port: u16) -> Result<FirstByte, Strin
     })
 }
 
+/// The milestones of a cold onion connection, in order of the table's rows.
+const ONION_PHASES: [&str; 5] = [
+    "descriptor in hand",
+    "rendezvous point established",
+    "INTRODUCE1 sent",
+    "introduction acknowledged",
+    "RENDEZVOUS2 received (joined)",
+];
+
+/// arti's debug messages (tor-hsclient connect.rs) that mark each of [`ONION_PHASES`].
+const ARTI_MARKS: [&str; 5] = [
+    ": setting up rendezvous point",
+    ": got RENDEZVOUS_ESTABLISHED",
+    ": making introduction - sending INTRODUCE1",
+    ": making introduction - success",
+    ": received RENDEZVOUS2",
+];
+
+/// c-tor's control-port events that mark each of [`ONION_PHASES`] (control-spec: HS_DESC,
+/// and the HS_STATE of the client's introduction and rendezvous circuits; the space keeps
+/// `OLD_HS_STATE=`, which the next change carries, from matching).
+const CTOR_MARKS: [&str; 5] = [
+    "HS_DESC RECEIVED",
+    " HS_STATE=HSCR_ESTABLISHED_IDLE",
+    " HS_STATE=HSCI_INTRO_SENT",
+    " HS_STATE=HSCI_DONE",
+    " HS_STATE=HSCR_JOINED",
+];
+
+/// arti's tor-hsclient events as they happen (the only ones this bench subscribes to).
+static ARTI_EVENTS: Mutex<Vec<(Instant, String)>> = Mutex::new(Vec::new());
+
+/// A tracing subscriber that keeps the message of every event from tor-hsclient and
+/// turns every other callsite off, so arti runs as it does in timb (which installs none).
+struct HsEvents;
+
+impl tracing::Subscriber for HsEvents {
+    fn register_callsite(
+        &self,
+        meta: &'static tracing::Metadata<'static>,
+    ) -> tracing::subscriber::Interest {
+        if meta.is_event() && meta.target().starts_with("tor_hsclient") {
+            tracing::subscriber::Interest::always()
+        } else {
+            tracing::subscriber::Interest::never()
+        }
+    }
+    fn enabled(&self, meta: &tracing::Metadata<'_>) -> bool {
+        meta.is_event() && meta.target().starts_with("tor_hsclient")
+    }
+    fn new_span(&self, _: &tracing::span::Attributes<'_>) -> tracing::span::Id {
+        tracing::span::Id::from_u64(1)
+    }
+    fn record(&self, _: &tracing::span::Id, _: &tracing::span::Record<'_>) {}
+    fn record_follows_from(&self, _: &tracing::span::Id, _: &tracing::span::Id) {}
+    fn event(&self, event: &tracing::Event<'_>) {
+        struct Message(String);
+        impl tracing::field::Visit for Message {
+            fn record_debug(&mut self, f: &tracing::field::Field, v: &dyn std::fmt::Debug) {
+                if f.name() == "message" {
+                    self.0 = format!("{v:?}");
+                }
+            }
+        }
+        let mut m = Message(String::new());
+        event.record(&mut m);
+        ARTI_EVENTS
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((Instant::now(), m.0));
+    }
+    fn enter(&self, _: &tracing::span::Id) {}
+    fn exit(&self, _: &tracing::span::Id) {}
+}
+
+/// For each mark, how long after `start` the first event containing it came.
+fn timeline(
+    start: Instant,
+    events: &[(Instant, String)],
+    marks: &[&str; 5],
+) -> [Option<Duration>; 5] {
+    marks.map(|mark| {
+        events
+            .iter()
+            .find(|(at, text)| *at >= start && text.contains(mark))
+            .map(|(at, _)| at.duration_since(start))
+    })
+}
+
 /// What one client measured in one round.
 #[derive(Default)]
 struct Round {
@@ -81,6 +182,12 @@ struct Round {
     exit_warm: Vec<FirstByte>,
     onion_warm: Vec<FirstByte>,
     exit_settled: Option<FirstByte>,
+    /// The cold onion connection's milestones ([`ONION_PHASES`]).
+    onion_phases: [Option<Duration>; 5],
+    /// First byte to a long-lived port right after bootstrap (arti: predicting it).
+    long_lived: Option<FirstByte>,
+    /// The same, arti with its default predictions.
+    long_lived_unpredicted: Option<FirstByte>,
 }
 
 fn keep(r: Result<FirstByte, String>, what: &str, errors: &mut Vec<String>) -> Option<FirstByte> {
@@ -98,6 +205,9 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(5)
         .max(1);
+    if let Err(e) = tracing::subscriber::set_global_default(HsEvents) {
+        eprintln!("bench_tor: no onion timeline for arti: {e}");
+    }
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -121,21 +231,42 @@ fn main() {
         let order = if round % 2 == 0 { [0, 1] } else { [1, 0] };
         for which in order {
             if which == 0 {
-                arti.push(rt.block_on(arti_round(
+                let mut r = rt.block_on(arti_round(
                     net,
                     &dir.path().join("arti"),
                     exit_port,
                     &svc,
                     &mut errors,
-                )));
-            } else {
-                ctor.push(ctor_round(
-                    net,
-                    &dir.path().join("ctor"),
-                    exit_port,
-                    &svc,
-                    &mut errors,
                 ));
+                for predicted in [true, false] {
+                    let name = format!("arti-long-lived-{predicted}");
+                    let f = keep(
+                        rt.block_on(arti_long_lived(
+                            net,
+                            &dir.path().join(name),
+                            exit_port,
+                            predicted,
+                        )),
+                        &format!("arti long-lived port (predicted: {predicted})"),
+                        &mut errors,
+                    );
+                    if predicted {
+                        r.long_lived = f;
+                    } else {
+                        r.long_lived_unpredicted = f;
+                    }
+                }
+                arti.push(r);
+            } else {
+                let mut r = ctor_round(net, &dir.path().join("ctor"), exit_port, &svc, &mut errors);
+                r.long_lived = keep(
+                    ctor_long_lived(net, &dir.path().join("ctor-long-lived"), exit_port),
+                    "c-tor long-lived port",
+                    &mut errors,
+                );
+                // c-tor has the one configuration: the same value on both rows.
+                r.long_lived_unpredicted = r.long_lived;
+                ctor.push(r);
             }
         }
         eprintln!("bench_tor: round {} of {rounds} done", round + 1);
@@ -172,9 +303,10 @@ fn main() {
     row("first byte from an onion service, cold descriptor", &|r| {
         one(r.onion.map(|f| f.byte))
     });
-    row("… of which opening the stream", &|r| {
-        one(r.onion.map(|f| f.open))
-    });
+    for (i, phase) in ONION_PHASES.iter().enumerate() {
+        row(&format!("… {phase}"), &|r| one(r.onion_phases[i]));
+    }
+    row("… stream open", &|r| one(r.onion.map(|f| f.open)));
     row(
         &format!("first byte through an exit, warm (next {WARM} streams)"),
         &|r| r.exit_warm.iter().map(|f| f.byte).collect(),
@@ -189,6 +321,14 @@ fn main() {
     row(
         "first byte through an exit, new isolation 3 s after bootstrap (arti only)",
         &|r| one(r.exit_settled.map(|f| f.byte)),
+    );
+    row(
+        "first byte to a long-lived port (Stable circuit), right after bootstrap; arti predicting the port (timb's setting)",
+        &|r| one(r.long_lived.map(|f| f.byte)),
+    );
+    row(
+        "… arti with its default predictions (80, 443); c-tor the same client as above",
+        &|r| one(r.long_lived_unpredicted.map(|f| f.byte)),
     );
     for e in &errors {
         println!("\nfailed: {e}");
@@ -220,11 +360,14 @@ async fn arti_round(
         "arti exit",
         errors,
     );
+    let onion_start = Instant::now();
     r.onion = keep(
         arti_first_byte(&t, 1, &svc.onion, svc.port).await,
         "arti onion",
         errors,
     );
+    let events = std::mem::take(&mut *ARTI_EVENTS.lock().unwrap_or_else(|p| p.into_inner()));
+    r.onion_phases = timeline(onion_start, &events, &ARTI_MARKS);
     for _ in 0..WARM {
         let e = arti_first_byte(&t, 1, "127.0.0.1", exit_port).await;
         r.exit_warm.extend(keep(e, "arti exit warm", errors));
@@ -261,11 +404,19 @@ fn ctor_round(
         "c-tor exit",
         errors,
     );
+    let watch = c.watch("HS_DESC CIRC CIRC_MINOR");
+    if let Err(e) = &watch {
+        errors.push(format!("c-tor control port: {e}"));
+    }
+    let onion_start = Instant::now();
     r.onion = keep(
         ctor_first_byte(c.socks_port, &svc.onion, svc.port),
         "c-tor onion",
         errors,
     );
+    if let Ok(w) = watch {
+        r.onion_phases = timeline(onion_start, &w.take(), &CTOR_MARKS);
+    }
     for _ in 0..WARM {
         let e = ctor_first_byte(c.socks_port, "127.0.0.1", exit_port);
         r.exit_warm.extend(keep(e, "c-tor exit warm", errors));
@@ -273,4 +424,35 @@ fn ctor_round(
         r.onion_warm.extend(keep(o, "c-tor onion warm", errors));
     }
     r
+}
+
+/// A fresh arti client for which `port` is long-lived; the first byte to it right after
+/// bootstrap, with the port predicted (timb's way for its own ports) or not.
+async fn arti_long_lived(
+    net: &TestNet,
+    dir: &std::path::Path,
+    port: u16,
+    predicted: bool,
+) -> Result<FirstByte, String> {
+    let mut config = TorConfig::private_network(net.config_path(), dir)
+        .and_then(|c| c.with_long_lived_ports(&[port]))
+        .map_err(|e| e.to_string())?;
+    if predicted {
+        config = config
+            .with_predicted_ports(&[port])
+            .map_err(|e| e.to_string())?;
+    }
+    let (tx, _rx) = tokio::sync::watch::channel(BootstrapProgress::default());
+    let t = Transport::bootstrap(config, tx)
+        .await
+        .map_err(|e| format!("bootstrap: {e}"))?;
+    arti_first_byte(&t, 1, "127.0.0.1", port).await
+}
+
+/// The same for a fresh c-tor client told the port is long-lived (c-tor has no setting
+/// for the ports it predicts at start).
+fn ctor_long_lived(net: &TestNet, dir: &std::path::Path, port: u16) -> Result<FirstByte, String> {
+    let c = CtorClient::start_with(net, dir, &format!("LongLivedPorts {port}"))
+        .map_err(|e| format!("start: {e}"))?;
+    ctor_first_byte(c.socks_port, "127.0.0.1", port)
 }

@@ -12,9 +12,19 @@ use tor_llcrypto::pk::rsa::RsaIdentity;
 
 use crate::TorError;
 
+/// The ports timb's accounts use unless told otherwise: XMPP with STARTTLS
+/// (timb-xmpp's `default_server`) and IRC over TLS (timb-irc). arti builds exit
+/// circuits ahead of the first stream only for ports it predicts, 80 and 443 by default,
+/// neither of which timb uses; and these ports are in arti's (and c-tor's) long-lived set,
+/// so a stream to them needs an all-Stable circuit, which a circuit built for 443 need not
+/// be. Predicting them lets the first connect after "ready" find its circuit built.
+pub const PREDICTED_PORTS: [u16; 2] = [5222, 6697];
+
 /// A ready-to-use arti configuration plus our own knobs.
 #[derive(Debug, Clone)]
 pub struct TorConfig {
+    /// What `arti` was built from, kept so the `with_…` methods can change it.
+    builder: TorClientConfigBuilder,
     pub(crate) arti: TorClientConfig,
     pub(crate) bootstrap_timeout: Duration,
     pub(crate) private: bool,
@@ -86,14 +96,48 @@ impl TorConfig {
     /// The public Tor network, with arti's state and cache under
     /// `state_dir` (e.g. `<profile>/tor`).
     pub fn default_network(state_dir: &Path) -> Result<TorConfig, TorError> {
-        let arti = builder(state_dir)
+        let mut b = builder(state_dir);
+        b.preemptive_circuits()
+            .set_initial_predicted_ports(PREDICTED_PORTS.to_vec());
+        Self::built(b, Duration::from_secs(180), false)
+    }
+
+    fn built(
+        builder: TorClientConfigBuilder,
+        bootstrap_timeout: Duration,
+        private: bool,
+    ) -> Result<TorConfig, TorError> {
+        let arti = builder
             .build()
             .map_err(|e| TorError::Config(e.to_string()))?;
         Ok(TorConfig {
+            builder,
             arti,
-            bootstrap_timeout: Duration::from_secs(180),
-            private: false,
+            bootstrap_timeout,
+            private,
         })
+    }
+
+    /// The exit ports arti builds circuits for before any stream asks (replacing the
+    /// default: [`PREDICTED_PORTS`] on the public network, arti's 80 and 443 on a
+    /// private one). A circuit built this way is not tied to an account until its first
+    /// stream, so isolation is unchanged.
+    pub fn with_predicted_ports(mut self, ports: &[u16]) -> Result<TorConfig, TorError> {
+        self.builder
+            .preemptive_circuits()
+            .set_initial_predicted_ports(ports.to_vec());
+        Self::built(self.builder, self.bootstrap_timeout, self.private)
+    }
+
+    /// Adds `ports` to those whose streams need a circuit of Stable relays (arti's
+    /// long-lived ports; 5222, 5223, 6667 and 6697 are among them already). For the
+    /// benchmarks, whose private network serves on other ports.
+    pub fn with_long_lived_ports(mut self, ports: &[u16]) -> Result<TorConfig, TorError> {
+        self.builder
+            .path_rules()
+            .long_lived_ports()
+            .extend(ports.iter().copied());
+        Self::built(self.builder, self.bootstrap_timeout, self.private)
     }
 
     /// A private network described by the harness's network file.
@@ -155,12 +199,7 @@ impl TorConfig {
         b.override_net_params().insert("cbtdisabled".into(), 1);
         b.override_net_params()
             .insert("cbtinitialtimeout".into(), 60_000);
-        let arti = b.build().map_err(|e| TorError::Config(e.to_string()))?;
-        Ok(TorConfig {
-            arti,
-            bootstrap_timeout: Duration::from_secs(120),
-            private: true,
-        })
+        Self::built(b, Duration::from_secs(120), true)
     }
 
     /// How long [`crate::Transport::bootstrap`] waits before giving up with
@@ -178,4 +217,36 @@ impl TorConfig {
 /// `<profile>/tor`: where a profile keeps arti's files.
 pub fn profile_state_dir(profile_dir: &Path) -> PathBuf {
     profile_dir.join("tor")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// arti keeps these fields private; its Debug output is the one place they show.
+    fn shown(c: &TorConfig) -> String {
+        format!("{:?}", c.arti)
+    }
+
+    #[test]
+    fn the_public_network_predicts_timbs_ports_and_the_knobs_reach_arti() {
+        let dir = tempfile::tempdir().unwrap();
+        let public = TorConfig::default_network(dir.path()).unwrap();
+        assert!(
+            shown(&public).contains("initial_predicted_ports: [5222, 6697]"),
+            "{}",
+            shown(&public)
+        );
+        let other = public.clone().with_predicted_ports(&[4242]).unwrap();
+        assert!(shown(&other).contains("initial_predicted_ports: [4242]"));
+        assert!(!shown(&public).contains("4242"));
+        let long = public.with_long_lived_ports(&[4242]).unwrap();
+        let text = shown(&long);
+        let set = text
+            .split("long_lived_ports: {")
+            .nth(1)
+            .and_then(|rest| rest.split('}').next())
+            .unwrap_or_else(|| panic!("no long_lived_ports in {text}"));
+        assert!(set.contains("4242") && set.contains("5222"), "{set}");
+    }
 }

@@ -25,6 +25,10 @@ use crate::{ConnectError, TorConfig, TorError};
 /// tens of seconds, and failing then only makes the user click again.
 const PATH_RETRY_BUDGET: Duration = Duration::from_secs(60);
 
+/// After arti's status changes, how long a connect waiting for a path lets the burst of
+/// changes (a consensus, then its descriptors) settle before trying again.
+const STATUS_SETTLE: Duration = Duration::from_millis(50);
+
 /// A bootstrap that has not reached a single relay by then is given up: with no
 /// network (or Tor blocked) arti would keep trying for minutes.
 const NO_RELAY_WINDOW: Duration = Duration::from_secs(30);
@@ -227,8 +231,15 @@ impl Transport {
         // briefly lack the descriptors for any usable path; that is local
         // and transient, so wait for directory information a little before
         // reporting it. Nothing was sent to the destination in that case.
+        // The next try comes when arti's status changes (a consensus or
+        // descriptors arrived, a relay was reached), or after a pause that
+        // doubles up to 4 s if nothing changes: a path missing for want of
+        // directory information is retried the moment it could exist.
         let give_up = tokio::time::Instant::now() + PATH_RETRY_BUDGET;
         let mut pause = Duration::from_millis(500);
+        let mut changes = self.client.bootstrap_events();
+        // The stream starts with the status as it is now: not a change.
+        let _ = futures::FutureExt::now_or_never(changes.next());
         loop {
             match self.client.connect_with_prefs(addr.clone(), prefs).await {
                 Ok(stream) => return Ok(stream),
@@ -238,8 +249,18 @@ impl Transport {
                         ErrorKind::NoPath | ErrorKind::NoExit | ErrorKind::TorDirectoryUnusable
                     ) && tokio::time::Instant::now() + pause < give_up =>
                 {
-                    tokio::time::sleep(pause).await;
-                    pause = (pause * 2).min(Duration::from_secs(4));
+                    tokio::select! {
+                        Some(_) = changes.next() => {
+                            // Several changes come in a burst: let it settle.
+                            tokio::time::sleep(STATUS_SETTLE).await;
+                            while let Some(Some(_)) =
+                                futures::FutureExt::now_or_never(changes.next())
+                            {}
+                        }
+                        () = tokio::time::sleep(pause) => {
+                            pause = (pause * 2).min(Duration::from_secs(4));
+                        }
+                    }
                 }
                 Err(e) => return Err(connect_error(e.kind())),
             }

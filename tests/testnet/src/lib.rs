@@ -15,7 +15,7 @@ mod procs;
 mod socks;
 mod torrc;
 
-pub use ctor::CtorClient;
+pub use ctor::{ControlEvents, CtorClient};
 pub use info::{
     exit_port_index, AuthorityInfo, HarnessInfo, NetInfo, NetworkParams, OnionServiceInfo,
     RelayInfo, ONION_SERVICE_NAMES,
@@ -850,9 +850,9 @@ fn consensus_flags(doc: &str) -> HashMap<String, Vec<String>> {
     out
 }
 
-/// Waits for a consensus listing every relay as Running, Valid and Fast
-/// (arti builds paths only through Fast relays), exits with Exit, all with
-/// HSDir, and for the onion services' hostnames.
+/// Waits for a consensus listing every relay as Running, Valid, Fast (arti
+/// builds paths only through Fast relays) and Stable (long-lived ports need it),
+/// exits with Exit, all with HSDir, and for the onion services' hostnames.
 fn wait_for_consensus(
     daemons: &mut [Daemon],
     dir_port: u16,
@@ -879,6 +879,7 @@ fn wait_for_consensus(
                         !(has("Running")
                             && has("Valid")
                             && has("Fast")
+                            && has("Stable")
                             && has("HSDir")
                             && (!exit || has("Exit")))
                     })
