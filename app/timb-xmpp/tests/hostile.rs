@@ -497,3 +497,94 @@ async fn random_hostile_stanzas_never_panic_the_session() {
         }
     }
 }
+
+/// XEP-0198 acks are coalesced: a burst of messages and the server's ack request get one
+/// `<a/>` with the count of all of them, not one per stanza (each a small write of its
+/// own, which over Tor held the next stanza behind a relay's Nagle; bench xmpp).
+#[tokio::test]
+async fn a_burst_of_stanzas_gets_one_ack() {
+    let (mut h, server) = start(config(TlsMode::Direct));
+    h.commands.send(Command::Connect).await.unwrap();
+    let mut xs = XmlStream::new(server, 1 << 20);
+    greet(
+        &mut xs,
+        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
+    )
+    .await;
+    stanza(&mut xs).await;
+    xs.send_raw("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
+        .await
+        .unwrap();
+    let mut xs = xs.restart();
+    greet(
+        &mut xs,
+        "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>",
+    )
+    .await;
+    let bind = stanza(&mut xs).await;
+    let id = bind.attr("id").unwrap().to_owned();
+    xs.send_raw(&format!("<iq type='result' id='{id}'><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'><jid>user@evil.test/timb</jid></bind></iq>")).await.unwrap();
+    let enable = stanza(&mut xs).await;
+    assert!(enable.is("enable", "urn:xmpp:sm:3"), "{}", enable.to_xml());
+    xs.send_raw("<enabled xmlns='urn:xmpp:sm:3' id='s1' resume='true'/>")
+        .await
+        .unwrap();
+    // The session's start: roster request, initial presence, an ack request.
+    let roster = stanza(&mut xs).await;
+    let id = roster.attr("id").unwrap().to_owned();
+    xs.send_raw(&format!(
+        "<iq type='result' id='{id}'><query xmlns='jabber:iq:roster'/></iq>"
+    ))
+    .await
+    .unwrap();
+    let mut burst = String::new();
+    for i in 0..3 {
+        burst +=
+            &format!("<message from='friend@evil.test/x' type='chat'><body>m{i}</body></message>");
+    }
+    burst += "<r xmlns='urn:xmpp:sm:3'/>";
+    xs.send_raw(&burst).await.unwrap();
+    let mut acks = Vec::new();
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(f)) = tokio::time::timeout_at(until, xs.next()).await {
+        if let Frame::Stanza(e) = f {
+            if e.is("a", "urn:xmpp:sm:3") {
+                acks.push(e.attr("h").unwrap_or("").to_owned());
+            }
+        }
+    }
+    // The roster result counts too: four stanzas handled.
+    assert_eq!(acks, ["4"], "acks written: {acks:?}");
+    let mut bodies = Vec::new();
+    while let Ok(Some(ev)) = tokio::time::timeout(Duration::from_millis(200), h.events.recv()).await
+    {
+        if let Event::Message { body, .. } = ev {
+            bodies.push(body);
+        }
+    }
+    assert_eq!(bodies, ["m0", "m1", "m2"]);
+
+    // The other way: three messages sent back to back, one ack request after them.
+    for i in 0..3 {
+        h.commands
+            .send(Command::Send {
+                to: timb_core::Target::Direct("friend@evil.test".into()),
+                body: format!("r{i}"),
+                kind: timb_core::MessageKind::Normal,
+            })
+            .await
+            .unwrap();
+    }
+    let (mut sent, mut requests) = (0, 0);
+    let until = tokio::time::Instant::now() + Duration::from_secs(2);
+    while let Ok(Ok(f)) = tokio::time::timeout_at(until, xs.next()).await {
+        if let Frame::Stanza(e) = f {
+            if e.name == "message" {
+                sent += 1;
+            } else if e.is("r", "urn:xmpp:sm:3") {
+                requests += 1;
+            }
+        }
+    }
+    assert_eq!((sent, requests), (3, 1));
+}
