@@ -585,6 +585,12 @@ fn install_crate_tool(
             .arg(&build)
             // Not the workspace's target directory or profile settings.
             .env_remove("CARGO_TARGET_DIR")
+            // A test tool, run for seconds: built for build time, not speed. cargo-deny's
+            // own release profile (fat LTO, one codegen unit) made it ~3 of a fresh
+            // machine's CI minutes, rcodesign another 3.5, before any test ran.
+            .env("CARGO_PROFILE_RELEASE_OPT_LEVEL", "1")
+            .env("CARGO_PROFILE_RELEASE_LTO", "false")
+            .env("CARGO_PROFILE_RELEASE_CODEGEN_UNITS", "16")
             .current_dir(std::env::temp_dir()),
     )
     .with_context(|| format!("building {name}"))?;
