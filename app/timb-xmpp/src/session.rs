@@ -37,7 +37,8 @@ const FRAME_QUEUE: usize = 32;
 /// written alone just before the next message held that message ~40 ms over Tor). Short
 /// next to any server's ack timeout; a burst of stanzas in that time gets one ack.
 const ACK_DELAY: Duration = Duration::from_millis(100);
-/// In a burst with no pause, every this many messages carry an ack request.
+/// In a burst with no pause, a message carries an ack request whenever the resend queue
+/// (messages, presences and iqs not yet acknowledged) reaches a multiple of this.
 const ASK_EVERY: usize = 32;
 
 /// Starts the account task. It waits for [`Command::Connect`].
@@ -342,6 +343,9 @@ impl Session {
         let base = self.sm.as_ref().map(|sm| sm.inbound);
         for p in est.pending {
             let _ = self.handle(p).await;
+            // No ack for them either: one riding with a reply written here would report
+            // an `h` above what the server counted, which it takes as a stream error.
+            self.ack_due = None;
         }
         if let (Some(b), Some(sm)) = (base, self.sm.as_mut()) {
             sm.inbound = b;
@@ -655,8 +659,8 @@ impl Session {
                     Some(sm) => {
                         sm.unacked.push_back(xml.clone());
                         // The ack request waits for a pause ([`Self::ask_ack`]); in a
-                        // long burst it rides with every ASK_EVERY-th message, so the
-                        // resend queue stays short.
+                        // long burst it rides with the message that brings the resend
+                        // queue to a multiple of ASK_EVERY, so the queue stays short.
                         if sm.unacked.len() % ASK_EVERY == 0 {
                             let r = Element::new("r", NS_SM).to_xml();
                             self.write_raw(&format!("{xml}{r}")).await?;

@@ -274,6 +274,8 @@ mod tests {
             .unwrap();
         assert!(tar.success());
         assert_eq!(std::fs::read(out.join("c/code")).unwrap(), code);
+        // And the liblzma the updater unpacks with (xz2's static build).
+        assert_eq!(read_tar_xz(&a).unwrap()["c/code"], code);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
