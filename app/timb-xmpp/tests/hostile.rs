@@ -98,9 +98,8 @@ async fn stanza(xs: &mut XmlStream<DuplexStream>) -> Element {
     }
 }
 
-/// Runs a PLAIN login and resource binding as the server; returns the
-/// stream after the client's roster request and initial presence.
-async fn login(server: DuplexStream) -> XmlStream<DuplexStream> {
+/// Runs a PLAIN authentication as the server; returns the restarted stream.
+async fn plain_auth(server: DuplexStream) -> XmlStream<DuplexStream> {
     let mut xs = XmlStream::new(server, 1 << 20);
     greet(
         &mut xs,
@@ -112,7 +111,13 @@ async fn login(server: DuplexStream) -> XmlStream<DuplexStream> {
     xs.send_raw("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
         .await
         .unwrap();
-    let mut xs = xs.restart();
+    xs.restart()
+}
+
+/// Runs a PLAIN login and resource binding as the server; returns the
+/// stream after the client's roster request and initial presence.
+async fn login(server: DuplexStream) -> XmlStream<DuplexStream> {
+    let mut xs = plain_auth(server).await;
     greet(
         &mut xs,
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/></stream:features>",
@@ -506,17 +511,7 @@ async fn random_hostile_stanzas_never_panic_the_session() {
 async fn a_burst_of_stanzas_gets_one_ack() {
     let (mut h, server) = start(config(TlsMode::Direct));
     h.commands.send(Command::Connect).await.unwrap();
-    let mut xs = XmlStream::new(server, 1 << 20);
-    greet(
-        &mut xs,
-        "<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'><mechanism>PLAIN</mechanism></mechanisms></stream:features>",
-    )
-    .await;
-    stanza(&mut xs).await;
-    xs.send_raw("<success xmlns='urn:ietf:params:xml:ns:xmpp-sasl'/>")
-        .await
-        .unwrap();
-    let mut xs = xs.restart();
+    let mut xs = plain_auth(server).await;
     greet(
         &mut xs,
         "<stream:features><bind xmlns='urn:ietf:params:xml:ns:xmpp-bind'/><sm xmlns='urn:xmpp:sm:3'/></stream:features>",
