@@ -10,7 +10,7 @@
 //! | `fetch.rs` | [`Fetch`]: the transport seam; [`Url`]; byte caps and timeouts while reading |
 //! | `tor.rs` | [`TorFetcher`]: the app's transport, HTTPS or `.onion` HTTP through arti |
 //! | `updater.rs` | [`Updater`]: refresh (spec §5.2–5.6) and download, mirrors in order |
-//! | `minisig.rs` | [`BundleTrust`]: the shipped bundle keys and policy, the minisign check |
+//! | `minisig.rs` | [`BundleTrust`]: the bundle keys and policy the bundle ships, the minisign check |
 //! | `error.rs` | [`UpdateError`]: which check failed, in words a user can read |
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
@@ -26,7 +26,7 @@ mod updater;
 pub use apply::{install, ApplyError, Limits};
 pub use error::{Failure, Problem, UpdateError};
 pub use fetch::{Body, Fetch, FetchError, Scheme, Timeouts, Url};
-pub use minisig::BundleTrust;
+pub use minisig::{BundleTrust, SIGNING_DIR};
 pub use store::{Store, StoreError, WriteHook, WriteStep};
 pub use tor::{HttpBody, TorFetcher};
 pub use updater::{newest_update, Progress, Running, StopPoint, Updater};

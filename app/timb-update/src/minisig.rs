@@ -2,17 +2,29 @@
 //! users check by hand), by a key the shipped `signing/policy.toml` lists for bundles. TUF
 //! says "this is the current release"; minisign says "the release keys made it". A target
 //! must pass both, so a compromise of the TUF keys alone installs nothing.
+//!
+//! The keys and the policy are files the bundle ships (`app/VERSION/signing/`, copied from
+//! the repository's `signing/` by the pipeline), not compiled in: like the TUF root beside
+//! them, they are covered by the bundle's signature and sums, and whoever can change them
+//! in the bundle's folder can change the binary too. As data, one compiled binary can be
+//! packaged with other keys (a release engineer's, or a test's) without being built again.
 
 use crate::error::Failure;
 use timb_release::{
     Keyring, Policy, PublicKey, Role, SignatureKind, Subject, TrustedComment, Unverified,
 };
 
-/// The bundle release keys shipped with the app: `(name, minisign public key file)`, every
-/// `signing/keys/NAME.pub` (build.rs). None exists yet (signing/README.md).
-const SHIPPED_KEYS: &[(&str, &str)] = include!(concat!(env!("OUT_DIR"), "/shipped_keys.rs"));
+/// Where a bundle version ships its signing policy and keys: `app/VERSION/signing/`.
+pub const SIGNING_DIR: &str = "signing";
+/// The policy in it, as in the repository.
+pub const POLICY_FILE: &str = "policy.toml";
+/// The folder of public keys in it, `NAME.pub` each.
+pub const KEYS_DIR: &str = "keys";
 
-const SHIPPED_POLICY: &str = include_str!("../../../signing/policy.toml");
+/// More public key files than this in one folder is not a signing folder.
+const MAX_KEYS: usize = 64;
+/// A minisign public key file is about 100 bytes, the policy a few kilobytes.
+const MAX_FILE: u64 = 64 * 1024;
 
 /// Which keys may sign a bundle, and the policy that says so.
 #[derive(Debug, Clone)]
@@ -22,16 +34,51 @@ pub struct BundleTrust {
 }
 
 impl BundleTrust {
-    /// The keys and policy shipped in this build.
-    pub fn shipped() -> Result<BundleTrust, String> {
+    /// The keys and policy a bundle ships in `dir` (`app/VERSION/signing/`, the layout of
+    /// the repository's `signing/`): `policy.toml` and every `keys/NAME.pub`. A missing or
+    /// unreadable file, a key that does not parse, or a policy naming a key that is not
+    /// there is an error: with no trust, no update is ever installed.
+    pub fn read(dir: &std::path::Path) -> Result<BundleTrust, String> {
+        let read = |p: &std::path::Path| -> Result<String, String> {
+            let shown = p.strip_prefix(dir).unwrap_or(p).display().to_string();
+            let len = std::fs::metadata(p)
+                .map_err(|e| format!("{SIGNING_DIR}/{shown}: {e}"))?
+                .len();
+            if len > MAX_FILE {
+                return Err(format!(
+                    "{SIGNING_DIR}/{shown}: larger than {MAX_FILE} bytes"
+                ));
+            }
+            std::fs::read_to_string(p).map_err(|e| format!("{SIGNING_DIR}/{shown}: {e}"))
+        };
+        let policy = Policy::parse(&read(&dir.join(POLICY_FILE))?)
+            .map_err(|e| format!("{SIGNING_DIR}/{POLICY_FILE}: {e}"))?;
+        let mut names = Vec::new();
+        // No keys folder is no key: a policy that lists none is then still valid.
+        if let Ok(rd) = std::fs::read_dir(dir.join(KEYS_DIR)) {
+            for e in rd {
+                let e = e.map_err(|e| format!("{SIGNING_DIR}/{KEYS_DIR}: {e}"))?;
+                let name = e.file_name().to_string_lossy().into_owned();
+                if let Some(stem) = name.strip_suffix(".pub") {
+                    names.push(stem.to_string());
+                }
+                if names.len() > MAX_KEYS {
+                    return Err(format!(
+                        "{SIGNING_DIR}/{KEYS_DIR}: more than {MAX_KEYS} keys"
+                    ));
+                }
+            }
+        }
+        names.sort();
         let mut keys = Keyring::new();
-        for (name, text) in SHIPPED_KEYS {
+        for name in names {
+            let text = read(&dir.join(KEYS_DIR).join(format!("{name}.pub")))?;
             keys.add(
-                PublicKey::parse(text).map_err(|e| format!("{name}: {e}"))?,
+                PublicKey::parse(&text)
+                    .map_err(|e| format!("{SIGNING_DIR}/{KEYS_DIR}/{name}.pub: {e}"))?,
                 format!("release key {name}"),
             );
         }
-        let policy = Policy::parse(SHIPPED_POLICY).map_err(|e| e.to_string())?;
         BundleTrust::new(keys, policy)
     }
 
@@ -71,20 +118,36 @@ impl BundleTrust {
 mod tests {
     use super::*;
 
+    fn repository_signing() -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../signing")
+    }
+
     #[test]
-    fn the_shipped_policy_reads_and_every_key_file_is_shipped() {
-        BundleTrust::shipped().unwrap();
-        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../signing/keys");
-        let mut files: Vec<String> = std::fs::read_dir(dir)
-            .map(|rd| {
-                rd.filter_map(|e| e.ok())
-                    .map(|e| e.file_name().to_string_lossy().into_owned())
-                    .filter_map(|n| n.strip_suffix(".pub").map(str::to_string))
-                    .collect()
-            })
-            .unwrap_or_default();
-        files.sort();
-        let shipped: Vec<&str> = SHIPPED_KEYS.iter().map(|(n, _)| *n).collect();
-        assert_eq!(shipped, files, "SHIPPED_KEYS is not signing/keys/*.pub");
+    fn the_repository_signing_folder_reads() {
+        BundleTrust::read(&repository_signing()).unwrap();
+    }
+
+    #[test]
+    fn a_missing_policy_a_bad_key_or_an_unlisted_one_is_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let e = BundleTrust::read(dir).unwrap_err();
+        assert!(e.contains("signing/policy.toml"), "{e}");
+        let policy = std::fs::read_to_string(repository_signing().join(POLICY_FILE)).unwrap();
+        std::fs::write(dir.join(POLICY_FILE), &policy).unwrap();
+        BundleTrust::read(dir).unwrap();
+        std::fs::create_dir(dir.join(KEYS_DIR)).unwrap();
+        std::fs::write(dir.join("keys/broken.pub"), "not a key").unwrap();
+        let e = BundleTrust::read(dir).unwrap_err();
+        assert!(e.contains("signing/keys/broken.pub"), "{e}");
+        std::fs::remove_file(dir.join("keys/broken.pub")).unwrap();
+        // A policy listing a key whose file is not shipped.
+        let listed = policy.replacen("keys = []", "keys = [\"0123456789ABCDEF\"]", 1);
+        assert_ne!(
+            listed, policy,
+            "signing/policy.toml changed shape: update this test"
+        );
+        std::fs::write(dir.join(POLICY_FILE), listed).unwrap();
+        assert!(BundleTrust::read(dir).is_err());
     }
 }

@@ -13,6 +13,7 @@ use timb_release::{Target, Version};
 use timb_tor::Transport;
 use timb_update::{
     install, newest_update, BundleTrust, Limits, Problem, Running, Store, TorFetcher, Updater, Url,
+    SIGNING_DIR,
 };
 
 use crate::backend::{Sink, UiEvent, UpdateProblem, UpdateStatus};
@@ -40,8 +41,8 @@ pub struct ChannelConfig {
 }
 
 impl ChannelConfig {
-    /// Reads `dir/root.json` and `dir/channel.toml`, with the bundle keys and policy built
-    /// into this binary. A missing folder is `Ok(None)`; a broken one an error.
+    /// Reads `dir/root.json` and `dir/channel.toml`, with the bundle keys and policy the
+    /// same version ships. A missing folder is `Ok(None)`; a broken one an error.
     pub fn read(dir: &Path, trust: BundleTrust) -> Result<Option<ChannelConfig>, String> {
         if !dir.is_dir() {
             return Ok(None);
@@ -71,8 +72,14 @@ impl UpdateSetup {
             .ok()
             .and_then(|e| Layout::of_exe(&e));
         let channel = layout.as_ref().and_then(|l| {
-            let dir = l.version_dir(version).join(CHANNEL_DIR);
-            let trust = BundleTrust::shipped().ok()?;
+            let vdir = l.version_dir(version);
+            let dir = vdir.join(CHANNEL_DIR);
+            if !dir.is_dir() {
+                return None;
+            }
+            let trust = BundleTrust::read(&vdir.join(SIGNING_DIR))
+                .map_err(|e| eprintln!("timb: the bundle's signing keys are not usable: {e}"))
+                .ok()?;
             ChannelConfig::read(&dir, trust).unwrap_or_else(|e| {
                 eprintln!("timb: the bundle's update channel is not usable: {e}");
                 None
@@ -225,7 +232,8 @@ mod tests {
     fn a_shipped_channel_is_read_and_a_broken_one_is_an_error_not_a_silent_none() {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join(CHANNEL_DIR);
-        let trust = || BundleTrust::shipped().unwrap();
+        let signing = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../signing");
+        let trust = || BundleTrust::read(&signing).unwrap();
         assert!(ChannelConfig::read(&dir, trust()).unwrap().is_none());
         std::fs::create_dir_all(&dir).unwrap();
         std::fs::write(dir.join(ROOT_FILE), b"root bytes").unwrap();

@@ -529,6 +529,7 @@ fn the_bundle_runs_from_any_folder() {
         &format!("app/{}/LICENSES/rust-std.html", b.version),
         &format!("app/{}/fonts/NotoSans-Regular.ttf", b.version),
         &format!("app/{}/fonts/NotoSansArabic-Bold.ttf", b.version),
+        &format!("app/{}/signing/policy.toml", b.version),
     ] {
         assert!(top.join(f).is_file(), "{f} missing from the bundle");
     }
@@ -969,12 +970,40 @@ fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
     std::fs::write(&lock, blocks.join("\n[[package]]\n")).unwrap();
 }
 
+/// A `key = "value"` of a Linux bundle's BUILDINFO, read from the archive.
+fn buildinfo_field(archive: &Path, key: &str) -> String {
+    let name = archive.file_name().unwrap().to_str().unwrap();
+    let top = name.strip_suffix(".tar.xz").unwrap();
+    let out = run_ok(
+        Command::new("tar")
+            .arg("-xJOf")
+            .arg(archive)
+            .arg(format!("{top}/BUILDINFO")),
+    );
+    let text = String::from_utf8(out.stdout).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key} = \"")))
+        .and_then(|v| v.strip_suffix('"'))
+        .unwrap_or_else(|| panic!("no {key} in {name}'s BUILDINFO:\n{text}"))
+        .to_string()
+}
+
 /// The password of the update test's bundle key.
 const BUNDLE_KEY_PASSWORD: &str = "update test bundle key";
 
+/// Where `cargo xtask bundle` keeps its outputs (`out/PROJECT/BUILD-ID/`) for this tree.
+fn rbm_out() -> PathBuf {
+    std::env::var_os("TIMB_OUT_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("out"))
+}
+
 /// `cargo xtask bundle` of another source tree, signed with `key`. Its release build
 /// shares the rebuild's target directory: the third-party crates compiled there are
-/// reused, and every crate of ours is compiled again for this tree.
+/// reused, and every crate of ours is compiled again for this tree. It shares this
+/// tree's output cache too: a project whose inputs are those of a build made here (the
+/// messenger's binary of a tree that differs only in its keys and channel) is taken from
+/// it, not built again.
 fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
     let _only_user = second_build();
     let sde = source_date_epoch();
@@ -993,6 +1022,7 @@ fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
             .arg(out)
             .env("CARGO_TARGET_DIR", target_dir().join("repro-second-build"))
             .env("TIMB_SOURCES_DIR", sources)
+            .env("TIMB_OUT_DIR", rbm_out())
             .env("TIMB_SIGNING_PASSWORD", BUNDLE_KEY_PASSWORD)
             .env("SOURCE_DATE_EPOCH", &sde),
     );
@@ -1076,7 +1106,9 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     ]);
 
     // The two release trees, compiled now: the binary does not depend on the update
-    // channel, which needs the onion address of a network not started yet.
+    // channel, which needs the onion address of a network not started yet. Nor on the
+    // bundle keys (data in app/VERSION/signing/), so 0.1.0's is the binary bundle() built:
+    // only 0.2.0 is compiled.
     let next = "0.2.0";
     assert_ne!(
         b.version, next,
@@ -1085,7 +1117,12 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     let (old_tree, new_tree) = (work.join("src-old"), work.join("src-new"));
     release_tree(&old_tree, &b.version, &bundle_pub);
     release_tree(&new_tree, next, &bundle_pub);
-    bundle_of(&old_tree, &bundle_key, &work.join("prebuilt-old"));
+    let prebuilt_old = bundle_of(&old_tree, &bundle_key, &work.join("prebuilt-old"));
+    assert_eq!(
+        buildinfo_field(&prebuilt_old, "timb_build_id"),
+        buildinfo_field(&b.archive, "timb_build_id"),
+        "0.1.0 with the test's keys was compiled again: the binary depends on the keys"
+    );
     bundle_of(&new_tree, &bundle_key, &work.join("prebuilt-new"));
 
     // The network, and the repository on its onion mirror.

@@ -54,10 +54,10 @@ struct Cli {
     running_target: Option<String>,
     #[arg(long)]
     channel: Option<String>,
-    /// A bundle key (minisign .pub) instead of the shipped ones (repeat).
+    /// A bundle key (minisign .pub) (repeat); with --signing-policy.
     #[arg(long)]
     bundle_key: Vec<PathBuf>,
-    /// A signing policy instead of the shipped signing/policy.toml.
+    /// The signing policy; without it and --bundle-key, the repository's signing/.
     #[arg(long)]
     signing_policy: Option<PathBuf>,
     /// The private Tor network's file: non-loopback URLs go through arti.
@@ -456,7 +456,9 @@ async fn run(cli: Cli) -> Result<(), String> {
 
 fn bundle_trust(cli: &Cli) -> Result<BundleTrust, String> {
     if cli.bundle_key.is_empty() && cli.signing_policy.is_none() {
-        return BundleTrust::shipped();
+        return BundleTrust::read(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../signing"),
+        );
     }
     let mut keys = Keyring::new();
     for p in &cli.bundle_key {

@@ -84,19 +84,25 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         Entry::dir(format!("{vdir}/"), 0o755),
         Entry::file(format!("{vdir}/timb{exe}"), 0o755, read("timb")?),
     ];
-    // Files from the repository: LICENSE, bundle/ (README, .desktop) and release/ (the
-    // update channel, if one has been written).
+    // Files from the repository: LICENSE, bundle/ (README, .desktop), release/ (the
+    // update channel, if one has been written) and signing/ (the bundle keys and policy the
+    // updater checks a new version's signature with).
     let channel = s
         .vars
         .get("update_channel")
         .map_or("stable", String::as_str);
     let mut release = Vec::new();
+    let mut signing = Vec::new();
     for input in s.project.inputs_for(s.target) {
         if let InputKind::Path(p) = input.kind()? {
             for (rel, mode, _) in env.path_files(p)? {
                 let data = std::fs::read(env.root.join(&rel))?;
                 if let Some(inside) = rel.strip_prefix("release/") {
                     release.push((inside.to_string(), data));
+                    continue;
+                }
+                if let Some(inside) = rel.strip_prefix("signing/") {
+                    signing.push((inside.to_string(), data));
                     continue;
                 }
                 // The menu entry is the Linux desktop's.
@@ -119,6 +125,7 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         );
     }
     entries.extend(shipped);
+    entries.extend(signing_entries(&signing, &vdir)?);
     // The fonts timb loads (app/timb/src/fonts.rs), and their licence beside the others.
     let fonts = s
         .deps
@@ -221,6 +228,46 @@ fn update_channel_entries(
     ])
 }
 
+/// The bundle keys and policy the updater reads (`timb_update::BundleTrust::read`), from
+/// `signing/` (`files`: paths inside it and their bytes): `VDIR/signing/{policy.toml,
+/// keys/NAME.pub}`, checked as the app will read them. Only those: the folder's README and
+/// the TUF roles file are for release engineers. Without a policy there is no bundle.
+fn signing_entries(files: &[(String, Vec<u8>)], vdir: &str) -> Result<Vec<Entry>> {
+    use timb_release::{Keyring, Policy, PublicKey};
+    let policy = files
+        .iter()
+        .find(|(p, _)| p == "policy.toml")
+        .map(|(_, d)| d)
+        .context("signing/policy.toml is missing: a bundle ships its signing policy")?;
+    let text = std::str::from_utf8(policy).context("signing/policy.toml is not UTF-8")?;
+    let parsed = Policy::parse(text).context("signing/policy.toml")?;
+    let dir = format!("{vdir}/signing");
+    let mut entries = vec![
+        Entry::dir(format!("{dir}/"), 0o755),
+        Entry::file(format!("{dir}/policy.toml"), 0o644, policy.clone()),
+        Entry::dir(format!("{dir}/keys/"), 0o755),
+    ];
+    let mut keys = Keyring::new();
+    for (path, data) in files {
+        let Some(name) = path.strip_prefix("keys/") else {
+            continue;
+        };
+        if !name.ends_with(".pub") || name.contains('/') {
+            continue;
+        }
+        let text = std::str::from_utf8(data).with_context(|| format!("signing/{path}"))?;
+        keys.add(
+            PublicKey::parse(text).with_context(|| format!("signing/{path}"))?,
+            name.to_string(),
+        );
+        entries.push(Entry::file(format!("{dir}/{path}"), 0o644, data.clone()));
+    }
+    parsed
+        .check_keys(&keys)
+        .context("signing/policy.toml names a key signing/keys/ does not hold")?;
+    Ok(entries)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -249,5 +296,36 @@ mod tests {
         ];
         let e = update_channel_entries(&other, "stable", "v", 0).unwrap_err();
         assert!(format!("{e:#}").contains("names the channel"), "{e:#}");
+    }
+
+    #[test]
+    fn the_signing_policy_and_its_keys_are_shipped_and_checked() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../signing");
+        let policy = std::fs::read(root.join("policy.toml")).unwrap();
+        let files = vec![
+            ("policy.toml".to_string(), policy.clone()),
+            ("README.md".to_string(), b"for people".to_vec()),
+            ("tuf-roles.toml".to_string(), b"for release".to_vec()),
+        ];
+        let e = signing_entries(&files, "v").unwrap();
+        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["v/signing/", "v/signing/policy.toml", "v/signing/keys/"]
+        );
+        let e = signing_entries(&files[1..], "v").unwrap_err();
+        assert!(format!("{e:#}").contains("policy.toml is missing"), "{e:#}");
+        let mut bad = files.clone();
+        bad.push(("keys/x.pub".to_string(), b"not a key".to_vec()));
+        let e = signing_entries(&bad, "v").unwrap_err();
+        assert!(format!("{e:#}").contains("signing/keys/x.pub"), "{e:#}");
+        let listed = String::from_utf8(policy).unwrap().replacen(
+            "keys = []",
+            "keys = [\"0123456789ABCDEF\"]",
+            1,
+        );
+        let e =
+            signing_entries(&[("policy.toml".to_string(), listed.into_bytes())], "v").unwrap_err();
+        assert!(format!("{e:#}").contains("does not hold"), "{e:#}");
     }
 }
