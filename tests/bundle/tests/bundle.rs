@@ -1771,6 +1771,21 @@ fn signed_by_rcodesign(zip: &Path, top: &str) {
         PathBuf::from(std::env::var_os("TIMB_RCODESIGN").expect(
             "TIMB_RCODESIGN is unset: run through `cargo xtask test`, which builds rcodesign",
         ));
+    // `cargo xtask test` builds it beside these tests and says when it is done.
+    if let Some(ready) = std::env::var_os("TIMB_RCODESIGN_READY") {
+        let ready = PathBuf::from(ready);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
+        while !ready.exists() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "rcodesign was never built ({} not written)",
+                ready.display()
+            );
+            std::thread::sleep(std::time::Duration::from_secs(5));
+        }
+        let said = std::fs::read_to_string(&ready).unwrap();
+        assert_eq!(said, "ok\n", "{said}");
+    }
     let dir = scratch(&format!("rcodesign-{top}"));
     run_ok(Command::new("unzip").arg("-q").arg(zip).arg("-d").arg(&dir));
     let app = dir.join(top).join("Timb.app");

@@ -99,19 +99,21 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
         )
         .context("installing the otr.js interop peer (npm ci)")?;
     }
-    // The TUF reference implementation the updater is checked against; the
-    // tests (run in this process's children) find it through this variable.
-    let python = tuf_python(root)?;
-    std::env::set_var(TUF_PYTHON_ENV, &python);
     // The macOS test signs the cross-built launcher ad hoc and verifies it with rcodesign.
-    let rcodesign = install_crate_tool(
+    // A fresh machine builds it (3 minutes) beside the bundle tests rather than before
+    // them: their bundle build is the longest chain of the run, and the macOS test, which
+    // waits for the marker, comes long after.
+    let rcodesign = crate_tool_bin(
         root,
         "apple-codesign",
         RCODESIGN_VERSION,
         "rcodesign",
-        &["--no-default-features"],
-    )?;
+        RCODESIGN_ARGS,
+    );
     std::env::set_var(RCODESIGN_ENV, &rcodesign);
+    let rcodesign_ready = util::cargo_target_dir(root).join("rcodesign-ready");
+    let _ = std::fs::remove_file(&rcodesign_ready);
+    std::env::set_var(RCODESIGN_READY_ENV, &rcodesign_ready);
     // The bundle's release builds (the bundle, then its rebuild elsewhere) run in their
     // own sandboxes and target directories and need nothing from the suite, so they start
     // now, beside the lint and test build and then the suite, and share the cores with them
@@ -120,6 +122,29 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
     // chains end within a minute of each other (46 min in all, against 63 when the bundle
     // tests waited for the test build), so neither gets a priority.
     let bundle_tests = BundleTests::start(root, &exe)?;
+    let rcodesign_build = {
+        let root = root.to_path_buf();
+        std::thread::spawn(move || {
+            let built = install_crate_tool(
+                &root,
+                "apple-codesign",
+                RCODESIGN_VERSION,
+                "rcodesign",
+                RCODESIGN_ARGS,
+            );
+            let said = match &built {
+                Ok(_) => "ok\n".to_string(),
+                Err(e) => format!("building rcodesign failed: {e:#}\n"),
+            };
+            std::fs::write(&rcodesign_ready, said)
+                .with_context(|| format!("writing {}", rcodesign_ready.display()))?;
+            built.map(drop)
+        })
+    };
+    // The TUF reference implementation the updater is checked against; the
+    // tests (run in this process's children) find it through this variable.
+    let python = tuf_python(root)?;
+    std::env::set_var(TUF_PYTHON_ENV, &python);
     util::stage(
         3,
         5,
@@ -131,8 +156,19 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
             .args(["fmt", "--all", "--", "--check"]),
     )
     .context("code is not formatted: run `cargo fmt --all`")?;
-    deny(root)?;
-    lint_and_build_tests(root)?;
+    // cargo-deny (built on a fresh machine, 1.5 minutes, then seconds of checks) beside
+    // the lint and test build: both only read the tree.
+    std::thread::scope(|s| {
+        let denied = s.spawn(|| deny(root));
+        let built = lint_and_build_tests(root);
+        let denied = denied
+            .join()
+            .unwrap_or_else(|_| Err(anyhow::anyhow!("the cargo deny thread panicked")));
+        denied.and(built)
+    })?;
+    rcodesign_build
+        .join()
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the rcodesign build thread panicked")))?;
     // The bundle tests' real-window test waits for the servers' harness this build made.
     bundle_tests.test_build_done()?;
     util::stage(
@@ -222,6 +258,11 @@ fn lint_and_build_tests(root: &Path) -> Result<()> {
             // Line tables are enough for the tests' backtraces, and the ~70 test binaries
             // link faster without full debug info (developers' own builds keep theirs).
             std::env::set_var("CARGO_PROFILE_DEV_DEBUG", "line-tables-only");
+            // A whole-suite run compiles the workspace once: incremental compilation's
+            // caches would cost time to write and never be read (unless asked for).
+            if std::env::var_os("CARGO_INCREMENTAL").is_none() {
+                std::env::set_var("CARGO_INCREMENTAL", "0");
+            }
             lints_fail_the_build(&driver)?;
             std::env::set_var("RUSTC_WORKSPACE_WRAPPER", driver);
             std::env::set_var("CLIPPY_ARGS", CLIPPY_ARGS);
@@ -545,8 +586,42 @@ pub(crate) fn install_tool(root: &Path, name: &str, version: &str) -> Result<Pat
 /// reachable from here, and the feature adds an AWS client.
 pub const RCODESIGN_VERSION: &str = "0.29.0";
 
+/// Its `cargo install` arguments.
+const RCODESIGN_ARGS: &[&str] = &["--no-default-features"];
+
 /// How the bundle tests find rcodesign.
 const RCODESIGN_ENV: &str = "TIMB_RCODESIGN";
+
+/// A file written once rcodesign is built ("ok") or has failed (why): the bundle tests
+/// start before it is.
+const RCODESIGN_READY_ENV: &str = "TIMB_RCODESIGN_READY";
+
+/// Where [`install_crate_tool`] puts the binary `bin_name` of crate `name`.
+fn crate_tool_bin(
+    root: &Path,
+    name: &str,
+    version: &str,
+    bin_name: &str,
+    args: &[&str],
+) -> PathBuf {
+    crate_tool_prefix(root, name, version, args)
+        .join("bin")
+        .join(bin_name)
+}
+
+/// The folder of a crate tool built with `args`: its name records them, so other
+/// arguments build anew.
+fn crate_tool_prefix(root: &Path, name: &str, version: &str, args: &[&str]) -> PathBuf {
+    let flavour: String = args
+        .iter()
+        .map(|a| a.trim_start_matches('-'))
+        .collect::<Vec<_>>()
+        .join("-");
+    match flavour.as_str() {
+        "" => tools_dir(root).join(format!("{name}-{version}")),
+        f => tools_dir(root).join(format!("{name}-{version}-{f}")),
+    }
+}
 
 /// [`install_tool`] for a crate whose binary has another name, with extra `cargo install`
 /// arguments (features); the folder name records them, so other arguments build anew.
@@ -557,16 +632,8 @@ fn install_crate_tool(
     bin_name: &str,
     args: &[&str],
 ) -> Result<PathBuf> {
-    let flavour: String = args
-        .iter()
-        .map(|a| a.trim_start_matches('-'))
-        .collect::<Vec<_>>()
-        .join("-");
-    let prefix = match flavour.as_str() {
-        "" => tools_dir(root).join(format!("{name}-{version}")),
-        f => tools_dir(root).join(format!("{name}-{version}-{f}")),
-    };
-    let bin = prefix.join("bin").join(bin_name);
+    let prefix = crate_tool_prefix(root, name, version, args);
+    let bin = crate_tool_bin(root, name, version, bin_name, args);
     if bin.is_file() {
         return Ok(bin);
     }
@@ -583,8 +650,12 @@ fn install_crate_tool(
             .arg(&prefix)
             .arg("--target-dir")
             .arg(&build)
-            // Not the workspace's target directory or profile settings.
+            // Not the workspace's target directory, profile settings or lint pass (this
+            // may run beside the lint and test build, which sets those).
             .env_remove("CARGO_TARGET_DIR")
+            .env_remove("RUSTC_WORKSPACE_WRAPPER")
+            .env_remove("CLIPPY_ARGS")
+            .env_remove("CARGO_PROFILE_DEV_DEBUG")
             // A test tool, run for seconds: built for build time, not speed. cargo-deny's
             // own release profile (fat LTO, one codegen unit) made it ~3 of a fresh
             // machine's CI minutes, rcodesign another 3.5, before any test ran.
