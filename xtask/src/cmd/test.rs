@@ -34,6 +34,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "patch",
     "bzip2",
     "xz-utils",
+    // Pinned Debian files over HTTP from a named mirror (TIMB_DEBIAN_MIRROR; a Mac's path).
+    "curl",
     // rbm-projects/*/build are checked by shellcheck.
     "shellcheck",
     // The TLS 1.1 refusal test serves TLS 1.1 with openssl s_server.

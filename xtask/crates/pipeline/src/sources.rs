@@ -30,6 +30,15 @@ pub use pins::Pinned;
 /// Fetches (or finds, verified) every pinned file into `dest_dir`; one private `apt-get update`
 /// serves them all and is skipped when everything is already there.
 pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
+    fetch_many_via(pins, dest_dir, std::env::var(MIRROR_ENV).ok())
+}
+
+/// [`fetch_many`], with `mirror` the value of [`MIRROR_ENV`].
+fn fetch_many_via(
+    pins: &[Pinned],
+    dest_dir: &Path,
+    mirror: Option<String>,
+) -> Result<Vec<PathBuf>> {
     fs::create_dir_all(dest_dir).with_context(|| format!("creating {}", dest_dir.display()))?;
     let mut paths = Vec::new();
     let mut missing = Vec::new();
@@ -79,6 +88,16 @@ pub fn fetch_many(pins: &[Pinned], dest_dir: &Path) -> Result<Vec<PathBuf>> {
         }
     }
     if missing.is_empty() {
+        return Ok(paths);
+    }
+    // Without apt (a Mac), or when the builder names a mirror: straight from the pool.
+    if let Some(mirror) = http_mirror(mirror)? {
+        for (p, want, dest) in missing {
+            let partial = dest_dir.join(format!(".{}.partial", p.file));
+            download_http(&mirror, &pool_path(p), &partial)
+                .with_context(|| format!("downloading {} ({} {})", p.file, p.package, p.version))?;
+            verify_and_place(&partial, &dest, &want)?;
+        }
         return Ok(paths);
     }
     let work = TempDir::new(dest_dir)?;
@@ -198,6 +217,51 @@ fn fetch_wheel(p: &Pinned, want: &str, dest: &Path) -> Result<()> {
     });
     let _ = fs::remove_dir_all(&dir);
     r
+}
+
+/// The variable naming a Debian mirror to fetch pinned files from over HTTP, by the pool's
+/// layout, instead of through apt: a Mac has no apt, and a rebuild years later names a
+/// snapshot (`https://snapshot.debian.org/archive/debian/20261201T000000Z`).
+pub const MIRROR_ENV: &str = "TIMB_DEBIAN_MIRROR";
+
+/// The mirror [`MIRROR_ENV`] names; none when it is unset and apt is here; an error saying
+/// what to set when neither is.
+fn http_mirror(named: Option<String>) -> Result<Option<String>> {
+    match named {
+        Some(m) if !m.trim().is_empty() => {
+            let m = m.trim().trim_end_matches('/').to_string();
+            if !(m.starts_with("https://") || m.starts_with("http://")) {
+                bail!("{MIRROR_ENV}={m}: an http:// or https:// Debian mirror, e.g. https://deb.debian.org/debian");
+            }
+            Ok(Some(m))
+        }
+        _ if Path::new(APT_HELPER).exists() => Ok(None),
+        _ => bail!(
+            "this machine has no apt to fetch the pinned Debian source archives with: set \
+             {MIRROR_ENV} to a Debian mirror, e.g. {MIRROR_ENV}=https://deb.debian.org/debian \
+             (or a snapshot of it); the files are trusted by their pinned sha256 only"
+        ),
+    }
+}
+
+/// `mirror/path` into `partial` with curl (on every Mac and Debian; the transport is not
+/// trusted: the caller checks the pinned sha256). Redirects are followed only to HTTP(S).
+fn download_http(mirror: &str, path: &str, partial: &Path) -> Result<()> {
+    let url = format!("{mirror}/{path}");
+    let _ = fs::remove_file(partial);
+    let out = Command::new("curl")
+        .args(["--fail", "--silent", "--show-error", "--location"])
+        .args(["--proto", "=https,http", "--proto-redir", "=https,http"])
+        .args(["--retry", "3", "--max-time", "1800", "--output"])
+        .arg(partial)
+        .arg(&url)
+        .output()
+        .context("running curl")?;
+    if !out.status.success() {
+        let _ = fs::remove_file(partial);
+        bail!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim());
+    }
+    Ok(())
 }
 
 /// Where the pool keeps a binary package of source package `package`: Debian's
@@ -466,6 +530,82 @@ mod tests {
             "{e:#}"
         );
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The Mac's path, on this machine: the C library archive libotr.toml pins (fetched
+    /// by `cargo xtask fetch` beforehand), served by a mirror on loopback in the pool's
+    /// layout and downloaded with curl. Then a mirror that serves other bytes (the pin
+    /// with another sha256) leaves nothing behind.
+    #[test]
+    fn a_named_mirror_serves_pinned_sources_without_apt() {
+        let root = crate::util::repo_root();
+        let pin = pins::sources(&root, "libotr")
+            .unwrap()
+            .pins
+            .into_iter()
+            .find(|p| p.file.starts_with("libotr_"))
+            .unwrap();
+        let fetched = crate::util::sources_dir(&root).join(&pin.file);
+        assert!(fetched.is_file(), "run `cargo xtask fetch` first");
+        let served = scratch("mirror");
+        let in_pool = served.join(pool_path(&pin));
+        fs::create_dir_all(in_pool.parent().unwrap()).unwrap();
+        fs::copy(&fetched, &in_pool).unwrap();
+        let mut server = Command::new("python3")
+            .args([
+                "-u",
+                "-m",
+                "http.server",
+                "0",
+                "--bind",
+                "127.0.0.1",
+                "--directory",
+            ])
+            .arg(&served)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(server.stdout.take().unwrap()),
+            &mut line,
+        )
+        .unwrap();
+        // "Serving HTTP on 127.0.0.1 port 41234 (http://127.0.0.1:41234/) ..."
+        let port = line
+            .split(" port ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next());
+        let mirror = format!(
+            "http://127.0.0.1:{}/",
+            port.unwrap_or_else(|| panic!("{line}"))
+        );
+        let dir = scratch("http");
+        let got = fetch_many_via(std::slice::from_ref(&pin), &dir, Some(mirror.clone()));
+        let mut wrong = pin.clone();
+        wrong.sha256 = "ab".repeat(32);
+        let _ = got.as_ref().map(|g| fs::remove_file(&g[0]));
+        let refused = fetch_many_via(&[wrong], &dir, Some(mirror.clone()));
+        let missing = fetch_many_via(
+            &[Pinned {
+                file: "libotr_9.9.9.orig.tar.gz".into(),
+                ..pin.clone()
+            }],
+            &dir,
+            Some(mirror),
+        );
+        let _ = server.kill();
+        let _ = server.wait();
+        assert_eq!(got.unwrap()[0], dir.join(&pin.file));
+        let e = refused.unwrap_err();
+        assert!(format!("{e:#}").contains("sha256 mismatch"), "{e:#}");
+        let e = missing.unwrap_err();
+        assert!(format!("{e:#}").contains("404"), "{e:#}");
+        assert_eq!(fs::read_dir(&dir).unwrap().count(), 0, "a file was left");
+        assert!(http_mirror(Some("ftp://x".into())).is_err());
+        fs::remove_dir_all(&dir).unwrap();
+        fs::remove_dir_all(&served).unwrap();
     }
 
     #[test]
