@@ -83,6 +83,19 @@ impl Target {
         }
     }
 
+    /// `.exe` on Windows, nothing elsewhere.
+    pub fn exe_suffix(self) -> &'static str {
+        match self {
+            Target::WindowsX86_64 => ".exe",
+            _ => "",
+        }
+    }
+
+    /// Whether its programs are `.app`s.
+    pub fn is_macos(self) -> bool {
+        matches!(self, Target::MacosAarch64 | Target::MacosX86_64)
+    }
+
     /// Whether the pipeline builds this target today.
     pub fn is_built(self) -> bool {
         matches!(self, Target::LinuxX86_64 | Target::WindowsX86_64)

@@ -26,17 +26,13 @@ fn bundle_project(target: Target) -> Result<&'static str> {
     match target {
         Target::LinuxX86_64 => Ok("linux-bundle"),
         Target::WindowsX86_64 => Ok("windows-bundle"),
+        // Compiled natively (package::native), packaged by the same step as the others.
         Target::MacosAarch64 | Target::MacosX86_64 if cfg!(target_os = "macos") => {
-            anyhow::bail!("{target}: the native build on a Mac is not written yet (#14)")
+            Ok("macos-bundle")
         }
-        Target::MacosAarch64 | Target::MacosX86_64 => anyhow::bail!(
-            "{target}: the messenger cannot be built on this machine. Its window (slint, winit, \
-             accesskit) links Apple's frameworks (AppKit, Foundation, CoreFoundation, \
-             CoreGraphics, CoreText, QuartzCore), whose link stubs come only with Apple's SDK \
-             (Xcode or its command-line tools), licensed for use on Apple hardware: build the \
-             macOS bundle on a Mac. What this machine does build for macOS is the launcher's \
-             Timb.app, a checked Mach-O: `cargo xtask build macos-app --target {target}`."
-        ),
+        Target::MacosAarch64 | Target::MacosX86_64 => {
+            anyhow::bail!("{}", package::native::needs_a_mac(target))
+        }
     }
 }
 
@@ -52,13 +48,18 @@ pub fn run(
     for &target in targets {
         bundle_project(target)?;
     }
-    provision::ensure(&["bubblewrap", "mmdebstrap"])?;
     util::stage(
         first_stage,
         total,
         "fetching crates and pinned sources (the only step with network)",
     );
-    super::fetch::run(root, false)?;
+    if cfg!(target_os = "macos") {
+        // No apt, no sandbox: the crates and the pinned archives the Mac build takes.
+        super::fetch::run_native(root, &["macos-bundle"])?;
+    } else {
+        provision::ensure(&["bubblewrap", "mmdebstrap"])?;
+        super::fetch::run(root, false)?;
+    }
     let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
     util::stage(
         first_stage + 1,

@@ -35,6 +35,26 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     Ok(())
 }
 
+/// What a build without the sandbox (a Mac's) takes: the crates, and the pinned files of
+/// `projects` and of the projects they take, through a mirror named by
+/// `TIMB_DEBIAN_MIRROR` where there is no apt.
+pub fn run_native(root: &Path, projects: &[&str]) -> Result<()> {
+    util::run(
+        util::cargo()
+            .current_dir(root)
+            .args(["fetch", "--locked", "--quiet"]),
+    )
+    .context("downloading crates")?;
+    let mut pins = Vec::new();
+    for p in projects {
+        pins.extend(pins::sources(root, p)?.pins);
+    }
+    pins.sort();
+    pins.dedup();
+    pipeline::sources::fetch_many(&pins, &util::sources_dir(root))?;
+    Ok(())
+}
+
 /// Every third-party crate in Cargo.lock comes from a registry with a checksum (or from git
 /// at a fixed commit); returns how many.
 fn crates_pinned(root: &Path) -> Result<usize> {

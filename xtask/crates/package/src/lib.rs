@@ -1,13 +1,15 @@
 //! timb's packaging: how a built program becomes a bundle. The bundle's layout and its steps
 //! ([`portable`]: the Linux and Windows portable folders; [`macos`]: the macOS `.app`, checked
-//! by [`macho`]; [`wheel`]: tools PyPI ships, unpacked for the sandbox), the licence collection
+//! by [`macho`]; [`native`]: the macOS binaries compiled on a Mac; [`deb`]: files from a pinned Debian package; [`wheel`]: tools PyPI ships, unpacked for the sandbox), the licence collection
 //! ([`licences`]) and deterministic archives ([`archive`]). The pipeline core never names
 //! these steps: [`register`] adds them to its step registry.
 
 pub mod archive;
+pub mod deb;
 pub mod licences;
 pub mod macho;
 pub mod macos;
+pub mod native;
 pub mod pe;
 pub mod portable;
 pub mod wheel;
@@ -18,6 +20,8 @@ use pipeline::Steps;
 pub fn register(steps: &mut Steps) -> anyhow::Result<()> {
     steps.register("portable-bundle", Box::new(portable::PortableBundle))?;
     steps.register("macos-app", Box::new(macos::MacosApp))?;
+    steps.register("macos-native", Box::new(native::MacosNative))?;
+    steps.register("unpack-deb", Box::new(deb::UnpackDeb))?;
     steps.register("unpack-wheel", Box::new(wheel::UnpackWheel))
 }
 

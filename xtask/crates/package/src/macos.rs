@@ -97,6 +97,23 @@ pub fn app_entries(prefix: &str, version: &Version, exe: Vec<u8>) -> Vec<Entry> 
     ]
 }
 
+/// `exe` is a Mach-O for `target`'s architecture and [`MINIMUM_MACOS`].
+pub fn check_macho(exe: &[u8], target: Target) -> Result<()> {
+    let m = crate::macho::parse(exe).context("not a usable Mach-O")?;
+    let want_arch = match target {
+        Target::MacosAarch64 => "arm64",
+        Target::MacosX86_64 => "x86_64",
+        other => anyhow::bail!("{other} is not a macOS target"),
+    };
+    anyhow::ensure!(
+        m.arch == want_arch && m.min_macos == MINIMUM_MACOS,
+        "a Mach-O {} for macOS {}, not {want_arch} for {MINIMUM_MACOS}",
+        m.arch,
+        m.min_macos
+    );
+    Ok(())
+}
+
 /// What the launcher-only folder is, for whoever opens it.
 const README_TXT: &str = "timb - the Tor Instant Messaging Bundle, macOS (launcher only)
 ==========================================================
@@ -131,18 +148,7 @@ impl Step for MacosApp {
             .context("the macos-app step needs the macos-launcher project")?;
         let exe = std::fs::read(launcher.dir.join("timb-launcher"))
             .context("reading the launcher's Mach-O")?;
-        let m = crate::macho::parse(&exe).context("the launcher is not a usable Mach-O")?;
-        let want_arch = match target {
-            Target::MacosAarch64 => "arm64",
-            Target::MacosX86_64 => "x86_64",
-            other => anyhow::bail!("{other} is not a macOS target"),
-        };
-        anyhow::ensure!(
-            m.arch == want_arch && m.min_macos == MINIMUM_MACOS,
-            "the launcher is {} for macOS {}, not {want_arch} for {MINIMUM_MACOS}",
-            m.arch,
-            m.min_macos
-        );
+        check_macho(&exe, target).context("the launcher")?;
         let top = format!("{}-launcher-only", target.bundle_folder(&version));
         let mut entries = vec![
             Entry::dir(format!("{top}/"), 0o755),

@@ -1,13 +1,14 @@
-//! The `portable-bundle` step (of `linux-bundle` and `windows-bundle`): the portable folder,
-//! written straight into a deterministic archive (`.tar.xz`, `.zip`), and the sums file. The
-//! folder is timb-launcher's layout: the launcher `timb` (`timb.exe`) at the top, the
-//! version's files in `app/VERSION/` (what an update installs), `app/current` naming it, an
-//! empty `profile/`. The two differ only in file names, the archive format and the menu
-//! entry (Linux only), all decided by the target.
+//! The `portable-bundle` step (of `linux-bundle`, `windows-bundle` and, on a Mac,
+//! `macos-bundle`): the portable folder, written straight into a deterministic archive
+//! (`.tar.xz`, `.zip`), and the sums file. The folder is timb-launcher's layout: the launcher
+//! `timb` (`timb.exe`, `Timb.app`) at the top, the version's files in `app/VERSION/` (what an
+//! update installs; on macOS its messenger is `app/VERSION/Timb.app`), `app/current` naming
+//! it, an empty `profile/`. They differ only in file names, the `.app`s, the archive format
+//! and the menu entry (Linux only), all decided by the target.
 
 use crate::archive::{write_tar_xz, write_zip, Entry};
 use crate::licences::{c_library_licences, third_party_licences};
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use pipeline::util;
 use pipeline::{BuildEnv, InputKind, Step, StepCtx};
 use timb_release::{ArchiveFormat, Sha256, Sums, Target, Version, SUMS_FILE};
@@ -41,21 +42,22 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .get("bundle_target")
         .context("a bundle step needs the bundle_target variable")?
         .parse()?;
-    let exe = match target {
-        Target::LinuxX86_64 => "",
-        Target::WindowsX86_64 => ".exe",
-        Target::MacosAarch64 | Target::MacosX86_64 => {
-            bail!("the macOS bundle is a .app, not a portable folder (#14)")
-        }
-    };
+    // On macOS the launcher and each version's messenger are `.app`s (crate::macos).
+    let exe = target.exe_suffix();
+    let mac = target.is_macos();
     let version: Version = s.version.parse()?;
     let top = target.bundle_folder(&version);
     // Licences travel with the code they describe, so an update brings its own.
     let vdir = format!("{top}/app/{version}");
+    // The project whose output holds `timb` and `timb-launcher` (macOS: compiled on a Mac).
+    let binaries = s
+        .vars
+        .get("binaries_project")
+        .map_or("timb", String::as_str);
     let timb = s
         .deps
-        .get("timb")
-        .context("a bundle needs the timb project")?;
+        .get(binaries)
+        .with_context(|| format!("a bundle needs the {binaries} project"))?;
     // A Windows exe goes in as it will be after its Authenticode signature is stripped
     // (crate::pe), so the unsigned build is what `verify` compares a signed bundle against.
     let mut exes = Vec::new();
@@ -63,6 +65,9 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         let file = format!("{name}{exe}");
         let data = std::fs::read(timb.dir.join(&file))
             .with_context(|| format!("reading the {file} binary"))?;
+        if mac {
+            crate::macos::check_macho(&data, target).with_context(|| file.clone())?;
+        }
         if target != Target::WindowsX86_64 {
             return Ok(data);
         }
@@ -74,7 +79,6 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         Entry::dir(format!("{top}/"), 0o755),
         // The portable profile: the app keeps its state here, never in $HOME.
         Entry::dir(format!("{top}/profile/"), 0o700),
-        Entry::file(format!("{top}/timb{exe}"), 0o755, read("timb-launcher")?),
         Entry::dir(format!("{top}/app/"), 0o755),
         Entry::file(
             format!("{top}/app/current"),
@@ -82,8 +86,16 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
             format!("{version}\n").into_bytes(),
         ),
         Entry::dir(format!("{vdir}/"), 0o755),
-        Entry::file(format!("{vdir}/timb{exe}"), 0o755, read("timb")?),
     ];
+    let launcher = read("timb-launcher")?;
+    entries.extend(binary_entries(
+        target,
+        &top,
+        &vdir,
+        &version,
+        launcher,
+        read("timb")?,
+    ));
     // Files from the repository: LICENSE, bundle/ (README, .desktop), release/ (the
     // update channel, if one has been written) and signing/ (the bundle keys and policy the
     // updater checks a new version's signature with).
@@ -228,6 +240,29 @@ fn update_channel_entries(
     ])
 }
 
+/// The launcher at the top and the version's messenger: `TOP/timb` and `VDIR/timb` (`.exe`
+/// on Windows), or on macOS `TOP/Timb.app` and `VDIR/Timb.app`, where timb-launcher's
+/// layout looks for them.
+fn binary_entries(
+    target: Target,
+    top: &str,
+    vdir: &str,
+    version: &Version,
+    launcher: Vec<u8>,
+    messenger: Vec<u8>,
+) -> Vec<Entry> {
+    if target.is_macos() {
+        let mut e = crate::macos::app_entries(top, version, launcher);
+        e.extend(crate::macos::app_entries(vdir, version, messenger));
+        return e;
+    }
+    let exe = target.exe_suffix();
+    vec![
+        Entry::file(format!("{top}/timb{exe}"), 0o755, launcher),
+        Entry::file(format!("{vdir}/timb{exe}"), 0o755, messenger),
+    ]
+}
+
 /// The bundle keys and policy the updater reads (`timb_update::BundleTrust::read`), from
 /// `signing/` (`files`: paths inside it and their bytes): `VDIR/signing/{policy.toml,
 /// keys/NAME.pub}`, checked as the app will read them. Only those: the folder's README and
@@ -296,6 +331,43 @@ mod tests {
         ];
         let e = update_channel_entries(&other, "stable", "v", 0).unwrap_err();
         assert!(format!("{e:#}").contains("names the channel"), "{e:#}");
+    }
+
+    /// Where the two programs go, per target: the paths timb-launcher's layout finds
+    /// (`APP_EXE` below each version folder; the launcher at the top).
+    #[test]
+    fn the_launcher_and_the_messenger_go_where_the_layout_looks() {
+        let v: Version = "1.2.3".parse().unwrap();
+        let files = |t: Target| -> Vec<String> {
+            let top = t.bundle_folder(&v);
+            let vdir = format!("{top}/app/{v}");
+            binary_entries(t, &top, &vdir, &v, b"L".to_vec(), b"M".to_vec())
+                .into_iter()
+                .filter(|e| e.data.as_deref().is_some_and(|d| d == b"L" || d == b"M"))
+                .map(|e| e.path)
+                .collect()
+        };
+        assert_eq!(
+            files(Target::LinuxX86_64),
+            [
+                "timb-1.2.3-linux-x86_64/timb",
+                "timb-1.2.3-linux-x86_64/app/1.2.3/timb"
+            ]
+        );
+        assert_eq!(
+            files(Target::WindowsX86_64),
+            [
+                "timb-1.2.3-windows-x86_64/timb.exe",
+                "timb-1.2.3-windows-x86_64/app/1.2.3/timb.exe"
+            ]
+        );
+        assert_eq!(
+            files(Target::MacosAarch64),
+            [
+                "timb-1.2.3-macos-aarch64/Timb.app/Contents/MacOS/timb",
+                "timb-1.2.3-macos-aarch64/app/1.2.3/Timb.app/Contents/MacOS/timb"
+            ]
+        );
     }
 
     #[test]

@@ -37,8 +37,11 @@ impl Ctx {
     pub fn from_env(root: &Path, steps: Steps) -> Result<Ctx> {
         let target_dir = util::cargo_target_dir(root).join("sandbox");
         let mut sandbox = Sandbox::new(root, target_dir)?;
-        // The pinned container unless the builder opts out; see containers/README.md.
-        if std::env::var_os("TIMB_HOST_ROOTFS").is_some_and(|v| v == "1") {
+        // The pinned container unless the builder opts out; see containers/README.md. A Mac
+        // has neither bubblewrap nor mmdebstrap: its builds are native steps
+        // (package::native), whose tools the sandbox identity names instead.
+        if cfg!(target_os = "macos") {
+        } else if std::env::var_os("TIMB_HOST_ROOTFS").is_some_and(|v| v == "1") {
             eprintln!("\x1b[1;33m!!! TIMB_HOST_ROOTFS=1: building with this machine's /usr and /etc, not the pinned container.\n!!! The output is not a release build.\x1b[0m");
         } else {
             let cache = util::cargo_target_dir(root).join("containers");

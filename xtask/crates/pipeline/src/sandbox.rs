@@ -73,6 +73,18 @@ impl Sandbox {
         if let Some(r) = &self.rootfs {
             id.push_str(&format!("; rootfs {}", r.id));
         }
+        // On a Mac the native build's compiler, linker and SDK are Xcode's: a build id
+        // changes with them.
+        if cfg!(target_os = "macos") {
+            let sdk = util::output(Command::new("xcrun").args(["--show-sdk-version"]))
+                .context("xcrun: install Xcode's command-line tools (xcode-select --install)")?;
+            let clang = util::output(Command::new("clang").arg("--version"))?;
+            id.push_str(&format!(
+                "; native macOS SDK {}; {}",
+                sdk.trim(),
+                clang.lines().next().unwrap_or_default()
+            ));
+        }
         Ok(id)
     }
 

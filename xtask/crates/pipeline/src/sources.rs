@@ -65,6 +65,20 @@ fn fetch_many_via(
     for (p, want, dest) in wheels {
         fetch_wheel(p, &want, &dest)?;
     }
+    if missing.is_empty() {
+        return Ok(paths);
+    }
+    // Without apt (a Mac), or when the builder names a mirror: straight from the pool,
+    // source archives and binary packages alike.
+    if let Some(mirror) = http_mirror(mirror)? {
+        for (p, want, dest) in missing {
+            let partial = dest_dir.join(format!(".{}.partial", p.file));
+            download_http(&mirror, &pool_path(p), &partial)
+                .with_context(|| format!("downloading {} ({} {})", p.file, p.package, p.version))?;
+            verify_and_place(&partial, &dest, &want)?;
+        }
+        return Ok(paths);
+    }
     // Binary packages (the standard library's source, `rust-src_….deb`) are not files of a
     // source package: they come from the pool by Debian's fixed layout, from each configured
     // mirror in turn. As for the rest, the pinned sha256 is the trust, not the mirror.
@@ -88,16 +102,6 @@ fn fetch_many_via(
         }
     }
     if missing.is_empty() {
-        return Ok(paths);
-    }
-    // Without apt (a Mac), or when the builder names a mirror: straight from the pool.
-    if let Some(mirror) = http_mirror(mirror)? {
-        for (p, want, dest) in missing {
-            let partial = dest_dir.join(format!(".{}.partial", p.file));
-            download_http(&mirror, &pool_path(p), &partial)
-                .with_context(|| format!("downloading {} ({} {})", p.file, p.package, p.version))?;
-            verify_and_place(&partial, &dest, &want)?;
-        }
         return Ok(paths);
     }
     let work = TempDir::new(dest_dir)?;
