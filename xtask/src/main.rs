@@ -47,9 +47,17 @@ enum Cmd {
         /// Its private key (PEM)
         #[arg(long, value_name = "FILE", requires = "authenticode_cert")]
         authenticode_key: Option<PathBuf>,
+        /// On a Mac: a Developer ID identity (PKCS#12; password in TIMB_MACOS_P12_PASSWORD) for the .apps [default: ad hoc]
+        #[arg(long, value_name = "FILE")]
+        macos_p12: Option<PathBuf>,
+        /// On a Mac: notarize with this App Store Connect API key (JSON) [needs Apple's service; untested]
+        #[arg(long, value_name = "FILE", requires = "macos_p12")]
+        macos_notarize_key: Option<PathBuf>,
     },
     /// Check a bundle's signature, rebuild it and compare the bytes
     Verify(cmd::verify::Opts),
+    /// Sign the .apps in a macOS zip with rcodesign (ad hoc unless a Developer ID is given)
+    MacosSign(cmd::macos_sign::Opts),
     /// Install what the suite needs, then run all of it
     Test {
         /// The second half, run inside the network namespace the first half made
@@ -145,6 +153,8 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             targets,
             authenticode_cert,
             authenticode_key,
+            macos_p12,
+            macos_notarize_key,
         } => {
             let root = match source {
                 Some(s) => s
@@ -157,10 +167,13 @@ fn run(command: Cmd) -> anyhow::Result<()> {
                 out,
                 targets,
                 authenticode: authenticode_cert.zip(authenticode_key),
+                macos_p12,
+                macos_notarize_key,
             };
             cmd::bundle::run(&root, opts)
         }
         Cmd::Verify(o) => cmd::verify::verify(&root, &o),
+        Cmd::MacosSign(o) => cmd::macos_sign::run(&root, &o),
         Cmd::Test { inside_netns } => cmd::test::run(&root, inside_netns),
         Cmd::Bench { which } => cmd::bench::run(&root, which),
         Cmd::Screenshots => cmd::screenshots::run(&root),
@@ -206,8 +219,41 @@ mod tests {
                 ref targets,
                 authenticode_cert: None,
                 authenticode_key: None,
+                macos_p12: None,
+                macos_notarize_key: None,
             }) if targets.is_empty()
         ));
+        assert!(
+            parse(&["bundle", "--macos-notarize-key", "k.json"]).is_err(),
+            "notarizing needs a Developer ID"
+        );
+        let c = parse(&[
+            "macos-sign",
+            "a.zip",
+            "--out",
+            "b.zip",
+            "--pem-cert",
+            "c.crt",
+            "--pem-key",
+            "c.key",
+            "--no-timestamp",
+        ])
+        .unwrap();
+        assert!(matches!(c.cmd, Some(Cmd::MacosSign(_))));
+        assert!(
+            parse(&[
+                "macos-sign",
+                "a.zip",
+                "--out",
+                "b",
+                "--p12",
+                "p",
+                "--pem-cert",
+                "c"
+            ])
+            .is_err(),
+            "two identities"
+        );
         let c = parse(&[
             "bundle",
             "--target",

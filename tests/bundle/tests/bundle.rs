@@ -1787,16 +1787,40 @@ fn signed_by_rcodesign(zip: &Path, top: &str) {
         assert_eq!(said, "ok\n", "{said}");
     }
     let dir = scratch(&format!("rcodesign-{top}"));
-    run_ok(Command::new("unzip").arg("-q").arg(zip).arg("-d").arg(&dir));
-    let app = dir.join(top).join("Timb.app");
-    let exe = app.join("Contents/MacOS/timb");
-    run_ok(Command::new(&rcodesign).arg("sign").arg(&app));
-    let sig = package::macho::parse(&std::fs::read(&exe).unwrap())
+    // Ad hoc, as `bundle` signs on a Mac by default (`macos-sign`, the pipeline's code):
+    // twice, the same bytes.
+    let sign = |out: &Path, extra: &[&std::ffi::OsStr]| {
+        run_ok(
+            xtask()
+                .arg("macos-sign")
+                .arg(zip)
+                .arg("--out")
+                .arg(out)
+                .args(extra)
+                .env("TIMB_RCODESIGN", &rcodesign),
+        );
+    };
+    let (adhoc, again) = (dir.join("adhoc.zip"), dir.join("adhoc-again.zip"));
+    sign(&adhoc, &[]);
+    sign(&again, &[]);
+    assert_eq!(
+        sha256(&adhoc),
+        sha256(&again),
+        "ad-hoc signing is not deterministic"
+    );
+    let files = package::archive::read_zip(&adhoc).unwrap();
+    let sig = package::macho::parse(&files[&format!("{top}/Timb.app/Contents/MacOS/timb")])
         .unwrap()
         .signature
         .expect("rcodesign left no ad-hoc signature");
     assert!(sig.is_adhoc(), "{sig:?}");
     assert_eq!(sig.identifier, package::macos::BUNDLE_ID);
+    assert!(
+        files.contains_key(&format!(
+            "{top}/Timb.app/Contents/_CodeSignature/CodeResources"
+        )),
+        "the .app's resources are not sealed"
+    );
 
     let cert = dir.join("dev");
     run_ok(
@@ -1812,14 +1836,26 @@ fn signed_by_rcodesign(zip: &Path, top: &str) {
             .arg("--pem-filename")
             .arg(&cert),
     );
-    run_ok(
-        Command::new(&rcodesign)
-            .args(["sign", "--timestamp-url", "none", "--pem-file"])
-            .arg(cert.with_extension("crt"))
-            .arg("--pem-file")
-            .arg(cert.with_extension("key"))
-            .arg(&app),
+    let devid = dir.join("devid.zip");
+    sign(
+        &devid,
+        &[
+            "--pem-cert".as_ref(),
+            cert.with_extension("crt").as_os_str(),
+            "--pem-key".as_ref(),
+            cert.with_extension("key").as_os_str(),
+            "--no-timestamp".as_ref(),
+        ],
     );
+    let unpacked = dir.join("devid");
+    run_ok(
+        Command::new("unzip")
+            .arg("-q")
+            .arg(&devid)
+            .arg("-d")
+            .arg(&unpacked),
+    );
+    let exe = unpacked.join(top).join("Timb.app/Contents/MacOS/timb");
     run_ok(Command::new(&rcodesign).arg("verify").arg(&exe));
     let mut bytes = std::fs::read(&exe).unwrap();
     let sig = package::macho::parse(&bytes).unwrap().signature.unwrap();

@@ -13,6 +13,10 @@ pub struct Opts<'a> {
     pub targets: Vec<Target>,
     /// A release code-signing certificate and key (PEM) for the Windows exes.
     pub authenticode: Option<(PathBuf, PathBuf)>,
+    /// A Developer ID identity (PKCS#12, password in TIMB_MACOS_P12_PASSWORD) for the macOS
+    /// `.app`s [default: ad hoc], and an App Store Connect API key to notarize with.
+    pub macos_p12: Option<PathBuf>,
+    pub macos_notarize_key: Option<PathBuf>,
 }
 
 /// Builds, signs, then checks the signatures as `verify` and the updater will.
@@ -53,6 +57,24 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
         {
             authenticode_sign_zip(cs, archive, *target)?;
         }
+    }
+    // macOS (built on a Mac only): the .apps signed with rcodesign, as `macos-sign` does.
+    for (_, archive) in u.bundles.iter().filter(|(t, _)| t.is_macos()) {
+        let signed = archive.with_extension("signed");
+        super::macos_sign::run(
+            root,
+            &super::macos_sign::Opts {
+                zip: archive.clone(),
+                out: signed.clone(),
+                pem_cert: None,
+                pem_key: None,
+                p12: o.macos_p12.clone(),
+                notarize_api_key: o.macos_notarize_key.clone(),
+                no_timestamp: false,
+            },
+        )?;
+        std::fs::rename(&signed, archive)
+            .with_context(|| format!("replacing {}", archive.display()))?;
     }
     let commit = match util::git_commit(root) {
         Some((c, false)) => c.parse()?,

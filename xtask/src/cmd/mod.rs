@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod container;
 pub mod fetch;
 pub mod fuzz;
+pub mod macos_sign;
 pub mod release;
 pub mod screenshots;
 pub mod test;

@@ -589,10 +589,10 @@ pub(crate) fn install_tool(root: &Path, name: &str, version: &str) -> Result<Pat
 pub const RCODESIGN_VERSION: &str = "0.29.0";
 
 /// Its `cargo install` arguments.
-const RCODESIGN_ARGS: &[&str] = &["--no-default-features"];
+pub(crate) const RCODESIGN_ARGS: &[&str] = &["--no-default-features"];
 
 /// How the bundle tests find rcodesign.
-const RCODESIGN_ENV: &str = "TIMB_RCODESIGN";
+pub(crate) const RCODESIGN_ENV: &str = "TIMB_RCODESIGN";
 
 /// A file written once rcodesign is built ("ok") or has failed (why): the bundle tests
 /// start before it is.
@@ -627,7 +627,7 @@ fn crate_tool_prefix(root: &Path, name: &str, version: &str, args: &[&str]) -> P
 
 /// [`install_tool`] for a crate whose binary has another name, with extra `cargo install`
 /// arguments (features); the folder name records them, so other arguments build anew.
-fn install_crate_tool(
+pub(crate) fn install_crate_tool(
     root: &Path,
     name: &str,
     version: &str,

@@ -161,6 +161,80 @@ pub fn rewrite_zip(
     write_zip_at(entries, out, when.context("an empty zip")?)
 }
 
+/// Writes `input` again into `out` after `sign_app` has signed, in place, every `.app` folder
+/// it holds (unpacked under `work`, the innermost first: an outer signature covers what is
+/// inside it): the same modes and time, sorted, plus what signing adds
+/// (`Contents/_CodeSignature/`). Signing the same bytes the same way gives the same zip.
+pub fn sign_apps_in_zip(
+    input: &Path,
+    out: &Path,
+    work: &Path,
+    mut sign_app: impl FnMut(&Path) -> Result<()>,
+) -> Result<usize> {
+    use std::os::unix::fs::PermissionsExt;
+    let f = std::fs::File::open(input).with_context(|| format!("opening {}", input.display()))?;
+    let mut zip = zip::ZipArchive::new(std::io::BufReader::new(f)).context("reading the zip")?;
+    pipeline::util::remove_dir(work)?;
+    std::fs::create_dir_all(work)?;
+    let mut when = None;
+    let mut apps = Vec::new();
+    for i in 0..zip.len() {
+        let mut e = zip.by_index(i).context("reading a zip entry")?;
+        let path = e
+            .enclosed_name()
+            .context("a zip entry leaving its folder")?;
+        let mode = e.unix_mode().context("a zip entry without a mode")? & 0o7777;
+        when = when.or(e.last_modified());
+        let to = work.join(&path);
+        if e.is_dir() {
+            std::fs::create_dir_all(&to)?;
+            if path.extension().is_some_and(|x| x == "app") {
+                apps.push(path.clone());
+            }
+        } else {
+            std::fs::create_dir_all(to.parent().context("a file has a folder")?)?;
+            let mut buf = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut buf)?;
+            std::fs::write(&to, buf)?;
+        }
+        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))?;
+    }
+    apps.sort_by_key(|a| std::cmp::Reverse(a.components().count()));
+    for app in &apps {
+        sign_app(&work.join(app)).with_context(|| format!("signing {}", app.display()))?;
+    }
+    let mut entries = Vec::new();
+    collect_entries(work, work, &mut entries)?;
+    write_zip_at(entries, out, when.context("an empty zip")?)?;
+    pipeline::util::remove_dir(work)?;
+    Ok(apps.len())
+}
+
+/// Every file and folder under `dir` as entries named relative to `base` (folders with `/`).
+fn collect_entries(base: &Path, dir: &Path, entries: &mut Vec<Entry>) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    for e in std::fs::read_dir(dir)? {
+        let e = e?;
+        let meta = std::fs::symlink_metadata(e.path())?;
+        let rel = e
+            .path()
+            .strip_prefix(base)?
+            .to_str()
+            .context("a file name that is not UTF-8")?
+            .to_string();
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.is_dir() {
+            entries.push(Entry::dir(format!("{rel}/"), mode));
+            collect_entries(base, &e.path(), entries)?;
+        } else if meta.is_file() {
+            entries.push(Entry::file(rel, mode, std::fs::read(e.path())?));
+        } else {
+            bail!("{rel}: only files and folders go into a bundle");
+        }
+    }
+    Ok(())
+}
+
 /// Reads every regular file of a `.zip` into memory.
 pub fn read_zip(path: &Path) -> Result<BTreeMap<String, Vec<u8>>> {
     let f = std::fs::File::open(path).with_context(|| format!("opening {}", path.display()))?;
@@ -277,6 +351,66 @@ mod tests {
         // And the liblzma the updater unpacks with (xz2's static build).
         assert_eq!(read_tar_xz(&a).unwrap()["c/code"], code);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// The innermost `.app` is signed first, what signing writes is kept, and modes and the
+    /// time are the zip's; the same signing gives the same bytes.
+    #[test]
+    fn apps_are_signed_inside_out_and_the_zip_stays_deterministic() {
+        let tmp = tempfile::tempdir().unwrap();
+        let entries = vec![
+            Entry::dir("t/".to_string(), 0o755),
+            Entry::dir("t/Timb.app/".to_string(), 0o755),
+            Entry::file(
+                "t/Timb.app/Contents/MacOS/timb".to_string(),
+                0o755,
+                b"outer".to_vec(),
+            ),
+            Entry::dir("t/app/1/Timb.app/".to_string(), 0o755),
+            Entry::file(
+                "t/app/1/Timb.app/Contents/MacOS/timb".to_string(),
+                0o755,
+                b"in".to_vec(),
+            ),
+            Entry::dir("t/profile/".to_string(), 0o700),
+        ];
+        let input = tmp.path().join("in.zip");
+        write_zip(entries, &input, 1_700_000_000).unwrap();
+        let sign = |out: &Path| {
+            let mut order = Vec::new();
+            let n = sign_apps_in_zip(&input, out, &tmp.path().join("work"), |app| {
+                order.push(app.strip_prefix(tmp.path().join("work"))?.to_path_buf());
+                let seal = app.join("Contents/_CodeSignature");
+                std::fs::create_dir_all(&seal)?;
+                std::fs::write(seal.join("CodeResources"), b"sealed")?;
+                Ok(())
+            })
+            .unwrap();
+            assert_eq!(n, 2);
+            order
+        };
+        let (a, b) = (tmp.path().join("a.zip"), tmp.path().join("b.zip"));
+        let order = sign(&a);
+        assert_eq!(
+            order,
+            [Path::new("t/app/1/Timb.app"), Path::new("t/Timb.app")]
+        );
+        sign(&b);
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        let files = read_zip(&a).unwrap();
+        assert_eq!(
+            files["t/Timb.app/Contents/_CodeSignature/CodeResources"],
+            b"sealed"
+        );
+        assert_eq!(files["t/app/1/Timb.app/Contents/MacOS/timb"], b"in");
+        let f = std::fs::File::open(&a).unwrap();
+        let mut z = zip::ZipArchive::new(f).unwrap();
+        let profile = z.by_name("t/profile/").unwrap();
+        assert_eq!(profile.unix_mode().unwrap() & 0o777, 0o700);
+        assert!(
+            !tmp.path().join("work").exists(),
+            "the unpacked copy was left"
+        );
     }
 
     #[test]

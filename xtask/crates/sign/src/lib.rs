@@ -4,6 +4,7 @@
 //! key ids) and the checks are timb-release's.
 
 pub mod authenticode;
+pub mod macos;
 
 use anyhow::{bail, Context, Result};
 use minisign::{PublicKey, PublicKeyBox, SecretKey, SecretKeyBox};
