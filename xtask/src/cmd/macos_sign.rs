@@ -127,7 +127,7 @@ pub fn sign_zip(
 
 /// rcodesign: `TIMB_RCODESIGN`, or built once from crates.io (with its `notarize` feature
 /// only when notarizing: it adds an AWS client).
-fn rcodesign(root: &Path, notarize: bool) -> Result<PathBuf> {
+pub(crate) fn rcodesign(root: &Path, notarize: bool) -> Result<PathBuf> {
     if let Some(p) = std::env::var_os(super::test::RCODESIGN_ENV) {
         return Ok(PathBuf::from(p));
     }

@@ -303,8 +303,13 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     util::run(&mut cmd).context("the rebuild failed")?;
 
     let mut differ = Vec::new();
-    for (archive, signed, zip, files, _) in published {
-        if !compare(archive, zip, files, &rebuilt_out, &work)? {
+    for (archive, signed, _, files, _) in published {
+        let rebuilt_out = if signed.target().is_macos() {
+            adhoc_signed_rebuild(root, archive, &files, &rebuilt_out, &work)?
+        } else {
+            rebuilt_out.clone()
+        };
+        if !compare(archive, signed.target(), files, &rebuilt_out, &work)? {
             differ.push(signed.target().archive_name(signed.version()));
         }
     }
@@ -314,11 +319,59 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     Ok(())
 }
 
+/// macOS: the published `.app`s carry rcodesign's ad-hoc signatures, a deterministic
+/// function of the code they seal, so the rebuild is signed ad hoc by the same code and the
+/// two zips must be the same bytes. A Developer ID signature (a certificate, a time) cannot
+/// be made again by a rebuilder: that is said, not guessed at. Returns the folder holding
+/// the signed rebuild under the published archive's name.
+fn adhoc_signed_rebuild(
+    root: &Path,
+    archive: &Path,
+    files: &std::collections::BTreeMap<String, Vec<u8>>,
+    rebuilt_out: &Path,
+    work: &Path,
+) -> Result<std::path::PathBuf> {
+    for (path, data) in files {
+        if !path.contains(".app/Contents/MacOS/") {
+            continue;
+        }
+        let sig = package::macho::parse(data)
+            .with_context(|| path.clone())?
+            .signature;
+        if !sig.as_ref().is_some_and(|s| s.is_adhoc()) {
+            bail!(
+                "{path} in {} is not signed ad hoc (Developer ID or none): its signature cannot \
+                 be made again here, so compare your rebuild (cargo xtask build-unsigned) with \
+                 the release's sha256sums-unsigned-build.txt instead",
+                archive.display()
+            );
+        }
+    }
+    let name = archive.file_name().context("an archive name")?;
+    let out = work.join("adhoc-signed-rebuild");
+    std::fs::create_dir_all(&out)?;
+    let signer = sign::macos::MacSigner {
+        rcodesign: super::macos_sign::rcodesign(root, false)?,
+        identity: sign::macos::Identity::AdHoc,
+        timestamp: false,
+    };
+    super::macos_sign::sign_zip(
+        &signer,
+        &rebuilt_out.join(name),
+        &out.join(name),
+        &work.join("adhoc-signing"),
+        None,
+    )
+    .context("signing the rebuild ad hoc, as the published bundle is")?;
+    eprintln!("the rebuild signed ad hoc, as the published .apps are");
+    Ok(out)
+}
+
 /// Compares one published archive with its rebuild in `rebuilt_out`, printing MATCH or
 /// MISMATCH and what differs; whether they match.
 fn compare(
     archive: &Path,
-    zip: bool,
+    target: timb_release::Target,
     files: std::collections::BTreeMap<String, Vec<u8>>,
     rebuilt_out: &Path,
     work: &Path,
@@ -330,7 +383,9 @@ fn compare(
     let rebuilt = rebuilt_out.join(name);
     // Windows: the published exes are Authenticode-signed; the build is judged unsigned, as
     // Tor does: strip the signatures (the zip is rewritten the same way the build wrote it).
-    let published = if zip {
+    let zip = target.archive_format() == ArchiveFormat::Zip;
+    // (macOS: the rebuild was signed as the published one, adhoc_signed_rebuild.)
+    let published = if zip && !target.is_macos() {
         let stripped = work.join(format!("stripped-{name}"));
         let scratch = work.join("strip");
         std::fs::create_dir_all(&scratch)?;
