@@ -5,7 +5,7 @@ use std::path::Path;
 
 /// The folder the output is in goes to stdout.
 pub fn run(root: &Path, project: &str, target: &str) -> Result<()> {
-    super::fetch::run(root, false)?;
+    super::fetch::run_for(root, &[project])?;
     let mut ctx = pipeline::Ctx::from_env(root, package::all_steps()?)?;
     let b = ctx.build(project, target)?;
     println!("{}", b.dir.display());

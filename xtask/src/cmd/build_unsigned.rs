@@ -53,13 +53,15 @@ pub fn run(
         total,
         "fetching crates and pinned sources (the only step with network)",
     );
-    if cfg!(target_os = "macos") {
-        // No apt, no sandbox: the crates and the pinned archives the Mac build takes.
-        super::fetch::run_native(root, &["macos-bundle"])?;
-    } else {
+    // A Mac has no sandbox: its build is native (package::native).
+    if !cfg!(target_os = "macos") {
         provision::ensure(&["bubblewrap", "mmdebstrap"])?;
-        super::fetch::run(root, false)?;
     }
+    let projects = targets
+        .iter()
+        .map(|t| bundle_project(*t))
+        .collect::<Result<Vec<_>>>()?;
+    super::fetch::run_for(root, &projects)?;
     let names: Vec<&str> = targets.iter().map(|t| t.name()).collect();
     util::stage(
         first_stage + 1,

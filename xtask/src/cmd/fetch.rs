@@ -35,10 +35,11 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
     Ok(())
 }
 
-/// What a build without the sandbox (a Mac's) takes: the crates, and the pinned files of
-/// `projects` and of the projects they take, through a mirror named by
-/// `TIMB_DEBIAN_MIRROR` where there is no apt.
-pub fn run_native(root: &Path, projects: &[&str]) -> Result<()> {
+/// What building `projects` takes: the crates, the pinned files of those projects and of
+/// the projects they take (not every definition's: a Linux bundle needs no zig wheel), and
+/// the crates of a pinned standard library source among them. Without apt (a Mac) the
+/// files come from the mirror `TIMB_DEBIAN_MIRROR` names.
+pub fn run_for(root: &Path, projects: &[&str]) -> Result<()> {
     util::run(
         util::cargo()
             .current_dir(root)
@@ -51,8 +52,9 @@ pub fn run_native(root: &Path, projects: &[&str]) -> Result<()> {
     }
     pins.sort();
     pins.dedup();
-    pipeline::sources::fetch_many(&pins, &util::sources_dir(root))?;
-    Ok(())
+    let dir = util::sources_dir(root);
+    pipeline::sources::fetch_many(&pins, &dir)?;
+    pipeline::std_src::fetch_crates(&pins, &dir)
 }
 
 /// Every third-party crate in Cargo.lock comes from a registry with a checksum (or from git
@@ -101,4 +103,33 @@ fn toolchain_pinned(root: &Path) -> Result<String> {
         bail!("rust-toolchain.toml's channel {channel:?} is not an exact version");
     }
     Ok(channel.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    /// A bundle build fetches what its projects take: the macOS launcher's zig wheel (101 MB)
+    /// only for the macOS builds, the Mac's files without the Windows std source.
+    #[test]
+    fn each_build_fetches_only_what_its_projects_take() {
+        let root = pipeline::util::repo_root();
+        let files = |p: &str| -> Vec<String> {
+            pins::sources(&root, p)
+                .unwrap()
+                .pins
+                .into_iter()
+                .map(|p| p.file)
+                .collect()
+        };
+        let wheel = |f: &Vec<String>| f.iter().any(|f| f.ends_with(".whl"));
+        for p in ["linux-bundle", "windows-bundle", "macos-bundle"] {
+            let f = files(p);
+            assert!(!wheel(&f), "{p} fetches a wheel: {f:?}");
+            assert!(f.iter().any(|f| f.starts_with("libotr_")), "{p}: {f:?}");
+            assert!(f.iter().any(|f| f.starts_with("fonts-noto")), "{p}: {f:?}");
+        }
+        assert!(wheel(&files("macos-app")));
+        assert!(!files("macos-bundle")
+            .iter()
+            .any(|f| f.starts_with("rust-src")));
+    }
 }
