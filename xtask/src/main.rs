@@ -26,7 +26,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Build the signed bundles, Linux and Windows (development keys if no --key)
+    /// Build the signed bundles: Linux and Windows, or macOS on a Mac (development keys if no --key)
     Bundle {
         /// A release key (minisign secret key, its .pub beside it, listed in signing/policy.toml)
         #[arg(long, value_name = "FILE")]
@@ -38,7 +38,7 @@ enum Cmd {
         /// (the update test builds two versions of a copy without compiling xtask again)
         #[arg(long, value_name = "DIR")]
         source: Option<PathBuf>,
-        /// Only this target (repeatable) [default: every one this machine builds: linux-x86_64, windows-x86_64]
+        /// Only this target (repeatable) [default: every one this machine builds: linux-x86_64 and windows-x86_64 on Linux, its own macOS target on a Mac]
         #[arg(long = "target", value_name = "TARGET")]
         targets: Vec<Target>,
         /// A release Authenticode certificate (PEM) for the Windows exes [default: a development one]
@@ -173,7 +173,11 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             cmd::bundle::run(&root, opts)
         }
         Cmd::Verify(o) => cmd::verify::verify(&root, &o),
-        Cmd::MacosSign(o) => cmd::macos_sign::run(&root, &o),
+        Cmd::MacosSign(o) => {
+            cmd::macos_sign::run(&root, &o)?;
+            println!("{}", o.out.display());
+            Ok(())
+        }
         Cmd::Test { inside_netns } => cmd::test::run(&root, inside_netns),
         Cmd::Bench { which } => cmd::bench::run(&root, which),
         Cmd::Screenshots => cmd::screenshots::run(&root),

@@ -27,7 +27,7 @@ pub mod tuf;
 pub use check::{CheckError, Checked, SignatureKind, SignedBody, Subject, Unverified};
 pub use comment::{CommentError, SourceCommit, TrustedComment, DEVELOPMENT_KEY_MARK};
 pub use keys::{KeyError, KeyId, Keyring, PublicKey};
-pub use policy::{Policy, PolicyError, Role, RolePolicy};
+pub use policy::{Policy, PolicyError, Role, RolePolicy, MAX_SHIPPED_FILE, MAX_SHIPPED_KEYS};
 pub use sha::{is_plain_file_name, Sha256, Sha256Error};
 pub use sums::{Sums, SumsError, SUMS_FILE};
 pub use target::{ArchiveFormat, Target, TargetError, Version, VersionError};

@@ -41,6 +41,12 @@ impl fmt::Display for Role {
     }
 }
 
+/// At most this many bundle key files in a bundle's `signing/keys/`: the pipeline refuses
+/// to package more and the updater to read more.
+pub const MAX_SHIPPED_KEYS: usize = 64;
+/// At most this many bytes for a shipped key file or policy (a key file is ~100 bytes).
+pub const MAX_SHIPPED_FILE: u64 = 64 * 1024;
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RolePolicy {
     keys: Vec<KeyId>,

@@ -21,10 +21,10 @@ pub const POLICY_FILE: &str = "policy.toml";
 /// The folder of public keys in it, `NAME.pub` each.
 pub const KEYS_DIR: &str = "keys";
 
-/// More public key files than this in one folder is not a signing folder.
-const MAX_KEYS: usize = 64;
-/// A minisign public key file is about 100 bytes, the policy a few kilobytes.
-const MAX_FILE: u64 = 64 * 1024;
+/// More public key files than this in one folder is not a signing folder; a minisign public
+/// key file is about 100 bytes, the policy a few kilobytes (the pipeline keeps to the same).
+const MAX_KEYS: usize = timb_release::MAX_SHIPPED_KEYS;
+const MAX_FILE: u64 = timb_release::MAX_SHIPPED_FILE;
 
 /// Which keys may sign a bundle, and the policy that says so.
 #[derive(Debug, Clone)]
@@ -40,22 +40,34 @@ impl BundleTrust {
     /// there is an error: with no trust, no update is ever installed.
     pub fn read(dir: &std::path::Path) -> Result<BundleTrust, String> {
         let read = |p: &std::path::Path| -> Result<String, String> {
+            use std::io::Read;
             let shown = p.strip_prefix(dir).unwrap_or(p).display().to_string();
-            let len = std::fs::metadata(p)
-                .map_err(|e| format!("{SIGNING_DIR}/{shown}: {e}"))?
-                .len();
-            if len > MAX_FILE {
+            let err = |e: std::io::Error| format!("{SIGNING_DIR}/{shown}: {e}");
+            // Read through a cap: a huge file, or a FIFO, cannot hold the update check.
+            let mut text = String::new();
+            std::fs::File::open(p)
+                .map_err(err)?
+                .take(MAX_FILE + 1)
+                .read_to_string(&mut text)
+                .map_err(err)?;
+            if text.len() as u64 > MAX_FILE {
                 return Err(format!(
                     "{SIGNING_DIR}/{shown}: larger than {MAX_FILE} bytes"
                 ));
             }
-            std::fs::read_to_string(p).map_err(|e| format!("{SIGNING_DIR}/{shown}: {e}"))
+            Ok(text)
         };
         let policy = Policy::parse(&read(&dir.join(POLICY_FILE))?)
             .map_err(|e| format!("{SIGNING_DIR}/{POLICY_FILE}: {e}"))?;
         let mut names = Vec::new();
-        // No keys folder is no key: a policy that lists none is then still valid.
-        if let Ok(rd) = std::fs::read_dir(dir.join(KEYS_DIR)) {
+        // No keys folder is no key: a policy that lists none is then still valid. Any other
+        // failure to read it is an error, not "no keys".
+        let listed = match std::fs::read_dir(dir.join(KEYS_DIR)) {
+            Ok(rd) => Some(rd),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(format!("{SIGNING_DIR}/{KEYS_DIR}: {e}")),
+        };
+        if let Some(rd) = listed {
             for e in rd {
                 let e = e.map_err(|e| format!("{SIGNING_DIR}/{KEYS_DIR}: {e}"))?;
                 let name = e.file_name().to_string_lossy().into_owned();
@@ -135,18 +147,23 @@ mod tests {
         assert!(e.contains("signing/policy.toml"), "{e}");
         let policy = std::fs::read_to_string(repository_signing().join(POLICY_FILE)).unwrap();
         std::fs::write(dir.join(POLICY_FILE), &policy).unwrap();
-        BundleTrust::read(dir).unwrap();
+        // With the repository's keys (none yet, or the release keys it lists).
         std::fs::create_dir(dir.join(KEYS_DIR)).unwrap();
+        // (git keeps no empty folder: no keys/ in a clone is no key.)
+        for e in std::fs::read_dir(repository_signing().join(KEYS_DIR))
+            .into_iter()
+            .flatten()
+        {
+            let e = e.unwrap();
+            std::fs::copy(e.path(), dir.join(KEYS_DIR).join(e.file_name())).unwrap();
+        }
+        BundleTrust::read(dir).unwrap();
         std::fs::write(dir.join("keys/broken.pub"), "not a key").unwrap();
         let e = BundleTrust::read(dir).unwrap_err();
         assert!(e.contains("signing/keys/broken.pub"), "{e}");
         std::fs::remove_file(dir.join("keys/broken.pub")).unwrap();
         // A policy listing a key whose file is not shipped.
-        let listed = policy.replacen("keys = []", "keys = [\"0123456789ABCDEF\"]", 1);
-        assert_ne!(
-            listed, policy,
-            "signing/policy.toml changed shape: update this test"
-        );
+        let listed = "[bundle]\nkeys = [\"0123456789ABCDEF\"]\n\n[update-metadata]\nkeys = []\nthreshold = 2\n";
         std::fs::write(dir.join(POLICY_FILE), listed).unwrap();
         assert!(BundleTrust::read(dir).is_err());
     }

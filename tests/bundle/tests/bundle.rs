@@ -998,13 +998,36 @@ fn rbm_out() -> PathBuf {
         .unwrap_or_else(|| repo_root().join("out"))
 }
 
-/// `cargo xtask bundle` of another source tree, signed with `key`. Its release build
-/// shares the rebuild's target directory: the third-party crates compiled there are
-/// reused, and every crate of ours is compiled again for this tree. It shares this
-/// tree's output cache too: a project whose inputs are those of a build made here (the
-/// messenger's binary of a tree that differs only in its keys and channel) is taken from
-/// it, not built again.
-fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
+/// An output cache (`TIMB_OUT_DIR`) under `work` holding the messenger binary bundle() built
+/// for Linux (`out/timb/ID`, the id its BUILDINFO names): a tree that differs only in its
+/// keys and channel has the same `timb` build id, so its bundle takes that binary instead
+/// of building it again. Everything else the update test builds stays under `work`.
+fn seeded_rbm_out(work: &Path, b: &Bundle) -> PathBuf {
+    let id = buildinfo_field(&b.archive, "timb_build_id");
+    let out = work.join("rbm-out");
+    let from = rbm_out().join("timb").join(&id);
+    assert!(from.is_dir(), "bundle() left no {}", from.display());
+    fn copy(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for e in std::fs::read_dir(from).unwrap() {
+            let e = e.unwrap();
+            let dst = to.join(e.file_name());
+            if e.file_type().unwrap().is_dir() {
+                copy(&e.path(), &dst);
+            } else if std::fs::hard_link(e.path(), &dst).is_err() {
+                std::fs::copy(e.path(), &dst).unwrap();
+            }
+        }
+    }
+    copy(&from, &out.join("timb").join(&id));
+    out
+}
+
+/// `cargo xtask bundle` of another source tree, signed with `key`, with the output cache
+/// `rbm_out` ([`seeded_rbm_out`]). Its release build shares the rebuild's target directory:
+/// the third-party crates compiled there are reused, and every crate of ours is compiled
+/// again for this tree.
+fn bundle_of(tree: &Path, key: &Path, rbm_out: &Path, out: &Path) -> PathBuf {
     let _only_user = second_build();
     let sde = source_date_epoch();
     let sources = std::env::var_os("TIMB_SOURCES_DIR")
@@ -1022,7 +1045,7 @@ fn bundle_of(tree: &Path, key: &Path, out: &Path) -> PathBuf {
             .arg(out)
             .env("CARGO_TARGET_DIR", target_dir().join("repro-second-build"))
             .env("TIMB_SOURCES_DIR", sources)
-            .env("TIMB_OUT_DIR", rbm_out())
+            .env("TIMB_OUT_DIR", rbm_out)
             .env("TIMB_SIGNING_PASSWORD", BUNDLE_KEY_PASSWORD)
             .env("SOURCE_DATE_EPOCH", &sde),
     );
@@ -1117,13 +1140,14 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     let (old_tree, new_tree) = (work.join("src-old"), work.join("src-new"));
     release_tree(&old_tree, &b.version, &bundle_pub);
     release_tree(&new_tree, next, &bundle_pub);
-    let prebuilt_old = bundle_of(&old_tree, &bundle_key, &work.join("prebuilt-old"));
+    let cache = seeded_rbm_out(&work, b);
+    let prebuilt_old = bundle_of(&old_tree, &bundle_key, &cache, &work.join("prebuilt-old"));
     assert_eq!(
         buildinfo_field(&prebuilt_old, "timb_build_id"),
         buildinfo_field(&b.archive, "timb_build_id"),
         "0.1.0 with the test's keys was compiled again: the binary depends on the keys"
     );
-    bundle_of(&new_tree, &bundle_key, &work.join("prebuilt-new"));
+    bundle_of(&new_tree, &bundle_key, &cache, &work.join("prebuilt-new"));
 
     // The network, and the repository on its onion mirror.
     let world_log = work.join("world.log");
@@ -1157,8 +1181,8 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
             mirror.as_ref(),
         ]);
     }
-    let old = bundle_of(&old_tree, &bundle_key, &work.join("old"));
-    let new = bundle_of(&new_tree, &bundle_key, &work.join("new"));
+    let old = bundle_of(&old_tree, &bundle_key, &cache, &work.join("old"));
+    let new = bundle_of(&new_tree, &bundle_key, &cache, &work.join("new"));
     let new_name = format!("timb-{next}-linux-x86_64.tar.xz");
     assert_eq!(new.file_name().unwrap().to_str().unwrap(), new_name);
     // Stock minisign accepts it with the release key, as a user checks a download.

@@ -40,7 +40,10 @@ pub struct Opts {
 /// The variable holding the PKCS#12 file's password.
 pub const P12_PASSWORD_ENV: &str = "TIMB_MACOS_P12_PASSWORD";
 
+/// Signs `o.zip` into `o.out`.
 pub fn run(root: &Path, o: &Opts) -> Result<()> {
+    // First, so that nothing (the PKCS#12 password file) is written before a failure here.
+    let rcodesign = rcodesign(root, o.notarize_api_key.is_some())?;
     let work = o.out.with_extension("signing");
     pipeline::util::remove_dir(&work)?;
     std::fs::create_dir_all(&work)?;
@@ -64,7 +67,7 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
     };
     let adhoc = matches!(identity, Identity::AdHoc);
     let signer = MacSigner {
-        rcodesign: rcodesign(root, o.notarize_api_key.is_some())?,
+        rcodesign,
         identity,
         timestamp: !adhoc && !o.no_timestamp,
     };
@@ -75,10 +78,10 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
         &work,
         o.notarize_api_key.as_deref(),
     );
-    pipeline::util::remove_dir(&work)?;
+    // The password file goes whatever happened; the signing's own failure is the one told.
+    let removed = pipeline::util::remove_dir(&work);
     result?;
-    println!("{}", o.out.display());
-    Ok(())
+    removed
 }
 
 /// Signs every `.app` in `zip` into `out`, notarizes and staples when asked, then checks

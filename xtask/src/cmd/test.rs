@@ -138,39 +138,51 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
                 Ok(_) => "ok\n".to_string(),
                 Err(e) => format!("building rcodesign failed: {e:#}\n"),
             };
-            std::fs::write(&rcodesign_ready, said)
+            // Written whole, then renamed: the tests read it as soon as it exists.
+            let tmp = rcodesign_ready.with_extension("tmp");
+            std::fs::write(&tmp, said)
+                .and_then(|()| std::fs::rename(&tmp, &rcodesign_ready))
                 .with_context(|| format!("writing {}", rcodesign_ready.display()))?;
             built.map(drop)
         })
     };
-    // The TUF reference implementation the updater is checked against; the
-    // tests (run in this process's children) find it through this variable.
-    let python = tuf_python(root)?;
-    std::env::set_var(TUF_PYTHON_ENV, &python);
-    util::stage(
-        3,
-        5,
-        "cargo fmt --check, cargo deny, then clippy -D warnings and the test build in one pass",
-    );
-    util::run(
-        util::cargo()
-            .current_dir(root)
-            .args(["fmt", "--all", "--", "--check"]),
-    )
-    .context("code is not formatted: run `cargo fmt --all`")?;
-    // cargo-deny (built on a fresh machine, 1.5 minutes, then seconds of checks) beside
-    // the lint and test build: both only read the tree.
-    std::thread::scope(|s| {
-        let denied = s.spawn(|| deny(root));
-        let built = lint_and_build_tests(root);
-        let denied = denied
-            .join()
-            .unwrap_or_else(|_| Err(anyhow::anyhow!("the cargo deny thread panicked")));
-        denied.and(built)
-    })?;
-    rcodesign_build
+    let lint_and_build = || -> Result<()> {
+        // The TUF reference implementation the updater is checked against; the
+        // tests (run in this process's children) find it through this variable.
+        let python = tuf_python(root)?;
+        std::env::set_var(TUF_PYTHON_ENV, &python);
+        util::stage(
+            3,
+            5,
+            "cargo fmt --check, cargo deny, then clippy -D warnings and the test build in one pass",
+        );
+        util::run(
+            util::cargo()
+                .current_dir(root)
+                .args(["fmt", "--all", "--", "--check"]),
+        )
+        .context("code is not formatted: run `cargo fmt --all`")?;
+        // cargo-deny (built on a fresh machine, 1.5 minutes, then seconds of checks) beside
+        // the lint and test build: both only read the tree. Both failures are told.
+        std::thread::scope(|s| {
+            let denied = s.spawn(|| deny(root));
+            let built = lint_and_build_tests(root);
+            let denied = denied
+                .join()
+                .unwrap_or_else(|_| Err(anyhow::anyhow!("the cargo deny thread panicked")));
+            match (denied, built) {
+                (Err(d), Err(b)) => Err(anyhow::anyhow!("{d:#}\nand: {b:#}")),
+                (d, b) => d.and(b),
+            }
+        })
+    };
+    // Whatever failed, the rcodesign build is waited for: it would outlive xtask otherwise.
+    let done = lint_and_build();
+    let built = rcodesign_build
         .join()
-        .unwrap_or_else(|_| Err(anyhow::anyhow!("the rcodesign build thread panicked")))?;
+        .unwrap_or_else(|_| Err(anyhow::anyhow!("the rcodesign build thread panicked")));
+    done?;
+    built?;
     // The bundle tests' real-window test waits for the servers' harness this build made.
     bundle_tests.test_build_done()?;
     util::stage(

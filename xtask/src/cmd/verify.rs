@@ -212,6 +212,10 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         })?;
         let info: toml::Value =
             toml::from_str(std::str::from_utf8(info_text)?).context("parsing BUILDINFO")?;
+        // Said before a rebuild of many minutes, not after.
+        if signed.target().is_macos() {
+            check_adhoc(archive, &files)?;
+        }
         let sde = info
             .get("source_date_epoch")
             .and_then(|v| v.as_integer())
@@ -305,7 +309,7 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     let mut differ = Vec::new();
     for (archive, signed, _, files, _) in published {
         let rebuilt_out = if signed.target().is_macos() {
-            adhoc_signed_rebuild(root, archive, &files, &rebuilt_out, &work)?
+            adhoc_signed_rebuild(root, archive, &rebuilt_out, &work)?
         } else {
             rebuilt_out.clone()
         };
@@ -319,18 +323,10 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     Ok(())
 }
 
-/// macOS: the published `.app`s carry rcodesign's ad-hoc signatures, a deterministic
-/// function of the code they seal, so the rebuild is signed ad hoc by the same code and the
-/// two zips must be the same bytes. A Developer ID signature (a certificate, a time) cannot
-/// be made again by a rebuilder: that is said, not guessed at. Returns the folder holding
-/// the signed rebuild under the published archive's name.
-fn adhoc_signed_rebuild(
-    root: &Path,
-    archive: &Path,
-    files: &std::collections::BTreeMap<String, Vec<u8>>,
-    rebuilt_out: &Path,
-    work: &Path,
-) -> Result<std::path::PathBuf> {
+/// macOS: only ad-hoc signatures can be made again by a rebuilder (see
+/// [`adhoc_signed_rebuild`]); a Developer ID signature (a certificate, a time) cannot: that
+/// is said, not guessed at.
+fn check_adhoc(archive: &Path, files: &std::collections::BTreeMap<String, Vec<u8>>) -> Result<()> {
     for (path, data) in files {
         if !path.contains(".app/Contents/MacOS/") {
             continue;
@@ -347,6 +343,19 @@ fn adhoc_signed_rebuild(
             );
         }
     }
+    Ok(())
+}
+
+/// macOS: the published `.app`s carry rcodesign's ad-hoc signatures ([`check_adhoc`]), a
+/// deterministic function of the code they seal, so the rebuild is signed ad hoc by the
+/// same code and the two zips must be the same bytes. Returns the folder holding the signed
+/// rebuild under the published archive's name.
+fn adhoc_signed_rebuild(
+    root: &Path,
+    archive: &Path,
+    rebuilt_out: &Path,
+    work: &Path,
+) -> Result<std::path::PathBuf> {
     let name = archive.file_name().context("an archive name")?;
     let out = work.join("adhoc-signed-rebuild");
     std::fs::create_dir_all(&out)?;

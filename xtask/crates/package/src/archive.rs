@@ -178,6 +178,7 @@ pub fn sign_apps_in_zip(
     std::fs::create_dir_all(work)?;
     let mut when = None;
     let mut apps = Vec::new();
+    let mut modes = BTreeMap::new();
     for i in 0..zip.len() {
         let mut e = zip.by_index(i).context("reading a zip entry")?;
         let path = e
@@ -186,6 +187,7 @@ pub fn sign_apps_in_zip(
         let mode = e.unix_mode().context("a zip entry without a mode")? & 0o7777;
         when = when.or(e.last_modified());
         let to = work.join(&path);
+        modes.insert(path.clone(), mode);
         if e.is_dir() {
             std::fs::create_dir_all(&to)?;
             if path.extension().is_some_and(|x| x == "app") {
@@ -204,14 +206,21 @@ pub fn sign_apps_in_zip(
         sign_app(&work.join(app)).with_context(|| format!("signing {}", app.display()))?;
     }
     let mut entries = Vec::new();
-    collect_entries(work, work, &mut entries)?;
+    collect_entries(work, work, &modes, &mut entries)?;
     write_zip_at(entries, out, when.context("an empty zip")?)?;
     pipeline::util::remove_dir(work)?;
     Ok(apps.len())
 }
 
-/// Every file and folder under `dir` as entries named relative to `base` (folders with `/`).
-fn collect_entries(base: &Path, dir: &Path, entries: &mut Vec<Entry>) -> Result<()> {
+/// Every file and folder under `dir` as entries named relative to `base` (folders with `/`),
+/// with the mode `modes` gives the ones the zip held; what signing added gets 0755 or 0644
+/// (its mode on disk came from the signer's umask, which must not change the bytes).
+fn collect_entries(
+    base: &Path,
+    dir: &Path,
+    modes: &BTreeMap<std::path::PathBuf, u32>,
+    entries: &mut Vec<Entry>,
+) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     for e in std::fs::read_dir(dir)? {
         let e = e?;
@@ -222,10 +231,15 @@ fn collect_entries(base: &Path, dir: &Path, entries: &mut Vec<Entry>) -> Result<
             .to_str()
             .context("a file name that is not UTF-8")?
             .to_string();
-        let mode = meta.permissions().mode() & 0o7777;
+        let on_disk = meta.permissions().mode();
+        let mode = match modes.get(Path::new(&rel)) {
+            Some(m) => *m,
+            None if meta.is_dir() || on_disk & 0o100 != 0 => 0o755,
+            None => 0o644,
+        };
         if meta.is_dir() {
             entries.push(Entry::dir(format!("{rel}/"), mode));
-            collect_entries(base, &e.path(), entries)?;
+            collect_entries(base, &e.path(), modes, entries)?;
         } else if meta.is_file() {
             entries.push(Entry::file(rel, mode, std::fs::read(e.path())?));
         } else {
@@ -383,6 +397,11 @@ mod tests {
                 let seal = app.join("Contents/_CodeSignature");
                 std::fs::create_dir_all(&seal)?;
                 std::fs::write(seal.join("CodeResources"), b"sealed")?;
+                // As a signer under umask 077 would leave them: the zip must not care.
+                use std::os::unix::fs::PermissionsExt;
+                let private = std::fs::Permissions::from_mode(0o600);
+                std::fs::set_permissions(seal.join("CodeResources"), private)?;
+                std::fs::set_permissions(&seal, std::fs::Permissions::from_mode(0o700))?;
                 Ok(())
             })
             .unwrap();
@@ -405,8 +424,15 @@ mod tests {
         assert_eq!(files["t/app/1/Timb.app/Contents/MacOS/timb"], b"in");
         let f = std::fs::File::open(&a).unwrap();
         let mut z = zip::ZipArchive::new(f).unwrap();
-        let profile = z.by_name("t/profile/").unwrap();
-        assert_eq!(profile.unix_mode().unwrap() & 0o777, 0o700);
+        let mode = |z: &mut zip::ZipArchive<std::fs::File>, name: &str| {
+            z.by_name(name).unwrap().unix_mode().unwrap() & 0o777
+        };
+        assert_eq!(mode(&mut z, "t/profile/"), 0o700, "the zip's own mode");
+        assert_eq!(
+            mode(&mut z, "t/Timb.app/Contents/_CodeSignature/CodeResources"),
+            0o644
+        );
+        assert_eq!(mode(&mut z, "t/Timb.app/Contents/_CodeSignature/"), 0o755);
         assert!(
             !tmp.path().join("work").exists(),
             "the unpacked copy was left"

@@ -58,6 +58,9 @@ fn wanted_files(outputs: &[String]) -> Result<BTreeMap<String, String>> {
                 bail!("unpack-deb output {o:?}: {p:?} is not a plain relative path");
             }
         }
+        if map.values().any(|t| t == to) {
+            bail!("unpack-deb output {to:?} is written twice");
+        }
         if map.insert(from.to_string(), to.to_string()).is_some() {
             bail!("unpack-deb output {from:?} is named twice");
         }
@@ -159,6 +162,7 @@ mod tests {
         assert!(format!("{e:#}").contains("not in the package"), "{e:#}");
         assert!(wanted_files(&["a -> ../b".to_string()]).is_err());
         assert!(wanted_files(&["a b".to_string()]).is_err());
+        assert!(wanted_files(&["a -> c".to_string(), "b -> c".to_string()]).is_err());
         assert!(unpack(b"!<arch>\nshort", &wanted).is_err());
         assert!(unpack(b"not a deb", &wanted).is_err());
     }

@@ -1,11 +1,12 @@
 //! timb's packaging: how a built program becomes a bundle. The bundle's layout and its steps
-//! ([`portable`]: the Linux and Windows portable folders; [`macos`]: the macOS `.app`, checked
+//! ([`portable`]: the Linux, Windows and macOS portable folders; [`macos`]: the macOS `.app`, checked
 //! by [`macho`]; [`native`]: the macOS binaries compiled on a Mac; [`deb`]: files from a pinned Debian package; [`wheel`]: tools PyPI ships, unpacked for the sandbox), the licence collection
 //! ([`licences`]) and deterministic archives ([`archive`]). The pipeline core never names
 //! these steps: [`register`] adds them to its step registry.
 
 pub mod archive;
 pub mod deb;
+pub mod elf;
 pub mod licences;
 pub mod macho;
 pub mod macos;

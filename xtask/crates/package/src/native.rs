@@ -63,8 +63,8 @@ pub fn native_cargo_build(b: &NativeBuild) -> Result<PathBuf> {
         let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
         std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))?;
     }
-    // The sandbox's names for the four places a path can come from; the longest first,
-    // though none of them holds another.
+    // The sandbox's names for the four places a path can come from. rustc applies the last
+    // remap that matches; none of these folders holds another, so the order does not matter.
     let remaps = [
         (&src, "/build/src"),
         (&target, "/build/target"),

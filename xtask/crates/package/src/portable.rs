@@ -68,6 +68,12 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         if mac {
             crate::macos::check_macho(&data, target).with_context(|| file.clone())?;
         }
+        // The oldest glibc the Linux bundle starts on: a number in linux-bundle.toml.
+        if let Some(baseline) = s.vars.get("glibc_baseline") {
+            let v = crate::elf::parse_version(baseline)
+                .with_context(|| format!("glibc_baseline {baseline:?} is not like \"2.31\""))?;
+            crate::elf::check_baseline(&data, v).with_context(|| file.clone())?;
+        }
         if target != Target::WindowsX86_64 {
             return Ok(data);
         }
@@ -268,7 +274,23 @@ fn binary_entries(
 /// keys/NAME.pub}`, checked as the app will read them. Only those: the folder's README and
 /// the TUF roles file are for release engineers. Without a policy there is no bundle.
 fn signing_entries(files: &[(String, Vec<u8>)], vdir: &str) -> Result<Vec<Entry>> {
-    use timb_release::{Keyring, Policy, PublicKey};
+    use timb_release::{Keyring, Policy, PublicKey, MAX_SHIPPED_FILE, MAX_SHIPPED_KEYS};
+    // The updater's limits (BundleTrust::read): a bundle past them would package and then
+    // never update.
+    for (path, data) in files {
+        if data.len() as u64 > MAX_SHIPPED_FILE {
+            anyhow::bail!("signing/{path} is larger than {MAX_SHIPPED_FILE} bytes");
+        }
+    }
+    let key_files = files
+        .iter()
+        .filter(|(p, _)| p.starts_with("keys/") && p.ends_with(".pub"))
+        .count();
+    if key_files > MAX_SHIPPED_KEYS {
+        anyhow::bail!(
+            "signing/keys/ holds {key_files} keys; the updater reads {MAX_SHIPPED_KEYS} at most"
+        );
+    }
     let policy = files
         .iter()
         .find(|(p, _)| p == "policy.toml")
@@ -374,28 +396,41 @@ mod tests {
     fn the_signing_policy_and_its_keys_are_shipped_and_checked() {
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../signing");
         let policy = std::fs::read(root.join("policy.toml")).unwrap();
-        let files = vec![
-            ("policy.toml".to_string(), policy.clone()),
+        let mut files = vec![
+            ("policy.toml".to_string(), policy),
             ("README.md".to_string(), b"for people".to_vec()),
             ("tuf-roles.toml".to_string(), b"for release".to_vec()),
         ];
+        // With the repository's keys (none yet, or the release keys the policy lists).
+        let mut want = vec![
+            "v/signing/".to_string(),
+            "v/signing/keys/".to_string(),
+            "v/signing/policy.toml".to_string(),
+        ];
+        for e in std::fs::read_dir(root.join("keys")).into_iter().flatten() {
+            let name = e.unwrap().file_name().to_string_lossy().into_owned();
+            let data = std::fs::read(root.join("keys").join(&name)).unwrap();
+            if name.ends_with(".pub") {
+                want.push(format!("v/signing/keys/{name}"));
+            }
+            files.push((format!("keys/{name}"), data));
+        }
         let e = signing_entries(&files, "v").unwrap();
-        let paths: Vec<&str> = e.iter().map(|e| e.path.as_str()).collect();
-        assert_eq!(
-            paths,
-            ["v/signing/", "v/signing/policy.toml", "v/signing/keys/"]
-        );
+        let mut paths: Vec<String> = e.iter().map(|e| e.path.clone()).collect();
+        paths.sort();
+        want.sort();
+        assert_eq!(paths, want);
+        let mut big = files.clone();
+        big.push(("keys/big.pub".to_string(), vec![b'x'; 70_000]));
+        let e = signing_entries(&big, "v").unwrap_err();
+        assert!(format!("{e:#}").contains("larger than"), "{e:#}");
         let e = signing_entries(&files[1..], "v").unwrap_err();
         assert!(format!("{e:#}").contains("policy.toml is missing"), "{e:#}");
         let mut bad = files.clone();
         bad.push(("keys/x.pub".to_string(), b"not a key".to_vec()));
         let e = signing_entries(&bad, "v").unwrap_err();
         assert!(format!("{e:#}").contains("signing/keys/x.pub"), "{e:#}");
-        let listed = String::from_utf8(policy).unwrap().replacen(
-            "keys = []",
-            "keys = [\"0123456789ABCDEF\"]",
-            1,
-        );
+        let listed = "[bundle]\nkeys = [\"0123456789ABCDEF\"]\n\n[update-metadata]\nkeys = []\nthreshold = 2\n".to_string();
         let e =
             signing_entries(&[("policy.toml".to_string(), listed.into_bytes())], "v").unwrap_err();
         assert!(format!("{e:#}").contains("does not hold"), "{e:#}");

@@ -28,6 +28,9 @@ pub struct Sandbox {
 
 pub const SANDBOX_LAYOUT: &str = "bwrap v3: /usr,/etc ro; /build/src, /build/inputs, /build/target, /cargo, /toolchain (its parts bound one by one, std's source at lib/rustlib/src/rust when given); no network; TZ=UTC LC_ALL=C.UTF-8 umask 022";
 
+/// What [`Sandbox::identity`] says of a Mac's native builds instead.
+pub const NATIVE_LAYOUT: &str = "native macOS v1: a clean folder per build, paths remapped to /build/src, /build/target, /cargo, /toolchain; only PATH=/usr/bin:/bin:/usr/sbin:/sbin; TZ=UTC LC_ALL=C ZERO_AR_DATE=1 umask 022";
+
 pub const FAKETIME_LIB: &str = "/usr/lib/x86_64-linux-gnu/faketime/libfaketime.so.1";
 
 impl Sandbox {
@@ -65,8 +68,14 @@ impl Sandbox {
         let v = util::output(Command::new(&rustc).arg("-vV"))?;
         let c = util::output(Command::new(&cargo).arg("-V"))?;
         let rustc_hash = util::sha256_file(&rustc)?;
+        // A Mac's builds are native (package::native), not in this sandbox.
+        let layout = if cfg!(target_os = "macos") {
+            NATIVE_LAYOUT
+        } else {
+            SANDBOX_LAYOUT
+        };
         let mut id = format!(
-            "{SANDBOX_LAYOUT}; {}; rustc sha256 {rustc_hash}; {}",
+            "{layout}; {}; rustc sha256 {rustc_hash}; {}",
             v.replace('\n', "; "),
             c.trim()
         );
@@ -74,11 +83,20 @@ impl Sandbox {
             id.push_str(&format!("; rootfs {}", r.id));
         }
         // On a Mac the native build's compiler, linker and SDK are Xcode's: a build id
-        // changes with them.
+        // changes with them. Asked as the native build runs them: /usr/bin, nothing else
+        // of the caller's environment.
         if cfg!(target_os = "macos") {
-            let sdk = util::output(Command::new("xcrun").args(["--show-sdk-version"]))
+            let tool = |exe: &str, arg: &str| {
+                util::output(
+                    Command::new(exe)
+                        .arg(arg)
+                        .env_clear()
+                        .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin"),
+                )
+            };
+            let sdk = tool("/usr/bin/xcrun", "--show-sdk-version")
                 .context("xcrun: install Xcode's command-line tools (xcode-select --install)")?;
-            let clang = util::output(Command::new("clang").arg("--version"))?;
+            let clang = tool("/usr/bin/clang", "--version")?;
             id.push_str(&format!(
                 "; native macOS SDK {}; {}",
                 sdk.trim(),

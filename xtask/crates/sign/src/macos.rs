@@ -2,7 +2,9 @@
 //! pipeline): ad hoc by default, which is all an unnotarized bundle needs to run on Apple
 //! silicon once the user allows it; a Developer ID certificate and notarization when a
 //! release gives its credentials. As for Authenticode, the bundle's trust comes from
-//! minisign, and reproducibility is judged on the unsigned build.
+//! minisign. An ad-hoc signature is a function of the code alone, so `verify` signs its
+//! rebuild ad hoc and compares the signed bytes; a Developer ID release is judged on the
+//! unsigned build (`sha256sums-unsigned-build.txt`).
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
