@@ -872,6 +872,20 @@ fn check_a11y(name: &str, args: &[&std::ffi::OsStr], shots: &Path) -> (bool, Str
     (out.status.success(), report)
 }
 
+/// Waits (an hour at most) for a file `cargo xtask test` writes when something the bundle
+/// tests need, built beside them, is done.
+fn wait_for_marker(marker: &Path, never: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{never} ({} not written)",
+            marker.display()
+        );
+        std::thread::sleep(std::time::Duration::from_secs(5));
+    }
+}
+
 /// The example that starts the private Tor network and the servers the real window is
 /// driven against. Under `cargo xtask test` it comes from the debug test build, which
 /// this waits for (TIMB_TEST_BUILD_DONE).
@@ -880,16 +894,7 @@ fn real_window_world() -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|| target_dir().join("debug/examples/real_window_world"));
     if let Some(marker) = std::env::var_os("TIMB_TEST_BUILD_DONE") {
-        let marker = PathBuf::from(marker);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
-        while !marker.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the test build never finished ({} not written)",
-                marker.display()
-            );
-            std::thread::sleep(std::time::Duration::from_secs(5));
-        }
+        wait_for_marker(Path::new(&marker), "the test build never finished");
     }
     assert!(
         world.is_file(),
@@ -1798,15 +1803,7 @@ fn signed_by_rcodesign(zip: &Path, top: &str) {
     // `cargo xtask test` builds it beside these tests and says when it is done.
     if let Some(ready) = std::env::var_os("TIMB_RCODESIGN_READY") {
         let ready = PathBuf::from(ready);
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60 * 60);
-        while !ready.exists() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "rcodesign was never built ({} not written)",
-                ready.display()
-            );
-            std::thread::sleep(std::time::Duration::from_secs(5));
-        }
+        wait_for_marker(&ready, "rcodesign was never built");
         let said = std::fs::read_to_string(&ready).unwrap();
         assert_eq!(said, "ok\n", "{said}");
     }

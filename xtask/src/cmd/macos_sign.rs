@@ -56,7 +56,7 @@ pub fn run(root: &Path, o: &Opts) -> Result<()> {
             let password = std::env::var(P12_PASSWORD_ENV)
                 .with_context(|| format!("--p12 needs its password in {P12_PASSWORD_ENV}"))?;
             let password_file = work.join("p12-password");
-            write_private(&password_file, password.as_bytes())?;
+            sign::write_private(&password_file, password.as_bytes())?;
             Identity::P12 {
                 file: file.clone(),
                 password_file,
@@ -146,18 +146,4 @@ pub(crate) fn rcodesign(root: &Path, notarize: bool) -> Result<PathBuf> {
         "rcodesign",
         args,
     )
-}
-
-/// A file only this user reads.
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("creating {}", path.display()))?;
-    f.write_all(data)?;
-    Ok(())
 }

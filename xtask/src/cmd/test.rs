@@ -36,6 +36,8 @@ pub const TEST_PACKAGES: &[&str] = &[
     "xz-utils",
     // Pinned Debian files over HTTP from a named mirror (TIMB_DEBIAN_MIRROR; a Mac's path).
     "curl",
+    // objdump: the glibc-baseline reader (package/src/elf.rs) is checked against binutils'.
+    "binutils",
     // rbm-projects/*/build are checked by shellcheck.
     "shellcheck",
     // The TLS 1.1 refusal test serves TLS 1.1 with openssl s_server.
