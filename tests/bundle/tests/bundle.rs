@@ -1012,19 +1012,7 @@ fn seeded_rbm_out(work: &Path, b: &Bundle) -> PathBuf {
     let out = work.join("rbm-out");
     let from = rbm_out().join("timb").join(&id);
     assert!(from.is_dir(), "bundle() left no {}", from.display());
-    fn copy(from: &Path, to: &Path) {
-        std::fs::create_dir_all(to).unwrap();
-        for e in std::fs::read_dir(from).unwrap() {
-            let e = e.unwrap();
-            let dst = to.join(e.file_name());
-            if e.file_type().unwrap().is_dir() {
-                copy(&e.path(), &dst);
-            } else if std::fs::hard_link(e.path(), &dst).is_err() {
-                std::fs::copy(e.path(), &dst).unwrap();
-            }
-        }
-    }
-    copy(&from, &out.join("timb").join(&id));
+    pipeline::util::copy_tree(&from, &out.join("timb").join(&id)).unwrap();
     out
 }
 

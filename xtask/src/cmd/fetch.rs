@@ -8,12 +8,7 @@ use std::path::Path;
 
 /// Crates for every platform in Cargo.lock, then every pinned source archive.
 pub fn run(root: &Path, check: bool) -> Result<()> {
-    util::run(
-        util::cargo()
-            .current_dir(root)
-            .args(["fetch", "--locked", "--quiet"]),
-    )
-    .context("downloading crates")?;
+    fetch_crates(root)?;
     pipeline::sources::fetch_pinned_sources(root)?;
     if !check {
         return Ok(());
@@ -40,12 +35,7 @@ pub fn run(root: &Path, check: bool) -> Result<()> {
 /// the crates of a pinned standard library source among them. Without apt (a Mac) the
 /// files come from the mirror `TIMB_DEBIAN_MIRROR` names.
 pub fn run_for(root: &Path, projects: &[&str]) -> Result<()> {
-    util::run(
-        util::cargo()
-            .current_dir(root)
-            .args(["fetch", "--locked", "--quiet"]),
-    )
-    .context("downloading crates")?;
+    fetch_crates(root)?;
     let mut pins = Vec::new();
     for p in projects {
         pins.extend(pins::sources(root, p)?.pins);
@@ -55,6 +45,16 @@ pub fn run_for(root: &Path, projects: &[&str]) -> Result<()> {
     let dir = util::sources_dir(root);
     pipeline::sources::fetch_many(&pins, &dir)?;
     pipeline::std_src::fetch_crates(&pins, &dir)
+}
+
+/// Every crate Cargo.lock names, for every platform.
+fn fetch_crates(root: &Path) -> Result<()> {
+    util::run(
+        util::cargo()
+            .current_dir(root)
+            .args(["fetch", "--locked", "--quiet"]),
+    )
+    .context("downloading crates")
 }
 
 /// Every third-party crate in Cargo.lock comes from a registry with a checksum (or from git

@@ -6,7 +6,7 @@
 //! each one as `PATH-IN-PACKAGE -> PATH-IN-OUTPUT`.
 
 use anyhow::{bail, Context, Result};
-use pipeline::{util, BuildEnv, InputKind, Step, StepCtx};
+use pipeline::{BuildEnv, InputKind, Step, StepCtx};
 use std::collections::BTreeMap;
 use std::io::Read;
 
@@ -26,13 +26,9 @@ impl Step for UnpackDeb {
         let [pin] = debs.as_slice() else {
             bail!("the unpack-deb step takes exactly one pinned .deb input");
         };
-        let path = env.sources.join(&pin.file);
-        let deb = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         // Checked again here, as the sandbox checks the files it is given.
-        let got = util::sha256_bytes(&deb);
-        if !got.eq_ignore_ascii_case(&pin.sha256) {
-            bail!("{}: sha256 {got}, pinned {}", pin.file, pin.sha256);
-        }
+        let path = env.pinned(&s.project.def.name, &pin.file, &pin.sha256)?;
+        let deb = std::fs::read(&path).with_context(|| format!("reading {}", path.display()))?;
         let wanted = wanted_files(&s.project.def.build.outputs)?;
         for (to, data) in unpack(&deb, &wanted).with_context(|| pin.file.clone())? {
             let dest = s.out_dir.join(&to);

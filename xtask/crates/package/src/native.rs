@@ -10,66 +10,41 @@
 //! Linux in two folders and gets the same bytes. The step itself refuses to run off a Mac.
 
 use anyhow::{bail, Context, Result};
-use pipeline::{util, BuildEnv, InputKind, Step, StepCtx};
+use pipeline::{util, BuildEnv, Project, Step, StepCtx};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use timb_release::Target;
 
-/// One native `cargo build --release` of `packages` for `rust_target`.
+/// One native `cargo build --release` of `packages` for `rust_target`, from the repository
+/// files `project`'s inputs name for `target`, with `env`'s toolchain, cargo home, pinned
+/// archives and `SOURCE_DATE_EPOCH`.
 pub struct NativeBuild<'a> {
-    /// The repository files to build from (path, mode), relative to `root`.
-    pub root: &'a Path,
-    pub files: &'a [(String, u32)],
+    pub env: &'a BuildEnv,
+    pub project: &'a Project,
+    pub target: &'a str,
     /// Emptied first: `src/` gets the files, `target/` is cargo's.
     pub work: &'a Path,
-    /// The pinned toolchain (its `bin/cargo` and `bin/rustc` are run directly).
-    pub toolchain: &'a Path,
-    /// Where the crates `cargo fetch --locked` downloaded are.
-    pub cargo_home: &'a Path,
-    /// The pinned source archives (`TIMB_SOURCES_DIR` for libotr-sys).
-    pub sources: &'a Path,
     pub rust_target: &'a str,
     pub packages: &'a [&'a str],
-    pub source_date_epoch: u64,
     /// More fixed variables (`MACOSX_DEPLOYMENT_TARGET`).
     pub extra_env: &'a [(&'a str, &'a str)],
 }
 
-/// The repository files a step's `path` inputs name, as (path, mode).
-pub fn repository_files(env: &BuildEnv, s: &StepCtx) -> Result<Vec<(String, u32)>> {
-    let mut files = Vec::new();
-    for input in s.project.inputs_for(s.target) {
-        if let InputKind::Path(p) = input.kind()? {
-            for (rel, mode, _) in env.path_files(p)? {
-                files.push((rel, mode));
-            }
-        }
-    }
-    Ok(files)
-}
-
-/// Copies the files into a clean `work/src` and builds there; returns
-/// `work/target/<rust_target>/release`.
+/// Copies the inputs into a clean `work/src` (as the sandbox stages them) and builds there;
+/// returns `work/target/<rust_target>/release`.
 pub fn native_cargo_build(b: &NativeBuild) -> Result<PathBuf> {
     util::remove_dir(b.work)?;
     let src = b.work.join("src");
     let target = b.work.join("target");
-    for (rel, mode) in b.files {
-        let to = src.join(rel);
-        std::fs::create_dir_all(to.parent().context("a file has a folder")?)?;
-        std::fs::copy(b.root.join(rel), &to)
-            .with_context(|| format!("copying {rel} into {}", src.display()))?;
-        use std::os::unix::fs::PermissionsExt;
-        let mode = if mode & 0o111 != 0 { 0o755 } else { 0o644 };
-        std::fs::set_permissions(&to, std::fs::Permissions::from_mode(mode))?;
-    }
+    b.env.stage_repository_inputs(b.project, b.target, &src)?;
+    let (toolchain, cargo_home) = (&b.env.sandbox.toolchain, &b.env.sandbox.cargo_home);
     // The sandbox's names for the four places a path can come from. rustc applies the last
     // remap that matches; none of these folders holds another, so the order does not matter.
     let remaps = [
         (&src, "/build/src"),
         (&target, "/build/target"),
-        (&b.cargo_home.to_path_buf(), "/cargo"),
-        (&b.toolchain.to_path_buf(), "/toolchain"),
+        (cargo_home, "/cargo"),
+        (toolchain, "/toolchain"),
     ];
     let rustflags: Vec<String> = remaps
         .iter()
@@ -78,7 +53,7 @@ pub fn native_cargo_build(b: &NativeBuild) -> Result<PathBuf> {
     let mut cargo = Command::new("/bin/sh");
     cargo
         .args(["-c", "umask 022 && exec \"$0\" \"$@\""])
-        .arg(b.toolchain.join("bin/cargo"))
+        .arg(toolchain.join("bin/cargo"))
         .args(["build", "--release", "--locked", "--offline", "--quiet"])
         .args(["--target", b.rust_target]);
     for p in b.packages {
@@ -89,17 +64,17 @@ pub fn native_cargo_build(b: &NativeBuild) -> Result<PathBuf> {
         .env_clear()
         .env("PATH", "/usr/bin:/bin:/usr/sbin:/sbin")
         .env("HOME", b.work)
-        .env("CARGO_HOME", b.cargo_home)
-        .env("RUSTC", b.toolchain.join("bin/rustc"))
+        .env("CARGO_HOME", cargo_home)
+        .env("RUSTC", toolchain.join("bin/rustc"))
         .env("CARGO_TARGET_DIR", &target)
         .env("CARGO_ENCODED_RUSTFLAGS", rustflags.join("\x1f"))
         .env("CARGO_INCREMENTAL", "0")
         .env("CARGO_TERM_COLOR", "never")
-        .env("SOURCE_DATE_EPOCH", b.source_date_epoch.to_string())
+        .env("SOURCE_DATE_EPOCH", b.env.source_date_epoch.to_string())
         .env("ZERO_AR_DATE", "1")
         .env("TZ", "UTC")
         .env("LC_ALL", "C")
-        .env("TIMB_SOURCES_DIR", b.sources);
+        .env("TIMB_SOURCES_DIR", &b.env.sources);
     for (k, v) in b.extra_env {
         cargo.env(k, v);
     }
@@ -135,18 +110,14 @@ impl Step for MacosNative {
             .vars
             .get("rust_target")
             .context("the macos-native step needs the rust_target variable")?;
-        let files = repository_files(env, s)?;
         let work = s.out_dir.with_extension("native");
         let release = native_cargo_build(&NativeBuild {
-            root: &env.root,
-            files: &files,
+            env,
+            project: s.project,
+            target: s.target,
             work: &work,
-            toolchain: &env.sandbox.toolchain,
-            cargo_home: &env.sandbox.cargo_home,
-            sources: &env.sources,
             rust_target,
             packages: &["timb", "timb-launcher"],
-            source_date_epoch: env.source_date_epoch,
             extra_env: &[("MACOSX_DEPLOYMENT_TARGET", crate::macos::MINIMUM_MACOS)],
         })?;
         for name in ["timb", "timb-launcher"] {
@@ -184,26 +155,15 @@ mod tests {
         let sandbox = pipeline::sandbox::Sandbox::new(&root, root.join("target/unused")).unwrap();
         let env = BuildEnv::new(root.clone(), sandbox).unwrap();
         let project = env.load("macos-messenger").unwrap();
-        let mut files = Vec::new();
-        for input in project.inputs_for("macos-aarch64") {
-            if let InputKind::Path(p) = input.kind().unwrap() {
-                for (rel, mode, _) in env.path_files(p).unwrap() {
-                    files.push((rel, mode));
-                }
-            }
-        }
         let tmp = std::env::temp_dir().join(format!("timb-native-{}", std::process::id()));
-        let build = |work: &Path, sde: u64| {
+        let build = |work: &Path| {
             let release = native_cargo_build(&NativeBuild {
-                root: &root,
-                files: &files,
+                env: &env,
+                project: &project,
+                target: "macos-aarch64",
                 work,
-                toolchain: &env.sandbox.toolchain,
-                cargo_home: &env.sandbox.cargo_home,
-                sources: &env.sources,
                 rust_target: "x86_64-unknown-linux-gnu",
                 packages: &["timb-launcher"],
-                source_date_epoch: sde,
                 extra_env: &[],
             })
             .unwrap();
@@ -211,8 +171,8 @@ mod tests {
         };
         let a_dir = tmp.join("a");
         let b_dir = tmp.join("another folder/deeper/b");
-        let a = build(&a_dir, env.source_date_epoch);
-        let b = build(&b_dir, env.source_date_epoch);
+        let a = build(&a_dir);
+        let b = build(&b_dir);
         let _ = std::fs::remove_dir_all(&tmp);
         assert!(a.len() > 100_000, "not a program: {} bytes", a.len());
         assert!(a == b, "two native builds differ");

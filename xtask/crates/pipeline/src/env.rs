@@ -91,6 +91,32 @@ impl BuildEnv {
         Ok(out)
     }
 
+    /// Copies the repository files `project`'s `path` inputs name for `target` (exactly the
+    /// hashed ones, with their modes) into `into`: the sandbox's `/build/src`, and the native
+    /// build's clean folder.
+    pub fn stage_repository_inputs(
+        &self,
+        project: &Project,
+        target: &str,
+        into: &Path,
+    ) -> Result<()> {
+        use std::os::unix::fs::PermissionsExt;
+        for input in project.inputs_for(target) {
+            if let crate::project::InputKind::Path(p) = input.kind()? {
+                for (rel, mode, _) in self.path_files(p)? {
+                    let dst = into.join(&rel);
+                    if let Some(parent) = dst.parent() {
+                        std::fs::create_dir_all(parent)?;
+                    }
+                    std::fs::copy(self.root.join(&rel), &dst)
+                        .with_context(|| format!("copying {rel} into {}", into.display()))?;
+                    std::fs::set_permissions(&dst, std::fs::Permissions::from_mode(mode))?;
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Copies a pinned archive from the sources cache into `inputs`, its hash checked.
     pub fn stage_pinned(
         &self,

@@ -101,18 +101,10 @@ fn run_script(env: &BuildEnv, s: &StepCtx) -> Result<()> {
     let build_root = s.out_dir.join(".build");
     let staging = build_root.join("src");
     let inputs = build_root.join("inputs");
+    env.stage_repository_inputs(s.project, s.target, &staging)?;
     for input in s.project.inputs_for(s.target) {
         match input.kind()? {
-            InputKind::Path(p) => {
-                for (rel, mode, _) in env.path_files(p)? {
-                    let dst = staging.join(&rel);
-                    if let Some(parent) = dst.parent() {
-                        std::fs::create_dir_all(parent)?;
-                    }
-                    std::fs::copy(env.root.join(&rel), &dst)?;
-                    set_mode(&dst, mode)?;
-                }
-            }
+            InputKind::Path(_) => {}
             InputKind::Project(p) => copy_tree(&s.deps[p].dir, &inputs.join(p))?,
             InputKind::SourcesOf(p) => {
                 for pin in pins::sources(&env.root, p)?.pins {
@@ -181,12 +173,6 @@ fn expand_vars(s: &str, env: &[(String, String)]) -> String {
 }
 
 #[cfg(unix)]
-fn set_mode(p: &Path, mode: u32) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::set_permissions(p, std::fs::Permissions::from_mode(mode))?;
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
