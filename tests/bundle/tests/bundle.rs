@@ -1830,6 +1830,14 @@ fn signed_by_rcodesign(zip: &Path, top: &str) {
         )),
         "the .app's resources are not sealed"
     );
+    let seal = String::from_utf8_lossy(
+        &files[&format!("{top}/Timb.app/Contents/_CodeSignature/CodeResources")],
+    )
+    .into_owned();
+    assert!(
+        seal.contains("Resources/timb.icns"),
+        "the icon is not sealed: {seal}"
+    );
 
     let cert = dir.join("dev");
     run_ok(

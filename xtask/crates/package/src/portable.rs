@@ -93,15 +93,6 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         ),
         Entry::dir(format!("{vdir}/"), 0o755),
     ];
-    let launcher = read("timb-launcher")?;
-    entries.extend(binary_entries(
-        target,
-        &top,
-        &vdir,
-        &version,
-        launcher,
-        read("timb")?,
-    ));
     // Files from the repository: LICENSE, bundle/ (README, .desktop), release/ (the
     // update channel, if one has been written) and signing/ (the bundle keys and policy the
     // updater checks a new version's signature with).
@@ -111,6 +102,7 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         .map_or("stable", String::as_str);
     let mut release = Vec::new();
     let mut signing = Vec::new();
+    let mut icns = None;
     for input in s.project.inputs_for(s.target) {
         if let InputKind::Path(p) = input.kind()? {
             for (rel, mode, _) in env.path_files(p)? {
@@ -123,8 +115,15 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
                     signing.push((inside.to_string(), data));
                     continue;
                 }
-                // The menu entry is the Linux desktop's.
-                if rel.ends_with(".desktop") && target != Target::LinuxX86_64 {
+                // The menu entry and its SVG icon are the Linux desktop's (Windows keeps the
+                // SVG as the bundle's picture); a Mac's icon is inside each Timb.app.
+                if rel == crate::macos::ICON_SOURCE {
+                    icns = Some(data);
+                    continue;
+                }
+                if (rel.ends_with(".desktop") && target != Target::LinuxX86_64)
+                    || (rel.ends_with(".svg") && mac)
+                {
                     continue;
                 }
                 let inside = rel.strip_prefix("bundle/").unwrap_or(&rel);
@@ -136,6 +135,23 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
             }
         }
     }
+    let icon = match (mac, icns) {
+        (false, _) => Vec::new(),
+        (true, None) => anyhow::bail!("a macOS bundle needs {}", crate::macos::ICON_SOURCE),
+        (true, Some(icon)) => {
+            crate::macos::icns_entries(&icon).context(crate::macos::ICON_SOURCE)?;
+            icon
+        }
+    };
+    let launcher = read("timb-launcher")?;
+    entries.extend(binary_entries(
+        target,
+        &top,
+        &vdir,
+        &version,
+        [launcher, read("timb")?],
+        &icon,
+    ));
     let shipped = update_channel_entries(&release, channel, &vdir, env.source_date_epoch)?;
     if shipped.is_empty() {
         eprintln!(
@@ -254,12 +270,12 @@ fn binary_entries(
     top: &str,
     vdir: &str,
     version: &Version,
-    launcher: Vec<u8>,
-    messenger: Vec<u8>,
+    [launcher, messenger]: [Vec<u8>; 2],
+    icns: &[u8],
 ) -> Vec<Entry> {
     if target.is_macos() {
-        let mut e = crate::macos::app_entries(top, version, launcher);
-        e.extend(crate::macos::app_entries(vdir, version, messenger));
+        let mut e = crate::macos::app_entries(top, version, launcher, icns);
+        e.extend(crate::macos::app_entries(vdir, version, messenger, icns));
         return e;
     }
     let exe = target.exe_suffix();
@@ -363,7 +379,7 @@ mod tests {
         let files = |t: Target| -> Vec<String> {
             let top = t.bundle_folder(&v);
             let vdir = format!("{top}/app/{v}");
-            binary_entries(t, &top, &vdir, &v, b"L".to_vec(), b"M".to_vec())
+            binary_entries(t, &top, &vdir, &v, [b"L".to_vec(), b"M".to_vec()], b"I")
                 .into_iter()
                 .filter(|e| e.data.as_deref().is_some_and(|d| d == b"L" || d == b"M"))
                 .map(|e| e.path)
@@ -388,6 +404,26 @@ mod tests {
             [
                 "timb-1.2.3-macos-aarch64/Timb.app/Contents/MacOS/timb",
                 "timb-1.2.3-macos-aarch64/app/1.2.3/Timb.app/Contents/MacOS/timb"
+            ]
+        );
+        // Each .app has the icon; nothing else does.
+        let icons: Vec<String> = binary_entries(
+            Target::MacosAarch64,
+            "t",
+            "t/app/1",
+            &v,
+            [b"L".to_vec(), b"M".to_vec()],
+            b"I",
+        )
+        .into_iter()
+        .filter(|e| e.data.as_deref() == Some(b"I".as_slice()))
+        .map(|e| e.path)
+        .collect();
+        assert_eq!(
+            icons,
+            [
+                "t/Timb.app/Contents/Resources/timb.icns",
+                "t/app/1/Timb.app/Contents/Resources/timb.icns"
             ]
         );
     }
