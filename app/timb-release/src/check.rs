@@ -37,7 +37,7 @@ impl SignedBody for TrustedComment {
     }
 
     /// The signed file name is the file's; an archive's name is the one the signed version
-    /// and target give (the sums file has one fixed name); the signed sha256 is the file's.
+    /// and target give (the two sums files have fixed names); the signed sha256 is the file's.
     fn check_subject(&self, s: &Subject<'_>) -> Result<(), CheckError> {
         if self.file() != s.name {
             return Err(CheckError::Renamed {
@@ -45,7 +45,8 @@ impl SignedBody for TrustedComment {
                 actual: s.name.to_string(),
             });
         }
-        if s.name != SUMS_FILE && self.target().archive_name(self.version()) != s.name {
+        let sums = s.name == SUMS_FILE || s.name == crate::builders::PUBLISHED_SUMS_FILE;
+        if !sums && self.target().archive_name(self.version()) != s.name {
             return Err(CheckError::WrongName {
                 name: s.name.to_string(),
                 version: self.version().to_string(),
@@ -150,6 +151,29 @@ impl<T: SignedBody> Unverified<T> {
         role: Role,
         subject: &Subject<'_>,
     ) -> Result<Checked<T>, CheckError> {
+        self.check_as(keys, policy, role, subject, true)
+    }
+
+    /// As [`check`](Self::check), but one of several: the role's threshold is the caller's
+    /// to count (crate::builders counts distinct keys).
+    pub fn check_one_of_many(
+        self,
+        keys: &Keyring,
+        policy: &Policy,
+        role: Role,
+        subject: &Subject<'_>,
+    ) -> Result<Checked<T>, CheckError> {
+        self.check_as(keys, policy, role, subject, false)
+    }
+
+    fn check_as(
+        self,
+        keys: &Keyring,
+        policy: &Policy,
+        role: Role,
+        subject: &Subject<'_>,
+        alone: bool,
+    ) -> Result<Checked<T>, CheckError> {
         let key = keys.get(self.key).ok_or_else(|| CheckError::UnknownKey {
             key: self.key,
             trusted: keys.describe(),
@@ -175,7 +199,7 @@ impl<T: SignedBody> Unverified<T> {
                     },
                 });
             }
-            if r.threshold() > 1 {
+            if alone && r.threshold() > 1 {
                 return Err(CheckError::Threshold {
                     role,
                     threshold: r.threshold(),
@@ -267,7 +291,7 @@ mod tests {
     fn policy(bundle: &[KeyId]) -> Policy {
         let keys: Vec<String> = bundle.iter().map(|k| format!("\"{k}\"")).collect();
         Policy::parse(&format!(
-            "[bundle]\nkeys = [{}]\n[update-metadata]\nkeys = []\nthreshold = 2\n",
+            "[bundle]\nkeys = [{}]\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n",
             keys.join(",")
         ))
         .unwrap()
@@ -330,7 +354,7 @@ mod tests {
         ring.add(k.public(), "k");
         let sig = k.sign(DATA, &comment(NAME, DATA, false));
         let p = Policy::parse(&format!(
-            "[bundle]\nkeys = [\"{}\", \"0123456789ABCDEF\"]\nthreshold = 2\n[update-metadata]\nkeys = []\nthreshold = 2\n",
+            "[bundle]\nkeys = [\"{}\", \"0123456789ABCDEF\"]\nthreshold = 2\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n",
             k.public().id()
         ))
         .unwrap();

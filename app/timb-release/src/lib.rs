@@ -6,6 +6,8 @@
 //!   version, target, sha256 and source commit.
 //! - [`Sums`]: the `sha256sums-unsigned-build.txt` file rebuilders compare.
 //! - [`Policy`]: `signing/policy.toml`, which keys may sign what, and how many are needed.
+//! - [`builders`]: independent builders' signatures over a release's sums, and the quorum
+//!   of them a release needs.
 //! - [`Unverified`] → [`Checked`]: a signature and what it claims are only reachable through a
 //!   check against trusted keys and the policy (the "unverified → checked" style of arti's
 //!   `tor-checkable`).
@@ -15,6 +17,7 @@
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod builders;
 mod check;
 mod comment;
 mod keys;

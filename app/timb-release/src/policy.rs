@@ -9,6 +9,10 @@
 //! [update-metadata]     # what the updater trusts before it downloads anything
 //! keys = []
 //! threshold = 2         # required: at least this many distinct listed keys
+//!
+//! [builders]            # independent rebuilders, each vouching for a release's sums
+//! keys = []
+//! threshold = 2         # required: a release is installed only with this many
 //! ```
 //!
 //! A role with no keys yet is valid and is satisfied by nothing.
@@ -23,6 +27,9 @@ pub enum Role {
     Bundle,
     /// The updater's metadata.
     UpdateMetadata,
+    /// Independent builders: each signs a release's sums files after its rebuild matched
+    /// (crate::builders); a release needs `threshold` of them.
+    Builders,
 }
 
 impl Role {
@@ -31,6 +38,7 @@ impl Role {
         match self {
             Role::Bundle => "bundle",
             Role::UpdateMetadata => "update-metadata",
+            Role::Builders => "builders",
         }
     }
 }
@@ -72,6 +80,7 @@ impl RolePolicy {
 pub struct Policy {
     bundle: RolePolicy,
     update_metadata: RolePolicy,
+    builders: RolePolicy,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -103,6 +112,7 @@ struct RawPolicy {
     bundle: RawRole,
     #[serde(rename = "update-metadata")]
     update_metadata: RawRoleWithThreshold,
+    builders: RawRoleWithThreshold,
 }
 
 #[derive(Deserialize)]
@@ -162,6 +172,7 @@ impl Policy {
                 raw.update_metadata.keys,
                 raw.update_metadata.threshold,
             )?,
+            builders: role(Role::Builders, raw.builders.keys, raw.builders.threshold)?,
         })
     }
 
@@ -169,12 +180,13 @@ impl Policy {
         match role {
             Role::Bundle => &self.bundle,
             Role::UpdateMetadata => &self.update_metadata,
+            Role::Builders => &self.builders,
         }
     }
 
     /// Every key the policy names must be in `keys` (the public keys shipped beside it).
     pub fn check_keys(&self, keys: &Keyring) -> Result<(), PolicyError> {
-        for r in [Role::Bundle, Role::UpdateMetadata] {
+        for r in [Role::Bundle, Role::UpdateMetadata, Role::Builders] {
             if let Some(&key) = self.role(r).keys.iter().find(|k| keys.get(**k).is_none()) {
                 return Err(PolicyError::MissingKey { role: r, key });
             }
@@ -192,11 +204,13 @@ impl Policy {
                 .join(", ")
         };
         format!(
-            "[bundle]\nkeys = [{}]\nthreshold = {}\n\n[update-metadata]\nkeys = [{}]\nthreshold = {}\n",
+            "[bundle]\nkeys = [{}]\nthreshold = {}\n\n[update-metadata]\nkeys = [{}]\nthreshold = {}\n\n[builders]\nkeys = [{}]\nthreshold = {}\n",
             list(&self.bundle),
             self.bundle.threshold,
             list(&self.update_metadata),
-            self.update_metadata.threshold
+            self.update_metadata.threshold,
+            list(&self.builders),
+            self.builders.threshold
         )
     }
 }
@@ -214,15 +228,18 @@ mod tests {
         let p = Policy::parse(text).unwrap();
         assert_eq!(p.role(Role::Bundle).threshold(), 1);
         assert_eq!(p.role(Role::UpdateMetadata).threshold(), 2);
+        assert_eq!(p.role(Role::Builders).threshold(), 2);
         p.check_keys(&Keyring::new()).unwrap();
     }
 
     #[test]
     fn round_trips() {
         let text = format!(
-            "[bundle]\nkeys = [\"{A}\"]\n[update-metadata]\nkeys = [\"{A}\", \"{B}\"]\nthreshold = 2\n"
+            "[bundle]\nkeys = [\"{A}\"]\n[update-metadata]\nkeys = [\"{A}\", \"{B}\"]\nthreshold = 2\n[builders]\nkeys = [\"{B}\"]\nthreshold = 1\n"
         );
         let p = Policy::parse(&text).unwrap();
+        assert!(p.role(Role::Builders).allows(B.parse().unwrap()));
+        assert!(!p.role(Role::Builders).allows(A.parse().unwrap()));
         assert!(p.role(Role::Bundle).allows(A.parse().unwrap()));
         assert!(!p.role(Role::Bundle).allows(B.parse().unwrap()));
         assert_eq!(Policy::parse(&p.to_toml()).unwrap(), p);
@@ -230,7 +247,8 @@ mod tests {
 
     #[test]
     fn rejections_say_why() {
-        let ok_meta = "[update-metadata]\nkeys = []\nthreshold = 2\n";
+        let ok_meta =
+            "[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n";
         let cases = [
             (
                 format!("[bundle]\nkeys = [\"{A}\", \"{A}\"]\n{ok_meta}"),
@@ -256,6 +274,14 @@ mod tests {
                 "[bundle]\nkeys = []\n[update-metadata]\nkeys = []\n".to_string(),
                 "threshold",
             ),
+            (
+                "[bundle]\nkeys = []\n[update-metadata]\nkeys = []\nthreshold = 1\n".to_string(),
+                "missing field `builders`",
+            ),
+            (
+                format!("[bundle]\nkeys = []\n[update-metadata]\nkeys = []\nthreshold = 1\n[builders]\nkeys = [\"{A}\"]\nthreshold = 2\n"),
+                "[builders]: threshold 2 is more than the 1 keys",
+            ),
             (ok_meta.to_string(), "bundle"),
             ("[bundle]\nkeys = []\n".to_string(), "update-metadata"),
             (format!("[bundle]\nkeys = \"{A}\"\n{ok_meta}"), "sequence"),
@@ -270,7 +296,7 @@ mod tests {
     #[test]
     fn a_named_key_must_be_present() {
         let p = Policy::parse(&format!(
-            "[bundle]\nkeys = [\"{A}\"]\n[update-metadata]\nkeys = []\nthreshold = 2\n"
+            "[bundle]\nkeys = [\"{A}\"]\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n"
         ))
         .unwrap();
         let e = p.check_keys(&Keyring::new()).unwrap_err().to_string();

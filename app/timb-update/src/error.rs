@@ -5,6 +5,7 @@
 use crate::fetch::FetchError;
 use crate::store::StoreError;
 use std::fmt;
+use timb_release::builders::QuorumError;
 use timb_release::tuf::TufError;
 use timb_release::CheckError;
 
@@ -21,6 +22,10 @@ pub enum Failure {
     SignatureMissing(FetchError),
     /// A signature that is good but by the development key: never an update.
     DevelopmentSignature,
+    /// Not vouched for by enough independent builders (timb_release::builders).
+    Unvouched(QuorumError),
+    /// No mirror gave the release's sums and its builders' signatures.
+    VouchMissing(FetchError),
     /// Could not be written to the target folder.
     Disk(String),
 }
@@ -37,6 +42,11 @@ impl fmt::Display for Failure {
             ),
             Failure::DevelopmentSignature => f.write_str(
                 "refused by the minisign signature check: signed with a development key, which is never an update",
+            ),
+            Failure::Unvouched(e) => write!(f, "refused by the builder check: {e}"),
+            Failure::VouchMissing(e) => write!(
+                f,
+                "refused by the builder check: the builders' signatures could not be fetched ({e})"
             ),
             Failure::Disk(e) => write!(f, "could not be saved: {e}"),
         }
@@ -131,7 +141,9 @@ impl Problem {
             Failure::Tuf(e) => Problem::of_tuf(e),
             Failure::Signature(_)
             | Failure::SignatureMissing(_)
-            | Failure::DevelopmentSignature => Problem::Tampered,
+            | Failure::DevelopmentSignature
+            | Failure::Unvouched(_)
+            | Failure::VouchMissing(_) => Problem::Tampered,
             Failure::Disk(_) => Problem::Disk,
         }
     }

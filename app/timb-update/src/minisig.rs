@@ -3,6 +3,11 @@
 //! says "this is the current release"; minisign says "the release keys made it". A target
 //! must pass both, so a compromise of the TUF keys alone installs nothing.
 //!
+//! A third check, the builder quorum (timb_release::builders): the archive's sha256 must be
+//! listed in the release's published sums, signed by at least the policy's `[builders]`
+//! threshold of independent builders' keys, so that the release machine alone cannot make
+//! an update either.
+//!
 //! The keys and the policy are files the bundle ships (`app/VERSION/signing/`, copied from
 //! the repository's `signing/` by the pipeline), not compiled in: like the TUF root beside
 //! them, they are covered by the bundle's signature and sums, and whoever can change them
@@ -124,6 +129,41 @@ impl BundleTrust {
             SignatureKind::Development => Err(Failure::DevelopmentSignature),
         }
     }
+
+    /// Checks that enough builders vouched for archive `name` (bytes `data`): `signatures`
+    /// (a `.builders` file) over `sums` (the release's published sums, which must list
+    /// `name` with `data`'s sha256).
+    pub(crate) fn check_vouched(
+        &self,
+        sums: &[u8],
+        signatures: &[u8],
+        name: &str,
+        data: &[u8],
+    ) -> Result<(), Failure> {
+        use timb_release::builders::{check_listed, check_quorum, split_signatures};
+        use timb_release::builders::{QuorumError, PUBLISHED_SUMS_FILE};
+        let text = std::str::from_utf8(signatures).map_err(|_| {
+            Failure::Unvouched(QuorumError::TooFew {
+                file: PUBLISHED_SUMS_FILE.into(),
+                count: 0,
+                threshold: self.policy.role(Role::Builders).threshold(),
+                detail: "; the builders' signatures are not text".into(),
+            })
+        })?;
+        let subject = Subject {
+            name: PUBLISHED_SUMS_FILE,
+            data: sums,
+        };
+        check_quorum(&split_signatures(text), &self.keys, &self.policy, &subject)
+            .map_err(Failure::Unvouched)?;
+        check_listed(
+            PUBLISHED_SUMS_FILE,
+            sums,
+            name,
+            &timb_release::Sha256::of(data),
+        )
+        .map_err(Failure::Unvouched)
+    }
 }
 
 #[cfg(test)]
@@ -163,7 +203,7 @@ mod tests {
         assert!(e.contains("signing/keys/broken.pub"), "{e}");
         std::fs::remove_file(dir.join("keys/broken.pub")).unwrap();
         // A policy listing a key whose file is not shipped.
-        let listed = "[bundle]\nkeys = [\"0123456789ABCDEF\"]\n\n[update-metadata]\nkeys = []\nthreshold = 2\n";
+        let listed = "[bundle]\nkeys = [\"0123456789ABCDEF\"]\n\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n";
         std::fs::write(dir.join(POLICY_FILE), listed).unwrap();
         assert!(BundleTrust::read(dir).is_err());
     }

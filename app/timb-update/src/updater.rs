@@ -19,6 +19,9 @@ use timb_release::{Target, Version};
 
 /// A `.minisig` file is a few hundred bytes.
 const MAX_MINISIG: u64 = 4096;
+/// A release's published sums (a line per archive) and its builders' signatures (a few
+/// hundred bytes each): far below this.
+const MAX_VOUCH_FILE: u64 = 64 * 1024;
 
 /// The running bundle, which an update must match and exceed.
 #[derive(Debug, Clone)]
@@ -422,6 +425,51 @@ impl<F: Fetch> Updater<F> {
                 }
             };
             match trust.check(&sig, file_name, &data) {
+                Ok(()) => {
+                    return self
+                        .vouched(info, file_name, &data, mirrors, mirror, trust)
+                        .await
+                }
+                Err(f) => last = f,
+            }
+        }
+        Err(last)
+    }
+
+    /// The builder quorum over a signed archive: `NAME.sha256sums` (the release's published
+    /// sums) and `NAME.builders` (its builders' signatures), from the mirror that served the
+    /// archive first, then the others.
+    async fn vouched(
+        &self,
+        info: &TargetInfo,
+        file_name: &str,
+        data: &[u8],
+        mirrors: &[Url],
+        mirror: usize,
+        trust: &BundleTrust,
+    ) -> Result<(), Failure> {
+        let order = std::iter::once(mirror).chain((0..mirrors.len()).filter(|&j| j != mirror));
+        let mut last = Failure::VouchMissing(FetchError::NotFound);
+        for j in order {
+            let (sums_url, sigs_url) = (
+                mirrors[j].join(&format!("{}.sha256sums", info.name)),
+                mirrors[j].join(&format!("{}.builders", info.name)),
+            );
+            let fetched = async {
+                let sums =
+                    get_capped(&self.fetch, &sums_url, MAX_VOUCH_FILE, &self.timeouts).await?;
+                let sigs =
+                    get_capped(&self.fetch, &sigs_url, MAX_VOUCH_FILE, &self.timeouts).await?;
+                Ok::<_, FetchError>((sums, sigs))
+            };
+            let (sums, signatures) = match fetched.await {
+                Ok(f) => f,
+                Err(e) => {
+                    last = Failure::VouchMissing(e);
+                    continue;
+                }
+            };
+            match trust.check_vouched(&sums, &signatures, file_name, data) {
                 Ok(()) => return Ok(()),
                 Err(f) => last = f,
             }

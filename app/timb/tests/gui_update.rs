@@ -46,15 +46,9 @@ fn old_bundle(at: &Path) -> std::path::PathBuf {
 }
 
 fn bundle_trust(key: &BundleKey) -> BundleTrust {
-    let text = std::fs::read_to_string(&key.pub_file).unwrap();
-    let mut keys = timb_release::Keyring::new();
-    keys.add(
-        timb_release::PublicKey::parse(&text).unwrap(),
-        "test".to_string(),
-    );
     let policy =
         timb_release::Policy::parse(&std::fs::read_to_string(&key.policy_file).unwrap()).unwrap();
-    BundleTrust::new(keys, policy).unwrap()
+    BundleTrust::new(key.keyring(), policy).unwrap()
 }
 
 /// Whether the window shows a text containing `words`.

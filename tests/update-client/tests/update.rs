@@ -211,8 +211,12 @@ impl World {
                 "linux-x86_64",
             ])
             .args(["--channel", "stable"])
-            .arg("--bundle-key")
-            .arg(&self.key.pub_file)
+            .args(
+                self.key
+                    .pub_files
+                    .iter()
+                    .flat_map(|f| ["--bundle-key".as_ref(), f.as_os_str()]),
+            )
             .arg("--signing-policy")
             .arg(&self.key.policy_file)
             .arg("download"))
@@ -331,6 +335,7 @@ const ATTACKS: &[(&str, Attack)] = &[
     ("fast-forward", fast_forward),
     ("wrong software", wrong_software),
     ("bad minisign signature", bad_minisign_signature),
+    ("too few builders", too_few_builders),
     ("mix-and-match", mix_and_match),
     ("key compromise below threshold", below_threshold),
     ("one key under two key ids", one_key_two_ids),
@@ -503,6 +508,49 @@ fn bad_minisign_signature(w: &mut World) {
     assert!(w.nothing_downloaded());
     std::fs::remove_file(&sig).unwrap();
     refused_unchanged(w, || w.download(BUNDLE, &["m1"]), "minisign signature");
+}
+
+/// The release machine alone (or with one builder, or one builder twice) cannot make an
+/// update: the bundle passes TUF and its minisign signature, and is refused until two
+/// distinct builders the policy lists vouch for it.
+fn too_few_builders(w: &mut World) {
+    assert!(w.refresh().ok);
+    let targets = w.www().join("m1/targets");
+    let builders = targets.join(format!("{BUNDLE}.builders"));
+    let sums = targets.join(format!("{BUNDLE}.sha256sums"));
+    let file = BUNDLE.rsplit('/').next().unwrap();
+    for (by, why) in [
+        (&[0][..], "vouched for by 1 distinct builder(s)"),
+        (&[1, 1][..], "same key, counted once"),
+        (&[][..], "vouched for by 0 distinct builder(s)"),
+    ] {
+        let (s, b) = w.key.vouch(&[(file, BUNDLE_DATA)], by);
+        std::fs::write(&sums, s).unwrap();
+        std::fs::write(&builders, b).unwrap();
+        refused_unchanged(w, || w.download(BUNDLE, &["m1"]), why);
+    }
+    // Two builders vouching for other bytes under the bundle's name.
+    let (s, b) = w.key.vouch(&[(file, b"another build")], &[0, 1]);
+    std::fs::write(&sums, s).unwrap();
+    std::fs::write(&builders, b).unwrap();
+    refused_unchanged(
+        w,
+        || w.download(BUNDLE, &["m1"]),
+        "not the archive the builders rebuilt",
+    );
+    std::fs::remove_file(&builders).unwrap();
+    refused_unchanged(
+        w,
+        || w.download(BUNDLE, &["m1"]),
+        "builders' signatures could not be fetched",
+    );
+    assert!(w.nothing_downloaded());
+    // Two distinct builders: taken.
+    let (s, b) = w.key.vouch(&[(file, BUNDLE_DATA)], &[2, 0]);
+    std::fs::write(&sums, s).unwrap();
+    std::fs::write(&builders, b).unwrap();
+    let r = w.download(BUNDLE, &["m1"]);
+    assert!(r.ok, "{}", r.stderr);
 }
 
 /// The mirror serves, under the names release 2's timestamp and snapshot list, the
@@ -702,6 +750,11 @@ fn attack_wrong_software_another_platform_channel_or_an_older_release_is_refused
 #[test]
 fn a_target_that_passes_tuf_but_not_its_minisign_signature_is_refused() {
     bad_minisign_signature(&mut World::new());
+}
+
+#[test]
+fn a_target_not_vouched_for_by_enough_builders_is_refused() {
+    too_few_builders(&mut World::new());
 }
 
 #[test]

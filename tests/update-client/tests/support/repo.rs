@@ -280,31 +280,67 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = sock.shutdown().await;
 }
 
-/// A minisign key pair for bundles, with its public file and a policy listing it.
+/// A minisign key pair for bundles, with its public file and a policy listing it, and three
+/// builders' keys the policy lists under `[builders]` with threshold 2 (two vouch for each
+/// release `publish` writes).
 pub struct BundleKey {
     kp: minisign::KeyPair,
     pub pub_file: PathBuf,
     pub policy_file: PathBuf,
+    pub builders: Vec<(String, minisign::KeyPair)>,
+    /// The bundle key's public file, then each builder's.
+    pub pub_files: Vec<PathBuf>,
+}
+
+fn public_text(kp: &minisign::KeyPair) -> String {
+    kp.pk.to_box().unwrap().to_string()
 }
 
 impl BundleKey {
     pub fn new(dir: &Path, name: &str) -> BundleKey {
         let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
-        let text = kp.pk.to_box().unwrap().to_string();
+        let text = public_text(&kp);
         let id = PublicKey::parse(&text).unwrap().id();
         let pub_file = dir.join(format!("{name}.pub"));
         std::fs::write(&pub_file, &text).unwrap();
+        let mut pub_files = vec![pub_file.clone()];
+        let mut builders = Vec::new();
+        let mut builder_ids = Vec::new();
+        for b in ["builder-a", "builder-b", "builder-c"] {
+            let bkp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+            let text = public_text(&bkp);
+            builder_ids.push(format!("\"{}\"", PublicKey::parse(&text).unwrap().id()));
+            let file = dir.join(format!("{name}-{b}.pub"));
+            std::fs::write(&file, &text).unwrap();
+            pub_files.push(file);
+            builders.push((b.to_string(), bkp));
+        }
         let policy_file = dir.join(format!("{name}-policy.toml"));
         std::fs::write(
             &policy_file,
-            format!("[bundle]\nkeys = [\"{id}\"]\n[update-metadata]\nkeys = []\nthreshold = 2\n"),
+            format!(
+                "[bundle]\nkeys = [\"{id}\"]\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = [{}]\nthreshold = 2\n",
+                builder_ids.join(", ")
+            ),
         )
         .unwrap();
         BundleKey {
             kp,
             pub_file,
             policy_file,
+            builders,
+            pub_files,
         }
+    }
+
+    /// The bundle key and the builders' keys.
+    pub fn keyring(&self) -> timb_release::Keyring {
+        let mut keys = timb_release::Keyring::new();
+        for f in &self.pub_files {
+            let text = std::fs::read_to_string(f).unwrap();
+            keys.add(PublicKey::parse(&text).unwrap(), f.display().to_string());
+        }
+        keys
     }
 
     /// The `.minisig` text of a release signature over archive `name`.
@@ -324,11 +360,43 @@ impl BundleKey {
             .unwrap()
             .to_string()
     }
+
+    /// A release's published sums over `bundles` (file name, bytes), and the `.builders`
+    /// file of the signatures of the builders numbered `by` (0 to 2) over it.
+    pub fn vouch(&self, bundles: &[(&str, &[u8])], by: &[usize]) -> (Vec<u8>, String) {
+        use timb_release::builders::{join_signatures, BuilderComment, PUBLISHED_SUMS_FILE};
+        let mut sums = timb_release::Sums::new();
+        for (name, data) in bundles {
+            sums.add(name, Sha256::of(data)).unwrap();
+        }
+        let sums = sums.to_string().into_bytes();
+        let version = Target::parse_archive_name(bundles[0].0).unwrap().0;
+        let sigs: Vec<String> = by
+            .iter()
+            .map(|&i| {
+                let (name, kp) = &self.builders[i];
+                let comment = BuilderComment::new(
+                    name,
+                    version.clone(),
+                    &SourceCommit::Exact("ab".repeat(20)),
+                    PUBLISHED_SUMS_FILE,
+                    Sha256::of(&sums),
+                )
+                .unwrap()
+                .to_string();
+                minisign::sign(Some(&kp.pk), &kp.sk, sums.as_slice(), Some(&comment), None)
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        (sums, join_signatures(&sigs))
+    }
 }
 
 /// Writes `files` as the repository at `dir`: `metadata/` (root by version, timestamp,
 /// snapshot and targets by consistent name) and `targets/` (each of `bundles` under its
-/// hash, with `NAME.minisig` beside it by `key`).
+/// hash, with `NAME.minisig` beside it by `key`, and `NAME.sha256sums` and `NAME.builders`
+/// vouched for by two of its builders).
 pub fn publish(dir: &Path, repo: &Repo, files: &Files, bundles: &[(&str, &[u8])], key: &BundleKey) {
     let meta = dir.join("metadata");
     let targets = dir.join("targets");
@@ -358,6 +426,10 @@ pub fn publish(dir: &Path, repo: &Repo, files: &Files, bundles: &[(&str, &[u8])]
             key.sign(file, data),
         )
         .unwrap();
+        // Two of the three builders vouch for it.
+        let (sums, builders) = key.vouch(&[(file, data)], &[0, 1]);
+        std::fs::write(targets.join(format!("{name}.sha256sums")), sums).unwrap();
+        std::fs::write(targets.join(format!("{name}.builders")), builders).unwrap();
     }
 }
 
