@@ -53,9 +53,19 @@ enum Cmd {
         /// On a Mac: notarize with this App Store Connect API key (JSON) [needs Apple's service; untested]
         #[arg(long, value_name = "FILE", requires = "macos_p12")]
         macos_notarize_key: Option<PathBuf>,
+        /// This machine is also a builder of the release: sign its sums files with this
+        /// builder key (its .pub beside it; password in TIMB_BUILDER_PASSWORD)
+        #[arg(long, value_name = "FILE", requires = "builder")]
+        builder_key: Option<PathBuf>,
+        /// The builder name to sign as, with --builder-key
+        #[arg(long, value_name = "NAME", requires = "builder_key")]
+        builder: Option<String>,
     },
     /// Check a bundle's signature, rebuild it and compare the bytes
     Verify(cmd::verify::Opts),
+    /// An independent builder: rebuild a published release and, only if every byte matches,
+    /// sign its sums files with your builder key
+    Rebuild(cmd::rebuild::Opts),
     /// Sign the .apps in a macOS zip with rcodesign (ad hoc unless a Developer ID is given)
     MacosSign(cmd::macos_sign::Opts),
     /// Install what the suite needs, then run all of it
@@ -155,6 +165,8 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             authenticode_key,
             macos_p12,
             macos_notarize_key,
+            builder_key,
+            builder,
         } => {
             let root = match source {
                 Some(s) => s
@@ -169,10 +181,12 @@ fn run(command: Cmd) -> anyhow::Result<()> {
                 authenticode: authenticode_cert.zip(authenticode_key),
                 macos_p12,
                 macos_notarize_key,
+                builder: builder_key.zip(builder),
             };
             cmd::bundle::run(&root, opts)
         }
         Cmd::Verify(o) => cmd::verify::verify(&root, &o),
+        Cmd::Rebuild(o) => cmd::rebuild::run(&root, o),
         Cmd::MacosSign(o) => {
             cmd::macos_sign::run(&root, &o)?;
             println!("{}", o.out.display());
@@ -192,7 +206,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             cmd::build_unsigned::run(&root, &out, 1, 3, &targets).map(drop)
         }
         Cmd::Fetch { check } => cmd::fetch::run(&root, check),
-        Cmd::Release(r) => cmd::release::run(r),
+        Cmd::Release(r) => cmd::release::run(&root, r),
         Cmd::Container(c) => cmd::container::run(&root, c),
     }
 }
@@ -225,11 +239,35 @@ mod tests {
                 authenticode_key: None,
                 macos_p12: None,
                 macos_notarize_key: None,
+                builder_key: None,
+                builder: None,
             }) if targets.is_empty()
         ));
         assert!(
             parse(&["bundle", "--macos-notarize-key", "k.json"]).is_err(),
             "notarizing needs a Developer ID"
+        );
+        assert!(
+            parse(&["bundle", "--builder-key", "b.key"]).is_err(),
+            "a builder key needs the builder's name"
+        );
+        let c = parse(&[
+            "rebuild",
+            "release",
+            "--builder-key",
+            "b.key",
+            "--builder",
+            "carol",
+            "--out",
+            "v",
+            "--source",
+            "s",
+            "--reuse-deps-from",
+            "t",
+        ])
+        .unwrap();
+        assert!(
+            matches!(c.cmd, Some(Cmd::Rebuild(ref o)) if o.builder == "carol" && o.rebuild.source.is_some())
         );
         let c = parse(&[
             "macos-sign",
@@ -320,7 +358,7 @@ mod tests {
             panic!("not verify")
         };
         assert_eq!(o.archives, [PathBuf::from("a.tar.xz")]);
-        assert!(!o.no_rebuild && o.reuse_deps_from.is_some());
+        assert!(!o.no_rebuild && o.rebuild.reuse_deps_from.is_some());
         let c = parse(&["verify", "--no-rebuild", "a.tar.xz", "b.zip"]).unwrap();
         assert!(matches!(c.cmd, Some(Cmd::Verify(o)) if o.no_rebuild && o.archives.len() == 2));
         assert!(matches!(

@@ -39,6 +39,76 @@ fn s(p: &Path) -> &str {
     p.to_str().unwrap()
 }
 
+/// Writes `sha256sums.txt` over the archives in `rel` and the signatures over it of the
+/// builders numbered `by` (of three made once, in `signing/keys/`, which a policy with
+/// threshold 2 lists); any earlier builder signatures are removed. Returns `signing`.
+fn vouch(rel: &Path, signing: &Path, by: &[usize]) -> PathBuf {
+    use timb_release::builders::{signature_file, BuilderComment, PUBLISHED_SUMS_FILE};
+    let mut sums = timb_release::Sums::new();
+    let mut archives: Vec<PathBuf> = std::fs::read_dir(rel)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    archives.sort();
+    for a in &archives {
+        let name = a.file_name().unwrap().to_str().unwrap();
+        if name.starts_with("timb-") && !name.ends_with(".minisig") {
+            sums.add(name, timb_release::Sha256::of(&std::fs::read(a).unwrap()))
+                .unwrap();
+        }
+        if name.contains(".builder-") {
+            std::fs::remove_file(a).unwrap();
+        }
+    }
+    let sums = sums.to_string();
+    std::fs::write(rel.join(PUBLISHED_SUMS_FILE), &sums).unwrap();
+    let keys = signing.join("keys");
+    if !keys.is_dir() {
+        std::fs::create_dir_all(&keys).unwrap();
+        let mut ids = Vec::new();
+        for i in 0..3 {
+            let kp = minisign::KeyPair::generate_unencrypted_keypair().unwrap();
+            let text = kp.pk.to_box().unwrap().to_string();
+            ids.push(format!(
+                "\"{}\"",
+                timb_release::PublicKey::parse(&text).unwrap().id()
+            ));
+            std::fs::write(keys.join(format!("builder-{i}.pub")), text).unwrap();
+            // Raw (a test's key; not a format timb reads).
+            std::fs::write(keys.join(format!("builder-{i}.secret")), kp.sk.to_bytes()).unwrap();
+        }
+        std::fs::write(
+            signing.join("policy.toml"),
+            format!(
+                "[bundle]\nkeys = []\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = [{}]\nthreshold = 2\n",
+                ids.join(", ")
+            ),
+        )
+        .unwrap();
+    }
+    for &i in by {
+        let raw = std::fs::read(keys.join(format!("builder-{i}.secret"))).unwrap();
+        let sk = minisign::SecretKey::from_bytes(&raw).unwrap();
+        let name = format!("builder-{i}");
+        let comment = BuilderComment::new(
+            &name,
+            "0.2.0".parse().unwrap(),
+            &timb_release::SourceCommit::Exact("ab".repeat(20)),
+            PUBLISHED_SUMS_FILE,
+            timb_release::Sha256::of(sums.as_bytes()),
+        )
+        .unwrap();
+        let sig =
+            minisign::sign(None, &sk, sums.as_bytes(), Some(&comment.to_string()), None).unwrap();
+        std::fs::write(
+            rel.join(signature_file(PUBLISHED_SUMS_FILE, &name)),
+            sig.to_string(),
+        )
+        .unwrap();
+    }
+    signing.to_path_buf()
+}
+
 /// A role key made by `release keygen` (a low scrypt cost: tests only).
 fn keygen(dir: &Path, name: &str) -> PathBuf {
     let key = dir.join(format!("{name}.key"));
@@ -253,9 +323,34 @@ fn publish_resign_rotate_and_the_reference_client_follows() {
         .iter()
         .map(|(n, _)| rel.join(n).to_str().unwrap().to_owned())
         .collect();
-    let mut args = with(&["add", "--repo", s(&repo), "--channel", "stable"], &all);
+    // Its builders (#15): two of three vouch for its sums; one alone is not enough.
+    let signing = vouch(&rel, &d.join("signing"), &[0]);
+    let mut args = with(
+        &[
+            "add",
+            "--repo",
+            s(&repo),
+            "--channel",
+            "stable",
+            "--signing",
+            s(&signing),
+        ],
+        &all,
+    );
     args.extend(archives.iter().cloned());
+    fails(
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        "vouched for by 1 distinct builder(s)",
+    );
+    vouch(&rel, &d.join("signing"), &[0, 2]);
     run(args);
+    for (n, _) in &names {
+        assert!(repo.join(format!("targets/{n}.builders")).is_file());
+        assert_eq!(
+            std::fs::read(repo.join(format!("targets/{n}.sha256sums"))).unwrap(),
+            std::fs::read(rel.join("sha256sums.txt")).unwrap()
+        );
+    }
     let expected: serde_json::Map<String, Value> = names
         .iter()
         .map(|(n, h)| (n.to_string(), Value::String(h.clone())))

@@ -106,6 +106,15 @@ fn bundle() -> &'static Bundle {
         let dir = scratch("signed");
         let mut cmd = xtask();
         cmd.args(["bundle", "--out"]).arg(&dir);
+        // The release machine is one of the release's builders (a dirty tree names no
+        // commit a builder can vouch for: then it is not).
+        if clean_commit() {
+            let (name, key) = &builders()[0];
+            cmd.arg("--builder-key")
+                .arg(key)
+                .args(["--builder", name])
+                .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD);
+        }
         if !with_windows() {
             cmd.args(["--target", "linux-x86_64"]);
         }
@@ -163,6 +172,59 @@ fn source_date_epoch() -> String {
 
 fn dev_pub() -> PathBuf {
     target_dir().join("timb-dev-key/timb-dev.pub")
+}
+
+/// A minisign key pair `secret` and `public`, encrypted with `password` as a person's key
+/// is (without a terminal, setsid, minisign reads the password from its input).
+fn minisign_keypair(secret: &Path, public: &Path, password: &str) {
+    let mut gen = Command::new("setsid")
+        .args(["minisign", "-G", "-p"])
+        .arg(public)
+        .arg("-s")
+        .arg(secret)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        let pw = format!("{password}\n{password}\n");
+        gen.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
+    }
+    assert!(gen.wait().unwrap().success(), "minisign -G failed");
+}
+
+/// The password of the test builders' keys.
+const BUILDER_PASSWORD: &str = "a test builder's key";
+
+/// The release's builders (#15), their keys made once: `release-machine` (the build that
+/// bundle() makes vouches for itself), `rebuilder` (the rebuild elsewhere) and `carol`, who
+/// is listed in the quorum's policy and signs nothing. Each `(name, secret key)`, the
+/// public key beside it as `.pub`.
+fn builders() -> &'static [(String, PathBuf)] {
+    static B: OnceLock<Vec<(String, PathBuf)>> = OnceLock::new();
+    B.get_or_init(|| {
+        let dir = scratch("builders");
+        ["release-machine", "rebuilder", "carol"]
+            .iter()
+            .map(|name| {
+                let key = dir.join(format!("{name}.key"));
+                minisign_keypair(&key, &dir.join(format!("{name}.pub")), BUILDER_PASSWORD);
+                (name.to_string(), key)
+            })
+            .collect()
+    })
+}
+
+/// Whether this checkout is a clean commit (as CI's clone is): only then does a bundle
+/// name a commit a builder can vouch for.
+fn clean_commit() -> bool {
+    let out = run_ok(Command::new("git").arg("-C").arg(repo_root()).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=no",
+    ]));
+    out.stdout.is_empty()
 }
 
 /// Unpacks a `.tar.xz` or `.zip` bundle into `into`.
@@ -262,28 +324,59 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
     let second_target = target_dir().join("repro-second-build");
     let full = std::env::var_os("TIMB_FULL_REPRO").is_some_and(|v| v == "1");
     let sde = source_date_epoch();
+    // `rebuild` is verify's rebuild of the whole release folder, then (#15) a builder's
+    // signatures over its sums files when everything matched: as the builder `rebuilder`,
+    // with a HOME of its own.
+    let release = archives[0].0.parent().unwrap();
+    let (name, key) = &builders()[1];
+    let vouch = work.join("vouch");
+    let home = work.join("rebuilder-home");
+    std::fs::create_dir_all(&home).unwrap();
     let mut verify = xtask();
-    verify.arg("verify");
-    for (archive, _) in archives {
-        verify.arg(archive);
-    }
+    verify
+        .arg("rebuild")
+        .arg(release)
+        .arg("--builder-key")
+        .arg(key)
+        .args(["--builder", name])
+        .arg("--out")
+        .arg(&vouch)
+        .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD)
+        .env("HOME", &home);
     if full {
         let _ = std::fs::remove_dir_all(&second_target);
     } else {
         verify.arg("--reuse-deps-from").arg(target_dir());
     }
-    let out = run_ok(
-        verify
-            .arg("--source")
-            .arg(&src)
-            .arg("--target-dir")
-            .arg(&second_target)
-            .arg("--work")
-            .arg(work.join("verify"))
-            // verify itself changes TZ, locale and umask; this moves the clock.
-            .env("TIMB_SANDBOX_FAKETIME", "+400d")
-            .env("SOURCE_DATE_EPOCH", &sde),
-    );
+    let out = verify
+        .arg("--source")
+        .arg(&src)
+        .arg("--target-dir")
+        .arg(&second_target)
+        .arg("--work")
+        .arg(work.join("verify"))
+        // verify itself changes TZ, locale and umask; this moves the clock.
+        .env("TIMB_SANDBOX_FAKETIME", "+400d")
+        .env("SOURCE_DATE_EPOCH", &sde)
+        .output()
+        .unwrap();
+    // A tree with changes names no commit a builder can vouch for: everything matched,
+    // and nothing was signed, saying why.
+    if !clean_commit() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("clean commit only"),
+            "{err}"
+        );
+        assert!(!vouch.exists());
+    } else {
+        assert!(
+            out.status.success(),
+            "rebuild failed:\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        the_builders_quorum_publishes_the_release(release, &vouch, &work);
+    }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The sandbox's clock really was 400 days ahead.
@@ -352,6 +445,285 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
     assert!(
         first.iter().any(|s| second.contains(s)),
         "the build containers differ: {first:?} vs {second:?}"
+    );
+}
+
+/// The key id of a minisign public key file's text (the end of its first line).
+fn minisign_key_id(text: &str) -> String {
+    text.lines()
+        .next()
+        .and_then(|l| l.rsplit(' ').next())
+        .expect("a minisign public key file")
+        .to_string()
+}
+
+/// #15's quorum over the real release, once `rebuilder` has vouched for it (in `vouch`)
+/// beside the release machine (bundle(), in `release`): with three builders listed and
+/// k = 2, `release add` publishes it; with one builder's signature, or one builder's
+/// twice under two names, it refuses, saying why. Stock minisign checks a builder's
+/// signature with that builder's public key; `verify` names who vouched. Then a release
+/// whose Linux archive has one byte changed (and is signed again by the release key) is
+/// rebuilt by `carol`: MISMATCH, a diffoscope report, and nothing signed.
+fn the_builders_quorum_publishes_the_release(release: &Path, vouch: &Path, work: &Path) {
+    let builders = builders();
+    let public = |i: usize| builders[i].1.with_extension("pub");
+    for file in ["sha256sums.txt", "sha256sums-unsigned-build.txt"] {
+        let out = run_ok(
+            Command::new("minisign")
+                .arg("-V")
+                .arg("-p")
+                .arg(public(1))
+                .arg("-m")
+                .arg(release.join(file))
+                .arg("-x")
+                .arg(vouch.join(format!("{file}.builder-rebuilder.minisig"))),
+        );
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            text.contains("timb-builder builder:rebuilder")
+                && text.contains(&format!("file:{file}")),
+            "{text}"
+        );
+    }
+    // What the bundles being updated would ship: the three builders, threshold 2.
+    let signing = work.join("signing");
+    std::fs::create_dir_all(signing.join("keys")).unwrap();
+    let mut ids = Vec::new();
+    for (i, (name, _)) in builders.iter().enumerate() {
+        let text = std::fs::read_to_string(public(i)).unwrap();
+        ids.push(format!("\"{}\"", minisign_key_id(&text)));
+        std::fs::write(signing.join(format!("keys/{name}.pub")), text).unwrap();
+    }
+    std::fs::write(
+        signing.join("policy.toml"),
+        format!(
+            "[bundle]\nkeys = []\n\n[update-metadata]\nkeys = []\nthreshold = 2\n\n[builders]\nkeys = [{}]\nthreshold = 2\n",
+            ids.join(", ")
+        ),
+    )
+    .unwrap();
+    let keys = work.join("tuf-keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let repo = work.join("repo");
+    let role_keys = tuf_repository(&keys, &repo);
+    // A copy of the release folder with these builders' signatures (from, as name).
+    let folder = |name: &str, sigs: &[(&Path, &str)]| -> PathBuf {
+        let dir = work.join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        for e in std::fs::read_dir(release).unwrap() {
+            let p = e.unwrap().path();
+            let n = p.file_name().unwrap().to_str().unwrap();
+            if p.is_file() && !n.contains(".builder-") {
+                std::fs::copy(&p, dir.join(n)).unwrap();
+            }
+        }
+        for (from, as_name) in sigs {
+            std::fs::copy(
+                from,
+                dir.join(format!("sha256sums.txt.builder-{as_name}.minisig")),
+            )
+            .unwrap();
+        }
+        dir
+    };
+    let add = |dir: &Path| -> Output {
+        let mut c = xtask();
+        c.arg("release")
+            .args(["add", "--repo"])
+            .arg(&repo)
+            .arg("--signing")
+            .arg(&signing)
+            .args(&role_keys)
+            .env("TIMB_RELEASE_KEY_PASSWORD", "update test");
+        for e in std::fs::read_dir(dir).unwrap() {
+            let p = e.unwrap().path();
+            let n = p.file_name().unwrap().to_str().unwrap().to_string();
+            if n.starts_with("timb-") && !n.ends_with(".minisig") {
+                c.arg(&p);
+            }
+        }
+        c.output().unwrap()
+    };
+    let machine = release.join("sha256sums.txt.builder-release-machine.minisig");
+    let rebuilder = vouch.join("sha256sums.txt.builder-rebuilder.minisig");
+    for (name, sigs, why) in [
+        (
+            "one-builder",
+            vec![(rebuilder.as_path(), "rebuilder")],
+            "vouched for by 1 distinct builder(s); signing/policy.toml's [builders] needs 2",
+        ),
+        (
+            "one-builder-twice",
+            vec![
+                (rebuilder.as_path(), "rebuilder"),
+                (rebuilder.as_path(), "mallory"),
+            ],
+            "same key, counted once",
+        ),
+    ] {
+        let out = add(&folder(name, &sigs));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(why), "{name}: {err}");
+    }
+    let quorum = folder(
+        "quorum",
+        &[
+            (machine.as_path(), "release-machine"),
+            (rebuilder.as_path(), "rebuilder"),
+        ],
+    );
+    let out = add(&quorum);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains("vouched for by release-machine (key") && err.contains("rebuilder (key"),
+        "{err}"
+    );
+    let linux = std::fs::read_dir(&quorum)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.to_string_lossy().ends_with("-linux-x86_64.tar.xz"))
+        .unwrap();
+    let name = linux.file_name().unwrap().to_str().unwrap();
+    for suffix in ["builders", "sha256sums"] {
+        assert!(
+            repo.join(format!("targets/{name}.{suffix}")).is_file(),
+            "{suffix}"
+        );
+    }
+    // verify names who vouched, by the same policy.
+    let out = run_ok(
+        xtask()
+            .arg("verify")
+            .arg(&linux)
+            .arg("--no-rebuild")
+            .arg("--signing")
+            .arg(&signing),
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    for want in [
+        "builders: release-machine (key",
+        "builders: rebuilder (key",
+        "builders: 2 distinct, signing/policy.toml's [builders] needs 2: met",
+    ] {
+        assert!(err.contains(want), "{want}: {err}");
+    }
+    a_mismatching_rebuild_signs_nothing(&quorum, &linux, work);
+}
+
+/// `carol` rebuilds a release whose Linux archive is not what its source builds: one byte
+/// changed in a file under `app/VERSION/`, the archive, the sums files and their
+/// signatures made again with the release's (development) key, as a compromised release
+/// machine would. Her rebuild takes the first build's output cache (TIMB_OUT_DIR): the
+/// honest build of the same source, without compiling it a third time. MISMATCH: a
+/// diffoscope report naming the file, and no signature.
+fn a_mismatching_rebuild_signs_nothing(quorum: &Path, linux: &Path, work: &Path) {
+    use timb_release::{builders::PUBLISHED_SUMS_FILE, Sums, TrustedComment, SUMS_FILE};
+    let dir = work.join("compromised");
+    std::fs::create_dir_all(&dir).unwrap();
+    for e in std::fs::read_dir(quorum).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_file() && !p.to_string_lossy().contains(".builder-") {
+            std::fs::copy(&p, dir.join(p.file_name().unwrap())).unwrap();
+        }
+    }
+    let name = linux.file_name().unwrap().to_str().unwrap();
+    let top = name.strip_suffix(".tar.xz").unwrap();
+    let unpacked = work.join("compromised-unpacked");
+    extract(linux, &unpacked);
+    let version = top.split('-').nth(1).unwrap();
+    let changed = format!("{top}/app/{version}/LICENSES/fonts-noto.txt");
+    let file = unpacked.join(&changed);
+    let mut bytes = std::fs::read(&file).unwrap();
+    bytes[0] ^= 0x20;
+    std::fs::write(&file, bytes).unwrap();
+    let archive = dir.join(name);
+    run_ok(
+        Command::new("tar")
+            .arg("-cJf")
+            .arg(&archive)
+            .arg("-C")
+            .arg(&unpacked)
+            .arg(top),
+    );
+    let sha = sha256(&archive);
+    let signer = sign::dev_signer(&target_dir()).unwrap();
+    let resign = |path: &Path| {
+        let old = std::fs::read_to_string(sign::sig_path(path)).unwrap();
+        let comment: TrustedComment = old
+            .lines()
+            .nth(2)
+            .and_then(|l| l.strip_prefix("trusted comment: "))
+            .unwrap()
+            .parse()
+            .unwrap();
+        let again = TrustedComment::new(
+            comment.file(),
+            comment.version().clone(),
+            comment.target(),
+            sha256(path).parse().unwrap(),
+            comment.commit().clone(),
+            true,
+        )
+        .unwrap();
+        signer.sign_file(path, &again).unwrap();
+    };
+    resign(&archive);
+    for sums_file in [SUMS_FILE, PUBLISHED_SUMS_FILE] {
+        let path = dir.join(sums_file);
+        let old: Sums = std::fs::read_to_string(&path).unwrap().parse().unwrap();
+        let mut new = Sums::new();
+        for (n, s) in old.iter() {
+            let s = if n == name { sha.parse().unwrap() } else { *s };
+            new.add(n, s).unwrap();
+        }
+        std::fs::write(&path, new.to_string()).unwrap();
+        resign(&path);
+    }
+    let (builder, key) = &builders()[2];
+    let vouch = work.join("carol-vouch");
+    let home = work.join("carol-home");
+    std::fs::create_dir_all(&home).unwrap();
+    let out = xtask()
+        .arg("rebuild")
+        .arg(&dir)
+        .arg("--builder-key")
+        .arg(key)
+        .args(["--builder", builder])
+        .arg("--out")
+        .arg(&vouch)
+        .arg("--source")
+        .arg(work.join("other place/timb-src"))
+        .arg("--target-dir")
+        .arg(target_dir().join("repro-second-build"))
+        .arg("--work")
+        .arg(work.join("verify-carol"))
+        .env("TIMB_OUT_DIR", rbm_out())
+        .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD)
+        .env("HOME", &home)
+        .env("TZ", "America/St_Johns")
+        .env("SOURCE_DATE_EPOCH", source_date_epoch())
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(
+        !out.status.success() && stderr.contains("builder carol signed nothing"),
+        "{stdout}\n{stderr}"
+    );
+    assert!(
+        stdout.contains("MISMATCH") && stdout.contains(&format!("differs: {changed}")),
+        "{stdout}"
+    );
+    assert!(!vouch.exists(), "carol signed something");
+    let report = work.join(format!("verify-carol/diffoscope-{name}.txt"));
+    let text = std::fs::read_to_string(&report).unwrap_or_default();
+    assert!(
+        text.contains("fonts-noto.txt"),
+        "{}: {text}",
+        report.display()
     );
 }
 
@@ -925,12 +1297,7 @@ fn after_key<'a>(line: &'a str, key: &str) -> &'a str {
 fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
     copy_source(to);
     let text = std::fs::read_to_string(bundle_pub).unwrap();
-    let id = text
-        .lines()
-        .next()
-        .and_then(|l| l.rsplit(' ').next())
-        .expect("a minisign public key file")
-        .to_string();
+    let id = minisign_key_id(&text);
     std::fs::write(to.join("signing/keys/update-test.pub"), &text).unwrap();
     let policy = to.join("signing/policy.toml");
     let p = std::fs::read_to_string(&policy).unwrap();
@@ -943,6 +1310,28 @@ fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
     assert!(
         p.contains(&listed),
         "signing/policy.toml changed shape: update this test"
+    );
+    // Its builders: the release machine alone (k = 1). The quorum of two and its refusals
+    // are rebuilding_elsewhere's (`release add`) and the update client's tests (the
+    // updater); here the real bundle's updater checks a builder's word end to end.
+    let (machine, machine_key) = &builders()[0];
+    let machine_pub = std::fs::read_to_string(machine_key.with_extension("pub")).unwrap();
+    std::fs::write(to.join(format!("signing/keys/{machine}.pub")), &machine_pub).unwrap();
+    let at = p
+        .find("[builders]")
+        .expect("signing/policy.toml has no [builders]");
+    let vouched = format!(
+        "keys = [\"{}\"]\nthreshold = 1",
+        minisign_key_id(&machine_pub)
+    );
+    let p = format!(
+        "{}{}",
+        &p[..at],
+        p[at..].replacen("keys = []\nthreshold = 2", &vouched, 1)
+    );
+    assert!(
+        p.contains(&vouched),
+        "signing/policy.toml's [builders] changed shape: update this test"
     );
     std::fs::write(&policy, p).unwrap();
     let manifest = to.join("Cargo.toml");
@@ -973,6 +1362,23 @@ fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
         })
         .collect();
     std::fs::write(&lock, blocks.join("\n[[package]]\n")).unwrap();
+    // A commit of its own: a builder vouches for a clean commit only.
+    for args in [
+        &["init", "-q"][..],
+        &["add", "-A"][..],
+        &["commit", "-q", "-m", "release tree"][..],
+    ] {
+        run_ok(
+            Command::new("git")
+                .arg("-C")
+                .arg(to)
+                .args(args)
+                .env("GIT_AUTHOR_NAME", "timb tests")
+                .env("GIT_AUTHOR_EMAIL", "tests@timb.invalid")
+                .env("GIT_COMMITTER_NAME", "timb tests")
+                .env("GIT_COMMITTER_EMAIL", "tests@timb.invalid"),
+        );
+    }
 }
 
 /// A `key = "value"` of a Linux bundle's BUILDINFO, read from the archive.
@@ -1020,16 +1426,23 @@ fn seeded_rbm_out(work: &Path, b: &Bundle) -> PathBuf {
 /// `rbm_out` ([`seeded_rbm_out`]). Its release build shares the rebuild's target directory:
 /// the third-party crates compiled there are reused, and every crate of ours is compiled
 /// again for this tree.
-fn bundle_of(tree: &Path, key: &Path, rbm_out: &Path, out: &Path) -> PathBuf {
+fn bundle_of(tree: &Path, key: &Path, rbm_out: &Path, out: &Path, as_builder: bool) -> PathBuf {
     let _only_user = second_build();
     let sde = source_date_epoch();
     let sources = std::env::var_os("TIMB_SOURCES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("out/sources"));
+    let mut cmd = xtask();
+    cmd.arg("bundle");
+    if as_builder {
+        let (name, key) = &builders()[0];
+        cmd.arg("--builder-key")
+            .arg(key)
+            .args(["--builder", name])
+            .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD);
+    }
     let built = run_ok(
-        xtask()
-            .arg("bundle")
-            .args(["--target", "linux-x86_64"])
+        cmd.args(["--target", "linux-x86_64"])
             .arg("--source")
             .arg(tree)
             .arg("--key")
@@ -1054,40 +1467,9 @@ fn release(args: &[&std::ffi::OsStr]) -> Output {
     run_ok(&mut c)
 }
 
-#[test]
-fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
-    // #12 end to end with two real bundles: `cargo xtask bundle` builds 0.1.0 and 0.2.0
-    // from two copies of this tree (a release key of the test's own in both, added as
-    // signing/README.md says), `cargo xtask release` publishes 0.2.0 in a TUF
-    // repository served on the private Tor network's "app-update" onion service, and the
-    // 0.1.0 bundle's real window is driven as a person would: a remembered account,
-    // connected once over Tor so that its OTR key is made and kept in the profile, About, "Check for updates now" (Tor starts, the metadata is refreshed, the bundle
-    // downloaded, checked and installed), "Restart to update". Then the window of 0.2.0
-    // must say it was updated from 0.1.0 and show the account, and the profile's files
-    // must be the same bytes (check_a11y.py --update).
-    let b = bundle();
-    let work = scratch("update");
-    let keys = work.join("keys");
-    std::fs::create_dir_all(&keys).unwrap();
-    let (bundle_key, bundle_pub) = (keys.join("bundle.key"), keys.join("bundle.pub"));
-    // Encrypted, as release keys are; without a terminal (setsid) minisign reads the
-    // password from its input.
-    let mut gen = Command::new("setsid")
-        .args(["minisign", "-G", "-p"])
-        .arg(&bundle_pub)
-        .arg("-s")
-        .arg(&bundle_key)
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    {
-        use std::io::Write;
-        let pw = format!("{BUNDLE_KEY_PASSWORD}\n{BUNDLE_KEY_PASSWORD}\n");
-        gen.stdin.take().unwrap().write_all(pw.as_bytes()).unwrap();
-    }
-    assert!(gen.wait().unwrap().success(), "minisign -G failed");
-    // The TUF roles, one key each (a low scrypt cost: a test's keys).
+/// A TUF repository at `repo` (`release init`), its four roles one key each in `keys` (a
+/// low scrypt cost: a test's keys); the `--key FILE` arguments that sign with them.
+fn tuf_repository(keys: &Path, repo: &Path) -> Vec<std::ffi::OsString> {
     let mut roles = String::new();
     let mut role_keys: Vec<std::ffi::OsString> = Vec::new();
     for role in ["root", "targets", "snapshot", "timestamp"] {
@@ -1104,7 +1486,38 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     }
     let roles_file = keys.join("roles.toml");
     std::fs::write(&roles_file, roles).unwrap();
+    let mut init: Vec<&std::ffi::OsStr> = vec![
+        "init".as_ref(),
+        "--repo".as_ref(),
+        repo.as_os_str(),
+        "--roles".as_ref(),
+        roles_file.as_os_str(),
+    ];
+    init.extend(role_keys.iter().map(|k| k.as_os_str()));
+    release(&init);
+    role_keys
+}
+
+#[test]
+fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
+    // #12 end to end with two real bundles: `cargo xtask bundle` builds 0.1.0 and 0.2.0
+    // from two copies of this tree (a release key of the test's own in both, added as
+    // signing/README.md says), `cargo xtask release` publishes 0.2.0 in a TUF
+    // repository served on the private Tor network's "app-update" onion service, and the
+    // 0.1.0 bundle's real window is driven as a person would: a remembered account,
+    // connected once over Tor so that its OTR key is made and kept in the profile, About, "Check for updates now" (Tor starts, the metadata is refreshed, the bundle
+    // downloaded, checked and installed), "Restart to update". Then the window of 0.2.0
+    // must say it was updated from 0.1.0 and show the account, and the profile's files
+    // must be the same bytes (check_a11y.py --update).
+    let b = bundle();
+    let work = scratch("update");
+    let keys = work.join("keys");
+    std::fs::create_dir_all(&keys).unwrap();
+    let (bundle_key, bundle_pub) = (keys.join("bundle.key"), keys.join("bundle.pub"));
+    // Encrypted, as release keys are.
+    minisign_keypair(&bundle_key, &bundle_pub, BUNDLE_KEY_PASSWORD);
     let repo = work.join("repo");
+    let role_keys = tuf_repository(&keys, &repo);
     let signed = |args: &[&std::ffi::OsStr]| {
         let all: Vec<&std::ffi::OsStr> = args
             .iter()
@@ -1113,18 +1526,11 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
             .collect();
         release(&all)
     };
-    signed(&[
-        "init".as_ref(),
-        "--repo".as_ref(),
-        repo.as_os_str(),
-        "--roles".as_ref(),
-        roles_file.as_os_str(),
-    ]);
 
-    // The two release trees, compiled now: the binary does not depend on the update
-    // channel, which needs the onion address of a network not started yet. Nor on the
-    // bundle keys (data in app/VERSION/signing/), so 0.1.0's is the binary bundle() built:
-    // only 0.2.0 is compiled.
+    // 0.2.0 compiled now: the binary does not depend on the update channel, which needs
+    // the onion address of a network not started yet. Nor on the bundle keys (data in
+    // app/VERSION/signing/), so 0.1.0's is the binary bundle() built (asserted when it is
+    // packaged below): only 0.2.0 is compiled.
     let next = "0.2.0";
     assert_ne!(
         b.version, next,
@@ -1134,13 +1540,13 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
     release_tree(&old_tree, &b.version, &bundle_pub);
     release_tree(&new_tree, next, &bundle_pub);
     let cache = seeded_rbm_out(&work, b);
-    let prebuilt_old = bundle_of(&old_tree, &bundle_key, &cache, &work.join("prebuilt-old"));
-    assert_eq!(
-        buildinfo_field(&prebuilt_old, "timb_build_id"),
-        buildinfo_field(&b.archive, "timb_build_id"),
-        "0.1.0 with the test's keys was compiled again: the binary depends on the keys"
+    bundle_of(
+        &new_tree,
+        &bundle_key,
+        &cache,
+        &work.join("prebuilt-new"),
+        false,
     );
-    bundle_of(&new_tree, &bundle_key, &cache, &work.join("prebuilt-new"));
 
     // The network, and the repository on its onion mirror.
     let world_log = work.join("world.log");
@@ -1174,8 +1580,14 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
             mirror.as_ref(),
         ]);
     }
-    let old = bundle_of(&old_tree, &bundle_key, &cache, &work.join("old"));
-    let new = bundle_of(&new_tree, &bundle_key, &cache, &work.join("new"));
+    let old = bundle_of(&old_tree, &bundle_key, &cache, &work.join("old"), false);
+    assert_eq!(
+        buildinfo_field(&old, "timb_build_id"),
+        buildinfo_field(&b.archive, "timb_build_id"),
+        "0.1.0 with the test's keys was compiled again: the binary depends on the keys"
+    );
+    // The release machine vouches for 0.2.0 as its builder (k = 1 in these trees' policy).
+    let new = bundle_of(&new_tree, &bundle_key, &cache, &work.join("new"), true);
     let new_name = format!("timb-{next}-linux-x86_64.tar.xz");
     assert_eq!(new.file_name().unwrap().to_str().unwrap(), new_name);
     // Stock minisign accepts it with the release key, as a user checks a download.
@@ -1186,12 +1598,16 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
             .arg("-m")
             .arg(&new),
     );
+    // Checked by the builders' policy the 0.1.0 bundle ships, as its updater will.
+    let old_signing = old_tree.join("signing");
     signed(&[
         "add".as_ref(),
         "--repo".as_ref(),
         repo.as_os_str(),
         "--channel".as_ref(),
         "stable".as_ref(),
+        "--signing".as_ref(),
+        old_signing.as_os_str(),
         new.as_os_str(),
     ]);
 

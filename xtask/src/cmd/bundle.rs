@@ -17,6 +17,9 @@ pub struct Opts<'a> {
     /// `.app`s [default: ad hoc], and an App Store Connect API key to notarize with.
     pub macos_p12: Option<PathBuf>,
     pub macos_notarize_key: Option<PathBuf>,
+    /// This machine is also one of the release's builders: sign its sums as `NAME` with
+    /// this key (cmd::builders), as `rebuild` does after a rebuild matched.
+    pub builder: Option<(PathBuf, String)>,
 }
 
 /// Builds, signs, then checks the signatures as `verify` and the updater will.
@@ -81,9 +84,14 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
         Some((c, true)) => format!("{c}-modified").parse()?,
         None => SourceCommit::Unknown,
     };
-    // The sums file covers every target; its comment names the first one built.
+    // The sums of the archives as published (code-signed), which builders vouch for and
+    // the updater checks an archive against.
+    let archives: Vec<&Path> = u.bundles.iter().map(|(_, a)| a.as_path()).collect();
+    let published = super::builders::write_published_sums(&out, &archives)?;
+    // The sums files cover every target; their comments name the first one built.
     let mut files: Vec<(Target, &PathBuf)> = u.bundles.iter().map(|(t, a)| (*t, a)).collect();
     files.push((targets[0], &u.sums));
+    files.push((targets[0], &published));
     for (target, file) in &files {
         let name = file
             .file_name()
@@ -118,6 +126,17 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
         };
         if checked.kind() != want {
             bail!("{} did not check as a {want:?} signature", file.display());
+        }
+    }
+    if let Some((key, name)) = &o.builder {
+        let version = u.version.clone();
+        let exact = match &commit {
+            SourceCommit::Exact(_) => commit.clone(),
+            other => bail!("--builder-key: a builder vouches for a clean commit only, not {other}"),
+        };
+        let signer = sign::builder_signer(root, key)?;
+        for sig in super::builders::vouch(&out, &signer, name, &version, &exact, &out)? {
+            eprintln!("    {}", sig.display());
         }
     }
     for (_, archive) in &u.bundles {

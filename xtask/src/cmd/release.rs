@@ -9,6 +9,7 @@ use publish::keyfile::{self, RoleKey};
 use publish::repo::{self, Bundle, Expiry, RoleSpec, Roles, Signers};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
+use timb_release::builders::{join_signatures, PUBLISHED_SUMS_FILE};
 
 #[derive(Subcommand)]
 pub enum Release {
@@ -28,12 +29,17 @@ pub enum Release {
         #[arg(long, value_name = "FILE")]
         roles: PathBuf,
     },
-    /// Publish bundles (each with its .minisig beside it) on a channel
+    /// Publish bundles on a channel: each with its .minisig beside it, and the release's
+    /// sha256sums.txt vouched for by enough builders (signing/policy.toml's [builders])
     Add {
         #[command(flatten)]
         repo: RepoArgs,
         #[arg(long, default_value = "stable")]
         channel: String,
+        /// The signing folder whose policy and keys the builders are checked with, laid out
+        /// as signing/: the one the bundles being updated ship [default: this repository's]
+        #[arg(long, value_name = "DIR")]
+        signing: Option<PathBuf>,
         #[arg(value_name = "ARCHIVE", required = true)]
         archives: Vec<PathBuf>,
     },
@@ -83,7 +89,7 @@ pub struct RepoArgs {
     now: Option<i64>,
 }
 
-pub fn run(cmd: Release) -> Result<()> {
+pub fn run(root: &Path, cmd: Release) -> Result<()> {
     match cmd {
         Release::Keygen { out, kdf_log_n } => keygen(&out, kdf_log_n),
         Release::Init { repo: a, roles } => {
@@ -107,15 +113,38 @@ pub fn run(cmd: Release) -> Result<()> {
         Release::Add {
             repo: a,
             channel,
+            signing,
             archives,
         } => {
             if timb_release::tuf::Channel::new(&channel).is_none() {
                 bail!("{channel:?} is not a channel name");
             }
-            let bundles = archives
+            let mut bundles = archives
                 .iter()
                 .map(|p| bundle(p, &channel))
                 .collect::<Result<Vec<_>>>()?;
+            // No release without its builders: checked here as the updater will.
+            let signing = signing.unwrap_or_else(|| root.join("signing"));
+            let (policy, keys) = sign::signing_trust(&signing)?;
+            for b in &mut bundles {
+                // (Without its .minisig, publishing stops below, saying so.)
+                if !sign::sig_path(&b.archive).is_file() {
+                    continue;
+                }
+                let dir = super::builders::folder_of(&b.archive);
+                let vouched = super::builders::check_vouched(dir, &[&b.archive], &keys, &policy)?;
+                eprintln!(
+                    "{}: vouched for by {}",
+                    b.archive.display(),
+                    vouched.names()
+                );
+                let sums = std::fs::read(dir.join(PUBLISHED_SUMS_FILE))?;
+                let mut sigs = Vec::new();
+                for f in super::builders::signature_files(dir, PUBLISHED_SUMS_FILE)? {
+                    sigs.push(std::fs::read_to_string(f)?);
+                }
+                b.vouched = Some((sums, join_signatures(&sigs).into_bytes()));
+            }
             let keys = open_keys(&a.keys)?;
             let (_, roles) = repo::current_roles(&a.repo)?;
             repo::add(
@@ -339,5 +368,6 @@ fn bundle(archive: &Path, channel: &str) -> Result<Bundle> {
     Ok(Bundle {
         archive: archive.to_path_buf(),
         custom,
+        vouched: None,
     })
 }

@@ -18,6 +18,20 @@ pub struct Opts {
     /// Check with this public key only (the policy still decides what is a release)
     #[arg(long, value_name = "FILE")]
     pub pubkey: Option<PathBuf>,
+    /// Check the signature only
+    #[arg(long)]
+    pub no_rebuild: bool,
+    /// Check signatures and builders with this signing folder (laid out as signing/: its
+    /// policy.toml and keys/) instead of the repository's
+    #[arg(long, value_name = "DIR")]
+    pub signing: Option<PathBuf>,
+    #[command(flatten)]
+    pub rebuild: RebuildArgs,
+}
+
+/// Where and how `verify` and `rebuild` rebuild.
+#[derive(Debug, Default, clap::Args)]
+pub struct RebuildArgs {
     /// Rebuild from this source tree instead of the signed commit
     #[arg(long, value_name = "DIR")]
     pub source: Option<PathBuf>,
@@ -27,9 +41,6 @@ pub struct Opts {
     /// Where the rebuild's source and output go
     #[arg(long, value_name = "DIR")]
     pub work: Option<PathBuf>,
-    /// Check the signature only
-    #[arg(long)]
-    pub no_rebuild: bool,
     /// Keep third-party crates compiled in TARGET_DIR (a quicker, weaker check used by the tests)
     // A cargo target directory whose sandbox builds of third-party crates
     // seed the rebuild (the CI test's shortcut; see `seed_dependencies`).
@@ -151,10 +162,11 @@ fn forget_packages(target: &Path, names: &[String]) -> Result<()> {
 
 pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     let target_dir = util::cargo_target_dir(root);
+    let signing = o.signing.clone().unwrap_or_else(|| root.join("signing"));
     let (policy, keys) = match &o.pubkey {
         // Only that key; the policy still decides whether its signature is a release one.
         Some(p) => {
-            let (policy, _) = sign::repository_trust(root)?;
+            let (policy, _) = sign::signing_trust(&signing)?;
             let mut keys = Keyring::new();
             keys.add(
                 sign::read_checking_key(p)?,
@@ -162,7 +174,7 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
             );
             (policy, keys)
         }
-        None => sign::trusted_keys(root, &target_dir)?,
+        None => sign::trusted_keys_in(&signing, &target_dir)?,
     };
     let mut bundles = Vec::new();
     for archive in &o.archives {
@@ -187,6 +199,12 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
                 keys.label(checked.signer()).unwrap_or("a listed key")
             ),
         }
+        // Who else rebuilt it and said so (cargo xtask rebuild).
+        let name = archive
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or_default();
+        super::builders::report(super::builders::folder_of(archive), name, &keys, &policy)?;
         bundles.push((archive.as_path(), signed));
     }
     if o.no_rebuild {
@@ -234,13 +252,13 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     }
     let sde = *sde;
 
-    let work = match &o.work {
+    let work = match &o.rebuild.work {
         Some(w) => w.clone(),
         None => std::env::temp_dir().join(format!("timb-verify-{}", std::process::id())),
     };
     util::remove_dir(&work.join("out"))?;
     std::fs::create_dir_all(&work)?;
-    let src = match &o.source {
+    let src = match &o.rebuild.source {
         Some(s) => s.clone(),
         None => {
             let commit = first.commit().exact().with_context(|| {
@@ -265,8 +283,12 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         }
     };
     let rebuilt_out = work.join("out");
-    let target_dir = o.target_dir.clone().unwrap_or_else(|| work.join("target"));
-    if let Some(from) = &o.reuse_deps_from {
+    let target_dir = o
+        .rebuild
+        .target_dir
+        .clone()
+        .unwrap_or_else(|| work.join("target"));
+    if let Some(from) = &o.rebuild.reuse_deps_from {
         seed_dependencies(from, &target_dir, &src)?;
     }
     let targets: Vec<&str> = published.iter().map(|p| p.1.target().name()).collect();

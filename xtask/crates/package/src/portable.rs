@@ -466,7 +466,7 @@ mod tests {
         bad.push(("keys/x.pub".to_string(), b"not a key".to_vec()));
         let e = signing_entries(&bad, "v").unwrap_err();
         assert!(format!("{e:#}").contains("signing/keys/x.pub"), "{e:#}");
-        let listed = "[bundle]\nkeys = [\"0123456789ABCDEF\"]\n\n[update-metadata]\nkeys = []\nthreshold = 2\n".to_string();
+        let listed = "[bundle]\nkeys = [\"0123456789ABCDEF\"]\n\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n".to_string();
         let e =
             signing_entries(&[("policy.toml".to_string(), listed.into_bytes())], "v").unwrap_err();
         assert!(format!("{e:#}").contains("does not hold"), "{e:#}");

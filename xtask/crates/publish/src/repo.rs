@@ -88,6 +88,9 @@ pub struct Signers<'a> {
 pub struct Bundle {
     pub archive: PathBuf,
     pub custom: Value,
+    /// The release's published sums and its builders' signatures over them (a `.builders`
+    /// file), published as `NAME.sha256sums` and `NAME.builders` for the updater's check.
+    pub vouched: Option<(Vec<u8>, Vec<u8>)>,
 }
 
 /// `YYYY-MM-DDTHH:MM:SSZ` for a Unix time (TUF's `expires`), by the civil-from-days
@@ -427,15 +430,20 @@ pub fn add(
                 b.archive.display()
             );
         };
-        staged.push((name, data, sig, &b.custom));
+        staged.push((name, data, sig, &b.custom, &b.vouched));
     }
-    for (name, data, sig, custom) in staged {
+    for (name, data, sig, custom, vouched) in staged {
         let h = hashes(&data);
         for alg in ["sha256", "sha512"] {
             let digest = h[alg].as_str().context("a hash")?;
             add_file(dir, &format!("targets/{digest}.{name}"), &data)?;
         }
         write_file(dir, &format!("targets/{name}.minisig"), &sig)?;
+        // The builder quorum the updater checks beside the signature.
+        if let Some((sums, builders)) = vouched {
+            write_file(dir, &format!("targets/{name}.sha256sums"), sums)?;
+            write_file(dir, &format!("targets/{name}.builders"), builders)?;
+        }
         files.insert(
             name,
             json!({"length": data.len(), "hashes": h, "custom": custom}),

@@ -117,6 +117,16 @@ fn release_signer_with(
             keys.label(id).unwrap_or_default()
         );
     }
+    let sk = open_secret(key, &pk, &pk_path, password)?;
+    Ok(Signer { sk, pk, dev: false })
+}
+
+fn open_secret(
+    key: &Path,
+    pk: &PublicKey,
+    pk_path: &Path,
+    password: Option<String>,
+) -> Result<SecretKey> {
     let text =
         std::fs::read_to_string(key).with_context(|| format!("reading {}", key.display()))?;
     let sk = SecretKey::from_box(
@@ -131,6 +141,34 @@ fn release_signer_with(
             key.display()
         );
     }
+    Ok(sk)
+}
+
+/// A builder's own key (`cargo xtask rebuild`, `bundle --builder-key`): a minisign secret
+/// key file, its password from `TIMB_BUILDER_PASSWORD` or asked on the terminal, the public
+/// key beside it (`.pub`). Any key can sign; only the keys `signing/policy.toml` lists under
+/// `[builders]` count, which is said here, before a rebuild of many minutes.
+pub fn builder_signer(root: &Path, key: &Path) -> Result<Signer> {
+    let pk_path = key.with_extension("pub");
+    let pk = read_public_key(&pk_path).with_context(|| {
+        format!(
+            "the public key {} must sit beside the builder key",
+            pk_path.display()
+        )
+    })?;
+    let id = key_id(pk.keynum());
+    let (policy, _) = repository_trust(root)?;
+    if !policy.role(Role::Builders).allows(id) {
+        eprintln!(
+            "note: builder key {id} is not listed under [builders] in signing/policy.toml: its signatures count only once it is"
+        );
+    }
+    let sk = open_secret(
+        key,
+        &pk,
+        &pk_path,
+        std::env::var("TIMB_BUILDER_PASSWORD").ok(),
+    )?;
     Ok(Signer { sk, pk, dev: false })
 }
 
@@ -166,6 +204,33 @@ impl Signer {
     }
 }
 
+impl Signer {
+    /// Writes `out`: this builder's signature over the sums file `file`, whose comment
+    /// names the builder, the release, the commit and the file's sha256.
+    pub fn sign_as_builder(
+        &self,
+        file: &Path,
+        comment: &timb_release::builders::BuilderComment,
+        out: &Path,
+    ) -> Result<()> {
+        if self.dev {
+            bail!("a development key is not a builder's key");
+        }
+        let data =
+            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
+        let untrusted = format!("signature from timb builder {}", comment.builder());
+        let sig = minisign::sign(
+            Some(&self.pk),
+            &self.sk,
+            data,
+            Some(&comment.to_string()),
+            Some(&untrusted),
+        )
+        .map_err(|e| anyhow::anyhow!("signing {}: {e}", file.display()))?;
+        std::fs::write(out, sig.to_string()).with_context(|| format!("writing {}", out.display()))
+    }
+}
+
 pub fn sig_path(file: &Path) -> PathBuf {
     let mut s = file.as_os_str().to_owned();
     s.push(".minisig");
@@ -190,12 +255,18 @@ pub fn read_checking_key(path: &Path) -> Result<timb_release::PublicKey> {
 /// `signing/policy.toml` and the release keys of `signing/keys/`, every key the policy
 /// names present among them.
 pub fn repository_trust(root: &Path) -> Result<(Policy, Keyring)> {
-    let policy_path = root.join("signing/policy.toml");
+    signing_trust(&root.join("signing"))
+}
+
+/// The policy and keys of a signing folder laid out as the repository's `signing/`
+/// (`policy.toml`, `keys/NAME.pub`): a release engineer's, or a bundle's.
+pub fn signing_trust(dir: &Path) -> Result<(Policy, Keyring)> {
+    let policy_path = dir.join("policy.toml");
     let text = std::fs::read_to_string(&policy_path)
         .with_context(|| format!("reading {}", policy_path.display()))?;
     let policy = Policy::parse(&text).with_context(|| policy_path.display().to_string())?;
     let mut keys = Keyring::new();
-    let dir = root.join("signing").join("keys");
+    let dir = dir.join("keys");
     if let Ok(rd) = std::fs::read_dir(&dir) {
         let mut paths: Vec<_> = rd.filter_map(|e| e.ok().map(|e| e.path())).collect();
         paths.sort();
@@ -219,7 +290,12 @@ pub fn repository_trust(root: &Path) -> Result<(Policy, Keyring)> {
 /// development key if one exists. Being here makes no key a release key: only the policy
 /// does, and a development key's signatures pass only as marked development signatures.
 pub fn trusted_keys(root: &Path, target_dir: &Path) -> Result<(Policy, Keyring)> {
-    let (policy, mut keys) = repository_trust(root)?;
+    trusted_keys_in(&root.join("signing"), target_dir)
+}
+
+/// As [`trusted_keys`], with another signing folder than the repository's.
+pub fn trusted_keys_in(signing: &Path, target_dir: &Path) -> Result<(Policy, Keyring)> {
+    let (policy, mut keys) = signing_trust(signing)?;
     let dev = dev_public_key_path(target_dir);
     if dev.is_file() {
         keys.add(
@@ -310,7 +386,7 @@ mod tests {
     fn policy(bundle: &[KeyId]) -> Policy {
         let keys: Vec<String> = bundle.iter().map(|k| format!("\"{k}\"")).collect();
         Policy::parse(&format!(
-            "[bundle]\nkeys = [{}]\n[update-metadata]\nkeys = []\nthreshold = 2\n",
+            "[bundle]\nkeys = [{}]\n[update-metadata]\nkeys = []\nthreshold = 2\n[builders]\nkeys = []\nthreshold = 2\n",
             keys.join(", ")
         ))
         .unwrap()
