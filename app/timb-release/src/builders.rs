@@ -98,31 +98,11 @@ impl FromStr for BuilderComment {
     type Err = CommentError;
 
     fn from_str(c: &str) -> Result<BuilderComment, CommentError> {
-        if c.chars().any(|ch| ch.is_control()) {
-            return Err(CommentError::Malformed(clip(c)));
-        }
-        let mut words = c.split(' ');
-        if words.next() != Some("timb-builder") {
-            return Err(CommentError::NotTimb(clip(c)));
-        }
-        let (mut builder, mut version, mut commit, mut file, mut sha256) =
-            (None, None, None, None, None);
-        for w in words {
-            let (k, v) = w
-                .split_once(':')
-                .ok_or_else(|| CommentError::Malformed(clip(w)))?;
-            let slot = match k {
-                "builder" => &mut builder,
-                "version" => &mut version,
-                "commit" => &mut commit,
-                "file" => &mut file,
-                "sha256" => &mut sha256,
-                other => return Err(CommentError::UnknownField(clip(other))),
-            };
-            if slot.replace(v).is_some() {
-                return Err(CommentError::Repeated(k.to_string()));
-            }
-        }
+        let [builder, version, commit, file, sha256] = crate::comment::fields(
+            c,
+            "timb-builder",
+            ["builder", "version", "commit", "file", "sha256"],
+        )?;
         let builder = builder.ok_or(CommentError::Missing("builder"))?;
         let version = version.ok_or(CommentError::Missing("version"))?.parse()?;
         let commit: SourceCommit = commit.ok_or(CommentError::Missing("commit"))?.parse()?;
@@ -226,6 +206,8 @@ pub enum QuorumError {
         threshold: u32,
         detail: String,
     },
+    #[error("{count} builder signatures; the policy's keys could make {limit} at most")]
+    TooMany { count: usize, limit: usize },
     #[error("the builders do not vouch for the same release: {a} and {b}")]
     Disagree { a: String, b: String },
     #[error("{file} does not list {name}: no builder vouched for it")]
@@ -255,6 +237,15 @@ pub fn check_quorum(
     let role = policy.role(Role::Builders);
     if role.keys().is_empty() {
         return Err(QuorumError::NoBuilders);
+    }
+    // More signatures than the policy has keys, twice over, are not read: a hostile
+    // `.builders` file cannot make the check, or its error, as long as it likes.
+    let limit = 2 * role.keys().len();
+    if signatures.len() > limit {
+        return Err(QuorumError::TooMany {
+            count: signatures.len(),
+            limit,
+        });
     }
     let mut counted: Vec<(KeyId, BuilderComment)> = Vec::new();
     let mut refused = Vec::new();
@@ -528,6 +519,13 @@ mod tests {
         let v2 = b.sign_with(SUMS, &b.comment("0.2.0", PUBLISHED_SUMS_FILE, SUMS));
         let e = check_quorum(&[a.sign(SUMS), v2], &ring, &policy, &subject(SUMS)).unwrap_err();
         assert!(matches!(e, QuorumError::Disagree { .. }), "{e}");
+        // More signatures than the keys could make twice over: not read.
+        let many: Vec<String> = (0..5).map(|_| a.sign(SUMS)).collect();
+        let e = check_quorum(&many, &ring, &policy, &subject(SUMS)).unwrap_err();
+        assert!(
+            matches!(e, QuorumError::TooMany { count: 5, limit: 4 }),
+            "{e}"
+        );
         // No builder keys at all: nothing is ever vouched for.
         let (ring, policy) = trust(&[&a], &[]);
         let e = check_quorum(&[a.sign(SUMS)], &ring, &policy, &subject(SUMS)).unwrap_err();

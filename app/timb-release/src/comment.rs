@@ -72,8 +72,8 @@ impl fmt::Display for SourceCommit {
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum CommentError {
-    #[error("the signed comment is not a timb comment (it must start with \"timb \"): {0:?}")]
-    NotTimb(String),
+    #[error("the signed comment is not a timb comment (it must start with \"{kind} \"): {text:?}")]
+    NotTimb { kind: &'static str, text: String },
     #[error("malformed field {0:?} in the signed comment (fields are key:value)")]
     Malformed(String),
     #[error("field {0} appears twice in the signed comment")]
@@ -162,41 +162,49 @@ impl TrustedComment {
     }
 }
 
+/// The `key:value` words of a one-line signed comment that starts with `kind`, in the order
+/// of `names`: each at most once, no other, the same rules for every comment timb signs.
+pub(crate) fn fields<'a, const N: usize>(
+    c: &'a str,
+    kind: &'static str,
+    names: [&'static str; N],
+) -> Result<[Option<&'a str>; N], CommentError> {
+    // A comment is one line; `split_whitespace` would otherwise accept a newline.
+    if c.chars().any(|ch| ch.is_control()) {
+        return Err(CommentError::Malformed(clip(c)));
+    }
+    let mut words = c.split(' ');
+    if words.next() != Some(kind) {
+        return Err(CommentError::NotTimb {
+            kind,
+            text: clip(c),
+        });
+    }
+    let mut out = [None; N];
+    for w in words {
+        let (k, v) = w
+            .split_once(':')
+            .ok_or_else(|| CommentError::Malformed(clip(w)))?;
+        let i = names
+            .iter()
+            .position(|n| *n == k)
+            .ok_or_else(|| CommentError::UnknownField(clip(k)))?;
+        if out[i].replace(v).is_some() {
+            return Err(CommentError::Repeated(k.to_string()));
+        }
+    }
+    Ok(out)
+}
+
 impl FromStr for TrustedComment {
     type Err = CommentError;
 
     fn from_str(c: &str) -> Result<TrustedComment, CommentError> {
-        // A comment is one line; `split_whitespace` would otherwise accept a newline.
-        if c.chars().any(|ch| ch.is_control()) {
-            return Err(CommentError::Malformed(clip(c)));
-        }
-        let mut words = c.split(' ');
-        if words.next() != Some("timb") {
-            return Err(CommentError::NotTimb(clip(c)));
-        }
-        let mut file = None;
-        let mut version = None;
-        let mut target = None;
-        let mut sha256 = None;
-        let mut commit = None;
-        let mut key = None;
-        for w in words {
-            let (k, v) = w
-                .split_once(':')
-                .ok_or_else(|| CommentError::Malformed(clip(w)))?;
-            let slot = match k {
-                "file" => &mut file,
-                "version" => &mut version,
-                "target" => &mut target,
-                "sha256" => &mut sha256,
-                "commit" => &mut commit,
-                "key" => &mut key,
-                other => return Err(CommentError::UnknownField(clip(other))),
-            };
-            if slot.replace(v).is_some() {
-                return Err(CommentError::Repeated(k.to_string()));
-            }
-        }
+        let [file, version, target, sha256, commit, key] = fields(
+            c,
+            "timb",
+            ["file", "version", "target", "sha256", "commit", "key"],
+        )?;
         let file = file.ok_or(CommentError::Missing("file"))?;
         let version = version.ok_or(CommentError::Missing("version"))?.parse()?;
         let target = target.ok_or(CommentError::Missing("target"))?.parse()?;

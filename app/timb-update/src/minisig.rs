@@ -108,7 +108,13 @@ impl BundleTrust {
 
     /// Checks `minisig` over the archive `name` (its file name) with bytes `data`. A
     /// development signature is refused: it is never an update.
-    pub(crate) fn check(&self, minisig: &[u8], name: &str, data: &[u8]) -> Result<(), Failure> {
+    /// Returns the commit the signature names, which the builders must have vouched for.
+    pub(crate) fn check(
+        &self,
+        minisig: &[u8],
+        name: &str,
+        data: &[u8],
+    ) -> Result<timb_release::SourceCommit, Failure> {
         let text = std::str::from_utf8(minisig).map_err(|_| {
             Failure::Signature(timb_release::CheckError::Format(
                 timb_release::KeyError::Signature("the .minisig file is not text".into()),
@@ -125,20 +131,22 @@ impl BundleTrust {
             })
             .map_err(Failure::Signature)?;
         match checked.kind() {
-            SignatureKind::Release => Ok(()),
+            SignatureKind::Release => Ok(checked.into_body().commit().clone()),
             SignatureKind::Development => Err(Failure::DevelopmentSignature),
         }
     }
 
-    /// Checks that enough builders vouched for archive `name` (bytes `data`): `signatures`
-    /// (a `.builders` file) over `sums` (the release's published sums, which must list
-    /// `name` with `data`'s sha256).
+    /// Checks that enough builders vouched for archive `name` (bytes `data`, signed as
+    /// built from `commit`): `signatures` (a `.builders` file) over `sums` (the release's
+    /// published sums, which must list `name` with `data`'s sha256), for the version the
+    /// name gives and that commit.
     pub(crate) fn check_vouched(
         &self,
         sums: &[u8],
         signatures: &[u8],
         name: &str,
         data: &[u8],
+        commit: &timb_release::SourceCommit,
     ) -> Result<(), Failure> {
         use timb_release::builders::{check_listed, check_quorum, split_signatures};
         use timb_release::builders::{QuorumError, PUBLISHED_SUMS_FILE};
@@ -154,8 +162,20 @@ impl BundleTrust {
             name: PUBLISHED_SUMS_FILE,
             data: sums,
         };
-        check_quorum(&split_signatures(text), &self.keys, &self.policy, &subject)
+        let vouched = check_quorum(&split_signatures(text), &self.keys, &self.policy, &subject)
             .map_err(Failure::Unvouched)?;
+        let version = timb_release::Target::parse_archive_name(name).map(|(v, _)| v);
+        if version.as_ref() != Some(&vouched.version)
+            || commit.exact() != Some(vouched.commit.as_str())
+        {
+            return Err(Failure::Unvouched(QuorumError::Disagree {
+                a: format!("the archive is {name}, signed as built from {commit}"),
+                b: format!(
+                    "the builders vouched for {} at {}",
+                    vouched.version, vouched.commit
+                ),
+            }));
+        }
         check_listed(
             PUBLISHED_SUMS_FILE,
             sums,

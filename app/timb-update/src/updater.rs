@@ -425,9 +425,9 @@ impl<F: Fetch> Updater<F> {
                 }
             };
             match trust.check(&sig, file_name, &data) {
-                Ok(()) => {
+                Ok(commit) => {
                     return self
-                        .vouched(info, file_name, &data, mirrors, mirror, trust)
+                        .vouched(info, file_name, &data, &commit, mirrors, mirror, trust)
                         .await
                 }
                 Err(f) => last = f,
@@ -439,11 +439,13 @@ impl<F: Fetch> Updater<F> {
     /// The builder quorum over a signed archive: `NAME.sha256sums` (the release's published
     /// sums) and `NAME.builders` (its builders' signatures), from the mirror that served the
     /// archive first, then the others.
+    #[allow(clippy::too_many_arguments)]
     async fn vouched(
         &self,
         info: &TargetInfo,
         file_name: &str,
         data: &[u8],
+        commit: &timb_release::SourceCommit,
         mirrors: &[Url],
         mirror: usize,
         trust: &BundleTrust,
@@ -465,11 +467,14 @@ impl<F: Fetch> Updater<F> {
             let (sums, signatures) = match fetched.await {
                 Ok(f) => f,
                 Err(e) => {
-                    last = Failure::VouchMissing(e);
+                    // A mirror without the files does not hide why another's were refused.
+                    if matches!(last, Failure::VouchMissing(_)) {
+                        last = Failure::VouchMissing(e);
+                    }
                     continue;
                 }
             };
-            match trust.check_vouched(&sums, &signatures, file_name, data) {
+            match trust.check_vouched(&sums, &signatures, file_name, data, commit) {
                 Ok(()) => return Ok(()),
                 Err(f) => last = f,
             }

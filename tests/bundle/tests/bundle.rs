@@ -216,13 +216,24 @@ fn builders() -> &'static [(String, PathBuf)] {
     })
 }
 
-/// Whether this checkout is a clean commit (as CI's clone is): only then does a bundle
-/// name a commit a builder can vouch for.
+/// Runs `cmd` with `home` as its HOME (created), keeping the cargo and rustup homes it had.
+fn with_home(cmd: &mut Command, home: &Path) {
+    std::fs::create_dir_all(home).unwrap();
+    let old = PathBuf::from(std::env::var_os("HOME").unwrap_or_default());
+    let cargo = std::env::var_os("CARGO_HOME").map_or_else(|| old.join(".cargo"), PathBuf::from);
+    let rustup = std::env::var_os("RUSTUP_HOME").map_or_else(|| old.join(".rustup"), PathBuf::from);
+    cmd.env("HOME", home)
+        .env("CARGO_HOME", cargo)
+        .env("RUSTUP_HOME", rustup);
+}
+
+/// Whether this checkout is a clean commit with no untracked file that is not ignored (as
+/// CI's clone is): only then is a bundle of it a build a builder can vouch for.
 fn clean_commit() -> bool {
     let out = run_ok(Command::new("git").arg("-C").arg(repo_root()).args([
         "status",
         "--porcelain",
-        "--untracked-files=no",
+        "--untracked-files=normal",
     ]));
     out.stdout.is_empty()
 }
@@ -306,14 +317,11 @@ fn second_build() -> std::sync::MutexGuard<'static, ()> {
     SECOND_BUILD.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// One `cargo xtask verify` of `archives` from a copy of the source elsewhere, under another
-/// zone, locale, umask and clock: MATCH for each, the binary named beside each archive the
-/// same, and the rebuild's build container the same bytes as the first build's.
+/// One rebuild of `archives` from their source elsewhere (a path with a space in it), under
+/// another zone, locale, umask and clock: MATCH for each, the binary named beside each
+/// archive the same, and the rebuild's build container the same bytes as the first build's.
 fn rebuild_and_compare(archives: &[(&Path, String)]) {
-    // A second source copy at another absolute path (with a space in it).
     let work = scratch("rebuild");
-    let src = work.join("other place/timb-src");
-    copy_source(&src);
     // The rebuild keeps its own target directory (outside the scratch folder
     // so CI can reuse its build container between runs). Two cold release
     // builds do not fit CI's time on 2 cores, so by default the third-party
@@ -324,59 +332,67 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
     let second_target = target_dir().join("repro-second-build");
     let full = std::env::var_os("TIMB_FULL_REPRO").is_some_and(|v| v == "1");
     let sde = source_date_epoch();
-    // `rebuild` is verify's rebuild of the whole release folder, then (#15) a builder's
-    // signatures over its sums files when everything matched: as the builder `rebuilder`,
-    // with a HOME of its own.
+    // On a clean commit (as CI's clone is): `rebuild`, verify's rebuild of the whole release
+    // folder from the commit it names, then (#15) the builder `rebuilder`'s signatures over
+    // its sums files, with a HOME of its own. (The seeded crates and the development-signed
+    // release need its test-only --test-shortcuts.) On a tree with changes no builder can
+    // vouch: `rebuild` refuses before building, and `verify --source` rebuilds the copy.
     let release = archives[0].0.parent().unwrap();
-    let (name, key) = &builders()[1];
+    let vwork = work.join("other place/verify");
     let vouch = work.join("vouch");
-    let home = work.join("rebuilder-home");
-    std::fs::create_dir_all(&home).unwrap();
+    let clean = clean_commit();
     let mut verify = xtask();
-    verify
-        .arg("rebuild")
-        .arg(release)
-        .arg("--builder-key")
-        .arg(key)
-        .args(["--builder", name])
-        .arg("--out")
-        .arg(&vouch)
-        .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD)
-        .env("HOME", &home);
+    if clean {
+        let (name, key) = &builders()[1];
+        verify
+            .arg("rebuild")
+            .arg(release)
+            .arg("--builder-key")
+            .arg(key)
+            .args(["--builder", name, "--test-shortcuts"])
+            .arg("--out")
+            .arg(&vouch)
+            .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD);
+        with_home(&mut verify, &work.join("rebuilder-home"));
+    } else {
+        let (name, key) = &builders()[1];
+        let out = xtask()
+            .arg("rebuild")
+            .arg(release)
+            .arg("--builder-key")
+            .arg(key)
+            .args(["--builder", name, "--test-shortcuts"])
+            .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("not a clean one"),
+            "{err}"
+        );
+        let src = work.join("other place/timb-src");
+        copy_source(&src);
+        verify.arg("verify");
+        for (archive, _) in archives {
+            verify.arg(archive);
+        }
+        verify.arg("--source").arg(&src);
+    }
     if full {
         let _ = std::fs::remove_dir_all(&second_target);
     } else {
         verify.arg("--reuse-deps-from").arg(target_dir());
     }
-    let out = verify
-        .arg("--source")
-        .arg(&src)
-        .arg("--target-dir")
-        .arg(&second_target)
-        .arg("--work")
-        .arg(work.join("verify"))
-        // verify itself changes TZ, locale and umask; this moves the clock.
-        .env("TIMB_SANDBOX_FAKETIME", "+400d")
-        .env("SOURCE_DATE_EPOCH", &sde)
-        .output()
-        .unwrap();
-    // A tree with changes names no commit a builder can vouch for: everything matched,
-    // and nothing was signed, saying why.
-    if !clean_commit() {
-        let err = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            !out.status.success() && err.contains("clean commit only"),
-            "{err}"
-        );
-        assert!(!vouch.exists());
-    } else {
-        assert!(
-            out.status.success(),
-            "rebuild failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        the_builders_quorum_publishes_the_release(release, &vouch, &work);
-    }
+    let out = run_ok(
+        verify
+            .arg("--target-dir")
+            .arg(&second_target)
+            .arg("--work")
+            .arg(&vwork)
+            // verify itself changes TZ, locale and umask; this moves the clock.
+            .env("TIMB_SANDBOX_FAKETIME", "+400d")
+            .env("SOURCE_DATE_EPOCH", &sde),
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     // The sandbox's clock really was 400 days ahead.
@@ -408,9 +424,9 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
     );
     for (archive, bin) in archives {
         let name = archive.file_name().unwrap().to_str().unwrap();
-        let rebuilt = work.join("verify/out").join(name);
+        let rebuilt = vwork.join("out").join(name);
         // What verify compared: the published archive (its signatures stripped, for Windows).
-        let published = match work.join("verify").join(format!("stripped-{name}")) {
+        let published = match vwork.join(format!("stripped-{name}")) {
             p if p.is_file() => p,
             _ => archive.to_path_buf(),
         };
@@ -446,6 +462,10 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
         first.iter().any(|s| second.contains(s)),
         "the build containers differ: {first:?} vs {second:?}"
     );
+    // Last, as it reuses the rebuild's work folder.
+    if clean {
+        the_builders_quorum_publishes_the_release(release, &vouch, &work, &vwork);
+    }
 }
 
 /// The key id of a minisign public key file's text (the end of its first line).
@@ -464,7 +484,12 @@ fn minisign_key_id(text: &str) -> String {
 /// signature with that builder's public key; `verify` names who vouched. Then a release
 /// whose Linux archive has one byte changed (and is signed again by the release key) is
 /// rebuilt by `carol`: MISMATCH, a diffoscope report, and nothing signed.
-fn the_builders_quorum_publishes_the_release(release: &Path, vouch: &Path, work: &Path) {
+fn the_builders_quorum_publishes_the_release(
+    release: &Path,
+    vouch: &Path,
+    work: &Path,
+    vwork: &Path,
+) {
     let builders = builders();
     let public = |i: usize| builders[i].1.with_extension("pub");
     for file in ["sha256sums.txt", "sha256sums-unsigned-build.txt"] {
@@ -576,7 +601,9 @@ fn the_builders_quorum_publishes_the_release(release: &Path, vouch: &Path, work:
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     assert!(
-        err.contains("vouched for by release-machine (key") && err.contains("rebuilder (key"),
+        err.contains("vouched for by ")
+            && err.contains("release-machine (key")
+            && err.contains("rebuilder (key"),
         "{err}"
     );
     let linux = std::fs::read_dir(&quorum)
@@ -608,16 +635,17 @@ fn the_builders_quorum_publishes_the_release(release: &Path, vouch: &Path, work:
     ] {
         assert!(err.contains(want), "{want}: {err}");
     }
-    a_mismatching_rebuild_signs_nothing(&quorum, &linux, work);
+    a_mismatching_rebuild_signs_nothing(&quorum, &linux, work, vwork);
 }
 
 /// `carol` rebuilds a release whose Linux archive is not what its source builds: one byte
 /// changed in a file under `app/VERSION/`, the archive, the sums files and their
 /// signatures made again with the release's (development) key, as a compromised release
 /// machine would. Her rebuild takes the first build's output cache (TIMB_OUT_DIR): the
-/// honest build of the same source, without compiling it a third time. MISMATCH: a
-/// diffoscope report naming the file, and no signature.
-fn a_mismatching_rebuild_signs_nothing(quorum: &Path, linux: &Path, work: &Path) {
+/// honest build of the same source, without compiling it a third time; and the rebuild's
+/// work folder `vwork`, whose source (the same commit, the same mtimes) and xtask build are
+/// fresh. MISMATCH: a diffoscope report naming the file, and no signature.
+fn a_mismatching_rebuild_signs_nothing(quorum: &Path, linux: &Path, work: &Path, vwork: &Path) {
     use timb_release::{builders::PUBLISHED_SUMS_FILE, Sums, TrustedComment, SUMS_FILE};
     let dir = work.join("compromised");
     std::fs::create_dir_all(&dir).unwrap();
@@ -682,29 +710,24 @@ fn a_mismatching_rebuild_signs_nothing(quorum: &Path, linux: &Path, work: &Path)
     }
     let (builder, key) = &builders()[2];
     let vouch = work.join("carol-vouch");
-    let home = work.join("carol-home");
-    std::fs::create_dir_all(&home).unwrap();
-    let out = xtask()
-        .arg("rebuild")
+    let mut cmd = xtask();
+    cmd.arg("rebuild")
         .arg(&dir)
         .arg("--builder-key")
         .arg(key)
-        .args(["--builder", builder])
+        .args(["--builder", builder, "--test-shortcuts"])
         .arg("--out")
         .arg(&vouch)
-        .arg("--source")
-        .arg(work.join("other place/timb-src"))
         .arg("--target-dir")
         .arg(target_dir().join("repro-second-build"))
         .arg("--work")
-        .arg(work.join("verify-carol"))
+        .arg(vwork)
         .env("TIMB_OUT_DIR", rbm_out())
         .env("TIMB_BUILDER_PASSWORD", BUILDER_PASSWORD)
-        .env("HOME", &home)
         .env("TZ", "America/St_Johns")
-        .env("SOURCE_DATE_EPOCH", source_date_epoch())
-        .output()
-        .unwrap();
+        .env("SOURCE_DATE_EPOCH", source_date_epoch());
+    with_home(&mut cmd, &work.join("carol-home"));
+    let out = cmd.output().unwrap();
     let (stdout, stderr) = (
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr),
@@ -718,7 +741,7 @@ fn a_mismatching_rebuild_signs_nothing(quorum: &Path, linux: &Path, work: &Path)
         "{stdout}"
     );
     assert!(!vouch.exists(), "carol signed something");
-    let report = work.join(format!("verify-carol/diffoscope-{name}.txt"));
+    let report = vwork.join(format!("diffoscope-{name}.txt"));
     let text = std::fs::read_to_string(&report).unwrap_or_default();
     assert!(
         text.contains("fonts-noto.txt"),
@@ -1312,8 +1335,9 @@ fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
         "signing/policy.toml changed shape: update this test"
     );
     // Its builders: the release machine alone (k = 1). The quorum of two and its refusals
-    // are rebuilding_elsewhere's (`release add`) and the update client's tests (the
-    // updater); here the real bundle's updater checks a builder's word end to end.
+    // are the_builders_quorum_publishes_the_release's (`release add`) and the update
+    // client's tests (the updater); here the real bundle's updater checks a builder's word
+    // end to end.
     let (machine, machine_key) = &builders()[0];
     let machine_pub = std::fs::read_to_string(machine_key.with_extension("pub")).unwrap();
     std::fs::write(to.join(format!("signing/keys/{machine}.pub")), &machine_pub).unwrap();
@@ -1362,16 +1386,21 @@ fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
         })
         .collect();
     std::fs::write(&lock, blocks.join("\n[[package]]\n")).unwrap();
-    // A commit of its own: a builder vouches for a clean commit only.
+    commit_tree(to);
+}
+
+/// Commits everything in `tree` (a repository of its own, made the first time): a builder
+/// vouches for a clean commit only.
+fn commit_tree(tree: &Path) {
     for args in [
         &["init", "-q"][..],
         &["add", "-A"][..],
-        &["commit", "-q", "-m", "release tree"][..],
+        &["commit", "-q", "--allow-empty", "-m", "release tree"][..],
     ] {
         run_ok(
             Command::new("git")
                 .arg("-C")
-                .arg(to)
+                .arg(tree)
                 .args(args)
                 .env("GIT_AUTHOR_NAME", "timb tests")
                 .env("GIT_AUTHOR_EMAIL", "tests@timb.invalid")
@@ -1579,6 +1608,7 @@ fn the_real_bundle_updates_itself_to_the_next_real_bundle_over_tor() {
             "--mirror".as_ref(),
             mirror.as_ref(),
         ]);
+        commit_tree(tree);
     }
     let old = bundle_of(&old_tree, &bundle_key, &cache, &work.join("old"), false);
     assert_eq!(

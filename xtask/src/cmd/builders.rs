@@ -10,7 +10,7 @@ use timb_release::builders::{
     PUBLISHED_SUMS_FILE,
 };
 use timb_release::{
-    Keyring, Policy, Role, Sha256, SourceCommit, Subject, Sums, Unverified, Version, SUMS_FILE,
+    Keyring, Policy, Role, Sha256, SourceCommit, Subject, Sums, Unverified, Version,
 };
 
 /// The folder a file given on the command line is in (`.` for a bare name).
@@ -36,10 +36,11 @@ pub fn write_published_sums(dir: &Path, archives: &[&Path]) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Signs both sums files of the release folder `dir` as builder `builder`, writing the
-/// signatures into `out`; returns their paths.
+/// Signs `files` (the two sums files of a release as the builder read and checked them:
+/// name and bytes) as builder `builder`, writing the signatures into `out`; returns their
+/// paths. Every comment is made before anything is written.
 pub fn vouch(
-    dir: &Path,
+    files: &[(&str, &[u8])],
     signer: &Signer,
     builder: &str,
     version: &Version,
@@ -49,22 +50,16 @@ pub fn vouch(
     if !is_builder_name(builder) {
         bail!("--builder {builder:?}: a builder name is 1 to 64 of A-Z a-z 0-9 . _ - (it becomes part of a file name)");
     }
+    let mut comments = Vec::new();
+    for (file, data) in files {
+        let comment = BuilderComment::new(builder, version.clone(), commit, file, Sha256::of(data))
+            .with_context(|| format!("a builder vouches for a clean commit only, not {commit}"))?;
+        comments.push((comment, *data, out.join(signature_file(file, builder))));
+    }
     std::fs::create_dir_all(out)?;
     let mut written = Vec::new();
-    for file in [SUMS_FILE, PUBLISHED_SUMS_FILE] {
-        let path = dir.join(file);
-        let comment = BuilderComment::new(
-            builder,
-            version.clone(),
-            commit,
-            file,
-            util::sha256_file(&path)
-                .with_context(|| format!("reading {}", path.display()))?
-                .parse()?,
-        )
-        .with_context(|| format!("a builder vouches for a clean commit only, not {commit}"))?;
-        let sig = out.join(signature_file(file, builder));
-        signer.sign_as_builder(&path, &comment, &sig)?;
+    for (comment, data, sig) in comments {
+        signer.sign_as_builder(data, &comment, &sig)?;
         written.push(sig);
     }
     Ok(written)
@@ -127,57 +122,62 @@ pub fn check_vouched(
 }
 
 /// For `verify`: who vouched for the published sums beside an archive, each signature
-/// checked on its own, and whether the policy's threshold is met. Says so and returns when
-/// the folder holds no published sums.
+/// checked on its own, and whether the updater's rule holds (the quorum, and the archive
+/// listed with its own sha256). Says so and returns when the folder holds no published sums.
 pub fn report(dir: &Path, archive_name: &str, keys: &Keyring, policy: &Policy) -> Result<()> {
     let sums_path = dir.join(PUBLISHED_SUMS_FILE);
-    let Ok(sums) = std::fs::read(&sums_path) else {
-        eprintln!("builders: no {PUBLISHED_SUMS_FILE} beside the archive, so no builder vouched for it here");
-        return Ok(());
+    let sums = match std::fs::read(&sums_path) {
+        Ok(s) => s,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            eprintln!("builders: no {PUBLISHED_SUMS_FILE} beside the archive, so no builder vouched for it here");
+            return Ok(());
+        }
+        Err(e) => return Err(e).with_context(|| format!("reading {}", sums_path.display())),
     };
-    let files = signature_files(dir, PUBLISHED_SUMS_FILE)?;
     let subject = Subject {
         name: PUBLISHED_SUMS_FILE,
         data: &sums,
     };
-    let mut counted = Vec::new();
-    for f in &files {
-        let text = std::fs::read_to_string(f)?;
-        let shown = f.file_name().unwrap_or_default().to_string_lossy();
+    let mut texts = Vec::new();
+    for f in signature_files(dir, PUBLISHED_SUMS_FILE)? {
+        let shown = f
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        // A file that is not a signature is not counted; it does not stop the report.
+        let text = match std::fs::read(&f).map(String::from_utf8) {
+            Ok(Ok(t)) => t,
+            _ => {
+                eprintln!("builders: {shown} is not counted: not a readable signature");
+                continue;
+            }
+        };
         match Unverified::<BuilderComment>::parse(&text)
             .and_then(|u| u.check_one_of_many(keys, policy, Role::Builders, &subject))
         {
-            Ok(c) => {
-                eprintln!(
-                    "builders: {} (key {}) vouched for {} {} at commit {}",
-                    c.body().builder(),
-                    c.signer(),
-                    PUBLISHED_SUMS_FILE,
-                    c.body().version(),
-                    c.body().commit()
-                );
-                if !counted.contains(&c.signer()) {
-                    counted.push(c.signer());
-                }
-            }
+            Ok(c) => eprintln!(
+                "builders: {} (key {}) vouched for {} {} at commit {}",
+                c.body().builder(),
+                c.signer(),
+                PUBLISHED_SUMS_FILE,
+                c.body().version(),
+                c.body().commit()
+            ),
             Err(e) => eprintln!("builders: {shown} is not counted: {e}"),
         }
+        texts.push(text);
     }
-    let threshold = policy.role(Role::Builders).threshold();
-    let listed = util::sha256_file(&dir.join(archive_name))?.parse::<Sha256>()?;
-    let in_sums = check_listed(PUBLISHED_SUMS_FILE, &sums, archive_name, &listed);
-    eprintln!(
-        "builders: {} distinct, signing/policy.toml's [builders] needs {threshold}: {}{}",
-        counted.len(),
-        if counted.len() >= threshold as usize && !counted.is_empty() {
-            "met"
-        } else {
-            "NOT met; the updater would refuse this release"
-        },
-        match in_sums {
-            Ok(()) => String::new(),
-            Err(e) => format!("; and {e}"),
-        }
-    );
+    let actual: Sha256 = util::sha256_file(&dir.join(archive_name))?.parse()?;
+    let rule = check_quorum(&texts, keys, policy, &subject)
+        .and_then(|v| check_listed(PUBLISHED_SUMS_FILE, &sums, archive_name, &actual).map(|()| v));
+    match rule {
+        Ok(v) => eprintln!(
+            "builders: {} distinct, signing/policy.toml's [builders] needs {}: met",
+            v.builders.len(),
+            policy.role(Role::Builders).threshold()
+        ),
+        Err(e) => eprintln!("builders: NOT met, the updater would refuse this archive: {e}"),
+    }
     Ok(())
 }

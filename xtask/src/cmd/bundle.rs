@@ -3,7 +3,8 @@
 use anyhow::{bail, Context, Result};
 use pipeline::util;
 use std::path::{Path, PathBuf};
-use timb_release::{SignatureKind, SourceCommit, Target, TrustedComment};
+use timb_release::builders::PUBLISHED_SUMS_FILE;
+use timb_release::{SignatureKind, SourceCommit, Target, TrustedComment, SUMS_FILE};
 
 /// What to build and how to sign it.
 pub struct Opts<'a> {
@@ -30,6 +31,18 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
     let signer = match o.key {
         Some(k) => sign::release_signer(root, k)?,
         None => sign::dev_signer(&target_dir)?,
+    };
+    // The release machine as a builder: its key, name and a commit it can vouch for are
+    // checked before the build, and the commit again after.
+    let builder = match &o.builder {
+        Some((key, name)) => {
+            if !timb_release::builders::is_builder_name(name) {
+                bail!("--builder {name:?}: a builder name is 1 to 64 of A-Z a-z 0-9 . _ -");
+            }
+            let commit = util::git_vouchable_commit(root)?;
+            Some((sign::builder_signer(root, key)?, name.as_str(), commit))
+        }
+        None => None,
     };
     let targets = if o.targets.is_empty() {
         super::build_unsigned::default_targets()
@@ -128,14 +141,21 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
             bail!("{} did not check as a {want:?} signature", file.display());
         }
     }
-    if let Some((key, name)) = &o.builder {
-        let version = u.version.clone();
-        let exact = match &commit {
-            SourceCommit::Exact(_) => commit.clone(),
-            other => bail!("--builder-key: a builder vouches for a clean commit only, not {other}"),
-        };
-        let signer = sign::builder_signer(root, key)?;
-        for sig in super::builders::vouch(&out, &signer, name, &version, &exact, &out)? {
+    if let Some((signer, name, before)) = &builder {
+        let after = util::git_vouchable_commit(root)?;
+        if &after != before {
+            bail!(
+                "the source changed during the build ({before} then {after}): nothing vouched for"
+            );
+        }
+        let files = [SUMS_FILE, PUBLISHED_SUMS_FILE].map(|f| (f, std::fs::read(out.join(f))));
+        let mut read = Vec::new();
+        for (f, data) in files {
+            read.push((f, data.with_context(|| format!("reading {f}"))?));
+        }
+        let files: Vec<(&str, &[u8])> = read.iter().map(|(f, d)| (*f, d.as_slice())).collect();
+        let commit: SourceCommit = after.parse()?;
+        for sig in super::builders::vouch(&files, signer, name, &u.version, &commit, &out)? {
             eprintln!("    {}", sig.display());
         }
     }

@@ -4,13 +4,18 @@
 //! every archive and the unsigned-build sums file match byte for byte signs the release's
 //! two sums files with the builder's own key. On a mismatch it signs nothing; `verify`
 //! has written what differs and the diffoscope report.
+//!
+//! What is checked, rebuilt against and signed is one copy of the release, read once into a
+//! folder of the builder's own: a release machine that can write the release folder cannot
+//! swap a file between the check and the signature. The rebuild is of the commit the
+//! release names, from this repository's history, with nothing shared.
 
 use super::verify::{self, RebuildArgs};
 use anyhow::{bail, Context, Result};
 use pipeline::util;
 use std::path::{Path, PathBuf};
-use timb_release::builders::PUBLISHED_SUMS_FILE;
-use timb_release::{Target, SUMS_FILE};
+use timb_release::builders::{check_listed, PUBLISHED_SUMS_FILE};
+use timb_release::{Sha256, SignatureKind, Sums, Target, SUMS_FILE};
 
 #[derive(Debug, clap::Args)]
 pub struct Opts {
@@ -27,6 +32,11 @@ pub struct Opts {
     /// Where the signatures go [default: RELEASE_DIR]
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
+    /// Tests only: vouch for a development-signed release, and for a rebuild that shares
+    /// third-party crates (--reuse-deps-from), another tree (--source) or another build's
+    /// outputs (TIMB_OUT_DIR). Said loudly; a builder never uses it.
+    #[arg(long, hide = true)]
+    pub test_shortcuts: bool,
     #[command(flatten)]
     pub rebuild: RebuildArgs,
 }
@@ -49,7 +59,7 @@ pub fn release_archives(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 pub fn run(root: &Path, o: Opts) -> Result<()> {
-    // The key and the name are checked before a rebuild of many minutes.
+    // The key, the name and the rules are checked before a rebuild of many minutes.
     let signer = sign::builder_signer(root, &o.builder_key)?;
     if !timb_release::builders::is_builder_name(&o.builder) {
         bail!(
@@ -57,8 +67,54 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
             o.builder
         );
     }
-    let dir = &o.release;
-    let archives = release_archives(dir)?;
+    let shortcuts = [
+        (
+            o.rebuild.source.is_some(),
+            "--source (another tree than the release's commit)",
+        ),
+        (
+            o.rebuild.reuse_deps_from.is_some(),
+            "--reuse-deps-from (third-party crates compiled by another build)",
+        ),
+        (
+            std::env::var_os("TIMB_OUT_DIR").is_some(),
+            "TIMB_OUT_DIR (another build's outputs)",
+        ),
+    ];
+    for (used, what) in shortcuts {
+        if used && !o.test_shortcuts {
+            bail!("{what}: a builder vouches only for a rebuild of the release's commit from nothing shared");
+        }
+    }
+    if o.test_shortcuts {
+        eprintln!("\x1b[1;31m!!! --test-shortcuts: this rebuild may share builds and take a development-signed release. Its signatures are a test's.\x1b[0m");
+    }
+    let work = o.rebuild.work.clone().unwrap_or_else(|| {
+        std::env::temp_dir().join(format!("timb-rebuild-{}", std::process::id()))
+    });
+    // The release, copied once into the builder's own folder.
+    let copy = work.join("release");
+    util::remove_dir(&copy)?;
+    std::fs::create_dir_all(&copy)?;
+    let mut archives = Vec::new();
+    for a in release_archives(&o.release)? {
+        let name = a.file_name().context("an archive's name")?;
+        for from in [a.clone(), sign::sig_path(&a)] {
+            let to = copy.join(from.file_name().context("a file name")?);
+            std::fs::copy(&from, &to).with_context(|| format!("copying {}", from.display()))?;
+        }
+        archives.push(copy.join(name));
+    }
+    let read = |file: &str| -> Result<Vec<u8>> {
+        let from = o.release.join(file);
+        let data = std::fs::read(&from).with_context(|| format!("reading {}", from.display()))?;
+        std::fs::write(copy.join(file), &data)?;
+        std::fs::copy(sign::sig_path(&from), sign::sig_path(&copy.join(file)))
+            .with_context(|| format!("{} has no signature beside it", from.display()))?;
+        Ok(data)
+    };
+    let unsigned_sums = read(SUMS_FILE)?;
+    let published = read(PUBLISHED_SUMS_FILE)?;
     // The release as its release key signed it: the archives and both sums files.
     let target_dir = util::cargo_target_dir(root);
     let (policy, keys) = sign::trusted_keys(root, &target_dir)?;
@@ -66,15 +122,28 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
     for f in archives
         .iter()
         .cloned()
-        .chain([dir.join(SUMS_FILE), dir.join(PUBLISHED_SUMS_FILE)])
+        .chain([copy.join(SUMS_FILE), copy.join(PUBLISHED_SUMS_FILE)])
     {
         let checked = sign::check_signature(&f, &keys, &policy)?;
+        if checked.kind() == SignatureKind::Development && !o.test_shortcuts {
+            bail!(
+                "{} is signed with a development key: not a release a builder vouches for",
+                f.display()
+            );
+        }
         first.get_or_insert(checked.into_body());
     }
     let first = first.context("no archive")?;
+    if first.commit().exact().is_none() {
+        bail!(
+            "the release names commit {}, not a clean one: no builder can vouch for it",
+            first.commit()
+        );
+    }
     // sha256sums.txt lists exactly these archives, as they are.
-    let published = std::fs::read_to_string(dir.join(PUBLISHED_SUMS_FILE))?;
-    let sums: timb_release::Sums = published.parse()?;
+    let sums: Sums = std::str::from_utf8(&published)
+        .context("sha256sums.txt is not text")?
+        .parse()?;
     if sums.iter().count() != archives.len() {
         bail!(
             "{PUBLISHED_SUMS_FILE} lists {} files, the folder holds {} archives",
@@ -84,18 +153,10 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
     }
     for a in &archives {
         let name = a.file_name().and_then(|n| n.to_str()).unwrap_or_default();
-        let actual: timb_release::Sha256 = util::sha256_file(a)?.parse()?;
-        timb_release::builders::check_listed(
-            PUBLISHED_SUMS_FILE,
-            published.as_bytes(),
-            name,
-            &actual,
-        )?;
+        let actual: Sha256 = util::sha256_file(a)?.parse()?;
+        check_listed(PUBLISHED_SUMS_FILE, &published, name, &actual)?;
     }
 
-    let work = o.rebuild.work.clone().unwrap_or_else(|| {
-        std::env::temp_dir().join(format!("timb-rebuild-{}", std::process::id()))
-    });
     let opts = verify::Opts {
         archives: archives.clone(),
         pubkey: None,
@@ -113,8 +174,7 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
     // The unsigned build's sums, which every builder reproduces, byte for byte.
     let mine = std::fs::read(work.join("out").join(SUMS_FILE))
         .context("the rebuild wrote no sums file")?;
-    let theirs = std::fs::read(dir.join(SUMS_FILE))?;
-    if mine != theirs {
+    if mine != unsigned_sums {
         println!("MISMATCH: {SUMS_FILE}");
         bail!(
             "the rebuild's {SUMS_FILE} differs from the release's ({}); builder {} signed nothing",
@@ -122,9 +182,12 @@ pub fn run(root: &Path, o: Opts) -> Result<()> {
             o.builder
         );
     }
-    let out = o.out.clone().unwrap_or_else(|| dir.clone());
+    let out = o.out.clone().unwrap_or_else(|| o.release.clone());
     let written = super::builders::vouch(
-        dir,
+        &[
+            (SUMS_FILE, &unsigned_sums),
+            (PUBLISHED_SUMS_FILE, &published),
+        ],
         &signer,
         &o.builder,
         first.version(),

@@ -127,9 +127,11 @@ pub fn run(root: &Path, cmd: Release) -> Result<()> {
             let signing = signing.unwrap_or_else(|| root.join("signing"));
             let (policy, keys) = sign::signing_trust(&signing)?;
             for b in &mut bundles {
-                // (Without its .minisig, publishing stops below, saying so.)
                 if !sign::sig_path(&b.archive).is_file() {
-                    continue;
+                    bail!(
+                        "{}: no minisign signature beside it; the updater checks one",
+                        b.archive.display()
+                    );
                 }
                 let dir = super::builders::folder_of(&b.archive);
                 let vouched = super::builders::check_vouched(dir, &[&b.archive], &keys, &policy)?;

@@ -417,6 +417,17 @@ fn compare(
     let zip = target.archive_format() == ArchiveFormat::Zip;
     // (macOS: the rebuild was signed as the published one, adhoc_signed_rebuild.)
     let published = if zip && !target.is_macos() {
+        // Stripping writes the zip again from its entries, so first: the published zip is
+        // nothing but its entries, laid out as the build writes them (no bytes between or
+        // after them, no comment): written again unchanged, it is the same bytes.
+        let again = work.join(format!("again-{name}"));
+        package::archive::rewrite_zip(archive, &again, |_, data| Ok(data))
+            .context("reading the published zip")?;
+        if util::sha256_file(&again)? != util::sha256_file(archive)? {
+            println!("MISMATCH");
+            println!("  the published zip holds more than its entries, or is not laid out as the build writes it");
+            return Ok(false);
+        }
         let stripped = work.join(format!("stripped-{name}"));
         let scratch = work.join("strip");
         std::fs::create_dir_all(&scratch)?;

@@ -280,6 +280,9 @@ async fn serve<S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin>(
     let _ = sock.shutdown().await;
 }
 
+/// The commit the test bundles say they were built from, and their builders vouch for.
+pub const TEST_COMMIT: &str = "abababababababababababababababababababab";
+
 /// A minisign key pair for bundles, with its public file and a policy listing it, and three
 /// builders' keys the policy lists under `[builders]` with threshold 2 (two vouch for each
 /// release `publish` writes).
@@ -351,7 +354,7 @@ impl BundleKey {
             version,
             target,
             Sha256::of(data),
-            SourceCommit::Unknown,
+            SourceCommit::Exact(TEST_COMMIT.into()),
             false,
         )
         .unwrap()
@@ -378,7 +381,7 @@ impl BundleKey {
                 let comment = BuilderComment::new(
                     name,
                     version.clone(),
-                    &SourceCommit::Exact("ab".repeat(20)),
+                    &SourceCommit::Exact(TEST_COMMIT.into()),
                     PUBLISHED_SUMS_FILE,
                     Sha256::of(&sums),
                 )

@@ -468,6 +468,15 @@ mod tests {
         // Rewritten unchanged it is the same bytes; a changed file changes only that file.
         rewrite_zip(&a, &b, |_, d| Ok(d)).unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        // Bytes a zip holds outside its entries (here, before them, as a self-extractor's
+        // stub would be) are read past and dropped: what verify checks a published zip by.
+        let mut padded = b"hidden".to_vec();
+        padded.extend(std::fs::read(&a).unwrap());
+        let p = dir.join("padded.zip");
+        std::fs::write(&p, &padded).unwrap();
+        rewrite_zip(&p, &b, |_, d| Ok(d)).unwrap();
+        assert_ne!(std::fs::read(&b).unwrap(), padded);
+        rewrite_zip(&a, &b, |_, d| Ok(d)).unwrap();
         rewrite_zip(&a, &b, |p, d| {
             Ok(if p == "t/b" { b"wasp".to_vec() } else { d })
         })

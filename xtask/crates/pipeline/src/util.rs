@@ -132,6 +132,30 @@ pub fn git_commit(root: &Path) -> Option<(String, bool)> {
     Some((head.trim().to_string(), dirty))
 }
 
+/// The commit a builder may vouch for a build of `root` as: HEAD, when nothing tracked is
+/// changed and no untracked file that is not ignored exists (the build takes those too).
+pub fn git_vouchable_commit(root: &Path) -> Result<String> {
+    let Some((head, false)) = git_commit(root) else {
+        bail!(
+            "{} is not a clean git checkout: a builder vouches for a commit anyone can check out",
+            root.display()
+        );
+    };
+    let untracked = output(Command::new("git").arg("-C").arg(root).args([
+        "status",
+        "--porcelain",
+        "--untracked-files=normal",
+    ]))?;
+    if !untracked.trim().is_empty() {
+        bail!(
+            "{} holds files the commit does not (the build would take them), so a builder cannot vouch for it:\n{}",
+            root.display(),
+            untracked.trim_end()
+        );
+    }
+    Ok(head)
+}
+
 /// The workspace version from the root manifest's `[workspace.package]`.
 pub fn workspace_version(root: &Path) -> Result<String> {
     let text = std::fs::read_to_string(root.join("Cargo.toml"))?;

@@ -205,19 +205,18 @@ impl Signer {
 }
 
 impl Signer {
-    /// Writes `out`: this builder's signature over the sums file `file`, whose comment
+    /// Writes `out`: this builder's signature over `data`, a sums file as the builder read
+    /// and checked it (not read again from a folder someone else may write), whose comment
     /// names the builder, the release, the commit and the file's sha256.
     pub fn sign_as_builder(
         &self,
-        file: &Path,
+        data: &[u8],
         comment: &timb_release::builders::BuilderComment,
         out: &Path,
     ) -> Result<()> {
         if self.dev {
             bail!("a development key is not a builder's key");
         }
-        let data =
-            std::fs::File::open(file).with_context(|| format!("reading {}", file.display()))?;
         let untrusted = format!("signature from timb builder {}", comment.builder());
         let sig = minisign::sign(
             Some(&self.pk),
@@ -226,7 +225,7 @@ impl Signer {
             Some(&comment.to_string()),
             Some(&untrusted),
         )
-        .map_err(|e| anyhow::anyhow!("signing {}: {e}", file.display()))?;
+        .map_err(|e| anyhow::anyhow!("signing {}: {e}", comment.file()))?;
         std::fs::write(out, sig.to_string()).with_context(|| format!("writing {}", out.display()))
     }
 }
@@ -274,10 +273,12 @@ pub fn signing_trust(dir: &Path) -> Result<(Policy, Keyring)> {
             .into_iter()
             .filter(|p| p.extension().is_some_and(|e| e == "pub"))
         {
-            keys.add(
-                read_checking_key(&p)?,
-                format!("release key {}", p.display()),
-            );
+            let key = read_checking_key(&p)?;
+            // Two files with one id would leave which key counts to the order of reading.
+            if let Some(other) = keys.label(key.id()) {
+                bail!("{} has the key id of {other}", p.display());
+            }
+            keys.add(key, format!("release key {}", p.display()));
         }
     }
     policy
