@@ -870,8 +870,10 @@ def run_connected(bundle, world_exe, args, fails):
                             f"{info['peer']} in the contact list", timeout=60)
             if not peer.acc.do_action(0):
                 raise Step(f"{peer.label()} has no action that opens it")
+            # Under strace and beside two release builds the window can take a while to
+            # open the conversation: the step's time, not a looser check.
             waiting = find_one(app, lambda n: n.name.startswith("Not private yet"),
-                               "the 'Not private yet' banner")
+                               "the 'Not private yet' banner", timeout=60)
             if waiting.role not in ("label", "static", "text"):
                 fails.add(where, f"the OTR banner is read as a {waiting.role}, not as text")
             type_into(app, "Message", "hello ben, over tor")
