@@ -5,14 +5,16 @@ use base64::Engine;
 use std::fmt;
 use std::str::FromStr;
 
-/// A minisign key id: 8 bytes, shown (as `minisign` prints it) as 16 uppercase hex digits of
-/// the little-endian number.
+/// A minisign key id: 8 bytes, shown as 16 uppercase hex digits of the little-endian number.
+/// Read with or without leading zeros: stock minisign 0.11 writes the id into a public
+/// key's comment unpadded (one key in sixteen has a 15-digit id there), and a release
+/// engineer copies it into `signing/policy.toml` from that line.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct KeyId([u8; 8]);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum KeyError {
-    #[error("{0:?} is not a minisign key id (16 hex digits)")]
+    #[error("{0:?} is not a minisign key id (up to 16 hex digits)")]
     Id(String),
     #[error("not a minisign public key: {0}")]
     PublicKey(String),
@@ -35,7 +37,8 @@ impl FromStr for KeyId {
     type Err = KeyError;
 
     fn from_str(s: &str) -> Result<KeyId, KeyError> {
-        if s.len() != 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        // The same number with or without its leading zeros (see the type's doc).
+        if s.is_empty() || s.len() > 16 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
             return Err(KeyError::Id(clip(s)));
         }
         let n = u64::from_str_radix(s, 16).map_err(|_| KeyError::Id(clip(s)))?;
@@ -181,10 +184,20 @@ mod tests {
         assert_eq!(k.id().to_string(), "E7620F1842B4E81F");
         assert_eq!("E7620F1842B4E81F".parse::<KeyId>().unwrap(), k.id());
         assert_eq!("e7620f1842b4e81f".parse::<KeyId>().unwrap(), k.id());
+        // As minisign 0.11 writes an id with a leading zero into a key's comment.
+        let id: KeyId = "8AF4A79D2499221".parse().unwrap();
+        assert_eq!(id.to_string(), "08AF4A79D2499221");
+        assert_eq!("08AF4A79D2499221".parse::<KeyId>().unwrap(), id);
+        assert_eq!(
+            "1".parse::<KeyId>().unwrap().to_string(),
+            "0000000000000001"
+        );
         for bad in [
             "",
-            "E7620F1842B4E81",
             "E7620F1842B4E81FF",
+            " E7620F1842B4E81F",
+            "E7620F1842B4E81F\n",
+            "0x7620F1842B4E81F",
             "+7620F1842B4E81F",
             "G7620F1842B4E81F",
         ] {

@@ -468,7 +468,8 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
     }
 }
 
-/// The key id of a minisign public key file's text (the end of its first line).
+/// The key id of a minisign public key file's text (the end of its first line), as a release
+/// engineer copies it into the policy: stock minisign 0.11 writes it without leading zeros.
 fn minisign_key_id(text: &str) -> String {
     text.lines()
         .next()
