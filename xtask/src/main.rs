@@ -105,6 +105,10 @@ enum Cmd {
         /// Only this target (repeatable) [default: every one this machine builds]
         #[arg(long = "target", value_name = "TARGET")]
         targets: Vec<Target>,
+        /// Build this tree with this xtask (`rebuild --test-shortcuts`, for a tree of this
+        /// xtask's own commit: the tests' shortcut past compiling the same xtask again)
+        #[arg(long, value_name = "DIR", hide = true)]
+        source: Option<PathBuf>,
     },
     /// Download crates and pinned source archives (checked by sha256)
     Fetch {
@@ -197,7 +201,17 @@ fn run(command: Cmd) -> anyhow::Result<()> {
         Cmd::Screenshots => cmd::screenshots::run(&root),
         Cmd::Fuzz { target, time } => cmd::fuzz::run(&root, target.as_deref(), time),
         Cmd::Build { project, target } => cmd::build::run(&root, &project, &target),
-        Cmd::BuildUnsigned { out, targets } => {
+        Cmd::BuildUnsigned {
+            out,
+            targets,
+            source,
+        } => {
+            let root = match source {
+                Some(s) => s
+                    .canonicalize()
+                    .map_err(|e| anyhow::anyhow!("--source {}: {e}", s.display()))?,
+                None => root,
+            };
             let targets = if targets.is_empty() {
                 cmd::build_unsigned::default_targets()
             } else {
@@ -380,6 +394,13 @@ mod tests {
         let c = parse(&["build", "timb"]).unwrap();
         assert!(matches!(c.cmd, Some(Cmd::Build { target, .. }) if target == "linux-x86_64"));
         assert!(parse(&["build-unsigned", "--out", "d"]).is_ok());
+        assert!(matches!(
+            parse(&["build-unsigned", "--out", "d", "--source", "s"]).map(|c| c.cmd),
+            Ok(Some(Cmd::BuildUnsigned {
+                source: Some(_),
+                ..
+            }))
+        ));
         assert!(parse(&["fetch"]).is_ok());
         assert!(matches!(
             parse(&["fetch", "--check"]).unwrap().cmd,

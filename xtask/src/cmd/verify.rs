@@ -27,6 +27,11 @@ pub struct Opts {
     pub signing: Option<PathBuf>,
     #[command(flatten)]
     pub rebuild: RebuildArgs,
+    /// Rebuild with this very xtask rather than one compiled from the source tree: only
+    /// `rebuild --test-shortcuts`, and only when the release's commit is this clean
+    /// checkout's (so the two xtasks are one source). Never on the command line.
+    #[arg(skip)]
+    pub this_xtask: bool,
 }
 
 /// Where and how `verify` and `rebuild` rebuild.
@@ -301,17 +306,25 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
     // A different zone, locale and umask than any builder would use: the
     // pipeline must neutralise them, so the rebuild proves that it does.
     let mut cmd = Command::new("sh");
-    cmd.args(["-c", "umask 077; exec \"$@\"", "sh"])
-        .arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
-        .args([
-            "run",
-            "--locked",
-            "--quiet",
-            "--package",
-            "xtask",
-            "--",
-            "build-unsigned",
-        ]);
+    cmd.args(["-c", "umask 077; exec \"$@\"", "sh"]);
+    if o.this_xtask {
+        eprintln!("(tests' shortcut: rebuilding with this xtask, compiled from the same commit)");
+        cmd.arg(std::env::current_exe()?)
+            .args(["build-unsigned", "--source"])
+            .arg(&src)
+            .env_remove("CARGO_MANIFEST_DIR");
+    } else {
+        cmd.arg(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+            .args([
+                "run",
+                "--locked",
+                "--quiet",
+                "--package",
+                "xtask",
+                "--",
+                "build-unsigned",
+            ]);
+    }
     for t in &targets {
         cmd.args(["--target", t]);
     }
