@@ -417,6 +417,11 @@ fn rebuild_and_compare(archives: &[(&Path, String)]) {
         clean,
         "the rebuild's xtask:\n{stderr}"
     );
+    // And what it built is the release commit's tree, extracted into its work folder.
+    if clean {
+        let from = format!("from {} (target dir", vwork.join("src").display());
+        assert!(stderr.contains(&from), "not built from {from}:\n{stderr}");
+    }
     // Whatever was shared, our own code and the C libraries were compiled again.
     for krate in ["timb-core", "libotr-sys", "timb"] {
         assert!(
