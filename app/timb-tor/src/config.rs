@@ -129,6 +129,17 @@ impl TorConfig {
         Self::built(self.builder, self.bootstrap_timeout, self.private)
     }
 
+    /// Reaches Tor only through `bridges` (none: directly), starting the transports'
+    /// programs in `transports` when a bridge needs one.
+    pub fn with_bridges(
+        mut self,
+        bridges: &[crate::Bridge],
+        transports: &crate::Transports,
+    ) -> Result<TorConfig, TorError> {
+        crate::bridges::configure(&mut self.builder, bridges, transports)?;
+        Self::built(self.builder, self.bootstrap_timeout, self.private)
+    }
+
     /// Adds `ports` to those whose streams need a circuit of Stable relays (arti's
     /// long-lived ports; 5222, 5223, 6667 and 6697 are among them already). For the
     /// benchmarks, whose private network serves on other ports.

@@ -7,11 +7,13 @@
 // Shipped code handles its errors; tests may unwrap (clippy.toml).
 #![deny(clippy::unwrap_used, clippy::expect_used)]
 
+pub mod bridges;
 mod config;
 mod connector;
 pub mod http;
 mod net;
 
+pub use bridges::{Bridge, BridgeLineError, Transports};
 pub use config::{profile_state_dir, Authority, NetworkFile, NetworkParams, Relay, TorConfig};
 pub use connector::{boxed, AsyncStream, BoxFuture, BoxStream, Connector, TorConnector};
 pub use net::{BootstrapProgress, Isolation, TorPhase, TorStream, Transport};

@@ -1,9 +1,10 @@
 //! timb-tor against the private Tor network on 127.0.0.1 (timb-testnet).
 //!
 //! Exit ports 0..4 of the network file are this binary's: 0 exit echo,
-//! 1 TLS, 2 isolation, 3 leak probe; the onion service "echo" is ours too.
+//! 1 TLS, 2 isolation, 3 leak probe; the onion service "echo" is ours too; 24 is the
+//! censored-network test's.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::Command;
@@ -492,4 +493,292 @@ async fn unreachable_network_gives_a_readable_error() {
     let shown = rx.borrow().clone();
     assert!(!shown.ready && shown.blocked.is_some(), "{shown:?}");
     eprintln!("unreachable network: {err}");
+}
+
+// Bridges (#16): a censored network, made here. A network namespace of its own (kept by a
+// `sleep` that holds it) whose only way out is a veth pair to this one; there, a censor
+// (nftables) drops every packet to the private network's relays and authorities, and lets
+// through only packets to the bridge's obfs4 port. The test binary runs again inside it.
+// The censor's counters say what tried to leave and what did: packets per rule.
+
+/// This side of the veth pair, where the bridge's obfs4 listener is.
+const CENSOR_OUTSIDE: &str = "10.77.0.1";
+/// The censored namespace's side.
+const CENSOR_INSIDE: &str = "10.77.0.2";
+const CENSOR_LINKS: (&str, &str) = ("timbcens0", "timbcens1");
+const CENSORED_BRIDGE_ENV: &str = "TIMB_TOR_CENSORED_BRIDGE";
+const CENSORED_PORT_ENV: &str = "TIMB_TOR_CENSORED_PORT";
+
+/// The obfs4 client the tests use: Debian's obfs4proxy, an implementation independent of
+/// the lyrebird the bundle ships.
+fn obfs4_client() -> timb_tor::Transports {
+    timb_tor::Transports::obfs4(std::path::Path::new(timb_testnet::bridge::OBFS4PROXY))
+}
+
+/// Runs only when re-executed, inside the censored namespace, by
+/// `a_censored_network_blocks_tor_and_a_bridge_gets_through`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "child process of a_censored_network_blocks_tor_and_a_bridge_gets_through"]
+async fn censored_child() {
+    let path = PathBuf::from(std::env::var(timb_testnet::ENV_NETWORK_FILE).unwrap());
+    let dir = tempfile::tempdir().unwrap();
+    let config = TorConfig::private_network(&path, dir.path()).unwrap();
+    let (tx, rx) = watch::channel(BootstrapProgress::default());
+    match std::env::var(CENSORED_BRIDGE_ENV) {
+        Ok(line) => {
+            let bridge = timb_tor::Bridge::parse(&line).unwrap();
+            let config = config.with_bridges(&[bridge], &obfs4_client()).unwrap();
+            let t = Transport::bootstrap(config, tx)
+                .await
+                .expect("bootstrap through the bridge");
+            let port: u16 = std::env::var(CENSORED_PORT_ENV).unwrap().parse().unwrap();
+            let mut s = t.connect(AccountId(1), "127.0.0.1", port).await.unwrap();
+            roundtrip(&mut s, b"past the censor, through an exit").await;
+            println!("CENSORED: through the bridge");
+        }
+        Err(_) => {
+            let config = config.with_bootstrap_timeout(Duration::from_secs(40));
+            let err = match Transport::bootstrap(config, tx).await {
+                Ok(_) => panic!("bootstrapped past a censor that drops every relay"),
+                Err(e) => e,
+            };
+            let shown = rx.borrow().clone();
+            assert!(
+                matches!(err, TorError::Blocked(_) | TorError::NoNetwork(_)),
+                "{err:?}"
+            );
+            assert!(!shown.ready && shown.blocked.is_some(), "{shown:?}");
+            println!("CENSORED: blocked: {err}");
+        }
+    }
+}
+
+/// The censored namespace and the veth pair into it (outer end [`CENSOR_OUTSIDE`]); both
+/// go when dropped.
+struct Censored {
+    holder: std::process::Child,
+}
+
+impl Censored {
+    fn new() -> Censored {
+        assert!(
+            std::env::var_os("TIMB_ALLOW_HOST_LOOPBACK").is_none(),
+            "the censored-network test adds a veth pair and a namespace: it runs in the \
+             network namespace `cargo xtask test` makes, not on the host's network"
+        );
+        let (outside, inside) = CENSOR_LINKS;
+        let _ = Command::new("ip")
+            .args(["link", "del", outside])
+            .stderr(std::process::Stdio::null())
+            .status();
+        let mut holder = Command::new("unshare")
+            .args(["--net", "--", "sleep", "infinity"])
+            .spawn()
+            .expect("unshare");
+        let pid = holder.id();
+        // unshare enters the new namespace before it runs sleep: wait for that.
+        let mine = std::fs::read_link("/proc/self/ns/net").unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Ok(Some(status)) = holder.try_wait() {
+                panic!("unshare --net failed ({status}): no namespace for the censor");
+            }
+            match std::fs::read_link(format!("/proc/{pid}/ns/net")) {
+                Ok(ns) if ns != mine => break,
+                _ => {}
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "unshare --net never moved"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let censored = Censored { holder };
+        censored.sh(&format!(
+            "ip link add {outside} type veth peer name {inside}
+ip addr add {CENSOR_OUTSIDE}/30 dev {outside}
+ip link set {outside} up
+ip link set {inside} netns {pid}
+nsenter --net=/proc/{pid}/ns/net sh -es <<'EOF_NS'
+ip link set lo up
+# No IPv6 on the link where the kernel allows (its neighbour discovery is not ours).
+echo 1 > /proc/sys/net/ipv6/conf/{inside}/disable_ipv6 2>/dev/null || true
+ip addr add {CENSOR_INSIDE}/30 dev {inside}
+ip link set {inside} up
+EOF_NS
+"
+        ));
+        censored
+    }
+
+    fn ns(&self) -> String {
+        format!("--net=/proc/{}/ns/net", self.holder.id())
+    }
+
+    fn sh(&self, script: &str) {
+        let out = Command::new("sh").args(["-ec", script]).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{script}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// A fresh censor (counters at zero): `dropped` ports on 127.0.0.1 dropped, and
+    /// nothing leaves the namespace but to `bridge_port` on [`CENSOR_OUTSIDE`].
+    fn censor(&self, dropped: &[u16], bridge_port: u16) {
+        let inside = CENSOR_LINKS.1;
+        let ports: Vec<String> = dropped.iter().map(u16::to_string).collect();
+        let ports = ports.join(", ");
+        self.sh(&format!(
+            "nsenter {ns} nft delete table inet censor 2>/dev/null || true
+nsenter {ns} nft -f - <<'EOF_NFT'
+table inet censor {{
+  chain out {{
+    type filter hook output priority 0; policy accept;
+    oifname \"lo\" ip daddr 127.0.0.1 tcp dport {{ {ports} }} counter drop comment \"relays\"
+    oifname \"{inside}\" ip daddr {CENSOR_OUTSIDE} tcp dport {bridge_port} counter accept comment \"bridge\"
+    oifname != \"lo\" meta l4proto {{ tcp, udp }} counter drop comment \"other\"
+  }}
+}}
+EOF_NFT
+",
+            ns = self.ns()
+        ));
+    }
+
+    /// `censored_child` run inside the namespace; its stdout and the censor's counts.
+    fn run(&self, envs: &[(&str, String)]) -> (String, HashMap<String, u64>) {
+        let me = std::env::current_exe().unwrap();
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(self.ns()).arg("--").arg(&me).args([
+            "censored_child",
+            "--exact",
+            "--ignored",
+            "--nocapture",
+            "--test-threads=1",
+            "--color=never",
+        ]);
+        for (k, v) in envs {
+            cmd.env(k, v);
+        }
+        let out = cmd.output().unwrap();
+        let stdout = String::from_utf8_lossy(&out.stdout).to_string();
+        assert!(
+            out.status.success() && stdout.contains("CENSORED: "),
+            "the censored child failed: {stdout}\n{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let table = Command::new("nsenter")
+            .arg(self.ns())
+            .args(["nft", "list", "table", "inet", "censor"])
+            .output()
+            .unwrap();
+        (
+            stdout,
+            censor_counts(&String::from_utf8_lossy(&table.stdout)),
+        )
+    }
+}
+
+impl Drop for Censored {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        // The pair goes with the namespace; this is for a namespace that outlived us.
+        let _ = Command::new("ip")
+            .args(["link", "del", CENSOR_LINKS.0])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+/// Packets per rule of the censor's table (`… counter packets N bytes M … comment "NAME"`).
+fn censor_counts(table: &str) -> HashMap<String, u64> {
+    let mut counts = HashMap::new();
+    for line in table.lines() {
+        let Some(name) = line
+            .split("comment \"")
+            .nth(1)
+            .and_then(|r| r.split('"').next())
+        else {
+            continue;
+        };
+        let packets = line
+            .split("counter packets ")
+            .nth(1)
+            .and_then(|r| r.split(' ').next())
+            .and_then(|n| n.parse().ok());
+        if let Some(p) = packets {
+            counts.insert(name.to_string(), p);
+        }
+    }
+    counts
+}
+
+#[test]
+fn a_censored_network_blocks_tor_and_a_bridge_gets_through() {
+    let censored = Censored::new();
+    let bridge = net().start_bridge(CENSOR_OUTSIDE.parse().unwrap()).unwrap();
+    let info = net().info();
+    // What a censor blocks: every relay's and authority's ORPort and DirPort, and the
+    // bridge's own ORPort (only its obfs4 port looks like nothing in particular).
+    let mut dropped: Vec<u16> = info
+        .relays
+        .iter()
+        .map(|r| r.or_port)
+        .chain(
+            info.authorities
+                .iter()
+                .flat_map(|a| [a.or_port, a.dir_port]),
+        )
+        .chain([bridge.or_port])
+        .collect();
+    dropped.sort_unstable();
+    dropped.dedup();
+    let port = info
+        .exit_port(timb_testnet::exit_port_index::BRIDGES.start)
+        .unwrap();
+    let _echo = EchoServer::bind(port).unwrap();
+    let network = (
+        timb_testnet::ENV_NETWORK_FILE,
+        net().config_path().display().to_string(),
+    );
+
+    // Without a bridge: blocked, said so, never ready; it tried relays, and nothing left.
+    censored.censor(&dropped, bridge.obfs4_port);
+    let (out, counts) = censored.run(std::slice::from_ref(&network));
+    // (libtest prints the child's line after its "test censored_child ... ".)
+    let said = out
+        .lines()
+        .find_map(|l| l.split_once("CENSORED: ").map(|(_, said)| said))
+        .unwrap_or_default();
+    assert!(said.starts_with("blocked: "), "{out}");
+    assert!(
+        counts.get("relays").is_some_and(|n| *n > 0),
+        "{counts:?}\n{out}"
+    );
+    assert_eq!(counts.get("other"), Some(&0), "{out}");
+    assert_eq!(counts.get("bridge"), Some(&0), "{out}");
+    eprintln!("censored, no bridge: {said} (censor: {counts:?})");
+
+    // With the bridge line: through the bridge, and only to the bridge's obfs4 port.
+    censored.censor(&dropped, bridge.obfs4_port);
+    let (out, counts) = censored.run(&[
+        network,
+        (CENSORED_BRIDGE_ENV, bridge.line.clone()),
+        (CENSORED_PORT_ENV, port.to_string()),
+    ]);
+    assert!(out.contains("CENSORED: through the bridge"), "{out}");
+    assert!(
+        counts.get("bridge").is_some_and(|n| *n > 0),
+        "{counts:?}\n{out}"
+    );
+    assert_eq!(counts.get("other"), Some(&0), "{out}");
+    assert_eq!(
+        counts.get("relays"),
+        Some(&0),
+        "with a bridge, timb still tried relays directly:\n{out}"
+    );
+    eprintln!("censored, obfs4 bridge: through it (censor: {counts:?})");
 }

@@ -42,7 +42,7 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let world = XmppWorld::start(exit_port_index::GUI_BENCH.start);
+    let world = XmppWorld::start(exit_port_index::REAL_WINDOW.start);
     let update_svc = world
         .net
         .info()
@@ -53,7 +53,7 @@ fn main() {
     let irc_exit = world
         .net
         .info()
-        .exit_port(exit_port_index::GUI_BENCH.start + 1)
+        .exit_port(exit_port_index::REAL_WINDOW.start + 1)
         .expect("exit port");
     let ng = Ngircd::start_on(&[free_port()], irc_exit);
     let room = format!("{ROOM}@{MUC}");

@@ -56,7 +56,7 @@ async fn otr_over_irc_over_arti_server_sees_only_otr_data() {
     let net = tokio::task::spawn_blocking(TestNet::shared).await.unwrap();
     let exit_port = net
         .info()
-        .exit_port(exit_port_index::GUI_BENCH.start + 1)
+        .exit_port(exit_port_index::E2E.start + 1)
         .expect("exit port");
     let onion = net.info().onion_service("gui").expect("gui onion").clone();
     let tmp = tempfile::tempdir().unwrap();

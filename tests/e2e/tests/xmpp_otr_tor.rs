@@ -56,7 +56,7 @@ async fn otr_over_xmpp_over_arti_server_sees_only_otr_data() {
     let net = tokio::task::spawn_blocking(TestNet::shared).await.unwrap();
     let exit_port = net
         .info()
-        .exit_port(exit_port_index::GUI_BENCH.start)
+        .exit_port(exit_port_index::E2E.start)
         .expect("exit port");
     let tmp = tempfile::tempdir().unwrap();
 

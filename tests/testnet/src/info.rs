@@ -21,6 +21,13 @@ pub mod exit_port_index {
     pub const TESTNET: Range<usize> = 16..20;
     /// The updater's HTTPS mirror reached through an exit (tests/update-client).
     pub const UPDATE: Range<usize> = 20..24;
+    /// timb-tor's bridge tests (through a bridge, and from a censored namespace).
+    pub const BRIDGES: Range<usize> = 24..26;
+    /// tests/e2e (XMPP, then IRC): they run beside the GUI tests and the real window.
+    pub const E2E: Range<usize> = 26..28;
+    /// The bundle tests' real window (`real_window_world`: XMPP, then IRC), which runs
+    /// beside the whole suite.
+    pub const REAL_WINDOW: Range<usize> = 28..30;
 }
 
 /// The well-known onion service names, each hosted by the c-tor service

@@ -7,6 +7,7 @@
 //! Every daemon is killed when the process that started it dies, even on
 //! abort (PR_SET_PDEATHSIG), so a crashed test never leaves tor running.
 
+pub mod bridge;
 mod ctor;
 pub mod info;
 mod keys;
@@ -15,6 +16,7 @@ mod procs;
 mod socks;
 mod torrc;
 
+pub use bridge::Bridge;
 pub use ctor::{ControlEvents, CtorClient};
 pub use info::{
     exit_port_index, AuthorityInfo, HarnessInfo, NetInfo, NetworkParams, OnionServiceInfo,
@@ -57,14 +59,14 @@ const OFF_SOCKS: u16 = 20;
 /// An exit port only the harness's own readiness check uses.
 const OFF_CHECK: u16 = 21;
 const OFF_EXIT_PORTS: u16 = 30;
-const N_EXIT_PORTS: u16 = 24;
+const N_EXIT_PORTS: u16 = 30;
 const OFF_ONION_TARGETS: u16 = 60;
 
 // The layout must fit the block and the exit ports must cover every reserved index.
 const _: () = assert!(OFF_RELAY_OR + MAX_RELAYS as u16 <= OFF_SOCKS);
 const _: () = assert!(OFF_EXIT_PORTS + N_EXIT_PORTS <= OFF_ONION_TARGETS);
 const _: () = assert!(OFF_ONION_TARGETS + ONION_SERVICE_NAMES.len() as u16 <= ports::BLOCK_SIZE);
-const _: () = assert!(N_EXIT_PORTS as usize >= exit_port_index::UPDATE.end);
+const _: () = assert!(N_EXIT_PORTS as usize >= exit_port_index::REAL_WINDOW.end);
 
 /// Virtual ports of the well-known onion services, in [`ONION_SERVICE_NAMES`] order.
 /// "update" is the updater's repository mirror (tests/update-client), "app-update" the one
@@ -281,6 +283,13 @@ impl TestNet {
             .as_ref()
             .map(|o| o.daemons.iter().map(|d| cpu_secs(d.child.id())).sum())
             .unwrap_or(0.0)
+    }
+
+    /// Starts a bridge for this network (see [`bridge`]), its obfs4 listener on `listen`
+    /// (127.0.0.1, or an address a censored namespace can reach).
+    pub fn start_bridge(&self, listen: std::net::IpAddr) -> Result<Bridge, Error> {
+        let opts = Options::default();
+        Bridge::start(&self.info, &opts.tor, listen, opts.ready_timeout)
     }
 
     /// Stops the daemons (TERM, then KILL after a grace period). Also done on drop.

@@ -170,3 +170,18 @@ pub(crate) fn onion_service(dir: &Path, port: u16, target_port: u16) -> String {
         dir.display()
     )
 }
+
+/// A bridge: in no consensus (it publishes nothing), reached through an obfs4 listener
+/// that `obfs4proxy` runs on `listen:port`.
+pub(crate) fn bridge(obfs4proxy: &str, listen: std::net::IpAddr, port: u16) -> String {
+    let at = std::net::SocketAddr::new(listen, port);
+    format!(
+        "BridgeRelay 1
+PublishServerDescriptor 0
+ExitRelay 0
+ExitPolicy reject *:*
+ServerTransportPlugin obfs4 exec {obfs4proxy}
+ServerTransportListenAddr obfs4 {at}
+"
+    )
+}

@@ -58,6 +58,11 @@ pub const TEST_PACKAGES: &[&str] = &[
     "wine",
     "wine64",
     "gcc-mingw-w64-x86-64-win32",
+    // Bridges (#16): the private network's obfs4 bridge and, until the bundle's lyrebird
+    // is built, the tests' client transport (an implementation independent of lyrebird);
+    // nftables is the censor of the censored-network test.
+    "obfs4proxy",
+    "nftables",
 ];
 
 /// The slow bundle tests run alone, after everything else.
@@ -826,20 +831,164 @@ fn inside(root: &Path) -> Result<()> {
     if let Some(t) = &testnet {
         env.push(("TIMB_TESTNET".into(), t.config.display().to_string()));
     }
-    let mut c = util::cargo();
-    c.current_dir(root)
-        .args(["test", "--workspace", "--locked", "--exclude", BUNDLE_TESTS])
-        .envs(env.iter().map(|(k, v)| (k, v)))
-        // Missing interop peers fail the run instead of being skipped.
-        .env("TIMB_REQUIRE_INTEROP", "1");
-    let unit = util::run(&mut c);
+    // Missing interop peers fail the run instead of being skipped.
+    env.push(("TIMB_REQUIRE_INTEROP".into(), "1".into()));
+    let unit = run_suite(root, &env);
     drop(testnet);
     unit
+}
+
+/// How many test programs run at once in the namespace. Their tests mostly wait (on Tor,
+/// servers, timeouts); `cargo test` runs the programs one after another, which took six
+/// of the budget's minutes. The private network's port contract (timb-testnet's
+/// `exit_port_index`) is what lets them share it.
+const PARALLEL_TEST_PROGRAMS: usize = 3;
+
+/// One test program of the workspace, as `cargo test` would run it.
+#[derive(Debug, PartialEq)]
+struct TestProgram {
+    /// `package/target` (what the log calls it).
+    name: String,
+    exe: PathBuf,
+    /// Its package's folder: cargo runs a test there, with `CARGO_MANIFEST_DIR` set to it.
+    dir: PathBuf,
+}
+
+/// The test programs in `cargo test --no-run --message-format=json` output.
+fn test_programs(json_lines: &str) -> Vec<TestProgram> {
+    json_lines
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["reason"] == "compiler-artifact" && m["profile"]["test"] == true)
+        .filter_map(|m| {
+            let exe = PathBuf::from(m["executable"].as_str()?);
+            let dir = Path::new(m["manifest_path"].as_str()?)
+                .parent()?
+                .to_path_buf();
+            let package = dir.file_name()?.to_string_lossy().into_owned();
+            let target = m["target"]["name"].as_str()?;
+            Some(TestProgram {
+                name: format!("{package}/{target}"),
+                exe,
+                dir,
+            })
+        })
+        .collect()
+}
+
+/// The suite (every test program but the bundle tests', then the doc tests),
+/// [`PARALLEL_TEST_PROGRAMS`] at a time; each program's output printed whole when it ends.
+fn run_suite(root: &Path, env: &[(String, String)]) -> Result<()> {
+    let suite = ["--workspace", "--locked", "--exclude", BUNDLE_TESTS];
+    // Built in stage 3: this only lists them.
+    let listed = util::output(
+        util::cargo()
+            .current_dir(root)
+            .arg("test")
+            .args(suite)
+            .args(["--no-run", "--quiet", "--message-format=json"]),
+    )?;
+    let programs = test_programs(&listed);
+    if programs.is_empty() {
+        bail!("cargo listed no test program");
+    }
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut jobs: Vec<(String, Command)> = programs
+        .iter()
+        .map(|p| {
+            let mut c = Command::new(&p.exe);
+            c.current_dir(&p.dir)
+                .env("CARGO_MANIFEST_DIR", &p.dir)
+                .env("CARGO", &cargo);
+            (p.name.clone(), c)
+        })
+        .collect();
+    let mut doc = util::cargo();
+    doc.current_dir(root).arg("test").args(suite).arg("--doc");
+    // The doc tests compile (rustdoc) while the first programs run.
+    jobs.insert(0, ("doc tests".into(), doc));
+    for (_, c) in &mut jobs {
+        c.envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
+    }
+    let jobs = std::sync::Mutex::new(jobs.into_iter());
+    let failed = std::sync::Mutex::new(Vec::new());
+    let print = std::sync::Mutex::new(());
+    let total = programs.len() + 1;
+    std::thread::scope(|s| {
+        for _ in 0..PARALLEL_TEST_PROGRAMS {
+            s.spawn(|| loop {
+                let next = jobs.lock().map(|mut j| j.next()).unwrap_or(None);
+                let Some((name, mut cmd)) = next else { break };
+                let started = std::time::Instant::now();
+                let out = cmd.output();
+                let _one_at_a_time = print.lock();
+                let ok = match &out {
+                    Ok(o) => {
+                        use std::io::Write;
+                        let mut so = std::io::stdout().lock();
+                        let _ = so.write_all(&o.stdout);
+                        let _ = so.write_all(&o.stderr);
+                        o.status.success()
+                    }
+                    Err(e) => {
+                        eprintln!("could not run {name}: {e}");
+                        false
+                    }
+                };
+                eprintln!(
+                    "    {} {name} ({:.0} s)",
+                    if ok { "passed" } else { "FAILED" },
+                    started.elapsed().as_secs_f64()
+                );
+                if !ok {
+                    if let Ok(mut f) = failed.lock() {
+                        f.push(name);
+                    }
+                }
+            });
+        }
+    });
+    let failed = failed.into_inner().unwrap_or_default();
+    if !failed.is_empty() {
+        bail!(
+            "{} of {total} test programs failed: {}",
+            failed.len(),
+            failed.join(", ")
+        );
+    }
+    eprintln!("    all {total} test programs passed");
+    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn test_programs_are_read_with_their_package_folder() {
+        let lines = [
+            r#"{"reason":"compiler-artifact","manifest_path":"/r/app/timb-tor/Cargo.toml","target":{"kind":["test"],"name":"transport"},"profile":{"test":true},"executable":"/t/deps/transport-1"}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/r/app/timb-tor/Cargo.toml","target":{"kind":["lib"],"name":"timb_tor"},"profile":{"test":false},"executable":null}"#,
+            r#"{"reason":"compiler-artifact","manifest_path":"/r/xtask/Cargo.toml","target":{"kind":["bin"],"name":"xtask"},"profile":{"test":true},"executable":"/t/deps/xtask-2"}"#,
+            r#"{"reason":"build-finished","success":true}"#,
+        ]
+        .join("\n");
+        assert_eq!(
+            test_programs(&lines),
+            vec![
+                TestProgram {
+                    name: "timb-tor/transport".into(),
+                    exe: "/t/deps/transport-1".into(),
+                    dir: "/r/app/timb-tor".into(),
+                },
+                TestProgram {
+                    name: "xtask/xtask".into(),
+                    exe: "/t/deps/xtask-2".into(),
+                    dir: "/r/xtask".into(),
+                },
+            ]
+        );
+    }
 
     #[test]
     fn the_integration_test_is_run_not_the_library_harness() {
