@@ -448,41 +448,6 @@ fn one_click_on_a_contact_or_group_row_opens_it() {
     assert!(u.w.get_conv_is_group());
 }
 
-/// A contact's row is the same element after other contacts change (a new name, a new
-/// contact): a screen reader keeps its place in the list, and an action on a row found a
-/// moment ago reaches it. Rebuilding the list made every row anew, and the real-window test
-/// saw a click on a contact's row lost that way.
-#[test]
-fn a_contact_row_stays_the_same_element_when_other_contacts_change() {
-    let u = ui();
-    u.click("Add account");
-    u.type_into("Server or .onion address", "example.org");
-    u.type_into("Your address (user@server)", "alice@example.org");
-    u.click("Save account");
-    let id = AccountId(1);
-    let roster = |who: &str, name: Option<&str>| {
-        UiEvent::Account(
-            id,
-            Event::RosterSet(timb_core::RosterItem {
-                id: who.into(),
-                name: name.map(Into::into),
-                subscribed_to: true,
-                subscribed_from: true,
-            }),
-        )
-    };
-    u.handle(roster("bob@example.org", None));
-    u.handle(roster("carol@example.org", None));
-    let bob = u.find("bob@example.org, offline", AccessibleRole::ListItem);
-    u.handle(roster("carol@example.org", Some("Carol")));
-    u.find("Carol, offline", AccessibleRole::ListItem);
-    u.handle(roster("dave@example.org", None));
-    u.find("dave@example.org, offline", AccessibleRole::ListItem);
-    assert!(bob.is_valid(), "bob's row was made anew");
-    bob.mock_single_click(slint::platform::PointerEventButton::Left);
-    assert_eq!(u.w.get_conv_id(), "bob@example.org");
-}
-
 #[test]
 fn events_that_waited_together_show_as_one_by_one() {
     // What `ui_sink` hands the window after a busy turn: roster pushes, a room and a

@@ -159,7 +159,7 @@ impl App {
                 }
             })
             .collect();
-        update_rows(&self.accounts_model, rows);
+        self.accounts_model.set_vec(rows);
         if let Some(w) = self.win() {
             let sel = w.get_selected_account();
             if sel >= self.model.entries.len() as i32 || (sel < 0 && !self.model.entries.is_empty())
@@ -230,8 +230,8 @@ impl App {
                 });
             }
         }
-        update_rows(&self.contacts_model, rows);
-        update_rows(&self.requests_model, requests);
+        self.contacts_model.set_vec(rows);
+        self.requests_model.set_vec(requests);
     }
 
     pub(crate) fn refresh_conversation(&self) {
@@ -241,10 +241,8 @@ impl App {
         };
         self.messages_model
             .set_vec(c.messages.iter().map(message_row).collect::<Vec<_>>());
-        update_rows(
-            &self.members_model,
-            c.members.iter().map(SharedString::from).collect(),
-        );
+        self.members_model
+            .set_vec(c.members.iter().map(SharedString::from).collect::<Vec<_>>());
         self.refresh_conversation_state();
     }
 
@@ -294,25 +292,6 @@ impl App {
 
     fn current_conv(&self) -> Option<(&Entry, &Conversation)> {
         self.model.current_conv()
-    }
-}
-
-/// Brings `model` to `rows` by changing only the rows that differ. A row set again keeps
-/// its item in the window, and so its node in the accessibility tree: a screen reader on a
-/// contact keeps its place when another contact's presence changes. (`set_vec` makes
-/// every row anew, and an action on a row just replaced is lost.)
-fn update_rows<T: Clone + PartialEq + 'static>(model: &VecModel<T>, rows: Vec<T>) {
-    let old = model.row_count();
-    let new = rows.len();
-    for (i, row) in rows.into_iter().enumerate() {
-        if i >= old {
-            model.push(row);
-        } else if model.row_data(i).as_ref() != Some(&row) {
-            model.set_row_data(i, row);
-        }
-    }
-    for i in (new..old).rev() {
-        model.remove(i);
     }
 }
 
