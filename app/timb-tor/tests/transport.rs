@@ -561,18 +561,18 @@ struct Censored {
 
 impl Censored {
     fn new() -> Censored {
-        assert!(
-            std::env::var_os("TIMB_ALLOW_HOST_LOOPBACK").is_none(),
-            "the censored-network test adds a veth pair and a namespace: it runs in the \
-             network namespace `cargo xtask test` makes, not on the host's network"
-        );
         let (outside, inside) = CENSOR_LINKS;
         let _ = Command::new("ip")
             .args(["link", "del", outside])
             .stderr(std::process::Stdio::null())
             .status();
+        // No pipe of ours: a holder left behind by a crash must not keep the suite
+        // runner waiting for this program's output.
         let mut holder = Command::new("unshare")
             .args(["--net", "--", "sleep", "infinity"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .expect("unshare");
         let pid = holder.id();
@@ -718,6 +718,12 @@ fn censor_counts(table: &str) -> HashMap<String, u64> {
 
 #[test]
 fn a_censored_network_blocks_tor_and_a_bridge_gets_through() {
+    // It adds a namespace and a veth pair: only in the namespace `cargo xtask test` makes
+    // for the suite (which says so), never on a machine's own network.
+    if std::env::var_os("TIMB_TEST_NETNS").is_none() {
+        eprintln!("skipped: needs the network namespace of `cargo xtask test`");
+        return;
+    }
     let censored = Censored::new();
     let bridge = net().start_bridge(CENSOR_OUTSIDE.parse().unwrap()).unwrap();
     let info = net().info();

@@ -205,6 +205,9 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
             c.args(&prefix[1..])
                 .arg(&exe)
                 .args(["test", "--inside-netns"])
+                // Tests that change the network (the censored-network test adds a
+                // namespace and a veth pair) run only inside a namespace made for them.
+                .env(NETNS_MARKER, "1")
                 .current_dir(root);
             c.status()?
         }
@@ -795,6 +798,9 @@ fn deny_catches_an_unlisted_licence(root: &Path, bin: &Path) -> Result<()> {
 /// Set to 1 to run the suite on the host's loopback when no network namespace
 /// can be made (otherwise that is an error).
 pub const ALLOW_HOST_LOOPBACK: &str = "TIMB_ALLOW_HOST_LOOPBACK";
+
+/// Set for the suite when it runs in a network namespace made for it.
+const NETNS_MARKER: &str = "TIMB_TEST_NETNS";
 
 fn host_loopback_allowed() -> bool {
     std::env::var(ALLOW_HOST_LOOPBACK).is_ok_and(|v| v == "1")
