@@ -143,6 +143,19 @@ fn main() -> ExitCode {
     }
 }
 
+/// The tree a `--source DIR` names (canonical), or this checkout.
+fn source_root(
+    source: Option<std::path::PathBuf>,
+    root: std::path::PathBuf,
+) -> anyhow::Result<std::path::PathBuf> {
+    match source {
+        Some(s) => s
+            .canonicalize()
+            .map_err(|e| anyhow::anyhow!("--source {}: {e}", s.display())),
+        None => Ok(root),
+    }
+}
+
 fn run(command: Cmd) -> anyhow::Result<()> {
     let root = pipeline::util::repo_root();
     // `cargo xtask` in one checkout can run an xtask compiled in another when both share a
@@ -172,12 +185,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             builder_key,
             builder,
         } => {
-            let root = match source {
-                Some(s) => s
-                    .canonicalize()
-                    .map_err(|e| anyhow::anyhow!("--source {}: {e}", s.display()))?,
-                None => root,
-            };
+            let root = source_root(source, root)?;
             let opts = cmd::bundle::Opts {
                 key: key.as_deref(),
                 out,
@@ -206,12 +214,7 @@ fn run(command: Cmd) -> anyhow::Result<()> {
             targets,
             source,
         } => {
-            let root = match source {
-                Some(s) => s
-                    .canonicalize()
-                    .map_err(|e| anyhow::anyhow!("--source {}: {e}", s.display()))?,
-                None => root,
-            };
+            let root = source_root(source, root)?;
             let targets = if targets.is_empty() {
                 cmd::build_unsigned::default_targets()
             } else {
