@@ -248,11 +248,21 @@ fn address_of(word: &str) -> Result<SocketAddr, BridgeLineError> {
     }
 }
 
-/// Where the pluggable transports' programs are: for the bundle, its `tor/` folder
-/// holding `lyrebird` (obfs4). Only transports whose program is there can be used.
+/// How arti reaches the pluggable transports: for the bundle, `lyrebird` (obfs4) beside
+/// timb. Only transports whose program is there can be used.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Transports {
-    obfs4: Option<PathBuf>,
+    obfs4: Option<Obfs4>,
+}
+
+/// How arti reaches obfs4.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Obfs4 {
+    /// A program arti starts itself (tests, and a timb that is not confined).
+    Program(PathBuf),
+    /// A program already running, listening for SOCKS here (started outside the sandbox:
+    /// [`crate::pt`]).
+    Running(SocketAddr),
 }
 
 impl Transports {
@@ -264,19 +274,31 @@ impl Transports {
     /// obfs4 through the program at `path` (lyrebird, or a compatible obfs4proxy).
     pub fn obfs4(path: &Path) -> Transports {
         Transports {
-            obfs4: Some(path.to_path_buf()),
+            obfs4: Some(Obfs4::Program(path.to_path_buf())),
         }
+    }
+
+    /// obfs4 through a transport already running with its SOCKS listener at `addr`.
+    pub fn obfs4_running(addr: SocketAddr) -> Transports {
+        Transports {
+            obfs4: Some(Obfs4::Running(addr)),
+        }
+    }
+
+    /// Where the bundle keeps lyrebird: beside timb, in `dir`.
+    pub fn lyrebird_in(dir: &Path) -> PathBuf {
+        dir.join(if cfg!(windows) {
+            "lyrebird.exe"
+        } else {
+            "lyrebird"
+        })
     }
 
     /// The bundle's transports in `dir` (those present).
     pub fn in_dir(dir: &Path) -> Transports {
-        let lyrebird = dir.join(if cfg!(windows) {
-            "lyrebird.exe"
-        } else {
-            "lyrebird"
-        });
+        let lyrebird = Transports::lyrebird_in(dir);
         Transports {
-            obfs4: lyrebird.is_file().then_some(lyrebird),
+            obfs4: lyrebird.is_file().then_some(Obfs4::Program(lyrebird)),
         }
     }
 
@@ -305,7 +327,7 @@ pub(crate) fn configure(
     }
     b.bridges().enabled(BoolOrAuto::Explicit(true));
     if need_obfs4 {
-        let path = transports.obfs4.as_ref().ok_or_else(|| {
+        let how = transports.obfs4.as_ref().ok_or_else(|| {
             crate::TorError::Config(
                 "an obfs4 bridge is configured but this timb has no obfs4 transport (lyrebird)"
                     .into(),
@@ -314,11 +336,18 @@ pub(crate) fn configure(
         let mut t = TransportConfigBuilder::default();
         t.protocols(vec![OBFS4
             .parse()
-            .map_err(|e| crate::TorError::Config(format!("obfs4: {e}")))?])
-            // Literal: a bundle folder's name may hold a `$`, which arti would expand.
-            .path(CfgPath::new_literal(path.clone()))
-            // Started when a bridge needs it, not at start.
-            .run_on_startup(false);
+            .map_err(|e| crate::TorError::Config(format!("obfs4: {e}")))?]);
+        match how {
+            Obfs4::Program(path) => {
+                // Literal: a bundle folder's name may hold a `$`, which arti would expand.
+                t.path(CfgPath::new_literal(path.clone()))
+                    // Started when a bridge needs it, not at start.
+                    .run_on_startup(false);
+            }
+            Obfs4::Running(addr) => {
+                t.proxy_addr(*addr);
+            }
+        }
         b.bridges().transports().push(t);
     }
     Ok(())
@@ -479,7 +508,7 @@ mod tests {
         let c = crate::TorConfig::default_network(dir.path())
             .unwrap()
             .with_bridges(
-                &[bridge],
+                std::slice::from_ref(&bridge),
                 &Transports::obfs4(Path::new("/opt/timb $x/lyrebird")),
             )
             .unwrap();
@@ -487,6 +516,15 @@ mod tests {
         assert!(shown.contains("192.0.2.3:443"), "{shown}");
         assert!(shown.contains("/opt/timb $x/lyrebird"), "{shown}");
         assert!(shown.contains("Explicit(true)"), "{shown}");
+        let running = crate::TorConfig::default_network(dir.path())
+            .unwrap()
+            .with_bridges(
+                std::slice::from_ref(&bridge),
+                &Transports::obfs4_running("127.0.0.1:40123".parse().unwrap()),
+            )
+            .unwrap();
+        let shown = format!("{:?}", running.arti);
+        assert!(shown.contains("127.0.0.1:40123"), "{shown}");
         // None: the configuration is the plain one.
         let plain = crate::TorConfig::default_network(dir.path()).unwrap();
         let same = plain

@@ -12,6 +12,7 @@ mod config;
 mod connector;
 pub mod http;
 mod net;
+pub mod pt;
 
 pub use bridges::{Bridge, BridgeLineError, Transports};
 pub use config::{profile_state_dir, Authority, NetworkFile, NetworkParams, Relay, TorConfig};

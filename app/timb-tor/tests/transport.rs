@@ -510,9 +510,36 @@ const CENSORED_BRIDGE_ENV: &str = "TIMB_TOR_CENSORED_BRIDGE";
 const CENSORED_PORT_ENV: &str = "TIMB_TOR_CENSORED_PORT";
 
 /// The obfs4 client the tests use: Debian's obfs4proxy, an implementation independent of
-/// the lyrebird the bundle ships.
-fn obfs4_client() -> timb_tor::Transports {
-    timb_tor::Transports::obfs4(std::path::Path::new(timb_testnet::bridge::OBFS4PROXY))
+/// the lyrebird the bundle ships, started the way the confined messenger has it started
+/// (`timb_tor::pt::launch`, then handed to arti as a running transport). Its stdin is held
+/// by the returned child: dropping that ends it.
+fn obfs4_client(state: &std::path::Path) -> (std::process::Child, SocketAddr) {
+    timb_tor::pt::launch(
+        std::path::Path::new(timb_testnet::bridge::OBFS4PROXY),
+        timb_tor::bridges::OBFS4,
+        state,
+    )
+    .expect("obfs4proxy starts as a managed transport")
+}
+
+/// The transport starts, says where it listens (on loopback only), accepts a connection
+/// there, and ends when its stdin closes, as the bundle's helper relies on.
+#[test]
+fn a_launched_transport_listens_on_loopback_and_ends_with_its_stdin() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut child, addr) = obfs4_client(&dir.path().join("pt_state"));
+    assert!(addr.ip().is_loopback(), "{addr}");
+    #[allow(clippy::disallowed_methods)] // the loopback listener of the program this test started
+    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("it listens");
+    drop(child.stdin.take());
+    for _ in 0..100 {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("the transport kept running after its stdin closed");
 }
 
 /// Runs only when re-executed, inside the censored namespace, by
@@ -527,7 +554,9 @@ async fn censored_child() {
     match std::env::var(CENSORED_BRIDGE_ENV) {
         Ok(line) => {
             let bridge = timb_tor::Bridge::parse(&line).unwrap();
-            let config = config.with_bridges(&[bridge], &obfs4_client()).unwrap();
+            let (_obfs4, addr) = obfs4_client(&dir.path().join("pt_state"));
+            let transports = timb_tor::Transports::obfs4_running(addr);
+            let config = config.with_bridges(&[bridge], &transports).unwrap();
             let t = Transport::bootstrap(config, tx)
                 .await
                 .expect("bootstrap through the bridge");

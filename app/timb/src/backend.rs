@@ -196,6 +196,9 @@ pub enum Request {
     /// The "Check for updates" setting: when on, the first time Tor runs because the user
     /// connected, an update check follows.
     AutoUpdateCheck(bool),
+    /// The bridges the next Tor start takes (none: Tor is reached directly). A Tor already
+    /// running keeps the ones it started with.
+    SetBridges(Vec<timb_tor::Bridge>),
 }
 
 impl std::fmt::Debug for Request {
@@ -222,6 +225,8 @@ impl std::fmt::Debug for Request {
             Request::RetryTor => write!(f, "RetryTor"),
             Request::CheckUpdate => write!(f, "CheckUpdate"),
             Request::AutoUpdateCheck(on) => write!(f, "AutoUpdateCheck({on})"),
+            // A bridge's address is what a censor looks for: the count only.
+            Request::SetBridges(b) => write!(f, "SetBridges({} bridges)", b.len()),
         }
     }
 }

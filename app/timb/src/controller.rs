@@ -23,6 +23,8 @@ pub struct App {
     pub(crate) profile_root: Option<PathBuf>,
     pub(crate) language: String,
     pub(crate) check_updates: bool,
+    /// The Bridges setting (bridges.rs).
+    pub(crate) bridges: crate::bridges::Setting,
     /// The bundle "Restart to update" starts (the running program's, unless set).
     pub(crate) bundle: Option<timb_launcher::Layout>,
     /// What the window shows; changed by [`model::apply`] and the user's actions.
@@ -53,6 +55,7 @@ impl App {
             profile_root,
             language: String::new(),
             check_updates: remembered.check_updates,
+            bridges: crate::bridges::Setting::default(),
             bundle: std::env::current_exe()
                 .ok()
                 .and_then(|e| timb_launcher::Layout::of_exe(&e)),
@@ -84,6 +87,7 @@ impl App {
             }
             a.language = remembered.language;
             a.apply_language();
+            a.restore_bridges(&remembered.bridges, &remembered.bridge_lines);
             a.refresh_accounts();
             a.refresh_contacts();
         }
@@ -137,6 +141,18 @@ impl App {
                 .collect(),
             language: self.language.clone(),
             check_updates: self.check_updates,
+            bridges: if self.bridges.remember {
+                self.bridges.mode.name().to_owned()
+            } else {
+                String::new()
+            },
+            bridge_lines: if self.bridges.remember
+                && self.bridges.mode == crate::bridges::Mode::Pasted
+            {
+                self.bridges.pasted.clone()
+            } else {
+                Vec::new()
+            },
         };
         if let Err(e) = accounts::save(root, &r) {
             // The path is the user's own profile folder; no conversation content.
@@ -352,6 +368,77 @@ impl App {
         }
     }
 
+    // ---- bridges ---------------------------------------------------------
+
+    /// Remembered bridges come back as they were left (lines that no longer check are
+    /// dropped); the backend learns them now, but Tor starts only when the user connects.
+    fn restore_bridges(&mut self, mode: &str, lines: &[String]) {
+        let pasted: Vec<String> = lines
+            .iter()
+            .filter_map(|l| timb_tor::Bridge::parse(l).ok())
+            .map(|b| b.line().to_owned())
+            .collect();
+        let mode = crate::bridges::Mode::from_name(mode);
+        self.bridges = crate::bridges::Setting {
+            mode,
+            remember: mode != crate::bridges::Mode::None,
+            pasted,
+        };
+        if let Some(w) = self.win() {
+            w.set_bridges_bundled(crate::bridges::bundled().len() as i32);
+        }
+        // The backend starts with none.
+        if mode != crate::bridges::Mode::None {
+            self.apply_bridges();
+        }
+    }
+
+    /// Tells the backend and the Tor panel which bridges the next start takes.
+    fn apply_bridges(&mut self) {
+        let in_use = self.bridges.in_use();
+        if let Some(w) = self.win() {
+            w.set_bridges_in_use(in_use.len() as i32);
+        }
+        self.backend.request(Request::SetBridges(in_use));
+    }
+
+    fn open_bridges(&mut self) {
+        let Some(w) = self.win() else { return };
+        let text = self.bridges.pasted.join("\n");
+        w.set_bridges_mode(self.bridges.mode.index());
+        w.set_bridges_lines(text.as_str().into());
+        w.set_bridges_remember(self.bridges.remember);
+        show_bridge_check(&w, &text);
+        w.set_bridges_open(true);
+    }
+
+    /// "Use these settings": refused (the dialog stays) while pasted lines do not check.
+    fn use_bridges(&mut self) {
+        let Some(w) = self.win() else { return };
+        let mode = crate::bridges::Mode::from_index(w.get_bridges_mode());
+        let text = w.get_bridges_lines();
+        let checked = crate::bridges::check(&text);
+        let pasted = match (&checked, mode) {
+            (Ok(b), _) if !b.is_empty() || mode != crate::bridges::Mode::Pasted => {
+                b.iter().map(|b| b.line().to_owned()).collect()
+            }
+            (_, crate::bridges::Mode::Pasted) => {
+                show_bridge_check(&w, &text);
+                return;
+            }
+            // Another choice: pasted lines that do not check are left as they were.
+            _ => self.bridges.pasted.clone(),
+        };
+        self.bridges = crate::bridges::Setting {
+            mode,
+            pasted,
+            remember: w.get_bridges_remember(),
+        };
+        self.apply_bridges();
+        self.save_remembered();
+        w.set_bridges_open(false);
+    }
+
     fn show_tor_starting(&mut self) {
         let ch = model::starting_tor(&mut self.model);
         self.render(ch);
@@ -421,6 +508,18 @@ impl App {
     }
 }
 
+/// Shows what the pasted text is: how many bridges, or the first line refused and why.
+fn show_bridge_check(w: &MainWindow, text: &str) {
+    use crate::slint_generatedMainWindow::BridgeProblem;
+    let (problem, line, count) = match crate::bridges::check(text) {
+        Ok(b) => (BridgeProblem::None, 0, b.len()),
+        Err((line, p)) => (p, line, 0),
+    };
+    w.set_bridges_problem(problem);
+    w.set_bridges_problem_line(i32::try_from(line).unwrap_or(i32::MAX));
+    w.set_bridges_count(i32::try_from(count).unwrap_or(i32::MAX));
+}
+
 /// Wires every window callback to the controller. Callbacks hold a weak
 /// reference so the window does not keep the controller alive in a cycle.
 fn bind(w: &MainWindow, app: &Shared) {
@@ -450,6 +549,22 @@ fn bind(w: &MainWindow, app: &Shared) {
         a.show_tor_starting();
         a.backend.request(Request::RetryTor);
     });
+    on!(on_open_bridges, |a| { a.open_bridges() });
+    {
+        let weak = w.as_weak();
+        w.on_bridges_edited(move |text| {
+            if let Some(w) = weak.upgrade() {
+                show_bridge_check(&w, &text);
+            }
+        });
+        let weak = w.as_weak();
+        w.on_bridges_mode_changed(move |_| {
+            if let Some(w) = weak.upgrade() {
+                show_bridge_check(&w, &w.get_bridges_lines());
+            }
+        });
+    }
+    on!(on_bridges_use, |a| { a.use_bridges() });
     on!(on_add_account, |a| { a.open_account_form(None) });
     on!(on_save_account, |a| {
         let _ = a.save_account();

@@ -20,6 +20,7 @@ use ui_generated as slint_generatedMainWindow;
 
 pub mod accounts;
 pub mod backend;
+mod bridges;
 pub mod controller;
 pub mod fonts;
 mod form;
@@ -29,6 +30,7 @@ pub mod net;
 pub mod profile;
 pub mod restart;
 mod state;
+pub mod transports;
 #[cfg(test)]
 mod ui_tests;
 pub mod update;
@@ -149,6 +151,21 @@ pub fn run(bundle: Option<timb_launcher::Layout>) -> Result<(), Box<dyn std::err
     crate::profile::owner_only_files();
     let profile = crate::profile::Profile::locate()
         .map_err(|e| format!("cannot open the profile folder: {e}"))?;
+    // The helper that starts the bundle's obfs4 transport when a bridge needs it: forked
+    // now, while this is the only thread and before the sandbox forbids running programs.
+    #[cfg(unix)]
+    if let Some(dir) = bundle
+        .as_ref()
+        .and(std::env::current_exe().ok())
+        .as_deref()
+        .and_then(std::path::Path::parent)
+    {
+        let lyrebird = timb_tor::Transports::lyrebird_in(dir);
+        if lyrebird.is_file() {
+            let state = timb_tor::profile_state_dir(profile.root()).join("pt_state");
+            transports::start_helper(lyrebird, state);
+        }
+    }
     // Confined before the window or Tor starts a thread (timb-sandbox): from here on, only
     // the bundle (or the profile, outside one) is writable, and no program can be run.
     let mut writable = vec![profile.root().to_owned()];
@@ -242,6 +259,16 @@ fn sandbox_probe(
             if std::env::var_os("TIMB_TEST_RESTART").is_some() {
                 let asked = bundle.as_ref().map(|b| update::restart(b).is_ok());
                 println!("restart-asked: {asked:?}");
+            }
+            if std::env::var_os("TIMB_TEST_OBFS4").is_some() {
+                // The bundle's transport, started by the helper for this confined process.
+                let got = transports::obfs4();
+                let said = match &got {
+                    Ok(a) if a.ip().is_loopback() => "listening on loopback".to_owned(),
+                    Ok(a) => format!("listening on {a}"),
+                    Err(e) => e.clone(),
+                };
+                println!("obfs4: {said}");
             }
             let _ = slint::quit_event_loop();
         },

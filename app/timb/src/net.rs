@@ -51,6 +51,8 @@ struct Shared {
     update_checked: AtomicBool,
     /// A check runs now. One at a time: two would write the same download file.
     update_running: AtomicBool,
+    /// The Bridges setting: what the next Tor start takes.
+    bridges: std::sync::Mutex<Vec<timb_tor::Bridge>>,
 }
 
 /// What the window asks of one account, in order.
@@ -107,6 +109,7 @@ impl Net {
                 tofu_in_memory: std::sync::Mutex::new(HashMap::new()),
                 update: Arc::new(update),
                 auto_update_check: AtomicBool::new(auto_check),
+                bridges: std::sync::Mutex::new(Vec::new()),
                 update_checked: AtomicBool::new(false),
                 update_running: AtomicBool::new(false),
             }),
@@ -221,6 +224,11 @@ impl Backend for Net {
             Request::AutoUpdateCheck(on) => {
                 self.shared.auto_update_check.store(on, Ordering::SeqCst);
             }
+            Request::SetBridges(bridges) => {
+                if let Ok(mut b) = self.shared.bridges.lock() {
+                    *b = bridges;
+                }
+            }
             Request::Command { id, command } => self.send(id, Op::Command(command)),
             other => {
                 if let Some((id, _)) = otr_target(&other) {
@@ -231,12 +239,30 @@ impl Backend for Net {
     }
 }
 
-fn tor_config(shared: &Shared) -> Result<TorConfig, TorError> {
+/// The configuration of the next Tor start: the network, and the bridges set now. An obfs4
+/// bridge needs the bundle's transport running first (transports.rs; it may take seconds).
+async fn tor_config(shared: &Shared) -> Result<TorConfig, TorError> {
     let state = timb_tor::profile_state_dir(&shared.profile);
-    match &shared.network {
-        Some(file) => TorConfig::private_network(file, &state),
-        None => TorConfig::default_network(&state),
+    let config = match &shared.network {
+        Some(file) => TorConfig::private_network(file, &state)?,
+        None => TorConfig::default_network(&state)?,
+    };
+    let bridges = shared.bridges.lock().map(|b| b.clone()).unwrap_or_default();
+    if bridges.is_empty() {
+        return Ok(config);
     }
+    let transports = if bridges
+        .iter()
+        .any(|b| b.transport() == Some(timb_tor::bridges::OBFS4))
+    {
+        tokio::task::spawn_blocking(crate::transports::obfs4_for_arti)
+            .await
+            .map_err(|e| TorError::Config(e.to_string()))?
+            .map_err(TorError::Config)?
+    } else {
+        timb_tor::Transports::none()
+    };
+    config.with_bridges(&bridges, &transports)
 }
 
 /// The running Tor client, bootstrapping it first if needed (progress goes to
@@ -251,7 +277,7 @@ async fn ensure_tor(shared: &Shared) -> Result<Transport, String> {
     if shared.tor_failures.load(Ordering::SeqCst) > seen {
         return Err("Tor could not start".into());
     }
-    let config = match tor_config(shared) {
+    let config = match tor_config(shared).await {
         Ok(c) => c,
         Err(e) => {
             shared.tor_failures.fetch_add(1, Ordering::SeqCst);
@@ -768,6 +794,7 @@ mod tests {
                 running: None,
             }),
             auto_update_check: AtomicBool::new(true),
+            bridges: std::sync::Mutex::new(Vec::new()),
             update_checked: AtomicBool::new(false),
             update_running: AtomicBool::new(false),
         }

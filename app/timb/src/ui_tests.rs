@@ -1132,6 +1132,7 @@ fn every_string_is_translated() {
         include_str!("../ui/contacts.slint"),
         include_str!("../ui/conversation.slint"),
         include_str!("../ui/otr.slint"),
+        include_str!("../ui/bridges.slint"),
     ];
     let mut ids = Vec::new();
     for f in ui_files {
@@ -1385,5 +1386,185 @@ fn a_restart_that_cannot_start_the_launcher_says_to_restart_by_hand() {
         u.texts_containing("timb 0.2.0 is installed. Close timb and open it again")
             .len(),
         1
+    );
+}
+
+fn bridges_asked(log: &[Request]) -> Vec<Vec<String>> {
+    log.iter()
+        .filter_map(|r| match r {
+            Request::SetBridges(b) => Some(b.iter().map(|b| b.line().to_owned()).collect()),
+            _ => None,
+        })
+        .collect()
+}
+
+const PLAIN_BRIDGE: &str = "192.0.2.3:443 0123456789ABCDEF0123456789ABCDEF01234567";
+const OBFS4_BRIDGE: &str = "obfs4 198.51.100.7:9001 89ABCDEF0123456789ABCDEF0123456789ABCDEF cert=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA iat-mode=0";
+
+impl Ui {
+    /// The texts shown now that contain `needle`.
+    fn shown(&self, needle: &str) -> Vec<String> {
+        self.texts_containing(needle)
+            .iter()
+            .filter_map(|e| e.accessible_label().map(|l| l.to_string()))
+            .collect()
+    }
+
+    /// The bridge lists the window asked the backend to use, in order.
+    fn bridges_asked(&self) -> Vec<Vec<String>> {
+        bridges_asked(&self.log.borrow())
+    }
+
+    /// Opens Bridges and picks "Bridge lines I paste".
+    fn open_pasted_bridges(&self) {
+        self.click("Bridges: how timb reaches Tor");
+        assert!(self.w.get_bridges_open());
+        let choice = self.find("Bridges", AccessibleRole::Combobox);
+        while self.w.get_bridges_mode() < 1 {
+            choice.invoke_accessible_increment_action();
+        }
+        assert_eq!(self.w.get_bridges_mode(), 1);
+    }
+}
+
+#[test]
+fn bridge_lines_are_checked_as_typed_and_used_only_once_chosen() {
+    let u = ui();
+    assert!(u.bridges_asked().is_empty(), "the backend starts with none");
+    u.open_pasted_bridges();
+    // A malformed line: its number and what is wrong, in words; "Use" does nothing.
+    u.type_into("Bridge lines", &format!("{PLAIN_BRIDGE}\n192.0.2.4 0123"));
+    assert_eq!(
+        u.shown("Line 2:"),
+        ["Line 2: the address must be an IP address and port, like 192.0.2.3:443."]
+    );
+    u.type_into(
+        "Bridge lines",
+        "bridges.example.org:443 0123456789ABCDEF0123456789ABCDEF01234567",
+    );
+    assert!(
+        u.shown("Line 1:")[0].contains("not a name"),
+        "{:?}",
+        u.shown("Line 1:")
+    );
+    u.type_into(
+        "Bridge lines",
+        "obfs4 198.51.100.7:9001 89ABCDEF0123456789ABCDEF0123456789ABCDEF iat-mode=0",
+    );
+    assert!(u.shown("Line 1:")[0].contains("obfs4 settings"));
+    u.click("Use these settings");
+    assert!(u.w.get_bridges_open(), "a refused list is not taken");
+    assert!(u.bridges_asked().is_empty());
+
+    // Fixed: the error goes, the count comes, and "Use" hands both to the backend.
+    u.type_into(
+        "Bridge lines",
+        &format!("  Bridge {OBFS4_BRIDGE}\n\n{PLAIN_BRIDGE}\n"),
+    );
+    assert!(u.shown("Line ").is_empty(), "{:?}", u.shown("Line "));
+    assert_eq!(u.shown("all valid"), ["2 bridges, all valid."]);
+    u.click("Use these settings");
+    assert!(!u.w.get_bridges_open());
+    assert_eq!(
+        u.bridges_asked().last().unwrap(),
+        &[OBFS4_BRIDGE, PLAIN_BRIDGE]
+    );
+
+    // The Tor panel says a bridge will be used, then that it is being used.
+    assert_eq!(
+        u.shown("through a bridge"),
+        ["Tor will be reached through a bridge."]
+    );
+    u.handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
+        fraction: 0.05,
+        phase: timb_tor::TorPhase::Reaching,
+    }));
+    assert_eq!(
+        u.shown("%"),
+        ["Reaching the Tor network through a bridge… 5%"]
+    );
+    let blocked = || {
+        u.handle(UiEvent::Tor(crate::backend::TorStatus::Failed {
+            kind: crate::backend::TorFailureKind::Blocked,
+            detail: String::new(),
+        }))
+    };
+    blocked();
+    assert!(
+        u.shown("Tor could not get through the bridges you set")
+            .len()
+            == 1
+    );
+
+    // Back to none: the next start goes direct, and the blocked help points at Bridges.
+    u.click("Bridges: how timb reaches Tor");
+    assert_eq!(
+        u.w.get_bridges_lines(),
+        format!("{OBFS4_BRIDGE}\n{PLAIN_BRIDGE}")
+    );
+    u.find("Bridges", AccessibleRole::Combobox)
+        .invoke_accessible_decrement_action();
+    assert_eq!(u.w.get_bridges_mode(), 0);
+    u.click("Use these settings");
+    assert_eq!(u.bridges_asked().last().unwrap(), &Vec::<String>::new());
+    blocked();
+    assert_eq!(
+        u.shown("block Tor"),
+        ["This network seems to block Tor. A bridge can get you through: press Bridges, paste bridge lines, then try again."]
+    );
+    // Cancel keeps what was chosen.
+    u.open_pasted_bridges();
+    u.click("Cancel");
+    assert!(!u.w.get_bridges_open());
+    assert_eq!(u.bridges_asked().last().unwrap(), &Vec::<String>::new());
+}
+
+#[test]
+fn bridge_lines_reach_the_profile_only_when_remembered() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = crate::accounts::file_path(dir.path());
+    let u = ui();
+    u.app.borrow_mut().profile_root = Some(dir.path().to_owned());
+    u.open_pasted_bridges();
+    u.type_into("Bridge lines", PLAIN_BRIDGE);
+    u.click("Use these settings");
+    // (The file holds the language the test chose; a bridge only once remembered.)
+    let saved = || std::fs::read_to_string(&file).unwrap_or_default();
+    assert!(!saved().contains("192.0.2.3"), "not ticked: not written");
+
+    u.open_pasted_bridges();
+    u.w.set_bridges_remember(true);
+    u.click("Use these settings");
+    assert!(saved().contains(PLAIN_BRIDGE), "{}", saved());
+
+    // The next start has them back, and tells the backend before anything connects.
+    let remembered = crate::accounts::load(dir.path()).unwrap();
+    let w = MainWindow::new().unwrap();
+    let log = Rc::new(RefCell::new(Vec::new()));
+    let _app = App::attach(
+        &w,
+        Box::new(Recorder(log.clone())),
+        Some(dir.path().to_owned()),
+        remembered,
+    );
+    assert_eq!(
+        bridges_asked(&log.borrow()),
+        [vec![PLAIN_BRIDGE.to_owned()]]
+    );
+    assert_eq!(w.get_bridges_in_use(), 1);
+    assert!(!log
+        .borrow()
+        .iter()
+        .any(|r| matches!(r, Request::Connect { .. } | Request::RetryTor)));
+
+    // Unticked again: the lines leave the profile.
+    u.open_pasted_bridges();
+    u.w.set_bridges_remember(false);
+    u.click("Use these settings");
+    assert!(
+        !file.exists()
+            || !std::fs::read_to_string(&file)
+                .unwrap()
+                .contains("192.0.2.3")
     );
 }

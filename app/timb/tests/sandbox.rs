@@ -66,6 +66,8 @@ fn tree(bundle: bool) -> tempfile::TempDir {
         std::fs::create_dir_all(&v).unwrap();
         std::fs::hard_link(env!("CARGO_BIN_EXE_timb"), v.join("timb")).unwrap();
         std::fs::write(p.join("bundle/app/current"), "0.1.0\n").unwrap();
+        // The bundle's obfs4 transport: Debian's obfs4proxy stands in for lyrebird.
+        std::os::unix::fs::symlink("/usr/bin/obfs4proxy", v.join("lyrebird")).unwrap();
         let launcher = p.join("bundle/timb");
         std::fs::write(
             &launcher,
@@ -108,6 +110,14 @@ fn run_probe(mut cmd: Command, root: &Path, env: &[(&str, &str)]) -> (String, u3
     (text, pid)
 }
 
+/// A process (its name) whose working folder is `dir`.
+fn working_in(dir: &Path) -> Option<String> {
+    std::fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let cwd = std::fs::read_link(e.path().join("cwd")).ok()?;
+        (cwd == dir).then(|| std::fs::read_to_string(e.path().join("comm")).unwrap_or_default())
+    })
+}
+
 fn field<'a>(text: &'a str, key: &str) -> &'a str {
     text.lines()
         .find_map(|l| l.strip_prefix(key))
@@ -125,7 +135,12 @@ fn the_running_app_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
     let t = tree(true);
     let root = t.path();
     let exe = root.join("bundle/app/0.1.0/timb");
-    let (text, pid) = run(&exe, root, &x, &[("TIMB_TEST_RESTART", "1")]);
+    let (text, pid) = run(
+        &exe,
+        root,
+        &x,
+        &[("TIMB_TEST_RESTART", "1"), ("TIMB_TEST_OBFS4", "1")],
+    );
     assert_eq!(field(&text, "window-drawn:"), "true", "{text}");
     assert_eq!(field(&text, "sandbox-status:"), "Confined", "{text}");
     assert_eq!(field(&text, "sandbox-shown:"), "Confined", "{text}");
@@ -137,6 +152,19 @@ fn the_running_app_cannot_read_home_write_outside_run_a_shell_or_open_udp() {
     );
     assert!(!root.join("outside/timb-probe-outside").exists());
     assert!(root.join("bundle/profile/timb-probe-inside").exists());
+
+    // The obfs4 transport: started for the confined app by its helper, and gone with it
+    // (no process is left working in its state folder).
+    assert_eq!(field(&text, "obfs4:"), "listening on loopback", "{text}");
+    let state = std::fs::canonicalize(root.join("bundle/profile"))
+        .unwrap()
+        .join("tor/pt_state");
+    assert!(state.is_dir(), "{}", state.display());
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while let Some(left) = working_in(&state) {
+        assert!(Instant::now() < deadline, "{left} outlived timb");
+        std::thread::sleep(Duration::from_millis(100));
+    }
 
     // "Restart to update": the helper started the launcher after timb had exited.
     assert_eq!(field(&text, "restart-asked:"), "Some(true)");
