@@ -448,6 +448,91 @@ fn one_click_on_a_contact_or_group_row_opens_it() {
     assert!(u.w.get_conv_is_group());
 }
 
+/// A contact's row is the same element after other contacts change (a new name, a new
+/// contact before it in the list): a screen reader keeps its place, and an action on a
+/// row found a moment ago reaches that row.
+#[test]
+fn a_contact_row_stays_the_same_element_when_other_contacts_change() {
+    let u = ui();
+    u.click("Add account");
+    u.type_into("Server or .onion address", "example.org");
+    u.type_into("Your address (user@server)", "alice@example.org");
+    u.click("Save account");
+    let id = AccountId(1);
+    let roster = |who: &str, name: Option<&str>| {
+        UiEvent::Account(
+            id,
+            Event::RosterSet(timb_core::RosterItem {
+                id: who.into(),
+                name: name.map(Into::into),
+                subscribed_to: true,
+                subscribed_from: true,
+            }),
+        )
+    };
+    u.handle(roster("bob@example.org", None));
+    u.handle(roster("carol@example.org", None));
+    let bob = u.find("bob@example.org, offline", AccessibleRole::ListItem);
+    u.handle(roster("carol@example.org", Some("Carol")));
+    u.find("Carol, offline", AccessibleRole::ListItem);
+    // Sorted before bob: inserted above his row.
+    u.handle(roster("amir@example.org", None));
+    u.find("amir@example.org, offline", AccessibleRole::ListItem);
+    assert!(bob.is_valid(), "bob's row was made anew");
+    assert_eq!(
+        bob.accessible_label().as_deref(),
+        Some("bob@example.org, offline")
+    );
+    bob.mock_single_click(slint::platform::PointerEventButton::Left);
+    assert_eq!(u.w.get_conv_id(), "bob@example.org");
+}
+
+/// Two contact requests; the first is accepted. Its row goes, with its buttons; the
+/// second request keeps its own row and buttons, so a button held (focused, or found by
+/// a screen reader) never comes to answer another person's request.
+#[test]
+fn answering_one_request_leaves_the_next_ones_buttons_theirs() {
+    let u = ui();
+    u.with_chat();
+    let asks = |who: &str| {
+        UiEvent::Account(
+            AccountId(1),
+            Event::SubscriptionRequest { from: who.into() },
+        )
+    };
+    u.handle(asks("anna@example.org"));
+    u.handle(asks("ben@example.org"));
+    let anna = u.find("Accept anna@example.org", AccessibleRole::Button);
+    let ben = u.find("Accept ben@example.org", AccessibleRole::Button);
+    // A click: the button takes the focus, as it does under a pointer or after Tab.
+    anna.mock_single_click(slint::platform::PointerEventButton::Left);
+    let answered = |who: &str| {
+        u.log.borrow().iter().any(|r| {
+            matches!(r,
+            Request::Command { command: timb_core::Command::AnswerSubscription { from, .. }, .. }
+            if from == who)
+        })
+    };
+    assert!(answered("anna@example.org"), "{:?}", u.log.borrow());
+    // The keys that press a focused button: they must not answer ben.
+    u.key(" ");
+    u.key("\n");
+    assert!(
+        !answered("ben@example.org"),
+        "a key press answered ben's request"
+    );
+    assert!(ben.is_valid(), "ben's row was made anew");
+    assert_eq!(
+        ben.accessible_label().as_deref(),
+        Some("Accept ben@example.org")
+    );
+    ben.mock_single_click(slint::platform::PointerEventButton::Left);
+    assert!(answered("ben@example.org"));
+    assert!(u
+        .try_find("Accept ben@example.org", AccessibleRole::Button)
+        .is_none());
+}
+
 #[test]
 fn events_that_waited_together_show_as_one_by_one() {
     // What `ui_sink` hands the window after a busy turn: roster pushes, a room and a

@@ -159,7 +159,7 @@ impl App {
                 }
             })
             .collect();
-        self.accounts_model.set_vec(rows);
+        update_rows(&self.accounts_model, rows, |r| r.id);
         if let Some(w) = self.win() {
             let sel = w.get_selected_account();
             if sel >= self.model.entries.len() as i32 || (sel < 0 && !self.model.entries.is_empty())
@@ -206,22 +206,28 @@ impl App {
                     unread: unread(&Target::Direct(jid.clone())),
                 });
             }
-            // One-to-one conversations with people not in the roster (IRC queries).
-            for (t, c) in &e.conversations {
-                if let Target::Direct(n) = t {
-                    if !e.roster.contains_key(n) {
-                        rows.push(ContactRow {
-                            account: acc,
-                            id: n.into(),
-                            name: n.into(),
-                            online: e.state == ConnState::Connected && !e.gone.contains(n),
-                            is_group: false,
-                            mark: SharedString::new(),
-                            unread: c.unread as i32,
-                            rtl: state::is_rtl_text(n),
-                        });
-                    }
-                }
+            // One-to-one conversations with people not in the roster (IRC queries), by
+            // name: the map's own order changes from one refresh to the next.
+            let mut queries: Vec<_> = e
+                .conversations
+                .iter()
+                .filter_map(|(t, c)| match t {
+                    Target::Direct(n) if !e.roster.contains_key(n) => Some((n, c)),
+                    _ => None,
+                })
+                .collect();
+            queries.sort_by(|a, b| a.0.cmp(b.0));
+            for (n, c) in queries {
+                rows.push(ContactRow {
+                    account: acc,
+                    id: n.into(),
+                    name: n.into(),
+                    online: e.state == ConnState::Connected && !e.gone.contains(n),
+                    is_group: false,
+                    mark: SharedString::new(),
+                    unread: c.unread as i32,
+                    rtl: state::is_rtl_text(n),
+                });
             }
             for r in &e.requests {
                 requests.push(RequestRow {
@@ -230,8 +236,13 @@ impl App {
                 });
             }
         }
-        self.contacts_model.set_vec(rows);
-        self.requests_model.set_vec(requests);
+        // Keyed: a group and a person of one name are two rows.
+        update_rows(&self.contacts_model, rows, |r| {
+            (r.account, r.is_group, r.id.clone())
+        });
+        update_rows(&self.requests_model, requests, |r| {
+            (r.account, r.from.clone())
+        });
     }
 
     pub(crate) fn refresh_conversation(&self) {
@@ -241,8 +252,11 @@ impl App {
         };
         self.messages_model
             .set_vec(c.messages.iter().map(message_row).collect::<Vec<_>>());
-        self.members_model
-            .set_vec(c.members.iter().map(SharedString::from).collect::<Vec<_>>());
+        update_rows(
+            &self.members_model,
+            c.members.iter().map(SharedString::from).collect(),
+            SharedString::clone,
+        );
         self.refresh_conversation_state();
     }
 
@@ -292,6 +306,54 @@ impl App {
 
     fn current_conv(&self) -> Option<(&Entry, &Conversation)> {
         self.model.current_conv()
+    }
+}
+
+/// Brings `model` to `rows`, keeping the window's item of every row whose key stays:
+/// a row that changed is set in place, a row that went is removed, a new one inserted.
+/// A screen reader on a contact keeps its place when another contact changes, and a
+/// button that has focus never comes to act on another row: after the first of two
+/// requests is accepted its row goes, and the focused Accept button with it, rather than
+/// the next person's request sliding under it (`set_vec` remade every row, and moved
+/// the focus to whatever row took the index). A key appears once in `rows`.
+fn update_rows<T, K>(model: &VecModel<T>, rows: Vec<T>, key: impl Fn(&T) -> K)
+where
+    T: Clone + PartialEq + 'static,
+    K: PartialEq,
+{
+    let keys: Vec<K> = rows.iter().map(&key).collect();
+    let n = rows.len();
+    // Rows whose key went, from the end so the indices stay right.
+    for i in (0..model.row_count()).rev() {
+        if model
+            .row_data(i)
+            .is_some_and(|old| !keys.contains(&key(&old)))
+        {
+            model.remove(i);
+        }
+    }
+    for (i, row) in rows.into_iter().enumerate() {
+        let here = model.row_data(i);
+        match here {
+            Some(old) if key(&old) == keys[i] => {
+                if old != row {
+                    model.set_row_data(i, row);
+                }
+            }
+            _ => {
+                // Further down (the order changed): taken out there, put here.
+                if let Some(j) = (i + 1..model.row_count())
+                    .find(|&j| model.row_data(j).is_some_and(|r| key(&r) == keys[i]))
+                {
+                    model.remove(j);
+                }
+                model.insert(i, row);
+            }
+        }
+    }
+    // Left over: rows that repeated a key.
+    while model.row_count() > n {
+        model.remove(model.row_count() - 1);
     }
 }
 
@@ -432,4 +494,31 @@ pub(crate) fn sandbox_state(s: &timb_sandbox::Status) -> ui::SandboxState {
 
 fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1_000_000.0)
+}
+
+#[cfg(test)]
+mod update_rows_tests {
+    use super::*;
+
+    /// Whatever the old and new rows (reordered, changed, keys repeated), the model ends
+    /// equal to the new rows. (Which items are kept is the window tests' part.)
+    #[test]
+    fn the_model_ends_as_the_rows_whatever_they_were() {
+        type Rows = &'static [(u8, u8)];
+        let cases: &[(Rows, Rows)] = &[
+            (&[], &[(1, 0), (2, 0)]),
+            (&[(1, 0), (2, 0)], &[]),
+            (&[(1, 0), (2, 0), (3, 0)], &[(2, 0), (3, 1)]),
+            (&[(1, 0), (2, 0), (3, 0)], &[(3, 0), (1, 0), (2, 5)]),
+            (&[(1, 0), (1, 1), (2, 0)], &[(2, 0), (1, 2)]),
+            (&[(2, 0)], &[(1, 0), (1, 1), (2, 0), (2, 1)]),
+            (&[(5, 0), (4, 0), (3, 0)], &[(3, 0), (4, 0), (5, 0), (6, 0)]),
+        ];
+        for (old, new) in cases {
+            let model = VecModel::from(old.to_vec());
+            update_rows(&model, new.to_vec(), |r| r.0);
+            let got: Vec<(u8, u8)> = model.iter().collect();
+            assert_eq!(got, new.to_vec(), "from {old:?}");
+        }
+    }
 }
