@@ -21,6 +21,9 @@
 //! arti predicting that port (what timb does for its ports, `TorConfig::default_network`)
 //! and with arti's default predictions (80, 443).
 //!
+//! Then a second table: arti through a bridge (plain, and obfs4 with the transport started
+//! as the messenger starts it) against arti direct (#16).
+//!
 //! The cold onion connection as a timeline: when the descriptor was in hand, the
 //! rendezvous point established, INTRODUCE1 sent, the introduction acknowledged and
 //! RENDEZVOUS2 received, from arti's debug events (tor-hsclient) and from c-tor's
@@ -330,9 +333,141 @@ fn main() {
         "… arti with its default predictions (80, 443); c-tor the same client as above",
         &|r| one(r.long_lived_unpredicted.map(|f| f.byte)),
     );
+    bridge_table(&rt, net, exit_port, rounds, &mut errors);
     for e in &errors {
         println!("\nfailed: {e}");
     }
+}
+
+/// One client's bootstrap, and its first byte through the exit (if it came).
+type BridgeSample = (Duration, Option<Duration>);
+
+/// How arti reaches Tor in [`bridge_table`]'s columns.
+#[derive(Clone, Copy)]
+enum Via {
+    Direct,
+    /// The bridge's own ORPort, no transport.
+    PlainBridge,
+    /// The bridge's obfs4 port, through obfs4proxy started as the messenger starts lyrebird.
+    Obfs4,
+}
+
+/// arti through a bridge of the private network against arti direct, in the same run
+/// and alternating order: bootstrap from an empty state, and the first byte through an
+/// exit right after it. The bridge is a c-tor bridge relay behind Debian's obfs4proxy on
+/// 127.0.0.1; the client side of obfs4 is obfs4proxy too, started with
+/// `timb_tor::pt::launch` (what the bundle's helper does with lyrebird).
+fn bridge_table(
+    rt: &tokio::runtime::Runtime,
+    net: &TestNet,
+    exit_port: u16,
+    rounds: usize,
+    errors: &mut Vec<String>,
+) {
+    let bridge = match net.start_bridge(std::net::Ipv4Addr::LOCALHOST.into()) {
+        Ok(b) => b,
+        Err(e) => {
+            errors.push(format!("bridge start: {e}"));
+            return;
+        }
+    };
+    // `obfs4 IP:PORT FINGERPRINT cert=… iat-mode=…`: the plain line is the fingerprint
+    // at the bridge's ORPort.
+    let fingerprint = bridge.line.split_whitespace().nth(2).unwrap_or_default();
+    let plain = format!("127.0.0.1:{} {fingerprint}", bridge.or_port);
+    let vias = [Via::Direct, Via::PlainBridge, Via::Obfs4];
+    let mut results: Vec<Vec<BridgeSample>> = vec![Vec::new(); vias.len()];
+    for round in 0..rounds {
+        for k in 0..vias.len() {
+            let i = (k + round) % vias.len();
+            let dir = tempfile::tempdir().expect("tempdir");
+            let line = match vias[i] {
+                Via::Direct => None,
+                Via::PlainBridge => Some(plain.as_str()),
+                Via::Obfs4 => Some(bridge.line.as_str()),
+            };
+            match rt.block_on(bridge_round(net, dir.path(), exit_port, line)) {
+                Ok(r) => results[i].push(r),
+                Err(e) => errors.push(format!("{}: {e}", line.map_or("direct", |_| "bridge"))),
+            }
+        }
+        eprintln!("bench_tor: bridge round {} of {rounds} done", round + 1);
+    }
+    println!(
+        "\n| arti through a bridge (c-tor bridge relay, obfs4proxy both sides, 127.0.0.1), median of {rounds} rounds | direct | plain bridge | obfs4 bridge | obfs4 / direct |"
+    );
+    println!("|---|---|---|---|---|");
+    let row = |name: &str, get: &dyn Fn(&BridgeSample) -> Option<Duration>| {
+        let m: Vec<Option<Duration>> = results
+            .iter()
+            .map(|v| median(v.iter().filter_map(get).collect()))
+            .collect();
+        let show = |d: Option<Duration>| d.map(ms).unwrap_or_else(|| "—".into());
+        let ratio = match (m[0], m[2]) {
+            (Some(d), Some(o)) if !d.is_zero() => {
+                format!("{:.2}", o.as_secs_f64() / d.as_secs_f64())
+            }
+            _ => String::new(),
+        };
+        println!(
+            "| {name} | {} | {} | {} | {ratio} |",
+            show(m[0]),
+            show(m[1]),
+            show(m[2])
+        );
+    };
+    row("client bootstrap, empty state", &|r| Some(r.0));
+    row("first byte through an exit, right after bootstrap", &|r| {
+        r.1
+    });
+}
+
+/// One client: bootstrap (through `bridge` when given), then the first byte through the exit.
+async fn bridge_round(
+    net: &TestNet,
+    dir: &std::path::Path,
+    exit_port: u16,
+    bridge: Option<&str>,
+) -> Result<BridgeSample, String> {
+    let mut config =
+        TorConfig::private_network(net.config_path(), dir).map_err(|e| e.to_string())?;
+    // Held for the round: dropping it ends obfs4proxy.
+    let mut transport_program = None;
+    if let Some(line) = bridge {
+        let b = timb_tor::Bridge::parse(line).map_err(|e| e.to_string())?;
+        let transports = if b.transport().is_some() {
+            let (child, addr) = timb_tor::pt::launch(
+                std::path::Path::new(timb_testnet::bridge::OBFS4PROXY),
+                timb_tor::bridges::OBFS4,
+                &dir.join("pt_state"),
+            )
+            .map_err(|e| e.to_string())?;
+            transport_program = Some(child);
+            timb_tor::Transports::obfs4_running(addr)
+        } else {
+            timb_tor::Transports::none()
+        };
+        config = config
+            .with_bridges(&[b], &transports)
+            .map_err(|e| e.to_string())?;
+    }
+    let (tx, _rx) = tokio::sync::watch::channel(BootstrapProgress::default());
+    let start = Instant::now();
+    let t = Transport::bootstrap(config, tx)
+        .await
+        .map_err(|e| e.to_string())?;
+    let bootstrap = start.elapsed();
+    let first = arti_first_byte(&t, 1, "127.0.0.1", exit_port)
+        .await
+        .ok()
+        .map(|f| f.byte);
+    drop(t);
+    if let Some(mut c) = transport_program {
+        drop(c.stdin.take());
+        let _ = c.kill();
+        let _ = c.wait();
+    }
+    Ok((bootstrap, first))
 }
 
 async fn arti_round(
