@@ -850,6 +850,52 @@ fn inside(root: &Path) -> Result<()> {
 /// `exit_port_index`) is what lets them share it.
 const PARALLEL_TEST_PROGRAMS: usize = 3;
 
+/// A test program still running after this long is stopped (with every process it
+/// started) and counted as failed: the slowest take about two minutes, and a hang must
+/// end the suite with its name, not reach the CI's own limit with no word.
+const PROGRAM_DEADLINE: std::time::Duration = std::time::Duration::from_secs(15 * 60);
+
+/// How often the suite says which programs are still running.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(120);
+
+/// Runs `cmd` in a process group of its own with its output in `log`; past `deadline` the
+/// whole group is killed. Ok when it exited with success.
+fn run_with_deadline(mut cmd: Command, log: &Path, deadline: std::time::Duration) -> Result<()> {
+    use std::os::unix::process::CommandExt;
+    let out = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    let err = out.try_clone()?;
+    let mut child = cmd
+        .stdout(out)
+        .stderr(err)
+        .process_group(0)
+        .spawn()
+        .context("could not start it")?;
+    let started = std::time::Instant::now();
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return if status.success() {
+                Ok(())
+            } else {
+                bail!("ended with {status}")
+            };
+        }
+        if started.elapsed() > deadline {
+            // The group: the program and what it started (servers, a Tor network's clients).
+            let _ = Command::new("kill")
+                .args(["-KILL", "--", &format!("-{}", child.id())])
+                .status();
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!(
+                "stopped after {} s without ending (its output so far is above, and in {})",
+                deadline.as_secs(),
+                log.display()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+}
+
 /// One test program of the workspace, as `cargo test` would run it.
 #[derive(Debug, PartialEq)]
 struct TestProgram {
@@ -916,43 +962,90 @@ fn run_suite(root: &Path, env: &[(String, String)]) -> Result<()> {
     for (_, c) in &mut jobs {
         c.envs(env.iter().map(|(k, v)| (k, v))).stdin(Stdio::null());
     }
+    // Each program's output goes to a file (target/<profile>/suite-logs/) and is printed
+    // whole when it ends; a hung program's file shows how far it got.
+    let logs = programs[0]
+        .exe
+        .parent()
+        .and_then(Path::parent)
+        .map_or_else(|| root.join("target"), Path::to_path_buf)
+        .join("suite-logs");
+    std::fs::create_dir_all(&logs).with_context(|| format!("creating {}", logs.display()))?;
     let jobs = std::sync::Mutex::new(jobs.into_iter());
     let failed = std::sync::Mutex::new(Vec::new());
     let print = std::sync::Mutex::new(());
+    let running = std::sync::Mutex::new(std::collections::BTreeMap::new());
+    let workers_left = std::sync::atomic::AtomicUsize::new(PARALLEL_TEST_PROGRAMS);
     let total = programs.len() + 1;
     std::thread::scope(|s| {
         for _ in 0..PARALLEL_TEST_PROGRAMS {
-            s.spawn(|| loop {
-                let next = jobs.lock().map(|mut j| j.next()).unwrap_or(None);
-                let Some((name, mut cmd)) = next else { break };
-                let started = std::time::Instant::now();
-                let out = cmd.output();
-                let _one_at_a_time = print.lock();
-                let ok = match &out {
-                    Ok(o) => {
+            s.spawn(|| {
+                loop {
+                    let next = jobs.lock().map(|mut j| j.next()).unwrap_or(None);
+                    let Some((name, cmd)) = next else { break };
+                    let started = std::time::Instant::now();
+                    if let Ok(mut r) = running.lock() {
+                        r.insert(name.clone(), started);
+                    }
+                    let log = logs.join(format!("{}.log", name.replace(['/', ' '], "-")));
+                    let ended = run_with_deadline(cmd, &log, PROGRAM_DEADLINE);
+                    if let Ok(mut r) = running.lock() {
+                        r.remove(&name);
+                    }
+                    let _one_at_a_time = print.lock();
+                    {
                         use std::io::Write;
-                        let mut so = std::io::stdout().lock();
-                        let _ = so.write_all(&o.stdout);
-                        let _ = so.write_all(&o.stderr);
-                        o.status.success()
+                        let _ = std::io::stdout()
+                            .lock()
+                            .write_all(&std::fs::read(&log).unwrap_or_default());
                     }
-                    Err(e) => {
-                        eprintln!("could not run {name}: {e}");
-                        false
-                    }
-                };
-                eprintln!(
-                    "    {} {name} ({:.0} s)",
-                    if ok { "passed" } else { "FAILED" },
-                    started.elapsed().as_secs_f64()
-                );
-                if !ok {
-                    if let Ok(mut f) = failed.lock() {
-                        f.push(name);
+                    let ok = match &ended {
+                        Ok(()) => true,
+                        Err(e) => {
+                            eprintln!("{name}: {e:#}");
+                            false
+                        }
+                    };
+                    eprintln!(
+                        "    {} {name} ({:.0} s)",
+                        if ok { "passed" } else { "FAILED" },
+                        started.elapsed().as_secs_f64()
+                    );
+                    if !ok {
+                        if let Ok(mut f) = failed.lock() {
+                            f.push(name);
+                        }
                     }
                 }
+                workers_left.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
             });
         }
+        // What is still running, now and then: a slow or hung program is named while it
+        // runs, not only when the CI's own limit ends everything.
+        s.spawn(|| {
+            let mut last = std::time::Instant::now();
+            while workers_left.load(std::sync::atomic::Ordering::SeqCst) > 0 {
+                std::thread::sleep(std::time::Duration::from_millis(500));
+                if last.elapsed() < PROGRESS_EVERY {
+                    continue;
+                }
+                last = std::time::Instant::now();
+                let now: Vec<String> = running
+                    .lock()
+                    .map(|r| {
+                        r.iter()
+                            .map(|(n, t)| {
+                                format!("{n} ({:.0} min)", t.elapsed().as_secs_f64() / 60.0)
+                            })
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                if !now.is_empty() {
+                    let _one_at_a_time = print.lock();
+                    eprintln!("    still running: {}", now.join(", "));
+                }
+            }
+        });
     });
     let failed = failed.into_inner().unwrap_or_default();
     if !failed.is_empty() {
@@ -969,6 +1062,44 @@ fn run_suite(root: &Path, env: &[(String, String)]) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_past_its_deadline_is_stopped_with_what_it_started() {
+        let dir = tempfile::tempdir().unwrap();
+        let (log, pid) = (dir.path().join("p.log"), dir.path().join("pid"));
+        let mut c = Command::new("sh");
+        c.arg("-c").arg(format!(
+            "echo started; sleep 60 & echo $! > {}; wait",
+            pid.display()
+        ));
+        let t = std::time::Instant::now();
+        let e = run_with_deadline(c, &log, std::time::Duration::from_secs(1)).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(10));
+        assert!(format!("{e:#}").contains("stopped after 1 s"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n");
+        let sleeper = std::fs::read_to_string(&pid).unwrap();
+        let proc_dir = Path::new("/proc").join(sleeper.trim());
+        for _ in 0..50 {
+            // Gone, or a zombie waiting for its (killed) parent's reaper.
+            let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
+            if state.is_empty() || state.contains(") Z") {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        panic!("the program's own child outlived the deadline");
+    }
+
+    #[test]
+    fn a_failing_program_says_how_it_ended() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Command::new("sh");
+        c.args(["-c", "echo out; echo err >&2; exit 3"]);
+        let log = dir.path().join("p.log");
+        let e = run_with_deadline(c, &log, std::time::Duration::from_secs(60)).unwrap_err();
+        assert!(format!("{e:#}").contains("exit status: 3"), "{e:#}");
+        assert_eq!(std::fs::read_to_string(&log).unwrap(), "out\nerr\n");
+    }
 
     #[test]
     fn test_programs_are_read_with_their_package_folder() {
