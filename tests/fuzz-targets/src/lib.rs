@@ -20,6 +20,8 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("update_archive", update_archive),
     ("tofu_pins", tofu_pins),
     ("otr_inbound", otr_inbound),
+    ("bridge_lines", bridge_lines),
+    ("pt_output", pt_output),
 ];
 
 /// A server's bytes after the stream header timb sent: the bounded XML parser hands
@@ -241,4 +243,24 @@ pub fn otr_inbound_replies(data: &[u8]) -> Option<usize> {
         }
         Some(replies)
     })
+}
+
+/// Text pasted into the Bridges dialog (or read back from the profile): checked line by
+/// line, then each bridge given to arti's own parser, as the next Tor start does.
+pub fn bridge_lines(data: &[u8]) {
+    let text = String::from_utf8_lossy(data);
+    if let Ok(bridges) = timb_tor::Bridge::parse_lines(&text) {
+        for b in &bridges {
+            let again = timb_tor::Bridge::parse(b.line());
+            assert_eq!(again.as_ref(), Ok(b), "a checked line must check again");
+        }
+    }
+}
+
+/// What a pluggable-transport program prints on its stdout until it is ready: timb reads
+/// a SOCKS address from it, which must be on loopback whatever the program says.
+pub fn pt_output(data: &[u8]) {
+    if let Ok(addr) = timb_tor::pt::read_socks_addr(data, "obfs4") {
+        assert!(addr.ip().is_loopback(), "{addr}");
+    }
 }
