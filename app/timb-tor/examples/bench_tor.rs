@@ -440,6 +440,7 @@ async fn bridge_round(
                 std::path::Path::new(timb_testnet::bridge::OBFS4PROXY),
                 timb_tor::bridges::OBFS4,
                 &dir.join("pt_state"),
+                Duration::from_secs(30),
             )
             .map_err(|e| e.to_string())?;
             transport_program = Some(child);
@@ -453,21 +454,24 @@ async fn bridge_round(
     }
     let (tx, _rx) = tokio::sync::watch::channel(BootstrapProgress::default());
     let start = Instant::now();
-    let t = Transport::bootstrap(config, tx)
-        .await
-        .map_err(|e| e.to_string())?;
-    let bootstrap = start.elapsed();
-    let first = arti_first_byte(&t, 1, "127.0.0.1", exit_port)
-        .await
-        .ok()
-        .map(|f| f.byte);
-    drop(t);
+    let measured = match Transport::bootstrap(config, tx).await {
+        Ok(t) => {
+            let bootstrap = start.elapsed();
+            let first = arti_first_byte(&t, 1, "127.0.0.1", exit_port)
+                .await
+                .ok()
+                .map(|f| f.byte);
+            Ok((bootstrap, first))
+        }
+        Err(e) => Err(e.to_string()),
+    };
+    // Stopped and waited for, whatever happened.
     if let Some(mut c) = transport_program {
         drop(c.stdin.take());
         let _ = c.kill();
         let _ = c.wait();
     }
-    Ok((bootstrap, first))
+    measured
 }
 
 async fn arti_round(

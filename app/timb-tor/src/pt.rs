@@ -65,6 +65,8 @@ pub enum PtError {
     Garbled(String),
     #[error("the transport program ended before it was ready")]
     Ended,
+    #[error("the transport program was not ready after {0} s")]
+    Timeout(u64),
     #[error("reading from the transport program: {0}")]
     Io(String),
 }
@@ -117,13 +119,15 @@ pub fn parse_line(line: &str) -> Result<PtLine, PtError> {
 }
 
 /// Starts `program` as a managed client transport offering `transport`, with the
-/// protocol's environment and nothing of the caller's, and waits until it is ready.
-/// Returns the running program (its stdin held open: closing it ends the program) and
-/// the SOCKS address it listens on. A program that fails to start is killed.
+/// protocol's environment and nothing of the caller's, and waits until it is ready, at
+/// most `deadline`. Returns the running program (its stdin held open: closing it ends the
+/// program) and the SOCKS address it listens on. A program that fails to start, or says
+/// nothing usable in time, is killed.
 pub fn launch(
     program: &Path,
     transport: &str,
     state_dir: &Path,
+    deadline: std::time::Duration,
 ) -> Result<(std::process::Child, SocketAddr), PtError> {
     use std::process::{Command, Stdio};
     std::fs::create_dir_all(state_dir)
@@ -137,20 +141,30 @@ pub fn launch(
         .stderr(Stdio::null())
         .spawn()
         .map_err(|e| PtError::Io(format!("starting {}: {e}", program.display())))?;
-    let said = match child.stdout.take() {
-        Some(out) => {
-            let mut out = std::io::BufReader::new(out);
-            read_socks_addr(&mut out, transport).map(|addr| (addr, out))
-        }
-        None => Err(PtError::Ended),
+    let Some(out) = child.stdout.take() else {
+        let _ = child.kill();
+        let _ = child.wait();
+        return Err(PtError::Ended);
     };
-    match said {
-        Ok((addr, mut out)) => {
+    // Read on a thread of its own, so a program that says nothing cannot hold the caller.
+    let (tx, rx) = std::sync::mpsc::channel();
+    let wanted = transport.to_owned();
+    std::thread::spawn(move || {
+        let mut out = std::io::BufReader::new(out);
+        let said = read_socks_addr(&mut out, &wanted);
+        let ok = said.is_ok();
+        let _ = tx.send(said);
+        if ok {
             // Keep reading what it says later (LOG and STATUS lines): a Go program whose
             // stdout is closed dies of SIGPIPE at its next line.
-            std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
-            Ok((child, addr))
+            let _ = std::io::copy(&mut out, &mut std::io::sink());
         }
+    });
+    let said = rx
+        .recv_timeout(deadline)
+        .unwrap_or(Err(PtError::Timeout(deadline.as_secs())));
+    match said {
+        Ok(addr) => Ok((child, addr)),
         Err(e) => {
             let _ = child.kill();
             let _ = child.wait();
@@ -176,6 +190,13 @@ pub fn read_socks_addr(mut out: impl BufRead, transport: &str) -> Result<SocketA
             return Err(PtError::Garbled("a line too long".into()));
         }
         let text = String::from_utf8_lossy(&line);
+        // Another transport's lines are not ours to judge (a program may offer several).
+        let mut words = text.split_whitespace();
+        if matches!(words.next(), Some("CMETHOD" | "CMETHOD-ERROR"))
+            && words.next() != Some(transport)
+        {
+            continue;
+        }
         match parse_line(text.trim_end())? {
             PtLine::VersionError(e) => return Err(PtError::Version(e)),
             PtLine::EnvError(e) => return Err(PtError::Env(e)),
@@ -200,7 +221,7 @@ mod tests {
 
     #[test]
     fn a_transport_that_starts_gives_its_address() {
-        let out = "VERSION 1\nLOG SEVERITY=notice MESSAGE=\"hello\"\nCMETHOD obfs4 socks5 127.0.0.1:40123\nCMETHOD meek_lite socks5 127.0.0.1:40124\nCMETHODS DONE\n";
+        let out = "VERSION 1\nLOG SEVERITY=notice MESSAGE=\"hello\"\nCMETHOD obfs4 socks5 127.0.0.1:40123\nCMETHOD meek_lite socks4 192.0.2.1:40124\nCMETHOD-ERROR webtunnel no\nCMETHODS DONE\n";
         assert_eq!(
             read_socks_addr(out.as_bytes(), "obfs4"),
             Ok("127.0.0.1:40123".parse().unwrap())
@@ -260,6 +281,25 @@ mod tests {
             read_socks_addr(long.as_bytes(), "obfs4"),
             Err(PtError::Garbled(_))
         ));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_program_that_says_nothing_is_stopped_at_the_deadline() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let program = dir.path().join("silent");
+        std::fs::write(&program, "#!/bin/sh\nexec sleep 30\n").unwrap();
+        std::fs::set_permissions(&program, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let t = std::time::Instant::now();
+        let r = launch(
+            &program,
+            "obfs4",
+            &dir.path().join("state"),
+            std::time::Duration::from_secs(1),
+        );
+        assert_eq!(r.map(|(_, a)| a), Err(PtError::Timeout(1)));
+        assert!(t.elapsed() < std::time::Duration::from_secs(5));
     }
 
     #[test]

@@ -518,6 +518,7 @@ fn obfs4_client(state: &std::path::Path) -> (std::process::Child, SocketAddr) {
         std::path::Path::new(timb_testnet::bridge::OBFS4PROXY),
         timb_tor::bridges::OBFS4,
         state,
+        Duration::from_secs(30),
     )
     .expect("obfs4proxy starts as a managed transport")
 }

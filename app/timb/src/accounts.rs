@@ -272,12 +272,6 @@ struct AccountsFile {
     /// "Check for updates" (on unless the user turned it off).
     #[serde(default = "on", skip_serializing_if = "is_on")]
     check_updates: bool,
-    /// The Bridges choice ("pasted", "bundled"; none when absent), only when remembered.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
-    bridges: String,
-    /// Pasted bridge lines, only when remembered.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    bridge_lines: Vec<String>,
 }
 
 fn on() -> bool {
@@ -294,9 +288,6 @@ pub struct Remembered {
     pub accounts: Vec<SavedAccount>,
     pub language: String,
     pub check_updates: bool,
-    /// The Bridges choice and pasted lines, when the user ticked "Remember".
-    pub bridges: String,
-    pub bridge_lines: Vec<String>,
 }
 
 impl Default for Remembered {
@@ -305,8 +296,6 @@ impl Default for Remembered {
             accounts: Vec::new(),
             language: String::new(),
             check_updates: true,
-            bridges: String::new(),
-            bridge_lines: Vec::new(),
         }
     }
 }
@@ -347,13 +336,10 @@ pub fn load(profile_root: &Path) -> io::Result<Remembered> {
         }
     };
     f.account.truncate(MAX_ACCOUNTS);
-    f.bridge_lines.truncate(timb_tor::bridges::MAX_BRIDGES);
     Ok(Remembered {
         accounts: f.account,
         language: f.language,
         check_updates: f.check_updates,
-        bridges: f.bridges,
-        bridge_lines: f.bridge_lines,
     })
 }
 
@@ -361,12 +347,7 @@ pub fn load(profile_root: &Path) -> io::Result<Remembered> {
 /// With nothing to remember the file is removed rather than left empty.
 pub fn save(profile_root: &Path, r: &Remembered) -> io::Result<()> {
     let path = file_path(profile_root);
-    if r.accounts.is_empty()
-        && r.language.is_empty()
-        && r.check_updates
-        && r.bridges.is_empty()
-        && r.bridge_lines.is_empty()
-    {
+    if r.accounts.is_empty() && r.language.is_empty() && r.check_updates {
         return match std::fs::remove_file(&path) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -376,8 +357,6 @@ pub fn save(profile_root: &Path, r: &Remembered) -> io::Result<()> {
         account: r.accounts.clone(),
         language: r.language.clone(),
         check_updates: r.check_updates,
-        bridges: r.bridges.clone(),
-        bridge_lines: r.bridge_lines.clone(),
     })
     .map_err(io::Error::other)?;
     let tmp = profile_root.join(".accounts.toml.tmp");
@@ -463,8 +442,6 @@ mod tests {
             accounts: vec![acc.settings.clone()],
             language: "fa".into(),
             check_updates: true,
-            bridges: "pasted".into(),
-            bridge_lines: vec!["192.0.2.3:443 0123456789ABCDEF0123456789ABCDEF01234567".into()],
         };
         save(&dir, &r).unwrap();
         let text = std::fs::read_to_string(file_path(&dir)).unwrap();

@@ -32,6 +32,12 @@ pub enum TorStatus {
         kind: TorFailureKind,
         detail: String,
     },
+    /// The start under way (or the last one) reaches Tor through this many bridges; sent
+    /// before its progress, so the window says how Tor is reached as it is, not as the
+    /// setting now says.
+    Route {
+        bridges: usize,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -137,6 +143,32 @@ pub enum UiEvent {
     Otr(OtrNote),
 }
 
+/// The Bridges setting as the backend needs it.
+#[derive(Clone, PartialEq, Eq, Default)]
+pub struct BridgeChoice {
+    /// The usable bridges.
+    pub bridges: Vec<timb_tor::Bridge>,
+    /// The user chose bridges: with none usable (a remembered list that no longer reads or
+    /// checks), Tor does not start, rather than reaching Tor directly where the user hid it.
+    pub chosen: bool,
+    /// Kept in the profile: arti's own records of the bridges (its state and cache) may stay
+    /// too. Otherwise they are wiped before each start through bridges and at exit.
+    pub remember: bool,
+}
+
+impl std::fmt::Debug for BridgeChoice {
+    // A bridge's address is what a censor looks for: counts only.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "SetBridges({} bridges, chosen {}, remember {})",
+            self.bridges.len(),
+            self.chosen,
+            self.remember
+        )
+    }
+}
+
 /// What the user asked for.
 #[derive(Clone, PartialEq, Eq)]
 pub enum Request {
@@ -196,9 +228,9 @@ pub enum Request {
     /// The "Check for updates" setting: when on, the first time Tor runs because the user
     /// connected, an update check follows.
     AutoUpdateCheck(bool),
-    /// The bridges the next Tor start takes (none: Tor is reached directly). A Tor already
-    /// running keeps the ones it started with.
-    SetBridges(Vec<timb_tor::Bridge>),
+    /// The bridges the next Tor start takes. A Tor already running keeps the ones it
+    /// started with.
+    SetBridges(BridgeChoice),
 }
 
 impl std::fmt::Debug for Request {
@@ -226,7 +258,7 @@ impl std::fmt::Debug for Request {
             Request::CheckUpdate => write!(f, "CheckUpdate"),
             Request::AutoUpdateCheck(on) => write!(f, "AutoUpdateCheck({on})"),
             // A bridge's address is what a censor looks for: the count only.
-            Request::SetBridges(b) => write!(f, "SetBridges({} bridges)", b.len()),
+            Request::SetBridges(b) => write!(f, "{b:?}"),
         }
     }
 }

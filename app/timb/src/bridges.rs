@@ -6,7 +6,11 @@
 //! profile only when "Remember" is ticked. They are never logged (a bridge's address is
 //! what a censor wants to learn).
 
+use std::path::Path;
+
 use timb_tor::{Bridge, BridgeLineError};
+
+use crate::backend::BridgeChoice;
 
 use crate::slint_generatedMainWindow::BridgeProblem;
 
@@ -80,6 +84,126 @@ impl Setting {
             Mode::Bundled => bundled(),
         }
     }
+
+    /// What the backend is told: with bridges chosen and none usable, Tor must not start.
+    pub fn choice(&self) -> BridgeChoice {
+        BridgeChoice {
+            bridges: self.in_use(),
+            chosen: self.mode != Mode::None,
+            remember: self.remember,
+        }
+    }
+}
+
+/// The file that keeps the setting when "Remember" is ticked. Its own file, not
+/// accounts.toml: an older timb (after a fallback) refuses fields it does not know and
+/// would set the accounts aside.
+const FILE: &str = "bridges.toml";
+/// A bridges file larger than this is not one (64 lines of about 200 bytes).
+const MAX_FILE_BYTES: u64 = 64 * 1024;
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct BridgesFile {
+    mode: String,
+    #[serde(default)]
+    lines: Vec<String>,
+}
+
+/// The remembered setting. No file: none. A file that cannot be read is set aside and
+/// read as bridges chosen with none usable, so Tor does not start until the user chooses
+/// again: reaching Tor directly is what someone who remembered bridges wanted to avoid.
+/// The message names no bridge.
+pub fn load(profile_root: &Path) -> (Setting, Option<String>) {
+    let path = profile_root.join(FILE);
+    let unreadable = |why: String| {
+        let kept = path.with_extension("toml.unreadable");
+        let _ = std::fs::rename(&path, &kept);
+        let setting = Setting {
+            mode: Mode::Pasted,
+            pasted: Vec::new(),
+            remember: true,
+        };
+        (
+            setting,
+            Some(format!("{FILE} {why}; it was kept as {FILE}.unreadable")),
+        )
+    };
+    match std::fs::metadata(&path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return (Setting::default(), None),
+        Err(e) => return unreadable(format!("cannot be read ({})", e.kind())),
+        Ok(m) if m.len() > MAX_FILE_BYTES => return unreadable("is too large".into()),
+        Ok(_) => {}
+    }
+    let parsed = std::fs::read_to_string(&path)
+        .map_err(|e| format!("cannot be read ({})", e.kind()))
+        .and_then(|t| {
+            // The parser's message may quote a line: not shown.
+            toml::from_str::<BridgesFile>(&t).map_err(|_| "is not valid".to_string())
+        });
+    let f = match parsed {
+        Ok(f) => f,
+        Err(why) => return unreadable(why),
+    };
+    let pasted: Vec<String> = f
+        .lines
+        .iter()
+        .take(timb_tor::bridges::MAX_BRIDGES)
+        .filter_map(|l| Bridge::parse(l).ok())
+        .map(|b| b.line().to_owned())
+        .collect();
+    let setting = Setting {
+        mode: match Mode::from_name(&f.mode) {
+            // A mode this timb does not know: bridges were chosen all the same.
+            Mode::None if !f.mode.is_empty() => Mode::Pasted,
+            m => m,
+        },
+        pasted,
+        remember: true,
+    };
+    let note = (setting.mode == Mode::Pasted && setting.pasted.len() < f.lines.len()).then(|| {
+        format!(
+            "{} remembered bridge lines no longer check and were left out",
+            f.lines.len() - setting.pasted.len()
+        )
+    });
+    (setting, note)
+}
+
+/// Keeps the setting when "Remember" is ticked and bridges are chosen; otherwise removes
+/// any kept one. Written whole then renamed, owner-only.
+pub fn save(profile_root: &Path, s: &Setting) -> std::io::Result<()> {
+    let path = profile_root.join(FILE);
+    if !s.remember || s.mode == Mode::None {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let body = toml::to_string(&BridgesFile {
+        mode: s.mode.name().into(),
+        lines: if s.mode == Mode::Pasted {
+            s.pasted.clone()
+        } else {
+            Vec::new()
+        },
+    })
+    .map_err(std::io::Error::other)?;
+    let tmp = profile_root.join(".bridges.toml.tmp");
+    {
+        use std::io::Write;
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(b"# timb bridges, kept because Remember was ticked.\n")?;
+        f.write_all(body.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, &path)
 }
 
 /// The built-in bridges. A line that does not parse is skipped (a test makes sure none does).
@@ -162,6 +286,51 @@ mod tests {
             .collect();
         assert_eq!(check(&many).map(|_| ()), Err((65, BridgeProblem::TooMany)));
         assert_eq!(check(PLAIN).map(|b| b.len()), Ok(1));
+    }
+
+    #[test]
+    fn remembered_only_when_ticked_and_unusable_never_means_direct() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join(FILE);
+        let mut s = Setting {
+            mode: Mode::Pasted,
+            pasted: vec![PLAIN.into()],
+            remember: false,
+        };
+        save(dir.path(), &s).unwrap();
+        assert!(!file.exists());
+        s.remember = true;
+        save(dir.path(), &s).unwrap();
+        assert_eq!(load(dir.path()), (s.clone(), None));
+        // A line that no longer checks is left out, and said (without the line).
+        std::fs::write(
+            &file,
+            format!("mode = \"pasted\"\nlines = [\"{PLAIN}\", \"x 1.2.3.4:5\"]\n"),
+        )
+        .unwrap();
+        let (again, note) = load(dir.path());
+        assert_eq!(again.in_use().len(), 1);
+        assert!(note.unwrap().starts_with("1 remembered"));
+        // None left, or a file that is not one: bridges chosen, none usable.
+        for body in [
+            "mode = \"pasted\"\nlines = [\"x\"]\n",
+            "mode = [",
+            "mode = \"meek\"\n",
+        ] {
+            std::fs::write(&file, body).unwrap();
+            let (bad, _) = load(dir.path());
+            let c = bad.choice();
+            assert!(c.chosen && c.bridges.is_empty(), "{body:?}: {c:?}");
+        }
+        assert!(dir.path().join("bridges.toml.unreadable").exists());
+        // "bundled" in a timb that has none: chosen, none usable.
+        std::fs::write(&file, "mode = \"bundled\"\n").unwrap();
+        let c = load(dir.path()).0.choice();
+        assert!(c.chosen && c.bridges.len() == bundled().len());
+        // Choosing none removes the file.
+        s.mode = Mode::None;
+        save(dir.path(), &s).unwrap();
+        assert!(!file.exists());
     }
 
     #[test]

@@ -87,7 +87,7 @@ impl App {
             }
             a.language = remembered.language;
             a.apply_language();
-            a.restore_bridges(&remembered.bridges, &remembered.bridge_lines);
+            a.restore_bridges();
             a.refresh_accounts();
             a.refresh_contacts();
         }
@@ -141,18 +141,6 @@ impl App {
                 .collect(),
             language: self.language.clone(),
             check_updates: self.check_updates,
-            bridges: if self.bridges.remember {
-                self.bridges.mode.name().to_owned()
-            } else {
-                String::new()
-            },
-            bridge_lines: if self.bridges.remember
-                && self.bridges.mode == crate::bridges::Mode::Pasted
-            {
-                self.bridges.pasted.clone()
-            } else {
-                Vec::new()
-            },
         };
         if let Err(e) = accounts::save(root, &r) {
             // The path is the user's own profile folder; no conversation content.
@@ -371,35 +359,32 @@ impl App {
     // ---- bridges ---------------------------------------------------------
 
     /// Remembered bridges come back as they were left (lines that no longer check are
-    /// dropped); the backend learns them now, but Tor starts only when the user connects.
-    fn restore_bridges(&mut self, mode: &str, lines: &[String]) {
-        let pasted: Vec<String> = lines
-            .iter()
-            .filter_map(|l| timb_tor::Bridge::parse(l).ok())
-            .map(|b| b.line().to_owned())
-            .collect();
-        let mode = crate::bridges::Mode::from_name(mode);
-        self.bridges = crate::bridges::Setting {
-            mode,
-            remember: mode != crate::bridges::Mode::None,
-            pasted,
-        };
-        if let Some(w) = self.win() {
-            w.set_bridges_bundled(crate::bridges::bundled().len() as i32);
+    /// left out, said on stderr without them); the backend learns them now, but Tor
+    /// starts only when the user connects.
+    fn restore_bridges(&mut self) {
+        if let Some(root) = &self.profile_root {
+            let (setting, note) = crate::bridges::load(root);
+            if let Some(note) = note {
+                eprintln!("timb: {note}");
+            }
+            self.bridges = setting;
         }
-        // The backend starts with none.
-        if mode != crate::bridges::Mode::None {
+        if let Some(w) = self.win() {
+            w.set_bridges_bundled(i32::try_from(crate::bridges::bundled().len()).unwrap_or(0));
+        }
+        // The backend starts with none chosen.
+        if self.bridges.mode != crate::bridges::Mode::None {
             self.apply_bridges();
         }
     }
 
     /// Tells the backend and the Tor panel which bridges the next start takes.
     fn apply_bridges(&mut self) {
-        let in_use = self.bridges.in_use();
+        let choice = self.bridges.choice();
         if let Some(w) = self.win() {
-            w.set_bridges_in_use(in_use.len() as i32);
+            w.set_bridges_in_use(i32::try_from(choice.bridges.len()).unwrap_or(i32::MAX));
         }
-        self.backend.request(Request::SetBridges(in_use));
+        self.backend.request(Request::SetBridges(choice));
     }
 
     fn open_bridges(&mut self) {
@@ -435,7 +420,12 @@ impl App {
             remember: w.get_bridges_remember(),
         };
         self.apply_bridges();
-        self.save_remembered();
+        if let Some(root) = &self.profile_root {
+            if let Err(e) = crate::bridges::save(root, &self.bridges) {
+                // The path is the user's own profile folder; no bridge.
+                eprintln!("timb: could not save the bridges setting: {e}");
+            }
+        }
         w.set_bridges_open(false);
     }
 

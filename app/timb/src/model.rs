@@ -100,6 +100,8 @@ pub struct TorView {
     pub progress: f32,
     pub phase: timb_tor::TorPhase,
     pub failure: Option<(TorFailureKind, String)>,
+    /// How many bridges the start under way (or the last one) goes through.
+    pub route_bridges: usize,
 }
 
 /// Everything the window shows, without the window.
@@ -126,6 +128,7 @@ impl Default for Model {
                 progress: 0.0,
                 phase: timb_tor::TorPhase::default(),
                 failure: None,
+                route_bridges: 0,
             },
             keygen: None,
             update: None,
@@ -299,6 +302,7 @@ impl Model {
                 t.state = TorState::Failed;
                 t.failure = Some((kind, detail));
             }
+            TorStatus::Route { bridges } => t.route_bridges = bridges,
         }
         Changes {
             tor: true,

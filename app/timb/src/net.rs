@@ -52,7 +52,7 @@ struct Shared {
     /// A check runs now. One at a time: two would write the same download file.
     update_running: AtomicBool,
     /// The Bridges setting: what the next Tor start takes.
-    bridges: std::sync::Mutex<Vec<timb_tor::Bridge>>,
+    bridges: std::sync::Mutex<crate::backend::BridgeChoice>,
 }
 
 /// What the window asks of one account, in order.
@@ -65,6 +65,29 @@ pub struct Net {
     rt: tokio::runtime::Runtime,
     shared: Arc<Shared>,
     accounts: HashMap<AccountId, mpsc::UnboundedSender<Op>>,
+}
+
+impl Drop for Net {
+    /// Bridges not remembered leave no line in the profile: arti's records of them go at
+    /// exit (a crash leaves them until the next start through bridges, or a direct one,
+    /// wipes them).
+    fn drop(&mut self) {
+        let remember = self
+            .shared
+            .bridges
+            .lock()
+            .map(|c| c.remember)
+            .unwrap_or(false);
+        if remember {
+            return;
+        }
+        // arti first (it writes its state as it stops), then its folder.
+        if let Ok(idle) = tokio::runtime::Builder::new_current_thread().build() {
+            std::mem::replace(&mut self.rt, idle)
+                .shutdown_timeout(std::time::Duration::from_secs(3));
+        }
+        let _ = wipe(&bridges_state_dir(&self.shared.profile));
+    }
 }
 
 impl Net {
@@ -109,7 +132,7 @@ impl Net {
                 tofu_in_memory: std::sync::Mutex::new(HashMap::new()),
                 update: Arc::new(update),
                 auto_update_check: AtomicBool::new(auto_check),
-                bridges: std::sync::Mutex::new(Vec::new()),
+                bridges: std::sync::Mutex::new(crate::backend::BridgeChoice::default()),
                 update_checked: AtomicBool::new(false),
                 update_running: AtomicBool::new(false),
             }),
@@ -224,9 +247,9 @@ impl Backend for Net {
             Request::AutoUpdateCheck(on) => {
                 self.shared.auto_update_check.store(on, Ordering::SeqCst);
             }
-            Request::SetBridges(bridges) => {
+            Request::SetBridges(choice) => {
                 if let Ok(mut b) = self.shared.bridges.lock() {
-                    *b = bridges;
+                    *b = choice;
                 }
             }
             Request::Command { id, command } => self.send(id, Op::Command(command)),
@@ -239,19 +262,55 @@ impl Backend for Net {
     }
 }
 
+/// Where arti keeps its state and cache when Tor is reached through bridges: apart from the
+/// direct one, since arti records each bridge's line there (its descriptor cache and its
+/// guards). Wiped before each start through bridges the user did not ask to remember, and
+/// at exit ([`Net`]'s drop), so their lines do not stay in the profile.
+fn bridges_state_dir(profile: &std::path::Path) -> std::path::PathBuf {
+    profile.join("tor-bridges")
+}
+
+fn wipe(dir: &std::path::Path) -> Result<(), TorError> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TorError::Config(format!(
+            "could not clear the bridges' Tor folder: {e}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
 /// The configuration of the next Tor start: the network, and the bridges set now. An obfs4
 /// bridge needs the bundle's transport running first (transports.rs; it may take seconds).
-async fn tor_config(shared: &Shared) -> Result<TorConfig, TorError> {
-    let state = timb_tor::profile_state_dir(&shared.profile);
+async fn tor_config(
+    shared: &Shared,
+    choice: &crate::backend::BridgeChoice,
+) -> Result<TorConfig, TorError> {
+    if choice.chosen && choice.bridges.is_empty() {
+        // Never direct when the user chose bridges: that is what they meant to avoid.
+        return Err(TorError::Config(
+            "bridges are chosen, but none of them can be used (a remembered list could not be read, or its lines no longer check). Open Bridges and choose again".into(),
+        ));
+    }
+    let bridges_dir = bridges_state_dir(&shared.profile);
+    let state = if choice.bridges.is_empty() {
+        // Nothing chosen is remembered: no bridge's line stays either.
+        wipe(&bridges_dir)?;
+        timb_tor::profile_state_dir(&shared.profile)
+    } else {
+        if !choice.remember {
+            wipe(&bridges_dir)?;
+        }
+        bridges_dir
+    };
     let config = match &shared.network {
         Some(file) => TorConfig::private_network(file, &state)?,
         None => TorConfig::default_network(&state)?,
     };
-    let bridges = shared.bridges.lock().map(|b| b.clone()).unwrap_or_default();
-    if bridges.is_empty() {
+    if choice.bridges.is_empty() {
         return Ok(config);
     }
-    let transports = if bridges
+    let transports = if choice
+        .bridges
         .iter()
         .any(|b| b.transport() == Some(timb_tor::bridges::OBFS4))
     {
@@ -262,7 +321,7 @@ async fn tor_config(shared: &Shared) -> Result<TorConfig, TorError> {
     } else {
         timb_tor::Transports::none()
     };
-    config.with_bridges(&bridges, &transports)
+    config.with_bridges(&choice.bridges, &transports)
 }
 
 /// The running Tor client, bootstrapping it first if needed (progress goes to
@@ -277,7 +336,17 @@ async fn ensure_tor(shared: &Shared) -> Result<Transport, String> {
     if shared.tor_failures.load(Ordering::SeqCst) > seen {
         return Err("Tor could not start".into());
     }
-    let config = match tor_config(shared).await {
+    let choice = shared.bridges.lock().map(|c| c.clone()).unwrap_or_default();
+    // How this start reaches Tor, then that it is starting (also when the update check
+    // started it): the panel says what is happening, not what the setting says now.
+    shared.sink.send(UiEvent::Tor(TorStatus::Route {
+        bridges: choice.bridges.len(),
+    }));
+    shared.sink.send(UiEvent::Tor(TorStatus::Starting {
+        fraction: 0.0,
+        phase: timb_tor::TorPhase::default(),
+    }));
+    let config = match tor_config(shared, &choice).await {
         Ok(c) => c,
         Err(e) => {
             shared.tor_failures.fetch_add(1, Ordering::SeqCst);
@@ -794,7 +863,7 @@ mod tests {
                 running: None,
             }),
             auto_update_check: AtomicBool::new(true),
-            bridges: std::sync::Mutex::new(Vec::new()),
+            bridges: std::sync::Mutex::new(crate::backend::BridgeChoice::default()),
             update_checked: AtomicBool::new(false),
             update_running: AtomicBool::new(false),
         }

@@ -4,12 +4,14 @@
 //! The confined messenger cannot start a program (seccomp refuses `execve`) and what it
 //! started could not listen (Landlock refuses TCP `bind`; both are inherited). So, as for
 //! "Restart to update" (restart.rs), a helper is forked first, while the process has one
-//! thread, sharing only a Unix socket with the messenger. Asked ("obfs4"), it starts the
-//! bundle's lyrebird with the protocol's environment and nothing of timb's, reads the
-//! SOCKS address lyrebird listens on (`timb_tor::pt`), and answers with it; arti then
-//! uses it as an unmanaged transport. When the messenger goes (the socket closes) the
-//! helper closes lyrebird's stdin, which ends it (`TOR_PT_EXIT_ON_STDIN_CLOSE`), and
-//! exits. It can start that one program, once, and do nothing else.
+//! thread, sharing only a Unix socket with the messenger (every other inherited file is
+//! closed in it). Asked ("obfs4", at each Tor start through an obfs4 bridge), it answers
+//! the SOCKS address of its lyrebird, starting it first if none runs (a lyrebird that died
+//! is started again), with the protocol's environment and nothing of timb's
+//! (`timb_tor::pt::launch`, with a deadline); arti then uses that address as a running
+//! transport. When the messenger goes (the socket closes) the helper closes lyrebird's
+//! stdin, which ends it (`TOR_PT_EXIT_ON_STDIN_CLOSE`), kills it, and exits. It can start
+//! that one program and do nothing else.
 
 #[cfg(unix)]
 use std::path::Path;
@@ -23,8 +25,12 @@ static HELPER: std::sync::OnceLock<std::sync::Mutex<std::os::unix::net::UnixStre
 #[cfg(unix)]
 const ASK_OBFS4: &[u8] = b"obfs4\n";
 
+/// How long lyrebird may take to say where it listens (it takes well under a second).
+#[cfg(unix)]
+const LAUNCH_DEADLINE: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Forks the helper that starts `lyrebird` (keeping its state in `state_dir`) on request.
-/// Call it in `main` while the process has one thread, before the sandbox.
+/// Call it while the process has one thread, before the sandbox.
 #[cfg(unix)]
 pub fn start_helper(lyrebird: PathBuf, state_dir: PathBuf) {
     let Ok((mine, theirs)) = std::os::unix::net::UnixStream::pair() else {
@@ -35,6 +41,7 @@ pub fn start_helper(lyrebird: PathBuf, state_dir: PathBuf) {
     match unsafe { libc::fork() } {
         0 => {
             drop(mine);
+            close_others(&theirs);
             helper(theirs, &lyrebird, &state_dir)
         }
         pid if pid > 0 => {
@@ -45,41 +52,68 @@ pub fn start_helper(lyrebird: PathBuf, state_dir: PathBuf) {
     }
 }
 
+/// In the helper: closes every inherited file but stdio and `keep` (the restart helper's
+/// pipe among them, which must close when the messenger exits, not when this helper does).
+#[cfg(unix)]
+fn close_others(keep: &std::os::unix::net::UnixStream) {
+    use std::os::fd::AsRawFd;
+    let keep = keep.as_raw_fd();
+    // Listed first, then closed: the listing's own descriptor is among them.
+    let open: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .map(|d| {
+            d.flatten()
+                .filter_map(|e| e.file_name().to_str()?.parse().ok())
+                .collect()
+        })
+        .unwrap_or_default();
+    for fd in open {
+        if fd > 2 && fd != keep {
+            // SAFETY: closing a descriptor this forked copy inherited and never uses.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
 #[cfg(unix)]
 fn helper(mut socket: std::os::unix::net::UnixStream, lyrebird: &Path, state: &Path) -> ! {
     use std::io::{Read, Write};
+    let mut running: Option<(std::process::Child, std::net::SocketAddr)> = None;
     let mut asked = [0u8; ASK_OBFS4.len()];
-    if socket.read_exact(&mut asked).is_ok() && asked == ASK_OBFS4 {
-        match timb_tor::pt::launch(lyrebird, timb_tor::bridges::OBFS4, state) {
-            Ok((mut child, addr)) => {
-                if socket.write_all(format!("ok {addr}\n").as_bytes()).is_ok() {
-                    // Until the messenger goes: then lyrebird's stdin closes with ours.
-                    let mut rest = [0u8; 64];
-                    while matches!(socket.read(&mut rest), Ok(n) if n > 0) {}
-                }
-                drop(child.stdin.take());
-                let _ = child.kill();
-                let _ = child.wait();
-            }
-            Err(e) => {
-                let _ = socket.write_all(format!("error {e}\n").as_bytes());
+    // Until the messenger goes (end of file) or asks something else.
+    while socket.read_exact(&mut asked).is_ok() && asked == ASK_OBFS4 {
+        // One that died is started again.
+        if let Some((child, _)) = &mut running {
+            if !matches!(child.try_wait(), Ok(None)) {
+                running = None;
             }
         }
+        if running.is_none() {
+            match timb_tor::pt::launch(lyrebird, timb_tor::bridges::OBFS4, state, LAUNCH_DEADLINE) {
+                Ok(started) => running = Some(started),
+                Err(e) => {
+                    let _ = socket.write_all(format!("error {e}\n").as_bytes());
+                    continue;
+                }
+            }
+        }
+        if let Some((_, addr)) = &running {
+            if socket.write_all(format!("ok {addr}\n").as_bytes()).is_err() {
+                break;
+            }
+        }
+    }
+    if let Some((mut child, _)) = running {
+        drop(child.stdin.take());
+        let _ = child.kill();
+        let _ = child.wait();
     }
     // SAFETY: _exit ends this forked copy without running the messenger's exit handlers.
     unsafe { libc::_exit(0) }
 }
 
-/// The address the helper answered: it starts lyrebird once, for the whole session.
-#[cfg(unix)]
-static RUNNING: std::sync::OnceLock<std::net::SocketAddr> = std::sync::OnceLock::new();
-
-/// Why the helper could not start it: it tries once per session, and says the same after.
-#[cfg(unix)]
-static FAILED: std::sync::OnceLock<String> = std::sync::OnceLock::new();
-
-/// Asks the helper for the obfs4 transport: its SOCKS address, or why not. Blocks until
-/// lyrebird is ready (at most a minute).
+/// Asks the helper for the obfs4 transport: its SOCKS address, or why not (in words that
+/// are the helper's or the transport's, cleaned for the window). Blocks until lyrebird is
+/// ready (at most [`LAUNCH_DEADLINE`] and a little more).
 #[cfg(unix)]
 pub fn obfs4() -> Result<std::net::SocketAddr, String> {
     use std::io::{BufRead, Read, Write};
@@ -89,34 +123,26 @@ pub fn obfs4() -> Result<std::net::SocketAddr, String> {
     let mut socket = helper
         .lock()
         .map_err(|_| "the transport helper is unusable".to_string())?;
-    // Under the lock: a second caller waits for the first answer, then reads it here.
-    if let Some(addr) = RUNNING.get() {
-        return Ok(*addr);
-    }
-    if let Some(e) = FAILED.get() {
-        return Err(e.clone());
-    }
-    // lyrebird answers in well under a second; a helper that hangs must not hang Tor.
-    let _ = socket.set_read_timeout(Some(std::time::Duration::from_secs(60)));
+    // A helper that hangs must not hang Tor.
+    let _ = socket.set_read_timeout(Some(LAUNCH_DEADLINE + std::time::Duration::from_secs(10)));
     let mut line = String::new();
-    let asked = socket
+    socket
         .write_all(ASK_OBFS4)
         .and_then(|()| {
             std::io::BufReader::new(&mut *socket)
                 .take(1024)
                 .read_line(&mut line)
         })
-        .map_err(|e| format!("the transport helper did not answer: {e}"));
-    let answer = asked.and_then(|_| match line.trim_end().split_once(' ') {
+        .map_err(|e| format!("the transport helper did not answer ({})", e.kind()))?;
+    match line.trim_end().split_once(' ') {
         Some(("ok", addr)) => addr
             .parse::<std::net::SocketAddr>()
-            .map_err(|_| "the transport helper gave no address".to_string()),
-        Some(("error", e)) => Err(e.to_string()),
+            .ok()
+            .filter(|a| a.ip().is_loopback())
+            .ok_or_else(|| "the transport helper gave no loopback address".to_string()),
+        // The transport's own words may be anything: no control or direction characters.
+        Some(("error", e)) => Err(crate::state::sanitize(e).chars().take(300).collect()),
         _ => Err("the transport helper ended without an answer".into()),
-    });
-    match answer {
-        Ok(addr) => Ok(*RUNNING.get_or_init(|| addr)),
-        Err(e) => Err(FAILED.get_or_init(|| e).clone()),
     }
 }
 

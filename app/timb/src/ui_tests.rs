@@ -1477,7 +1477,7 @@ fn a_restart_that_cannot_start_the_launcher_says_to_restart_by_hand() {
 fn bridges_asked(log: &[Request]) -> Vec<Vec<String>> {
     log.iter()
         .filter_map(|r| match r {
-            Request::SetBridges(b) => Some(b.iter().map(|b| b.line().to_owned()).collect()),
+            Request::SetBridges(c) => Some(c.bridges.iter().map(|b| b.line().to_owned()).collect()),
             _ => None,
         })
         .collect()
@@ -1505,7 +1505,10 @@ impl Ui {
         self.click("Bridges: how timb reaches Tor");
         assert!(self.w.get_bridges_open());
         let choice = self.find("Bridges", AccessibleRole::Combobox);
-        while self.w.get_bridges_mode() < 1 {
+        for _ in 0..3 {
+            if self.w.get_bridges_mode() >= 1 {
+                break;
+            }
             choice.invoke_accessible_increment_action();
         }
         assert_eq!(self.w.get_bridges_mode(), 1);
@@ -1560,10 +1563,18 @@ fn bridge_lines_are_checked_as_typed_and_used_only_once_chosen() {
         u.shown("through a bridge"),
         ["Tor will be reached through a bridge."]
     );
-    u.handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
-        fraction: 0.05,
-        phase: timb_tor::TorPhase::Reaching,
-    }));
+    let starting = |bridges: usize| {
+        u.handle(UiEvent::Tor(crate::backend::TorStatus::Route { bridges }));
+        u.handle(UiEvent::Tor(crate::backend::TorStatus::Starting {
+            fraction: 0.05,
+            phase: timb_tor::TorPhase::Reaching,
+        }));
+    };
+    // A start that took no bridge (it began before they were set) is not said to use one:
+    // the panel follows the start, not the setting.
+    starting(0);
+    assert_eq!(u.shown("%"), ["Reaching the Tor network… 5%"]);
+    starting(2);
     assert_eq!(
         u.shown("%"),
         ["Reaching the Tor network through a bridge… 5%"]
@@ -1592,6 +1603,9 @@ fn bridge_lines_are_checked_as_typed_and_used_only_once_chosen() {
     assert_eq!(u.w.get_bridges_mode(), 0);
     u.click("Use these settings");
     assert_eq!(u.bridges_asked().last().unwrap(), &Vec::<String>::new());
+    u.handle(UiEvent::Tor(crate::backend::TorStatus::Route {
+        bridges: 0,
+    }));
     blocked();
     assert_eq!(
         u.shown("block Tor"),
@@ -1607,31 +1621,45 @@ fn bridge_lines_are_checked_as_typed_and_used_only_once_chosen() {
 #[test]
 fn bridge_lines_reach_the_profile_only_when_remembered() {
     let dir = tempfile::tempdir().unwrap();
-    let file = crate::accounts::file_path(dir.path());
+    let file = dir.path().join("bridges.toml");
     let u = ui();
     u.app.borrow_mut().profile_root = Some(dir.path().to_owned());
     u.open_pasted_bridges();
     u.type_into("Bridge lines", PLAIN_BRIDGE);
     u.click("Use these settings");
-    // (The file holds the language the test chose; a bridge only once remembered.)
-    let saved = || std::fs::read_to_string(&file).unwrap_or_default();
-    assert!(!saved().contains("192.0.2.3"), "not ticked: not written");
+    assert!(!file.exists(), "not ticked: not written");
+    let told = |log: &[Request]| {
+        log.iter().rev().find_map(|r| match r {
+            Request::SetBridges(c) => Some((c.bridges.len(), c.chosen, c.remember)),
+            _ => None,
+        })
+    };
+    assert_eq!(told(&u.log.borrow()), Some((1, true, false)));
 
     u.open_pasted_bridges();
     u.w.set_bridges_remember(true);
     u.click("Use these settings");
+    let saved = || std::fs::read_to_string(&file).unwrap_or_default();
     assert!(saved().contains(PLAIN_BRIDGE), "{}", saved());
+    assert_eq!(told(&u.log.borrow()), Some((1, true, true)));
+    // Nothing of it in the accounts file (an older timb would refuse that file).
+    let accounts =
+        std::fs::read_to_string(crate::accounts::file_path(dir.path())).unwrap_or_default();
+    assert!(!accounts.contains("192.0.2.3"), "{accounts}");
 
     // The next start has them back, and tells the backend before anything connects.
-    let remembered = crate::accounts::load(dir.path()).unwrap();
-    let w = MainWindow::new().unwrap();
-    let log = Rc::new(RefCell::new(Vec::new()));
-    let _app = App::attach(
-        &w,
-        Box::new(Recorder(log.clone())),
-        Some(dir.path().to_owned()),
-        remembered,
-    );
+    let again = |root: &std::path::Path| {
+        let w = MainWindow::new().unwrap();
+        let log = Rc::new(RefCell::new(Vec::new()));
+        let app = App::attach(
+            &w,
+            Box::new(Recorder(log.clone())),
+            Some(root.to_owned()),
+            Remembered::default(),
+        );
+        (w, log, app)
+    };
+    let (w, log, _app) = again(dir.path());
     assert_eq!(
         bridges_asked(&log.borrow()),
         [vec![PLAIN_BRIDGE.to_owned()]]
@@ -1642,14 +1670,20 @@ fn bridge_lines_reach_the_profile_only_when_remembered() {
         .iter()
         .any(|r| matches!(r, Request::Connect { .. } | Request::RetryTor)));
 
+    // A remembered file that no longer reads: bridges stay chosen, none usable (the
+    // backend then refuses to start Tor rather than going direct).
+    std::fs::write(&file, "mode = [").unwrap();
+    let (_w, log, _app) = again(dir.path());
+    assert_eq!(told(&log.borrow()), Some((0, true, true)));
+
     // Unticked again: the lines leave the profile.
+    std::fs::write(
+        &file,
+        format!("mode = \"pasted\"\nlines = [\"{PLAIN_BRIDGE}\"]\n"),
+    )
+    .unwrap();
     u.open_pasted_bridges();
     u.w.set_bridges_remember(false);
     u.click("Use these settings");
-    assert!(
-        !file.exists()
-            || !std::fs::read_to_string(&file)
-                .unwrap()
-                .contains("192.0.2.3")
-    );
+    assert!(!file.exists());
 }

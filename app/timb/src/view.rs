@@ -122,6 +122,7 @@ impl App {
         let Some(w) = self.win() else { return };
         let t = &self.model.tor;
         w.set_tor_progress(t.progress);
+        w.set_tor_route_bridges(i32::try_from(t.route_bridges).unwrap_or(i32::MAX));
         w.set_tor_phase(match t.phase {
             timb_tor::TorPhase::Reaching => ui::TorPhase::Reaching,
             timb_tor::TorPhase::Directory => ui::TorPhase::Directory,
@@ -313,47 +314,49 @@ impl App {
 /// a row that changed is set in place, a row that went is removed, a new one inserted.
 /// A screen reader on a contact keeps its place when another contact changes, and a
 /// button that has focus never comes to act on another row: after the first of two
-/// requests is accepted its row goes, and the focused Accept button with it, rather than
+/// requests is answered its row goes, and the focused Accept button with it, rather than
 /// the next person's request sliding under it (`set_vec` remade every row, and moved
-/// the focus to whatever row took the index). A key appears once in `rows`.
+/// the focus to whatever row took the index). When the rows that stay change order
+/// (a renamed contact sorts elsewhere), the list is made anew: rare, and simpler than
+/// moving items. Linear in the rows, plus the model's own cost per insert and removal.
 fn update_rows<T, K>(model: &VecModel<T>, rows: Vec<T>, key: impl Fn(&T) -> K)
 where
     T: Clone + PartialEq + 'static,
-    K: PartialEq,
+    K: Eq + std::hash::Hash,
 {
     let keys: Vec<K> = rows.iter().map(&key).collect();
-    let n = rows.len();
+    let wanted: std::collections::HashSet<&K> = keys.iter().collect();
+    if wanted.len() != keys.len() {
+        // A key twice: no row can be told from another.
+        model.set_vec(rows);
+        return;
+    }
     // Rows whose key went, from the end so the indices stay right.
     for i in (0..model.row_count()).rev() {
         if model
             .row_data(i)
-            .is_some_and(|old| !keys.contains(&key(&old)))
+            .is_some_and(|old| !wanted.contains(&key(&old)))
         {
             model.remove(i);
         }
     }
+    // The rows left must come in the new order; new ones go in between.
+    let left: Vec<K> = model.iter().map(|r| key(&r)).collect();
+    let mut in_new = keys.iter().filter(|k| left.contains(k));
+    let same_order = left.len() <= keys.len() && left.iter().all(|k| in_new.next() == Some(k));
+    if !same_order {
+        model.set_vec(rows);
+        return;
+    }
     for (i, row) in rows.into_iter().enumerate() {
-        let here = model.row_data(i);
-        match here {
+        match model.row_data(i) {
             Some(old) if key(&old) == keys[i] => {
                 if old != row {
                     model.set_row_data(i, row);
                 }
             }
-            _ => {
-                // Further down (the order changed): taken out there, put here.
-                if let Some(j) = (i + 1..model.row_count())
-                    .find(|&j| model.row_data(j).is_some_and(|r| key(&r) == keys[i]))
-                {
-                    model.remove(j);
-                }
-                model.insert(i, row);
-            }
+            _ => model.insert(i, row),
         }
-    }
-    // Left over: rows that repeated a key.
-    while model.row_count() > n {
-        model.remove(model.row_count() - 1);
     }
 }
 
