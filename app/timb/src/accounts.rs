@@ -359,22 +359,11 @@ pub fn save(profile_root: &Path, r: &Remembered) -> io::Result<()> {
         check_updates: r.check_updates,
     })
     .map_err(io::Error::other)?;
-    let tmp = profile_root.join(".accounts.toml.tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(b"# timb account settings. Passwords are never stored here.\n")?;
-        f.write_all(body.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)
+    crate::profile::write_settings(
+        &path,
+        "# timb account settings. Passwords are never stored here.\n",
+        &body,
+    )
 }
 
 #[cfg(test)]

@@ -170,7 +170,7 @@ pub fn load(profile_root: &Path) -> (Setting, Option<String>) {
 }
 
 /// Keeps the setting when "Remember" is ticked and bridges are chosen; otherwise removes
-/// any kept one. Written whole then renamed, owner-only.
+/// any kept one. Written whole, owner-only.
 pub fn save(profile_root: &Path, s: &Setting) -> std::io::Result<()> {
     let path = profile_root.join(FILE);
     if !s.remember || s.mode == Mode::None {
@@ -188,22 +188,11 @@ pub fn save(profile_root: &Path, s: &Setting) -> std::io::Result<()> {
         },
     })
     .map_err(std::io::Error::other)?;
-    let tmp = profile_root.join(".bridges.toml.tmp");
-    {
-        use std::io::Write;
-        let mut opts = std::fs::OpenOptions::new();
-        opts.write(true).create(true).truncate(true);
-        #[cfg(unix)]
-        {
-            use std::os::unix::fs::OpenOptionsExt;
-            opts.mode(0o600);
-        }
-        let mut f = opts.open(&tmp)?;
-        f.write_all(b"# timb bridges, kept because Remember was ticked.\n")?;
-        f.write_all(body.as_bytes())?;
-        f.sync_all()?;
-    }
-    std::fs::rename(&tmp, &path)
+    crate::profile::write_settings(
+        &path,
+        "# timb bridges, kept because Remember was ticked.\n",
+        &body,
+    )
 }
 
 /// The built-in bridges. A line that does not parse is skipped (a test makes sure none does).

@@ -53,6 +53,30 @@ impl Profile {
     }
 }
 
+/// Writes a settings file in the profile whole or not at all: `header` then `body` into a
+/// temporary owner-only file beside it, synced, then renamed over `path`.
+pub fn write_settings(path: &Path, header: &str, body: &str) -> io::Result<()> {
+    use std::io::Write;
+    let name = path
+        .file_name()
+        .ok_or_else(|| io::Error::other("a settings file needs a name"))?;
+    let tmp = path.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+    {
+        let mut opts = std::fs::OpenOptions::new();
+        opts.write(true).create(true).truncate(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            opts.mode(0o600);
+        }
+        let mut f = opts.open(&tmp)?;
+        f.write_all(header.as_bytes())?;
+        f.write_all(body.as_bytes())?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)
+}
+
 /// From now on, files and folders this process creates are owner-only (umask 077), so
 /// what libraries write into the profile (arti's state and cache, libotr's files) is never
 /// readable by other users, whatever the user's umask. Call once at startup.

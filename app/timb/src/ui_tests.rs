@@ -107,14 +107,19 @@ impl Ui {
             .dispatch_event(WindowEvent::KeyReleased { text });
     }
 
-    /// An XMPP account added through the form, with a chat with Bob open.
-    fn with_chat(&self) -> AccountId {
+    /// An XMPP account (alice@example.org) added through the form.
+    fn with_account(&self) -> AccountId {
         self.click("Add account");
         self.type_into("Server or .onion address", "example.org");
         self.type_into("Your address (user@server)", "alice@example.org");
         self.click("Save account");
         assert!(!self.w.get_account_dialog_open());
-        let id = AccountId(1);
+        AccountId(1)
+    }
+
+    /// An XMPP account added through the form, with a chat with Bob open.
+    fn with_chat(&self) -> AccountId {
+        let id = self.with_account();
         self.app
             .borrow_mut()
             .open_conversation(id, Target::Direct("bob@example.org".into()));
@@ -412,11 +417,7 @@ fn ending_the_private_conversation_shows_at_once_and_holds_messages() {
 #[test]
 fn one_click_on_a_contact_or_group_row_opens_it() {
     let u = ui();
-    u.click("Add account");
-    u.type_into("Server or .onion address", "example.org");
-    u.type_into("Your address (user@server)", "alice@example.org");
-    u.click("Save account");
-    let id = AccountId(1);
+    let id = u.with_account();
     u.handle(UiEvent::Account(
         id,
         Event::RosterSet(timb_core::RosterItem {
@@ -454,11 +455,7 @@ fn one_click_on_a_contact_or_group_row_opens_it() {
 #[test]
 fn a_contact_row_stays_the_same_element_when_other_contacts_change() {
     let u = ui();
-    u.click("Add account");
-    u.type_into("Server or .onion address", "example.org");
-    u.type_into("Your address (user@server)", "alice@example.org");
-    u.click("Save account");
-    let id = AccountId(1);
+    let id = u.with_account();
     let roster = |who: &str, name: Option<&str>| {
         UiEvent::Account(
             id,
