@@ -248,9 +248,11 @@ impl Backend for Net {
                 self.shared.auto_update_check.store(on, Ordering::SeqCst);
             }
             Request::SetBridges(choice) => {
-                if let Ok(mut b) = self.shared.bridges.lock() {
-                    *b = choice;
-                }
+                *self
+                    .shared
+                    .bridges
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = choice;
             }
             Request::Command { id, command } => self.send(id, Op::Command(command)),
             other => {
@@ -336,7 +338,12 @@ async fn ensure_tor(shared: &Shared) -> Result<Transport, String> {
     if shared.tor_failures.load(Ordering::SeqCst) > seen {
         return Err("Tor could not start".into());
     }
-    let choice = shared.bridges.lock().map(|c| c.clone()).unwrap_or_default();
+    // A poisoned lock still holds the setting: never read it as "no bridges".
+    let choice = shared
+        .bridges
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .clone();
     // How this start reaches Tor, then that it is starting (also when the update check
     // started it): the panel says what is happening, not what the setting says now.
     shared.sink.send(UiEvent::Tor(TorStatus::Route {
