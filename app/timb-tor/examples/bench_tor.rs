@@ -380,7 +380,13 @@ fn bridge_table(
     for round in 0..rounds {
         for k in 0..vias.len() {
             let i = (k + round) % vias.len();
-            let dir = tempfile::tempdir().expect("tempdir");
+            let dir = match tempfile::tempdir() {
+                Ok(d) => d,
+                Err(e) => {
+                    errors.push(format!("a scratch folder: {e}"));
+                    continue;
+                }
+            };
             let line = match vias[i] {
                 Via::Direct => None,
                 Via::PlainBridge => Some(plain.as_str()),
@@ -466,10 +472,8 @@ async fn bridge_round(
         Err(e) => Err(e.to_string()),
     };
     // Stopped and waited for, whatever happened.
-    if let Some(mut c) = transport_program {
-        drop(c.stdin.take());
-        let _ = c.kill();
-        let _ = c.wait();
+    if let Some(c) = transport_program {
+        timb_tor::pt::stop(c);
     }
     measured
 }

@@ -142,8 +142,7 @@ pub fn launch(
         .spawn()
         .map_err(|e| PtError::Io(format!("starting {}: {e}", program.display())))?;
     let Some(out) = child.stdout.take() else {
-        let _ = child.kill();
-        let _ = child.wait();
+        stop(child);
         return Err(PtError::Ended);
     };
     // Read on a thread of its own, so a program that says nothing cannot hold the caller.
@@ -166,11 +165,18 @@ pub fn launch(
     match said {
         Ok(addr) => Ok((child, addr)),
         Err(e) => {
-            let _ = child.kill();
-            let _ = child.wait();
+            stop(child);
             Err(e)
         }
     }
+}
+
+/// Ends a transport [`launch`] started: its stdin closed (what the protocol asks it to
+/// exit on), then killed and waited for, so nothing is left behind.
+pub fn stop(mut child: std::process::Child) {
+    drop(child.stdin.take());
+    let _ = child.kill();
+    let _ = child.wait();
 }
 
 /// Reads the transport's stdout until it is ready: the SOCKS address of `transport`.

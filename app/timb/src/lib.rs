@@ -154,13 +154,8 @@ pub fn run(bundle: Option<timb_launcher::Layout>) -> Result<(), Box<dyn std::err
     // The helper that starts the bundle's obfs4 transport when a bridge needs it: forked
     // now, while this is the only thread and before the sandbox forbids running programs.
     #[cfg(unix)]
-    if let Some(dir) = bundle
-        .as_ref()
-        .and(std::env::current_exe().ok())
-        .as_deref()
-        .and_then(std::path::Path::parent)
-    {
-        let lyrebird = timb_tor::Transports::lyrebird_in(dir);
+    if let Some(b) = &bundle {
+        let lyrebird = timb_tor::Transports::lyrebird_in(&b.version_dir(VERSION));
         if lyrebird.is_file() {
             let state = timb_tor::profile_state_dir(profile.root()).join("pt_state");
             transports::start_helper(lyrebird, state);

@@ -102,10 +102,8 @@ fn helper(mut socket: std::os::unix::net::UnixStream, lyrebird: &Path, state: &P
             }
         }
     }
-    if let Some((mut child, _)) = running {
-        drop(child.stdin.take());
-        let _ = child.kill();
-        let _ = child.wait();
+    if let Some((child, _)) = running {
+        timb_tor::pt::stop(child);
     }
     // SAFETY: _exit ends this forked copy without running the messenger's exit handlers.
     unsafe { libc::_exit(0) }

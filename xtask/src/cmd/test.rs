@@ -1101,6 +1101,21 @@ fn run_suite(root: &Path, env: &[(String, String)]) -> Result<()> {
 mod tests {
     use super::*;
 
+    /// Whether the process whose id `pid_file` holds is gone within 5 s (or a zombie
+    /// waiting for its killed parent's reaper).
+    fn ends_soon(pid_file: &Path) -> bool {
+        let pid = std::fs::read_to_string(pid_file).unwrap();
+        let stat = Path::new("/proc").join(pid.trim()).join("stat");
+        (0..50).any(|_| {
+            let state = std::fs::read_to_string(&stat).unwrap_or_default();
+            let gone = state.is_empty() || state.contains(") Z");
+            if !gone {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+            }
+            gone
+        })
+    }
+
     #[test]
     fn a_program_past_its_deadline_is_stopped_with_what_it_started() {
         let dir = tempfile::tempdir().unwrap();
@@ -1115,17 +1130,10 @@ mod tests {
         assert!(t.elapsed() < std::time::Duration::from_secs(10));
         assert!(format!("{e:#}").contains("stopped after 1 s"), "{e:#}");
         assert_eq!(std::fs::read_to_string(&log).unwrap(), "started\n");
-        let sleeper = std::fs::read_to_string(&pid).unwrap();
-        let proc_dir = Path::new("/proc").join(sleeper.trim());
-        for _ in 0..50 {
-            // Gone, or a zombie waiting for its (killed) parent's reaper.
-            let state = std::fs::read_to_string(proc_dir.join("stat")).unwrap_or_default();
-            if state.is_empty() || state.contains(") Z") {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("the program's own child outlived the deadline");
+        assert!(
+            ends_soon(&pid),
+            "the program's own child outlived the deadline"
+        );
     }
 
     #[test]
@@ -1141,16 +1149,10 @@ mod tests {
             std::time::Duration::from_secs(60),
         )
         .unwrap();
-        let sleeper = std::fs::read_to_string(&pid).unwrap();
-        let stat = Path::new("/proc").join(sleeper.trim()).join("stat");
-        for _ in 0..50 {
-            let state = std::fs::read_to_string(&stat).unwrap_or_default();
-            if state.is_empty() || state.contains(") Z") {
-                return;
-            }
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
-        panic!("the program's background child outlived it");
+        assert!(
+            ends_soon(&pid),
+            "the program's background child outlived it"
+        );
     }
 
     #[test]
