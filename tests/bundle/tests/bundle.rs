@@ -938,9 +938,13 @@ fn the_bundle_runs_from_any_folder() {
         &format!("app/{}/fonts/NotoSans-Regular.ttf", b.version),
         &format!("app/{}/fonts/NotoSansArabic-Bold.ttf", b.version),
         &format!("app/{}/signing/policy.toml", b.version),
+        &format!("app/{}/lyrebird", b.version),
+        &format!("app/{}/LICENSES/lyrebird.txt", b.version),
+        &format!("app/{}/LICENSES/go.txt", b.version),
     ] {
         assert!(top.join(f).is_file(), "{f} missing from the bundle");
     }
+    the_bundled_transport_offers_obfs4(&top.join("app").join(&b.version).join("lyrebird"));
     assert!(
         top.join("profile").is_dir(),
         "the portable profile folder is missing"
@@ -1046,6 +1050,59 @@ fn the_bundle_runs_from_any_folder() {
     let keep = target_dir().join("bundle-screenshot.png");
     let _ = std::fs::create_dir_all(keep.parent().unwrap());
     let _ = std::fs::copy(&shot, keep);
+}
+
+/// The bundle's lyrebird (#16, built by rbm-projects/lyrebird.toml) is a static executable
+/// that says its version and, started as Tor starts a managed transport (pt-spec: the
+/// `TOR_PT_*` variables), offers obfs4 on a loopback SOCKS port and nothing else. That it
+/// carries a connection through a bridge is the censored-network test's (app/timb-tor).
+fn the_bundled_transport_offers_obfs4(lyrebird: &Path) {
+    use std::io::BufRead;
+    let out = run_ok(Command::new(lyrebird).arg("-version"));
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "lyrebird 0.8.1"
+    );
+    // Static: no program interpreter, so no glibc to be too new for a user's system.
+    let headers = run_ok(Command::new("readelf").arg("-lW").arg(lyrebird));
+    let headers = String::from_utf8_lossy(&headers.stdout);
+    assert!(
+        headers.contains("LOAD") && !headers.contains("INTERP"),
+        "{headers}"
+    );
+    let state = scratch("lyrebird-state");
+    std::fs::create_dir_all(&state).unwrap();
+    let mut pt = Command::new(lyrebird)
+        .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
+        .env("TOR_PT_CLIENT_TRANSPORTS", "obfs4,snowflake,meek_lite")
+        .env("TOR_PT_STATE_LOCATION", &state)
+        .env("TOR_PT_EXIT_ON_STDIN_CLOSE", "1")
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lines: Vec<String> = std::io::BufReader::new(pt.stdout.take().unwrap())
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|l| l != "CMETHODS DONE")
+        .collect();
+    drop(pt.stdin.take());
+    let _ = pt.kill();
+    let _ = pt.wait();
+    let offered: Vec<&String> = lines.iter().filter(|l| l.starts_with("CMETHOD ")).collect();
+    assert_eq!(offered.len(), 1, "{lines:?}");
+    assert!(
+        offered[0].starts_with("CMETHOD obfs4 socks5 127.0.0.1:"),
+        "{lines:?}"
+    );
+    for other in ["snowflake", "meek_lite"] {
+        assert!(
+            lines
+                .iter()
+                .any(|l| l.starts_with(&format!("CMETHOD-ERROR {other} "))),
+            "{other} not refused: {lines:?}"
+        );
+    }
 }
 
 /// The messenger told the launcher of the bundle at `top` that its window appeared (no
@@ -1465,15 +1522,18 @@ fn rbm_out() -> PathBuf {
 }
 
 /// An output cache (`TIMB_OUT_DIR`) under `work` holding the messenger binary bundle() built
-/// for Linux (`out/timb/ID`, the id its BUILDINFO names): a tree that differs only in its
-/// keys and channel has the same `timb` build id, so its bundle takes that binary instead
-/// of building it again. Everything else the update test builds stays under `work`.
+/// for Linux (`out/timb/ID`, the id its BUILDINFO names) and its lyrebird: a tree that
+/// differs only in its keys and channel has the same build ids, so its bundle takes those
+/// instead of building them again. Everything else the update test builds stays under `work`.
 fn seeded_rbm_out(work: &Path, b: &Bundle) -> PathBuf {
-    let id = buildinfo_field(&b.archive, "timb_build_id");
     let out = work.join("rbm-out");
-    let from = rbm_out().join("timb").join(&id);
-    assert!(from.is_dir(), "bundle() left no {}", from.display());
-    pipeline::util::copy_tree(&from, &out.join("timb").join(&id)).unwrap();
+    // And the transport, built from pinned inputs that no key or channel changes.
+    for project in ["timb", "lyrebird"] {
+        let id = buildinfo_field(&b.archive, &format!("{project}_build_id"));
+        let from = rbm_out().join(project).join(&id);
+        assert!(from.is_dir(), "bundle() left no {}", from.display());
+        pipeline::util::copy_tree(&from, &out.join(project).join(&id)).unwrap();
+    }
     out
 }
 

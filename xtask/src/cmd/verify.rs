@@ -235,6 +235,15 @@ pub fn verify(root: &Path, o: &Opts) -> Result<()> {
         })?;
         let info: toml::Value =
             toml::from_str(std::str::from_utf8(info_text)?).context("parsing BUILDINFO")?;
+        // The programs it ships, each rebuilt below and compared with the rest (#16: the
+        // transports are built from source like timb itself).
+        let programs: Vec<String> = info
+            .as_table()
+            .into_iter()
+            .flatten()
+            .filter_map(|(k, v)| Some(format!("{} {}", k.strip_suffix("_build_id")?, v.as_str()?)))
+            .collect();
+        eprintln!("programs (name, build id): {}", programs.join(", "));
         // Said before a rebuild of many minutes, not after.
         if signed.target().is_macos() {
             check_adhoc(archive, &files)?;

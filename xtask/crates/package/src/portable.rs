@@ -68,12 +68,7 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         if mac {
             crate::macos::check_macho(&data, target).with_context(|| file.clone())?;
         }
-        // The oldest glibc the Linux bundle starts on: a number in linux-bundle.toml.
-        if let Some(baseline) = s.vars.get("glibc_baseline") {
-            let v = crate::elf::parse_version(baseline)
-                .with_context(|| format!("glibc_baseline {baseline:?} is not like \"2.31\""))?;
-            crate::elf::check_baseline(&data, v).with_context(|| file.clone())?;
-        }
+        check_glibc_baseline(s, &data, &file)?;
         if target != Target::WindowsX86_64 {
             return Ok(data);
         }
@@ -180,6 +175,20 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         0o644,
         font_licence.context("the fonts come without their licence")?,
     ));
+    // The obfs4 transport (#16, rbm-projects/lyrebird.toml) beside the messenger, where it
+    // looks for it (timb_tor::Transports::lyrebird_in), with its and its libraries' licences.
+    let mut buildinfo_extra = String::new();
+    if let Some(pt) = s.deps.get("lyrebird") {
+        let file = format!("lyrebird{exe}");
+        let data = std::fs::read(pt.dir.join("out").join(&file))
+            .with_context(|| format!("reading the {file} the lyrebird project built"))?;
+        check_glibc_baseline(s, &data, &file)?;
+        entries.push(Entry::file(format!("{vdir}/{file}"), 0o755, data));
+        for (name, data) in files_in(&pt.dir.join("out/licences"))? {
+            entries.push(Entry::file(format!("{vdir}/LICENSES/{name}"), 0o644, data));
+        }
+        buildinfo_extra = format!("lyrebird_build_id = \"{}\"\n", pt.id);
+    }
     // What the toolchain compiled in (rbm-projects/timb/build): the standard library's
     // notices, and on Windows the C runtime's.
     for (name, data) in files_in(&timb.dir.join("licences"))? {
@@ -195,7 +204,7 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         ),
     });
     let buildinfo = format!(
-        "name = \"timb\"\nversion = \"{}\"\ntarget = \"{target}\"\nsource_date_epoch = {}\ntimb_build_id = \"{}\"\n",
+        "name = \"timb\"\nversion = \"{}\"\ntarget = \"{target}\"\nsource_date_epoch = {}\ntimb_build_id = \"{}\"\n{buildinfo_extra}",
         s.version, env.source_date_epoch, timb.id
     );
     entries.push(Entry {
@@ -217,6 +226,17 @@ fn portable_bundle_step(env: &BuildEnv, s: &StepCtx) -> Result<()> {
         sums.add(&exe_name, sha.parse::<Sha256>()?)?;
     }
     std::fs::write(s.out_dir.join(SUMS_FILE), sums.to_string())?;
+    Ok(())
+}
+
+/// The oldest glibc the Linux bundle starts on (`glibc_baseline`, a number in
+/// linux-bundle.toml): every executable it ships asks for none newer.
+fn check_glibc_baseline(s: &StepCtx, data: &[u8], file: &str) -> Result<()> {
+    if let Some(baseline) = s.vars.get("glibc_baseline") {
+        let v = crate::elf::parse_version(baseline)
+            .with_context(|| format!("glibc_baseline {baseline:?} is not like \"2.31\""))?;
+        crate::elf::check_baseline(data, v).with_context(|| file.to_string())?;
+    }
     Ok(())
 }
 

@@ -85,21 +85,8 @@ fn fetch_many_via(
     let (debs, missing): (Vec<_>, Vec<_>) = missing
         .into_iter()
         .partition(|(p, _, _)| p.file.ends_with(".deb"));
-    if !debs.is_empty() {
-        let bases: Vec<String> = debian_repos(Path::new(APT_ETC))?
-            .into_iter()
-            .map(|r| r.uri.trim_end_matches('/').to_string())
-            .collect();
-        for (p, want, dest) in debs {
-            let locked = crate::lock::Locked {
-                package: p.package.clone(),
-                version: p.version.clone(),
-                arch: "all".into(),
-                sha256: want,
-                filename: pool_path(p),
-            };
-            crate::lock::download_one(&locked, &bases, &dest)?;
-        }
+    for (p, want, dest) in debs {
+        from_pool(p, &want, &dest)?;
     }
     if missing.is_empty() {
         return Ok(paths);
@@ -107,7 +94,16 @@ fn fetch_many_via(
     let work = TempDir::new(dest_dir)?;
     let opts = write_src_sources(&work.0, &debian_repos(Path::new(APT_ETC))?)?;
     for (p, want, dest) in missing {
-        let uri = find_uri(&opts, &p.package, &p.version, &p.file, &want)?;
+        let uri = match find_uri(&opts, &p.package, &p.version, &p.file, &want) {
+            Ok(uri) => uri,
+            // A source package the configured suites do not carry (lyrebird is in sid
+            // only): the pool keeps its files by the same layout as binary packages'.
+            Err(e) => {
+                from_pool(p, &want, &dest)
+                    .with_context(|| format!("{e:#}; nor from the pool by Debian's layout"))?;
+                continue;
+            }
+        };
         let partial = dest_dir.join(format!(".{}.partial", p.file));
         let _ = fs::remove_file(&partial);
         let status = Command::new(APT_HELPER)
@@ -266,6 +262,23 @@ fn download_http(mirror: &str, path: &str, partial: &Path) -> Result<()> {
         bail!("{url}: {}", String::from_utf8_lossy(&out.stderr).trim());
     }
     Ok(())
+}
+
+/// `p` downloaded from the pool of each configured mirror in turn (Debian's layout,
+/// [`pool_path`]), kept only if its sha256 is `want`.
+fn from_pool(p: &Pinned, want: &str, dest: &Path) -> Result<()> {
+    let bases: Vec<String> = debian_repos(Path::new(APT_ETC))?
+        .into_iter()
+        .map(|r| r.uri.trim_end_matches('/').to_string())
+        .collect();
+    let locked = crate::lock::Locked {
+        package: p.package.clone(),
+        version: p.version.clone(),
+        arch: "all".into(),
+        sha256: want.to_string(),
+        filename: pool_path(p),
+    };
+    crate::lock::download_one(&locked, &bases, dest)
 }
 
 /// Where the pool keeps a binary package of source package `package`: Debian's
