@@ -4,12 +4,14 @@
 //! an XMPP room and an IRC channel and says hello to whoever joins, accepts contact
 //! requests and answers private (OTR) messages.
 //!
-//! With `--serve-updates DIR` it also serves DIR (a repository `cargo xtask release` wrote)
+//! With `--bridge` it also runs an obfs4 bridge (#16), its line and port in the JSON line
+//! (empty and 0 without). With `--serve-updates DIR` it also serves DIR (a repository `cargo xtask release` wrote)
 //! on the network's "app-update" onion service, for the update test between two real
 //! bundles (tests/bundle `a_real_bundle_updates_itself_over_tor`).
 //!
 //! Prints one JSON line — the network file (for `TIMB_PRIVATE_TOR_NETWORK`), each
-//! server's exit port and pinned key, the update mirror's address — then serves until its
+//! server's exit port and pinned key, the update mirror's address, the bridge's line and
+//! port — then serves until its
 //! standard input closes, printing `{"joined": "NICK"}` when someone joins the XMPP room
 //! (a driver that cannot read the window, as under wine, learns it connected from that).
 
@@ -33,12 +35,16 @@ const CHANNEL: &str = "#timb";
 const PEER_ANSWER: &str = "hi ann, this is private";
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    let mut args: Vec<String> = std::env::args().skip(1).collect();
+    let with_bridge = args.first().is_some_and(|a| a == "--bridge");
+    if with_bridge {
+        args.remove(0);
+    }
     let updates = match args.as_slice() {
         [] => None,
         [flag, dir] if flag == "--serve-updates" => Some(std::path::PathBuf::from(dir)),
         _ => {
-            eprintln!("usage: real_window_world [--serve-updates DIR]");
+            eprintln!("usage: real_window_world [--bridge] [--serve-updates DIR]");
             std::process::exit(2);
         }
     };
@@ -56,6 +62,17 @@ fn main() {
         .exit_port(exit_port_index::REAL_WINDOW.start + 1)
         .expect("exit port");
     let ng = Ngircd::start_on(&[free_port()], irc_exit);
+    // A bridge (#16) the driver may give the window: its obfs4 side is Debian's obfs4proxy,
+    // the bundle's client side is the lyrebird it ships.
+    let bridge = with_bridge.then(|| {
+        world
+            .net
+            .start_bridge(std::net::Ipv4Addr::LOCALHOST.into())
+            .expect("the private network's bridge")
+    });
+    let (bridge_line, bridge_port) = bridge
+        .as_ref()
+        .map_or((String::new(), 0), |b| (b.line.clone(), b.obfs4_port));
     let room = format!("{ROOM}@{MUC}");
 
     // ben in the XMPP room: greets each newcomer.
@@ -145,7 +162,7 @@ fn main() {
     });
 
     println!(
-        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\", \"peer\": \"ben@{}\", \"peer_answer\": \"{PEER_ANSWER}\", \"update_mirror\": \"http://{}/\"}}",
+        "{{\"network\": \"{}\", \"xmpp_port\": {}, \"xmpp_pin\": \"{}\", \"xmpp_user\": \"ann@{}\", \"xmpp_password\": \"pw-ann\", \"room\": \"{room}\", \"irc_port\": {irc_exit}, \"irc_pin\": \"{}\", \"channel\": \"{CHANNEL}\", \"peer\": \"ben@{}\", \"peer_answer\": \"{PEER_ANSWER}\", \"update_mirror\": \"http://{}/\", \"bridge_line\": \"{}\", \"bridge_port\": {}}}",
         world.net.config_path().display(),
         world.exit_port,
         world.pin,
@@ -153,10 +170,13 @@ fn main() {
         ng.pki.leaf.spki_sha256().hex(),
         timb_test_support::DOMAIN,
         update_svc.onion,
+        bridge_line,
+        bridge_port,
     );
     // Serve until the driver closes our standard input.
     let mut sink = Vec::new();
     let _ = std::io::stdin().read_to_end(&mut sink);
+    drop(bridge);
     drop(ng);
     drop(world);
 }

@@ -59,6 +59,7 @@ gir1.2-atspi-2.0 (imagemagick for --screenshots). Run with Debian's python3.
 
 import argparse
 import functools
+import glob
 import json
 import os
 import re
@@ -537,17 +538,26 @@ def strace_command(out):
             "-e", f"trace={TRACED}"]
 
 
-def check_trace(trace, info, writable, searched, secrets):
+def check_trace(trace, info, writable, searched, secrets, bridge_port=None):
     """What the traced session did that it must not: a network connection to anything
     but a relay's ORPort of the private network (loopback), a UDP socket, a DNS query,
     a file written outside the bundle and the profile, a program started; then the
-    conversation's words or the peer's address in any file it left behind."""
+    conversation's words or the peer's address in any file it left behind.
+
+    With `bridge_port` (#16: the session was set to use that obfs4 bridge), no connection
+    may go to a relay or authority at all: only to the bridge's port, from the bundle's
+    lyrebird (the one program it may start), and to lyrebird's own SOCKS port on loopback,
+    which is none of the network's."""
     import tomllib
     with open(info["network"], "rb") as f:
         net = tomllib.load(f)
-    or_ports = {r["or_port"] for r in net.get("relay", []) + net.get("authority", [])}
+    nodes = net.get("relay", []) + net.get("authority", [])
+    or_ports = {r["or_port"] for r in nodes}
+    network_ports = or_ports | {r["dir_port"] for r in nodes if "dir_port" in r}
     found = []
     connects = 0
+    through_bridge = 0
+    transport_ports = set()
     allowed = [os.path.realpath(w) for w in writable] + ["/dev/null"]
     ok = re.compile(r"\) = (\d+)")
     with open(trace, errors="replace") as f:
@@ -563,11 +573,23 @@ def check_trace(trace, info, writable, searched, secrets):
                 continue
             port, addr = int(m.group(1)), m.group(2)
             connects += 1
-            if addr != "127.0.0.1" or port not in or_ports:
+            if addr != "127.0.0.1":
                 found.append(f"a connection to {addr}:{port}, not a relay's ORPort")
+            elif bridge_port is None:
+                if port not in or_ports:
+                    found.append(f"a connection to {addr}:{port}, not a relay's ORPort")
+            elif port == bridge_port:
+                through_bridge += 1
+            elif port in network_ports:
+                found.append(f"a connection to the relay port {port}, around the bridge")
+            else:
+                transport_ports.add(port)
         elif call.startswith("socket(") and re.search(r"AF_INET6?, SOCK_(DGRAM|RAW)", call):
             found.append(f"a UDP or raw socket was asked for: {call.strip()[:120]}")
-        elif call.startswith("execve(") and "= 0" in call and "/timb\"" not in call:
+        elif call.startswith("execve(") and "= 0" in call and "/timb\"" not in call and not (
+                bridge_port is not None and re.match(
+                    r'execve\("' + re.escape(os.path.realpath(writable[0])) + r'/app/[^/"]+/lyrebird"',
+                    call)):
             found.append(f"a program was started: {call.strip()[:160]}")
         elif call.startswith(("open(", "openat(", "creat(")) and ok.search(call) and (
                 call.startswith("creat(") or re.search(r"O_(WRONLY|RDWR|CREAT)", call)):
@@ -589,6 +611,12 @@ def check_trace(trace, info, writable, searched, secrets):
                     found.append(f"{call.split('(')[0]} outside the bundle and profile: {path}")
     if connects == 0:
         found.append("the trace shows no connection at all: the check saw nothing")
+    if bridge_port is not None and through_bridge == 0:
+        found.append(f"no connection to the bridge's port {bridge_port}: the bridge was not used")
+    # One transport, restarted at most once (the helper restarts a lyrebird that died).
+    if len(transport_ports) > 2:
+        found.append(f"connections to {len(transport_ports)} other loopback ports "
+                     f"{sorted(transport_ports)}: more than the transport's SOCKS port")
     for root in searched:
         for d, _, files in os.walk(root):
             for name in files:
@@ -806,7 +834,7 @@ def join_and_read(app, group, greeting, wid, shots, name):
 def run_connected(bundle, world_exe, args, fails):
     """Drives the real window over the private Tor network (English only)."""
     world_log = open(os.path.join(SESSION.scratch, "world.log"), "w")
-    world = subprocess.Popen([world_exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    world = subprocess.Popen([world_exe, "--bridge"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              stderr=world_log, text=True, start_new_session=True)
     procs = []
     try:
@@ -824,9 +852,19 @@ def run_connected(bundle, world_exe, args, fails):
         trace = os.path.join(SESSION.scratch, "timb-xmpp.strace")
         app = wid = None
 
+        # #16: the XMPP session reaches Tor only through the world's obfs4 bridge, with the
+        # bundle's own lyrebird, set as a user who ticked "Remember" in the Bridges dialog
+        # leaves it (profile/bridges.toml). The IRC session connects directly.
+        bridged = bool(info.get("bridge_line")) and any(
+            os.path.isfile(os.path.join(v, "lyrebird"))
+            for v in glob.glob(os.path.join(bundle, "app", "*")))
+
         def start(name, trace=None):
             profile = tempfile.mkdtemp(prefix=f"profile-{name}-", dir=SESSION.scratch)
             profiles[name] = profile
+            if name == "xmpp" and bridged:
+                with open(os.path.join(profile, "bridges.toml"), "w") as f:
+                    f.write(f'mode = "pasted"\nlines = ["{info["bridge_line"]}"]\n')
             env = dict(SESSION.env, LANGUAGE="en", TIMB_PROFILE=profile,
                        TIMB_PRIVATE_TOR_NETWORK=info["network"])
             applog = open(os.path.join(SESSION.scratch, f"timb-{name}.log"), "w")
@@ -861,6 +899,10 @@ def run_connected(bundle, world_exe, args, fails):
             add_account(app, "127.0.0.1", info["xmpp_port"], info["xmpp_user"],
                         info["xmpp_pin"], irc=False)
             connect(app, info["xmpp_password"], wid, shots, "xmpp")
+            if bridged:
+                find_one(app, lambda n: n.name == "Tor: connected through a bridge",
+                         "the Tor panel's 'Tor: connected through a bridge'")
+                log("  xmpp: Tor reached through the obfs4 bridge, with the bundle's lyrebird")
             banner = join_and_read(app, info["room"], "Welcome, ", wid, shots, "xmpp")
             if banner.role not in ("label", "static", "text"):
                 fails.add(where, f"the group banner is read as a {banner.role}, not as text")
@@ -929,7 +971,8 @@ def run_connected(bundle, world_exe, args, fails):
         app = wid = None
         leaks = [] if "xmpp" not in profiles else check_trace(trace, info, [bundle, profiles["xmpp"]],
                             [bundle, profiles["xmpp"]],
-                            ["hello ben, over tor", info["peer_answer"], info["peer"]])
+                            ["hello ben, over tor", info["peer_answer"], info["peer"]],
+                            bridge_port=info["bridge_port"] if bridged else None)
         for leak in leaks:
             fails.add("connected leak check", leak)
         log(f"  leak check of the XMPP session: {len(leaks)} finding(s) (trace {trace})")
@@ -1392,7 +1435,27 @@ def self_test_trace():
         for k in kinds:
             assert any(k in f for f in results[1]), (k, results[1])
         assert len(results[1]) == len(kinds), results[1]
-        print(f"check_trace: a clean trace passes; all {len(kinds)} kinds of leak are found")
+        # Through a bridge (port 6000): the relay's ORPort is now a leak, the bundle's
+        # lyrebird may be started and reached on its own port, and the bridge must be used.
+        lyrebird = (f'2 execve("{os.path.realpath(bundle)}/app/0.1.0/lyrebird", '
+                    '["lyrebird"], 0x0 /* 1 var */) = 0')
+        local = ('1 connect(5<socket:[7]>, {sa_family=AF_INET, sin_port=htons(41000), '
+                 'sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EINPROGRESS')
+        via = ('2 connect(5<socket:[8]>, {sa_family=AF_INET, sin_port=htons(6000), '
+               'sin_addr=inet_addr("127.0.0.1")}, 16) = -1 EINPROGRESS')
+        with open(os.path.join(profile, "state"), "w") as f:
+            f.write("nothing")
+        bridged = []
+        for lines in ([lyrebird, local, via], [lyrebird, local], clean[:1] + [lyrebird, local, via]):
+            with open(trace, "w") as f:
+                f.write("\n".join(lines) + "\n")
+            bridged.append(check_trace(trace, info, [bundle, profile], [bundle, profile],
+                                       ["hello ben"], bridge_port=6000))
+        assert bridged[0] == [], bridged[0]
+        assert len(bridged[1]) == 1 and "not used" in bridged[1][0], bridged[1]
+        assert len(bridged[2]) == 1 and "around the bridge" in bridged[2][0], bridged[2]
+        print(f"check_trace: a clean trace passes; all {len(kinds)} kinds of leak are found; "
+              "through a bridge, a relay's port is a leak and an unused bridge is found")
     finally:
         shutil.rmtree(d, ignore_errors=True)
 
