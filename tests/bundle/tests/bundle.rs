@@ -1440,13 +1440,17 @@ fn release_tree(to: &Path, version: &str, bundle_pub: &Path) {
     let mut m = m.replacen(&from, &to_version, 1);
     if version != current {
         // The next version is compiled (every crate of ours: they share the version), and
-        // only this test runs it: our crates in 16 codegen units each, not 1, so the
-        // compile of its largest (timb, with the window's generated code) runs on both
-        // cores. The third-party crates it reuses are built as the release builds them.
+        // only this test runs it, to see the update happen and the new window start: our
+        // crates unoptimised (as the debug builds the suite drives are) and in 16 codegen
+        // units each, not 1, so the compile of its largest (timb, with the window's
+        // generated code) is short and runs on both cores. The third-party crates it reuses
+        // are built as the release builds them.
         for krate in std::fs::read_dir(to.join("app")).unwrap() {
             let name = krate.unwrap().file_name().into_string().unwrap();
             if to.join("app").join(&name).join("Cargo.toml").is_file() {
-                m += &format!("\n[profile.release.package.{name}]\ncodegen-units = 16\n");
+                m += &format!(
+                    "\n[profile.release.package.{name}]\nopt-level = 0\ncodegen-units = 16\n"
+                );
             }
         }
     }
