@@ -247,18 +247,18 @@ pub fn run(root: &Path, inside_netns: bool) -> Result<()> {
 /// the toolchain: `cargo clippy`, then the build.
 fn lint_and_build_tests(root: &Path) -> Result<()> {
     let test_build = || {
-        util::run(util::cargo().current_dir(root).args([
-            "test",
-            "--workspace",
-            "--all-targets",
-            "--locked",
-            "--no-run",
-            "--quiet",
-        ]))?;
-        // `--all-targets` builds the examples as tests; the suite (and the bundle tests'
-        // real-window test, which waits for this stage) runs them as programs. Built here,
-        // with the same flags, the suite finds them done: a cold run once started that
-        // test while stage 4 was still linking `real_window_world`.
+        util::run(
+            util::cargo()
+                .current_dir(root)
+                .args(["test", "--workspace"])
+                .args(TEST_TARGETS)
+                .args(["--locked", "--no-run", "--quiet"]),
+        )?;
+        // The examples once, as the programs the suite (and the bundle tests' real-window
+        // test, which waits for this stage) runs: `cargo test` would also build each in its
+        // test profile, ten more compiles and links no one runs. Built here, with the same
+        // flags (clippy lints them as it compiles them), the suite finds them done: a cold
+        // run once started that test while stage 4 was still linking `real_window_world`.
         util::run(util::cargo().current_dir(root).args([
             "build",
             "--workspace",
@@ -306,6 +306,11 @@ fn lint_and_build_tests(root: &Path) -> Result<()> {
         }
     }
 }
+
+/// What `cargo test` builds and the suite runs: every target with tests. Not `--examples`
+/// (built once, as programs, by `cargo build --examples`) and not `--benches` (timb has
+/// none; the benchmarks are examples `cargo xtask bench` runs).
+const TEST_TARGETS: &[&str] = &["--lib", "--bins", "--tests"];
 
 /// `-D warnings`, in the form cargo-clippy hands it to clippy-driver.
 const CLIPPY_ARGS: &str = "-D__CLIPPY_HACKERY__warnings__CLIPPY_HACKERY__";
@@ -960,6 +965,7 @@ fn run_suite(root: &Path, env: &[(String, String)]) -> Result<()> {
             .current_dir(root)
             .arg("test")
             .args(suite)
+            .args(TEST_TARGETS)
             .args(["--no-run", "--quiet", "--message-format=json"]),
     )?;
     let mut programs = test_programs(&listed);
