@@ -1072,7 +1072,10 @@ fn the_bundled_transport_offers_obfs4(lyrebird: &Path) {
     );
     let state = scratch("lyrebird-state");
     std::fs::create_dir_all(&state).unwrap();
-    let mut pt = Command::new(lyrebird)
+    // `timeout`: a lyrebird that never says CMETHODS DONE ends, and the test with it.
+    let mut pt = Command::new("timeout")
+        .arg("30")
+        .arg(lyrebird)
         .env("TOR_PT_MANAGED_TRANSPORT_VER", "1")
         .env("TOR_PT_CLIENT_TRANSPORTS", "obfs4,snowflake,meek_lite")
         .env("TOR_PT_STATE_LOCATION", &state)
@@ -1782,7 +1785,8 @@ fn the_real_window_connects_over_tor_and_its_screens_are_captured() {
     // by a screen reader), the bundle's own update check; then an IRC account and a
     // channel. Each screen is saved as a screenshot of the real binary. The released
     // binary confines itself (#17): its About box says so, read as text, and the XMPP
-    // session runs under strace: any connection but to a relay's ORPort, a UDP socket,
+    // session runs through an obfs4 bridge with the bundle's lyrebird, under strace: any
+    // connection but lyrebird's to the bridge and timb's to lyrebird, a UDP socket,
     // a file written outside the bundle and profile, a program started, or the chat's
     // words or the peer's address in a file left behind fails the test.
     // The servers come from an example of the debug test build: under `cargo xtask

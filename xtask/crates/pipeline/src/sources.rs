@@ -10,7 +10,10 @@
 //! sources list, run `apt-get update` against a private lists directory (the system's apt
 //! state is never touched), ask `apt-get source --print-uris` for the archive's URI, and
 //! download just that one file with `apt-helper` (the Debian patch tarball is not needed and
-//! is not always served).
+//! is not always served). A source package those suites do not carry (lyrebird is in sid
+//! only), and every binary package (`.deb`), comes from the pool by Debian's layout instead,
+//! which holds a file while any suite names it: once none does, a snapshot mirror does
+//! (`TIMB_DEBIAN_MIRROR`).
 
 use std::fs;
 use std::io::Read;
@@ -271,18 +274,28 @@ fn from_pool(p: &Pinned, want: &str, dest: &Path) -> Result<()> {
         .into_iter()
         .map(|r| r.uri.trim_end_matches('/').to_string())
         .collect();
+    let arch = match p.file.rsplit_once('_') {
+        Some((_, a)) if p.file.ends_with(".deb") => a.trim_end_matches(".deb"),
+        _ => "source",
+    };
     let locked = crate::lock::Locked {
         package: p.package.clone(),
         version: p.version.clone(),
-        arch: "all".into(),
+        arch: arch.into(),
         sha256: want.to_string(),
         filename: pool_path(p),
     };
-    crate::lock::download_one(&locked, &bases, dest)
+    crate::lock::download_one(&locked, &bases, dest).with_context(|| {
+        format!(
+            "{} could not be fetched; if no suite of this mirror names it any more, fetch it \
+             from a snapshot of the day it was pinned: {MIRROR_ENV}=https://snapshot.debian.org/archive/debian/YYYYMMDDTHHMMSSZ/",
+            p.file
+        )
+    })
 }
 
-/// Where the pool keeps a binary package of source package `package`: Debian's
-/// layout, `pool/main/<l or libl>/<source>/<file>`.
+/// Where the pool keeps a file of source package `package` (a binary package, or the
+/// source's own archives): Debian's layout, `pool/main/<l or libl>/<source>/<file>`.
 fn pool_path(p: &Pinned) -> String {
     let src = p.package.as_str();
     let prefix = match src.strip_prefix("lib") {
