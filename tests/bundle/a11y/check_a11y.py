@@ -564,7 +564,8 @@ def check_trace(trace, info, writable, searched, secrets, bridge_port=None):
         lines = f.readlines()
     # "PID<COMM> call(...)" (-Y), or "PID  call(...)": strace pads short pids with spaces.
     split = re.compile(r"\s*\d+(?:<([^>]*)>)?\s+(.*)", re.S)
-    lyrebird = os.path.realpath(writable[0]) + "/app/"
+    # Where the bundle's versions (and so its lyrebird) live.
+    versions = os.path.realpath(writable[0]) + "/app/"
 
     def parsed(line):
         m = split.match(line)
@@ -611,7 +612,7 @@ def check_trace(trace, info, writable, searched, secrets, bridge_port=None):
             found.append(f"a UDP or raw socket was asked for: {call.strip()[:120]}")
         elif call.startswith("execve(") and "= 0" in call and "/timb\"" not in call and not (
                 bridge_port is not None and re.match(
-                    r'execve\("' + re.escape(lyrebird) + r'[^/"]+/lyrebird"', call)):
+                    r'execve\("' + re.escape(versions) + r'[^/"]+/lyrebird"', call)):
             found.append(f"a program was started: {call.strip()[:160]}")
         elif call.startswith(("open(", "openat(", "creat(")) and ok.search(call) and (
                 call.startswith("creat(") or re.search(r"O_(WRONLY|RDWR|CREAT)", call)):

@@ -88,8 +88,13 @@ fn fetch_many_via(
     let (debs, missing): (Vec<_>, Vec<_>) = missing
         .into_iter()
         .partition(|(p, _, _)| p.file.ends_with(".deb"));
+    // The configured mirrors, read once for every file fetched from a pool.
+    let bases: Vec<String> = debian_repos(Path::new(APT_ETC))?
+        .into_iter()
+        .map(|r| r.uri.trim_end_matches('/').to_string())
+        .collect();
     for (p, want, dest) in debs {
-        from_pool(p, &want, &dest)?;
+        from_pool(p, &want, &dest, &bases)?;
     }
     if missing.is_empty() {
         return Ok(paths);
@@ -102,7 +107,7 @@ fn fetch_many_via(
             // A source package the configured suites do not carry (lyrebird is in sid
             // only): the pool keeps its files by the same layout as binary packages'.
             Err(e) => {
-                from_pool(p, &want, &dest)
+                from_pool(p, &want, &dest, &bases)
                     .with_context(|| format!("{e:#}; nor from the pool by Debian's layout"))?;
                 continue;
             }
@@ -267,13 +272,9 @@ fn download_http(mirror: &str, path: &str, partial: &Path) -> Result<()> {
     Ok(())
 }
 
-/// `p` downloaded from the pool of each configured mirror in turn (Debian's layout,
+/// `p` downloaded from the pool of each mirror of `bases` in turn (Debian's layout,
 /// [`pool_path`]), kept only if its sha256 is `want`.
-fn from_pool(p: &Pinned, want: &str, dest: &Path) -> Result<()> {
-    let bases: Vec<String> = debian_repos(Path::new(APT_ETC))?
-        .into_iter()
-        .map(|r| r.uri.trim_end_matches('/').to_string())
-        .collect();
+fn from_pool(p: &Pinned, want: &str, dest: &Path, bases: &[String]) -> Result<()> {
     let arch = match p.file.rsplit_once('_') {
         Some((_, a)) if p.file.ends_with(".deb") => a.trim_end_matches(".deb"),
         _ => "source",
@@ -285,7 +286,7 @@ fn from_pool(p: &Pinned, want: &str, dest: &Path) -> Result<()> {
         sha256: want.to_string(),
         filename: pool_path(p),
     };
-    crate::lock::download_one(&locked, &bases, dest).with_context(|| {
+    crate::lock::download_one(&locked, bases, dest).with_context(|| {
         format!(
             "{} could not be fetched; if no suite of this mirror names it any more, fetch it \
              from a snapshot of the day it was pinned: {MIRROR_ENV}=https://snapshot.debian.org/archive/debian/YYYYMMDDTHHMMSSZ/",
